@@ -1,0 +1,401 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is everything webhookd can be told. Each field's key is its flag
+// name; the same key is used in the YAML file and, as WEBHOOKD_<KEY>, in the
+// environment.
+type Config struct {
+	// DataDir (data-dir) holds the bbolt file and the embedded server's store.
+	DataDir string
+	// NATSURL (nats-url) is an external NATS server or cluster; empty runs the
+	// embedded server.
+	NATSURL string
+	// NATSListen (nats-listen) is the embedded server's client address.
+	NATSListen string
+	// HTTPAddr (http-addr) is where the admin API, /healthz and /readyz listen.
+	HTTPAddr string
+	// AdminToken (admin-token) is the bearer token of the admin API.
+	AdminToken string
+	// DeliveryTimeout (delivery-timeout) bounds one HTTP attempt unless the
+	// subscription sets its own.
+	DeliveryTimeout time.Duration
+	// RetryBackoff (retry-backoff) is the default retry schedule.
+	RetryBackoff Backoff
+	// AllowTargets (allow-targets) are CIDRs that deliveries may reach despite
+	// the internal-address guard.
+	AllowTargets []netip.Prefix
+	// LogLevel (log-level) is a zerolog level: debug, info, warn, error.
+	LogLevel string
+	// LogFormat (log-format) is json or console.
+	LogFormat string
+	// Workers (workers) is the number of concurrent delivery attempts per replica.
+	Workers int
+	// ShutdownTimeout (shutdown-timeout) bounds how long in-flight attempts
+	// may run after a stop signal.
+	ShutdownTimeout time.Duration
+	// AckWait (ack-wait) is how long JetStream waits before redelivering a
+	// job whose worker went silent (crashed); live attempts extend it.
+	AckWait time.Duration
+	// MaxAckPending (max-ack-pending) is the number of unsettled jobs,
+	// waiting retries included, that all replicas together may hold.
+	MaxAckPending int
+	// Retention (retention) is how long delivery history is kept.
+	Retention time.Duration
+	// EventRetention (event-retention) is how long events and jobs stay in
+	// their streams.
+	EventRetention time.Duration
+	// EventTypes (event-types) are accepted in addition to the built-in catalog.
+	EventTypes []string
+}
+
+// Catalog is the built-in set of event types.
+var Catalog = []string{
+	"robot.connected", "robot.disconnected", "task.created", "task.completed",
+	"task.failed", "alert.triggered", "maintenance.due",
+}
+
+// Default returns the configuration used when nothing else is given.
+func Default() Config {
+	return Config{
+		DataDir:         "./data",
+		NATSListen:      "127.0.0.1:4222",
+		HTTPAddr:        "127.0.0.1:8080",
+		DeliveryTimeout: 30 * time.Second,
+		RetryBackoff:    Backoff{Delays: []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}},
+		LogLevel:        "info",
+		LogFormat:       "json",
+		Workers:         64,
+		ShutdownTimeout: 30 * time.Second,
+		AckWait:         30 * time.Second,
+		MaxAckPending:   100_000,
+		Retention:       30 * 24 * time.Hour,
+		EventRetention:  7 * 24 * time.Hour,
+	}
+}
+
+// AllEventTypes returns the catalog plus the configured extra types.
+func (c Config) AllEventTypes() []string {
+	return append(append([]string(nil), Catalog...), c.EventTypes...)
+}
+
+// field binds one key to its Config field. Every source (YAML, environment,
+// flags) goes through set, so each value is parsed and checked one way.
+type field struct {
+	name  string
+	usage string
+	get   func(*Config) string
+	set   func(*Config, string) error
+}
+
+func fields() []field {
+	str := func(name, usage string, p func(*Config) *string) field {
+		return field{name, usage,
+			func(c *Config) string { return *p(c) },
+			func(c *Config, s string) error { *p(c) = s; return nil }}
+	}
+	dur := func(name, usage string, p func(*Config) *time.Duration) field {
+		return field{name, usage,
+			func(c *Config) string { return p(c).String() },
+			func(c *Config, s string) error {
+				d, err := time.ParseDuration(s)
+				if err != nil {
+					return err
+				}
+				*p(c) = d
+				return nil
+			}}
+	}
+	num := func(name, usage string, p func(*Config) *int) field {
+		return field{name, usage,
+			func(c *Config) string { return strconv.Itoa(*p(c)) },
+			func(c *Config, s string) error {
+				n, err := strconv.Atoi(s)
+				if err != nil {
+					return errors.New("not a whole number")
+				}
+				*p(c) = n
+				return nil
+			}}
+	}
+	return []field{
+		str("data-dir", "directory for the bbolt file and the embedded NATS store (created when missing)", func(c *Config) *string { return &c.DataDir }),
+		str("nats-url", "external NATS server(s), comma-separated; empty runs an embedded server", func(c *Config) *string { return &c.NATSURL }),
+		str("nats-listen", "client address of the embedded NATS server", func(c *Config) *string { return &c.NATSListen }),
+		str("http-addr", "address of the admin API, /healthz and /readyz", func(c *Config) *string { return &c.HTTPAddr }),
+		str("admin-token", "bearer token of the admin API", func(c *Config) *string { return &c.AdminToken }),
+		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
+		{"retry-backoff", `retry delays, "5s,10s,15s" (one retry each) or "exp:INITIAL:MAX:RETRIES[:JITTER]"`,
+			func(c *Config) string { return c.RetryBackoff.String() },
+			func(c *Config, s string) error {
+				b, err := ParseBackoff(s)
+				if err != nil {
+					return err
+				}
+				c.RetryBackoff = b
+				return nil
+			}},
+		{"allow-targets", "CIDRs deliveries may reach despite the internal-address guard, e.g. 127.0.0.0/8",
+			func(c *Config) string {
+				s := make([]string, len(c.AllowTargets))
+				for i, p := range c.AllowTargets {
+					s[i] = p.String()
+				}
+				return strings.Join(s, ",")
+			},
+			func(c *Config, s string) error {
+				c.AllowTargets = nil
+				for _, part := range splitList(s) {
+					p, err := netip.ParsePrefix(part)
+					if err != nil {
+						return fmt.Errorf("%q is not a CIDR: %w", part, err)
+					}
+					c.AllowTargets = append(c.AllowTargets, p.Masked())
+				}
+				return nil
+			}},
+		str("log-level", "log level: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
+		str("log-format", "log format: json or console", func(c *Config) *string { return &c.LogFormat }),
+		num("workers", "concurrent delivery attempts per replica", func(c *Config) *int { return &c.Workers }),
+		dur("shutdown-timeout", "how long in-flight attempts may finish after SIGTERM", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+		dur("ack-wait", "how long before a silent (crashed) worker's job is redelivered", func(c *Config) *time.Duration { return &c.AckWait }),
+		num("max-ack-pending", "unsettled jobs (waiting retries included) across all replicas", func(c *Config) *int { return &c.MaxAckPending }),
+		dur("retention", "how long delivery history is kept", func(c *Config) *time.Duration { return &c.Retention }),
+		dur("event-retention", "how long events and delivery jobs stay in their streams", func(c *Config) *time.Duration { return &c.EventRetention }),
+		{"event-types", "event types accepted in addition to the built-in catalog, comma-separated",
+			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
+			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// EnvName returns the environment variable read for a key.
+func EnvName(key string) string {
+	return "WEBHOOKD_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// Load builds the configuration from defaults, the YAML file named by
+// --config (or WEBHOOKD_CONFIG), the environment and args, in that order of
+// precedence, and validates it. lookupEnv is usually os.LookupEnv. Usage goes
+// to usage; with --help Load returns flag.ErrHelp.
+func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("webhookd", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	all := fields()
+	def := Default()
+	given := map[string]string{}
+	for _, f := range all {
+		fs.Func(f.name, f.usage+" (default "+strconv.Quote(f.get(&def))+")", func(s string) error {
+			given[f.name] = s
+			return nil
+		})
+	}
+	configFile := fs.String("config", "", "YAML file with any of these keys")
+	fs.Usage = func() {
+		fmt.Fprintf(usage, "Usage: webhookd [flags]\n\nEach flag is also read from WEBHOOKD_<NAME> and from the --config YAML file.\nPrecedence: defaults < YAML < environment < flags.\n\nFlags:\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(usage, "  --%s\n        %s\n", f.Name, f.Usage)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+	}
+
+	cfg := Default()
+	path := *configFile
+	if path == "" {
+		path, _ = lookupEnv("WEBHOOKD_CONFIG")
+	}
+	if path != "" {
+		if err := cfg.applyYAML(path, all); err != nil {
+			return Config{}, err
+		}
+	}
+	for _, f := range all {
+		if v, ok := lookupEnv(EnvName(f.name)); ok {
+			if err := f.set(&cfg, v); err != nil {
+				return Config{}, &FieldError{Field: f.name, Reason: fmt.Sprintf("%s=%q: %v", EnvName(f.name), v, err), Err: err}
+			}
+		}
+	}
+	for _, f := range all {
+		if v, ok := given[f.name]; ok {
+			if err := f.set(&cfg, v); err != nil {
+				return Config{}, &FieldError{Field: f.name, Reason: fmt.Sprintf("--%s=%q: %v", f.name, v, err), Err: err}
+			}
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func (c *Config) applyYAML(path string, all []field) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: read %s: %w", path, err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("config: parse %s: %w", path, err)
+	}
+	byName := map[string]field{}
+	for _, f := range all {
+		byName[f.name] = f
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f, ok := byName[k]
+		if !ok {
+			return &FieldError{Field: k, Reason: fmt.Sprintf("unknown key in %s", path)}
+		}
+		v, err := yamlScalar(doc[k])
+		if err == nil {
+			err = f.set(c, v)
+		}
+		if err != nil {
+			return &FieldError{Field: k, Reason: fmt.Sprintf("in %s: %v", path, err), Err: err}
+		}
+	}
+	return nil
+}
+
+// yamlScalar turns a YAML value into the string form a flag takes; a list
+// becomes a comma-separated string.
+func yamlScalar(v any) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	case int, float64, bool:
+		return fmt.Sprint(v), nil
+	case []any:
+		parts := make([]string, len(v))
+		for i, e := range v {
+			s, err := yamlScalar(e)
+			if err != nil {
+				return "", err
+			}
+			parts[i] = s
+		}
+		return strings.Join(parts, ","), nil
+	default:
+		return "", fmt.Errorf("want a value or a list, got %T", v)
+	}
+}
+
+// Validate checks every field and returns a *FieldError for the first bad one.
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if c.DataDir == "" {
+		return bad("data-dir", "must not be empty")
+	}
+	if c.NATSURL == "" {
+		if _, _, err := splitHostPort(c.NATSListen); err != nil {
+			return bad("nats-listen", "%q: %v", c.NATSListen, err)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return bad("http-addr", "%q: want host:port: %v", c.HTTPAddr, err)
+	}
+	if c.DeliveryTimeout <= 0 {
+		return bad("delivery-timeout", "must be positive, got %s", c.DeliveryTimeout)
+	}
+	switch c.LogLevel {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		return bad("log-level", "%q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		return bad("log-format", "%q: want json or console", c.LogFormat)
+	}
+	if c.Workers < 1 || c.Workers > 10_000 {
+		return bad("workers", "%d: want 1 to 10000", c.Workers)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
+	}
+	if c.AckWait < time.Second {
+		return bad("ack-wait", "%s: want at least 1s", c.AckWait)
+	}
+	if c.MaxAckPending < c.Workers {
+		return bad("max-ack-pending", "%d: want at least workers (%d)", c.MaxAckPending, c.Workers)
+	}
+	if c.Retention < time.Hour {
+		return bad("retention", "%s: want at least 1h", c.Retention)
+	}
+	if c.EventRetention < time.Minute {
+		return bad("event-retention", "%s: want at least 1m", c.EventRetention)
+	}
+	for _, t := range c.EventTypes {
+		if !ValidEventType(t) {
+			return bad("event-types", "%q: want dot-separated tokens of letters, digits, '_' or '-'", t)
+		}
+	}
+	return nil
+}
+
+// NATSHostPort splits NATSListen into host and port.
+func (c Config) NATSHostPort() (string, int, error) { return splitHostPort(c.NATSListen) }
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("want host:port: %w", err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q: want 1 to 65535", p)
+	}
+	return host, port, nil
+}
+
+// ValidEventType reports whether t is a concrete event type: dot-separated
+// non-empty tokens without NATS wildcards or spaces.
+func ValidEventType(t string) bool {
+	if t == "" || len(t) > 128 {
+		return false
+	}
+	for _, tok := range strings.Split(t, ".") {
+		if tok == "" {
+			return false
+		}
+		for _, r := range tok {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,141 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/robotlab/webhookd/delivery/signature"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+// Header names of the wire contract.
+const (
+	HeaderSignature         = "X-Webhook-Signature"
+	HeaderEvent             = "X-Webhook-Event"
+	HeaderSubscription      = "X-Webhook-ID"
+	HeaderDelivery          = "X-Webhook-Delivery"
+	HeaderAttempt           = "X-Webhook-Attempt"
+	HeaderStandardID        = "webhook-id"
+	HeaderStandardTimestamp = "webhook-timestamp"
+	HeaderStandardSignature = "webhook-signature"
+)
+
+const (
+	responseKeep  = 1 << 10  // bytes of the response body kept in the audit record
+	responseDrain = 64 << 10 // bytes read to let the connection be reused
+)
+
+// Result is what one attempt came to. A receiver's failure is data, not a Go
+// error.
+type Result struct {
+	Outcome    Outcome
+	Reason     string // see Classify
+	StatusCode int    // 0 when no response arrived
+	Start      time.Time
+	Duration   time.Duration
+	Response   []byte // first 1 KiB of the response body
+	Err        error  // transport error, if any
+}
+
+// Config configures a Deliverer.
+type Config struct {
+	// DefaultTimeout applies to subscriptions without their own timeout.
+	DefaultTimeout time.Duration
+	// AllowTargets are prefixes exempt from the internal-address guard.
+	AllowTargets []netip.Prefix
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// Deliverer makes single HTTP attempts. It is safe for concurrent use.
+type Deliverer struct {
+	cfg    Config
+	client *http.Client
+	now    func() time.Time
+}
+
+// NewDeliverer returns a Deliverer whose connections pass the outbound guard,
+// use no proxy and follow no redirect.
+func NewDeliverer(cfg Config) *Deliverer {
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "webhookd/1"
+	}
+	guard := NewGuard(cfg.AllowTargets)
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.Control}
+	transport := &http.Transport{
+		Proxy:                 nil, // a proxy would hide the real target from the guard
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &Deliverer{
+		cfg: cfg,
+		client: &http.Client{
+			Transport:     transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		now: time.Now,
+	}
+}
+
+// Close releases idle connections.
+func (d *Deliverer) Close() { d.client.CloseIdleConnections() }
+
+// Attempt POSTs job's payload to sub as attempt n, signed with sub's live
+// secrets, within sub's timeout (or the default), and classifies the result.
+func (d *Deliverer) Attempt(ctx context.Context, job Job, sub subscriptions.Subscription, n int) Result {
+	start := d.now()
+	res := d.attempt(ctx, job, sub, n, start)
+	res.Start, res.Duration = start, d.now().Sub(start)
+	return res
+}
+
+func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subscription, n int, start time.Time) Result {
+	timeout := sub.Timeout
+	if timeout <= 0 {
+		timeout = d.cfg.DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	std, err := signature.SignStandard(sub.LiveSecrets(start), job.ID, start, job.Payload)
+	if err != nil {
+		return Result{Outcome: OutcomeFailed, Reason: ReasonBadRequest, Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.URL, bytes.NewReader(job.Payload))
+	if err != nil {
+		return Result{Outcome: OutcomeFailed, Reason: ReasonBadRequest, Err: err}
+	}
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", d.cfg.UserAgent)
+	h.Set(HeaderSignature, signature.Sign(sub.Secret, job.Payload))
+	h.Set(HeaderEvent, job.Event)
+	h.Set(HeaderSubscription, sub.ID)
+	h.Set(HeaderDelivery, job.ID)
+	h.Set(HeaderAttempt, strconv.Itoa(n))
+	h.Set(HeaderStandardID, job.ID)
+	h.Set(HeaderStandardTimestamp, strconv.FormatInt(start.Unix(), 10))
+	h.Set(HeaderStandardSignature, std)
+
+	resp, err := d.client.Do(req)
+	if err != nil {
+		outcome, reason := Classify(0, err)
+		return Result{Outcome: outcome, Reason: reason, Err: err}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, responseKeep))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, responseDrain))
+	outcome, reason := Classify(resp.StatusCode, nil)
+	return Result{Outcome: outcome, Reason: reason, StatusCode: resp.StatusCode, Response: body}
+}

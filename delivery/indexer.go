@@ -1,0 +1,133 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/robotlab/webhookd/jetstream"
+)
+
+// IndexerConfig configures an Indexer.
+type IndexerConfig struct {
+	// Replica names this replica's durable AUDIT consumer ("audit-<replica>").
+	Replica string
+	// Retention is how long deliveries are kept in the store.
+	Retention time.Duration
+	// SweepEvery is how often the retention sweep runs (default 1h).
+	SweepEvery time.Duration
+}
+
+// Indexer feeds every audit record, whichever replica wrote it, into this
+// replica's Store, and sweeps deliveries older than the retention.
+type Indexer struct {
+	cfg   IndexerConfig
+	js    natsjs.JetStream
+	store *Store
+	log   zerolog.Logger
+	now   func() time.Time
+}
+
+// NewIndexer returns an Indexer; Run starts it.
+func NewIndexer(cfg IndexerConfig, js natsjs.JetStream, store *Store, log zerolog.Logger) *Indexer {
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = time.Hour
+	}
+	return &Indexer{cfg: cfg, js: js, store: store, log: log.With().Str("component", "indexer").Logger(), now: time.Now}
+}
+
+// Run indexes records until ctx is done, then returns nil. Its consumer is
+// durable, so after a restart it resumes where it stopped; a consumer unused
+// for three days is removed by the server, and the replica then re-indexes
+// the whole stream (records are idempotent).
+func (ix *Indexer) Run(ctx context.Context) error {
+	cons, err := ix.js.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, natsjs.ConsumerConfig{
+		Durable:           "audit-" + ix.cfg.Replica,
+		Description:       "delivery history index of replica " + ix.cfg.Replica,
+		AckPolicy:         natsjs.AckExplicitPolicy,
+		AckWait:           30 * time.Second,
+		MaxAckPending:     4096,
+		DeliverPolicy:     natsjs.DeliverAllPolicy,
+		InactiveThreshold: 72 * time.Hour,
+	})
+	if err != nil {
+		return fmt.Errorf("delivery: indexer consumer: %w", err)
+	}
+	msgs := make(chan natsjs.Msg, 1024)
+	cc, err := cons.Consume(func(m natsjs.Msg) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done(): // unacked: redelivered after a restart
+		}
+	}, natsjs.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("delivery: indexer consume: %w", err)
+	}
+	defer cc.Stop()
+
+	sweep := time.NewTicker(ix.cfg.SweepEvery)
+	defer sweep.Stop()
+	ix.sweep()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sweep.C:
+			ix.sweep()
+		case m := <-msgs:
+			batch := []natsjs.Msg{m}
+		drain:
+			for len(batch) < 512 {
+				select {
+				case m := <-msgs:
+					batch = append(batch, m)
+				default:
+					break drain
+				}
+			}
+			ix.index(batch)
+		}
+	}
+}
+
+// index applies a batch of records in one transaction and acks them.
+func (ix *Indexer) index(batch []natsjs.Msg) {
+	recs := make([]Record, 0, len(batch))
+	for _, m := range batch {
+		var rec Record
+		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.DeliveryID == "" {
+			ix.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping undecodable audit record")
+			_ = m.Term()
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	if err := ix.store.Apply(recs...); err != nil {
+		ix.log.Error().Err(err).Int("records", len(recs)).Msg("indexing audit records failed; they will be redelivered")
+		for _, m := range batch {
+			_ = m.NakWithDelay(time.Second)
+		}
+		return
+	}
+	for _, m := range batch {
+		if err := m.Ack(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
+			ix.log.Warn().Err(err).Msg("ack audit record")
+		}
+	}
+}
+
+func (ix *Indexer) sweep() {
+	n, err := ix.store.Sweep(ix.now().Add(-ix.cfg.Retention))
+	if err != nil {
+		ix.log.Error().Err(err).Msg("retention sweep failed")
+		return
+	}
+	if n > 0 {
+		ix.log.Info().Int("deleted", n).Dur("retention", ix.cfg.Retention).Msg("retention sweep")
+	}
+}

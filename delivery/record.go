@@ -1,0 +1,66 @@
+package delivery
+
+import "time"
+
+// Status is a delivery's state.
+type Status string
+
+// Delivery statuses. Pending, retrying and paused deliveries are still
+// queued; the others are final until a manual redelivery.
+const (
+	StatusPending   Status = "pending"
+	StatusRetrying  Status = "retrying"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusPaused    Status = "paused"
+	StatusCancelled Status = "cancelled"
+	// StatusRejected marks an event that was not routed (e.g. its body is
+	// not a JSON object); it has no subscription.
+	StatusRejected Status = "rejected"
+)
+
+// Final reports whether no further attempt will be made without an operator.
+func (s Status) Final() bool {
+	switch s {
+	case StatusSucceeded, StatusFailed, StatusCancelled, StatusRejected:
+		return true
+	}
+	return false
+}
+
+// Record is one audit record: an attempt, or a verdict without an attempt
+// (rejected, cancelled, paused). Records are keyed by (DeliveryID, Attempt
+// or Status), so applying one twice is harmless.
+type Record struct {
+	DeliveryID     string    `json:"delivery_id"`
+	EventID        string    `json:"event_id"`
+	Event          string    `json:"event"`
+	SubscriptionID string    `json:"subscription_id,omitempty"`
+	URL            string    `json:"url,omitempty"`
+	Status         Status    `json:"status"` // the delivery's status after this record
+	Reason         string    `json:"reason,omitempty"`
+	At             time.Time `json:"at"`
+	Replica        string    `json:"replica,omitempty"`
+	// Attempt is set on attempt records.
+	Attempt *AttemptInfo `json:"attempt,omitempty"`
+	// Job is kept on records after which the delivery leaves the queue
+	// unsent (failed, paused, cancelled), so it can be replayed.
+	Job *Job `json:"job,omitempty"`
+	// CreatedAt is when the delivery was created (the job's creation time).
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// AttemptInfo is one HTTP attempt as the audit trail keeps it.
+type AttemptInfo struct {
+	Attempt     int       `json:"attempt"`
+	MaxAttempts int       `json:"max_attempts"`
+	At          time.Time `json:"at"`
+	StatusCode  int       `json:"status_code,omitempty"`
+	DurationMS  int64     `json:"duration_ms"`
+	Outcome     Outcome   `json:"outcome"`
+	Reason      string    `json:"reason"`
+	Error       string    `json:"error,omitempty"`
+	Response    string    `json:"response,omitempty"` // first 1 KiB of the body
+	NextRetryMS int64     `json:"next_retry_ms,omitempty"`
+	Replica     string    `json:"replica,omitempty"`
+}

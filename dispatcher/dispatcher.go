@@ -1,0 +1,199 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+// ErrStopping is the cause of the work context's cancellation on shutdown:
+// an attempt cut off by it is not a receiver failure.
+var ErrStopping = errors.New("dispatcher: stopping")
+
+// Config configures a Dispatcher.
+type Config struct {
+	// Workers is the number of concurrent delivery attempts.
+	Workers int
+	// Routers is the number of concurrent fan-outs (default 4).
+	Routers int
+	// ShutdownTimeout bounds how long in-flight attempts may run after stop.
+	ShutdownTimeout time.Duration
+	// AckWait of the workers consumer; InProgress is sent every AckWait/3.
+	AckWait time.Duration
+	// EventTypes is the catalog: events of other types are rejected.
+	EventTypes []string
+	// MaxDeliveries terminates a job JetStream delivered this many times
+	// (default: 2 × the policy's attempts + 10).
+	MaxDeliveries int
+}
+
+// Subscriptions is what the dispatcher needs of the subscription index.
+type Subscriptions interface {
+	Match(eventType string) []subscriptions.Subscription
+	Get(id string) (subscriptions.Subscription, bool)
+}
+
+// Attempter makes one HTTP attempt.
+type Attempter interface {
+	Attempt(ctx context.Context, job delivery.Job, sub subscriptions.Subscription, n int) delivery.Result
+}
+
+// Recorder writes an audit record durably.
+type Recorder interface {
+	Record(ctx context.Context, rec delivery.Record) error
+}
+
+// History tells what the audit trail knows of a delivery.
+type History interface {
+	LastAttempt(deliveryID string) (int, delivery.Status, error)
+}
+
+// Deps are the Dispatcher's collaborators.
+type Deps struct {
+	JS            natsjs.JetStream
+	Subscriptions Subscriptions
+	Attempter     Attempter
+	Recorder      Recorder
+	History       History
+	Policy        *delivery.Policy // the default retry policy
+}
+
+// Stats counts what the dispatcher did since it started.
+type Stats struct {
+	Routed       uint64 // events fanned out to at least one subscription
+	NoSubscriber uint64 // events acked without a matching subscription
+	Rejected     uint64 // events recorded as rejected
+	Jobs         uint64 // delivery jobs published
+	Attempts     uint64 // HTTP attempts recorded
+	Skipped      uint64 // jobs acked unsent because already finished
+}
+
+// Dispatcher runs the router and the worker pool.
+type Dispatcher struct {
+	cfg     Config
+	deps    Deps
+	log     zerolog.Logger
+	now     func() time.Time
+	catalog map[string]bool
+
+	routed, noSubscriber, rejected, jobs, attempts, skipped atomic.Uint64
+}
+
+// New checks cfg and deps and returns a Dispatcher; Run starts it.
+func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
+	if cfg.Workers < 1 {
+		return nil, fmt.Errorf("dispatcher: workers %d: want at least 1", cfg.Workers)
+	}
+	if cfg.Routers < 1 {
+		cfg.Routers = 4
+	}
+	if cfg.AckWait <= 0 || cfg.ShutdownTimeout <= 0 {
+		return nil, errors.New("dispatcher: AckWait and ShutdownTimeout must be positive")
+	}
+	if deps.JS == nil || deps.Subscriptions == nil || deps.Attempter == nil || deps.Recorder == nil || deps.History == nil || deps.Policy == nil {
+		return nil, errors.New("dispatcher: missing dependency")
+	}
+	if cfg.MaxDeliveries <= 0 {
+		cfg.MaxDeliveries = 2*deps.Policy.MaxAttempts() + 10
+	}
+	catalog := make(map[string]bool, len(cfg.EventTypes))
+	for _, t := range cfg.EventTypes {
+		catalog[t] = true
+	}
+	return &Dispatcher{cfg: cfg, deps: deps, log: log.With().Str("component", "dispatcher").Logger(), now: time.Now, catalog: catalog}, nil
+}
+
+// Stats returns the counters.
+func (d *Dispatcher) Stats() Stats {
+	return Stats{
+		Routed: d.routed.Load(), NoSubscriber: d.noSubscriber.Load(), Rejected: d.rejected.Load(),
+		Jobs: d.jobs.Load(), Attempts: d.attempts.Load(), Skipped: d.skipped.Load(),
+	}
+}
+
+// Run routes events and delivers jobs until ctx is done, then shuts down as
+// the package doc describes and returns nil. It returns an error if the
+// consumers cannot be bound.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	routerCons, err := d.deps.JS.Consumer(ctx, jetstream.StreamEvents, jetstream.ConsumerRouter)
+	if err != nil {
+		return fmt.Errorf("dispatcher: bind router consumer: %w", err)
+	}
+	workerCons, err := d.deps.JS.Consumer(ctx, jetstream.StreamDeliveries, jetstream.ConsumerWorkers)
+	if err != nil {
+		return fmt.Errorf("dispatcher: bind workers consumer: %w", err)
+	}
+	// Small client buffers: a buffered message's AckWait is already running.
+	routerIt, err := routerCons.Messages(natsjs.PullMaxMessages(4 * d.cfg.Routers))
+	if err != nil {
+		return fmt.Errorf("dispatcher: router messages: %w", err)
+	}
+	workerIt, err := workerCons.Messages(natsjs.PullMaxMessages(d.cfg.Workers))
+	if err != nil {
+		routerIt.Stop()
+		return fmt.Errorf("dispatcher: worker messages: %w", err)
+	}
+
+	// workCtx outlives ctx so in-flight attempts can finish after a stop.
+	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelWork(ErrStopping)
+	var stopping atomic.Bool
+	var wg sync.WaitGroup
+	loop := func(it natsjs.MessagesContext, handle func(context.Context, natsjs.Msg)) {
+		defer wg.Done()
+		for {
+			m, err := it.Next()
+			if errors.Is(err, natsjs.ErrMsgIteratorClosed) {
+				return
+			}
+			if err != nil {
+				d.log.Warn().Err(err).Msg("pull failed; retrying")
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			if stopping.Load() {
+				_ = m.Nak() // buffered, not started: let another replica take it now
+				continue
+			}
+			handle(workCtx, m)
+		}
+	}
+	for range d.cfg.Routers {
+		wg.Add(1)
+		go loop(routerIt, d.route)
+	}
+	for range d.cfg.Workers {
+		wg.Add(1)
+		go loop(workerIt, d.work)
+	}
+	d.log.Info().Int("workers", d.cfg.Workers).Int("routers", d.cfg.Routers).Msg("dispatcher started")
+
+	<-ctx.Done()
+	stopping.Store(true)
+	routerIt.Drain()
+	workerIt.Drain()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d.cfg.ShutdownTimeout):
+		d.log.Warn().Dur("shutdown_timeout", d.cfg.ShutdownTimeout).Msg("cancelling in-flight attempts")
+		cancelWork(ErrStopping)
+		<-done
+	}
+	d.log.Info().Msg("dispatcher stopped")
+	return nil
+}

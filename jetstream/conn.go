@@ -1,0 +1,195 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options says which NATS to use.
+type Options struct {
+	// URL of external servers (comma-separated). Empty starts an embedded server.
+	URL string
+	// StoreDir is the embedded server's JetStream directory (<data-dir>/jetstream).
+	StoreDir string
+	// Listen is the embedded server's client address, e.g. "127.0.0.1:4222".
+	// Port -1 picks a free port (tests).
+	Listen string
+	// Name is the client connection name shown by the server.
+	Name string
+	// ConnectTimeout bounds the first connection to an external server.
+	ConnectTimeout time.Duration
+}
+
+// Conn is an open NATS connection with its JetStream context, and the
+// embedded server when there is one.
+type Conn struct {
+	NC *nats.Conn
+	JS natsjs.JetStream
+
+	server *server.Server
+	closed chan struct{}
+}
+
+// ErrUnavailable is returned by Open when NATS cannot be reached or started.
+var ErrUnavailable = errors.New("jetstream: NATS unavailable")
+
+// Open connects to the external servers in o.URL, or starts an embedded
+// server with JetStream and connects to it in-process. It returns an error
+// wrapping ErrUnavailable when the server cannot be reached or started (for
+// example when the embedded server's port is in use).
+func Open(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
+	if o.Name == "" {
+		o.Name = "webhookd"
+	}
+	if o.URL != "" {
+		return dial(ctx, o, log)
+	}
+	ns, err := startEmbedded(o, log)
+	if err != nil {
+		return nil, err
+	}
+	closed := make(chan struct{})
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(o.Name), nats.MaxReconnects(-1),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("%w: in-process connection: %w", ErrUnavailable, err)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Conn{NC: nc, JS: js, server: ns, closed: closed}, nil
+}
+
+func dial(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
+	timeout := o.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	closed := make(chan struct{})
+	nc, err := nats.Connect(o.URL,
+		nats.Name(o.Name),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+		nats.Timeout(timeout),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Msg("nats disconnected")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("nats reconnected")
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, redact(o.URL), err)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Conn{NC: nc, JS: js, closed: closed}, nil
+}
+
+// redact drops credentials from URLs before they are logged or returned.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
+				parts[i] = p[:scheme+3] + "***" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func startEmbedded(o Options, log zerolog.Logger) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: listen address %q: %w", o.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: listen port %q: %w", portStr, err)
+	}
+	if o.StoreDir == "" {
+		return nil, errors.New("jetstream: embedded server needs a store directory")
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "webhookd",
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		Host:       host,
+		Port:       port,
+		NoSigs:     true,
+		// Nothing in front of NATS' own limits: 1 MiB payloads by default.
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: embedded server: %w", err)
+	}
+	// Our own logger: the built-in one exits the process on a busy port.
+	ns.SetLoggerV2(serverLogger{log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("%w: embedded server not ready on %s (port in use?)", ErrUnavailable, o.Listen)
+	}
+	log.Info().Str("listen", ns.ClientURL()).Str("store_dir", o.StoreDir).Msg("embedded nats-server started")
+	return ns, nil
+}
+
+// StoreDir returns the embedded server's JetStream directory under dataDir.
+func StoreDir(dataDir string) string { return filepath.Join(dataDir, "jetstream") }
+
+// ClientURL is the URL robots use to reach the embedded server, or "" when
+// connected to an external one.
+func (c *Conn) ClientURL() string {
+	if c.server == nil {
+		return ""
+	}
+	return c.server.ClientURL()
+}
+
+// Close drains the connection and shuts the embedded server down, if any.
+func (c *Conn) Close() {
+	// Drain is asynchronous; wait for it so the server sees the last acks.
+	if err := c.NC.Drain(); err == nil {
+		select {
+		case <-c.closed:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	c.NC.Close()
+	if c.server != nil {
+		c.server.Shutdown()
+		c.server.WaitForShutdown()
+	}
+}
+
+// serverLogger sends the embedded server's log to zerolog. Fatalf logs at
+// error level and does not exit.
+type serverLogger struct{ log zerolog.Logger }
+
+func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l serverLogger) Debugf(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }

@@ -1,0 +1,25 @@
+// Package jetstream opens webhookd's NATS connection (to an embedded server or
+// an external cluster) and provisions the streams, consumers and KV bucket the
+// dispatcher uses. It does not wrap nats.go's jetstream types: other packages
+// use them directly (imported as natsjs).
+//
+// Streams (all Limits retention, file storage):
+//
+//   - EVENTS (events.>): what robots publish; consumer "router".
+//   - DELIVERIES (deliveries.>): one job per event and matching subscription;
+//     consumer "workers".
+//   - AUDIT (audit.>): one record per attempt or verdict, kept for the history
+//     retention; each replica indexes it through its own consumer.
+//
+// Why Limits and not WorkQueue: after a kill -9 a Limits stream keeps its
+// deduplication window (a router that redoes a fan-out creates no new jobs),
+// while a WorkQueue stream forgets the ids of consumed jobs and would accept
+// them again; Limits also avoids the store churn of a queue that drains to
+// empty. The price is that consumer ack positions written shortly before a
+// crash may be lost, so some jobs are offered again: the worker skips a job
+// whose delivery is already recorded as finished, and receivers dedupe on
+// X-Webhook-Delivery for the rest. Ordering is not guaranteed.
+//
+// Provision is idempotent and updates changed configuration, so replicas may
+// run it concurrently at start-up.
+package jetstream

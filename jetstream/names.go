@@ -1,0 +1,45 @@
+package jetstream
+
+import "strings"
+
+// Names of the streams, consumers and bucket webhookd provisions.
+const (
+	StreamEvents        = "EVENTS"
+	StreamDeliveries    = "DELIVERIES"
+	StreamAudit         = "AUDIT"
+	ConsumerRouter      = "router"
+	ConsumerWorkers     = "workers"
+	BucketSubscriptions = "subscriptions"
+
+	// EventsPrefix is the subject prefix robots publish under.
+	EventsPrefix = "events."
+	// DeliveriesPrefix is the subject prefix of delivery jobs.
+	DeliveriesPrefix = "deliveries."
+	// AuditPrefix is the subject prefix of audit records.
+	AuditPrefix = "audit."
+)
+
+// EventSubject returns the subject an event of type t is published on.
+func EventSubject(t string) string { return EventsPrefix + t }
+
+// EventType returns the event type of an EVENTS subject, or "" when the
+// subject is not under EventsPrefix.
+func EventType(subject string) string {
+	t, ok := strings.CutPrefix(subject, EventsPrefix)
+	if !ok {
+		return ""
+	}
+	return t
+}
+
+// DeliverySubject returns the subject of a job for subscription subID.
+func DeliverySubject(subID string) string { return DeliveriesPrefix + subID }
+
+// AuditSubject returns the subject of an audit record for subscription subID
+// ("none" for records that belong to no subscription, such as rejections).
+func AuditSubject(subID string) string {
+	if subID == "" {
+		subID = "none"
+	}
+	return AuditPrefix + subID
+}

@@ -1,0 +1,18 @@
+// Package subscriptions owns the Subscription model, its replicated store and
+// the event-type → subscribers index the router asks.
+//
+// The record of truth is the JetStream KV bucket "subscriptions" (one key per
+// subscription id, compare-and-set on update). Every replica mirrors the
+// bucket into its bbolt file and an in-memory index: Store.Run watches the
+// bucket and applies each change and the bucket revision in one bbolt
+// transaction, so after a restart the mirror resumes from the last applied
+// revision. Writes go to the bucket and return once this replica's mirror has
+// applied them (read-your-writes); other replicas see them within the watch
+// latency, milliseconds in practice.
+//
+// Match answers from memory, without I/O. Patterns follow NATS subject rules:
+// "*" matches one dot-separated token and ">" one or more trailing tokens.
+//
+// Caveat: bbolt holds an exclusive lock on its file; the *bolt.DB is opened
+// once per process by cmd/webhookd and shared with the delivery store.
+package subscriptions
