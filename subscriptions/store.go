@@ -102,8 +102,11 @@ func (s *Store) Run(ctx context.Context) error {
 		}
 		if start > last {
 			s.log.Warn().Uint64("mirror_revision", start).Uint64("bucket_revision", last).
-				Msg("subscription bucket is older than the mirror; rebuilding the mirror")
+				Msg("subscription bucket is behind the mirror (new NATS?); rebuilding the mirror")
 			start = 0
+			s.mu.Lock()
+			s.rev = 0
+			s.mu.Unlock()
 		}
 	}
 	var opts []natsjs.WatchOpt
@@ -120,6 +123,7 @@ func (s *Store) Run(ctx context.Context) error {
 	seen := map[string]bool{}
 	for {
 		var batch []natsjs.KeyValueEntry
+		caughtUp := false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -130,27 +134,25 @@ func (s *Store) Run(ctx context.Context) error {
 				}
 				return errors.New("subscriptions: watcher closed")
 			}
-			if e == nil { // initial values delivered
-				if rebuild {
-					if err := s.dropExcept(seen); err != nil {
-						return err
-					}
-					rebuild, seen = false, nil
-				}
-				s.readyOnce.Do(func() { close(s.ready) })
-				continue
+			if e == nil {
+				caughtUp = true
+			} else {
+				batch = append(batch, e)
 			}
-			batch = append(batch, e)
 		}
 		// Group a burst of changes into one transaction.
 	drain:
-		for len(batch) < 256 {
+		for !caughtUp && len(batch) < 256 {
 			select {
 			case e, ok := <-w.Updates():
-				if !ok || e == nil {
-					break drain
+				if !ok {
+					break drain // reported by the next receive
 				}
-				batch = append(batch, e)
+				if e == nil {
+					caughtUp = true
+				} else {
+					batch = append(batch, e)
+				}
 			default:
 				break drain
 			}
@@ -160,8 +162,19 @@ func (s *Store) Run(ctx context.Context) error {
 				seen[e.Key()] = true
 			}
 		}
-		if err := s.apply(batch); err != nil {
-			return err
+		if len(batch) > 0 {
+			if err := s.apply(batch); err != nil {
+				return err
+			}
+		}
+		if caughtUp { // the initial values are applied
+			if rebuild {
+				if err := s.dropExcept(seen); err != nil {
+					return err
+				}
+				rebuild, seen = false, nil
+			}
+			s.readyOnce.Do(func() { close(s.ready) })
 		}
 	}
 }

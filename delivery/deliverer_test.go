@@ -1,0 +1,181 @@
+package delivery_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/signature"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+type received struct {
+	header http.Header
+	body   []byte
+}
+
+// receiver is an httptest server that answers with status and hands every
+// request to the returned channel.
+func receiver(t *testing.T, handler func(w http.ResponseWriter)) (*httptest.Server, <-chan received) {
+	t.Helper()
+	ch := make(chan received, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ch <- received{r.Header.Clone(), body}
+		handler(w)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, ch
+}
+
+func testJob(t *testing.T, subID string) delivery.Job {
+	t.Helper()
+	ev := delivery.Event{ID: "evt-1", Type: "task.completed", Timestamp: time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC),
+		Data: json.RawMessage(`{"task_id": "T123", "robot_id": "R001"}`)}
+	job, err := delivery.NewJob(ev, subID, time.Now())
+	require.NoError(t, err)
+	return job
+}
+
+func testSub(t *testing.T, url string) subscriptions.Subscription {
+	t.Helper()
+	secret, err := signature.NewSecret()
+	require.NoError(t, err)
+	return subscriptions.Subscription{ID: "sub-1", URL: url, Events: []string{"task.completed"}, Active: true, Secret: secret}
+}
+
+func TestAttemptSendsTheContract(t *testing.T) {
+	t.Parallel()
+	srv, got := receiver(t, func(w http.ResponseWriter) { w.WriteHeader(http.StatusAccepted); _, _ = io.WriteString(w, "thanks") })
+	d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
+	sub := testSub(t, srv.URL+"/hook")
+	job := testJob(t, sub.ID)
+
+	res := d.Attempt(context.Background(), job, sub, 2)
+	require.Equal(t, delivery.OutcomeSucceeded, res.Outcome)
+	require.Equal(t, http.StatusAccepted, res.StatusCode)
+	require.Equal(t, "thanks", string(res.Response))
+
+	r := <-got
+	require.JSONEq(t, `{"id":"evt-1","event":"task.completed","timestamp":"2024-01-15T10:30:00Z","data":{"task_id":"T123","robot_id":"R001"}}`, string(r.body))
+	require.Equal(t, "application/json", r.header.Get("Content-Type"))
+	require.Equal(t, "task.completed", r.header.Get("X-Webhook-Event"))
+	require.Equal(t, sub.ID, r.header.Get("X-Webhook-ID"))
+	require.Equal(t, job.ID, r.header.Get("X-Webhook-Delivery"))
+	require.Equal(t, "2", r.header.Get("X-Webhook-Attempt"))
+	require.Equal(t, job.ID, r.header.Get("webhook-id"))
+	ts, err := strconv.ParseInt(r.header.Get("webhook-timestamp"), 10, 64)
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now(), time.Unix(ts, 0), time.Minute)
+
+	// The seed signature, checked with the plain HMAC recipe, not our code.
+	require.Equal(t, hmacHex(sub.Secret, r.body), r.header.Get("X-Webhook-Signature"))
+	// The Standard Webhooks signature, checked with the reference library.
+	wh, err := standardwebhooks.NewWebhook(sub.Secret)
+	require.NoError(t, err)
+	require.NoError(t, wh.Verify(r.body, r.header))
+}
+
+func TestAttemptFailures(t *testing.T) {
+	t.Parallel()
+	t.Run("status is data", func(t *testing.T) {
+		t.Parallel()
+		srv, _ := receiver(t, func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, strings.Repeat("x", 5000))
+		})
+		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL), 1)
+		require.Equal(t, delivery.OutcomeFailed, res.Outcome)
+		require.Equal(t, "http_503", res.Reason)
+		require.Len(t, res.Response, 1024, "only the first KiB is kept")
+		require.NoError(t, res.Err)
+	})
+	t.Run("redirect not followed", func(t *testing.T) {
+		t.Parallel()
+		target, hits := receiver(t, func(w http.ResponseWriter) {})
+		srv, _ := receiver(t, func(w http.ResponseWriter) {
+			w.Header().Set("Location", target.URL)
+			w.WriteHeader(http.StatusFound)
+		})
+		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL), 1)
+		require.Equal(t, "http_302", res.Reason)
+		require.Empty(t, hits)
+	})
+	t.Run("timeout from the subscription", func(t *testing.T) {
+		t.Parallel()
+		release := make(chan struct{})
+		srv, _ := receiver(t, func(w http.ResponseWriter) { <-release })
+		t.Cleanup(func() { close(release) })
+		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: time.Hour, AllowTargets: loopback})
+		sub := testSub(t, srv.URL)
+		sub.Timeout = 100 * time.Millisecond
+		res := d.Attempt(context.Background(), testJob(t, "s"), sub, 1)
+		require.Equal(t, "timeout", res.Reason)
+		require.Less(t, res.Duration, time.Hour)
+	})
+	t.Run("connection refused", func(t *testing.T) {
+		t.Parallel()
+		srv := httptest.NewServer(http.NotFoundHandler())
+		url := srv.URL
+		srv.Close()
+		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, url), 1)
+		require.Equal(t, "connection_refused", res.Reason)
+	})
+	t.Run("tls error", func(t *testing.T) {
+		t.Parallel()
+		srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+		srv.StartTLS()                                   // self-signed: not trusted
+		t.Cleanup(srv.Close)
+		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL), 1)
+		require.Equal(t, "tls_error", res.Reason)
+	})
+	t.Run("internal target blocked, by literal IP and by name", func(t *testing.T) {
+		t.Parallel()
+		srv, hits := receiver(t, func(w http.ResponseWriter) {})
+		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second}) // no allow-targets
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL), 1)
+		require.Equal(t, "blocked_target", res.Reason)
+		byName := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+		res = d.Attempt(context.Background(), testJob(t, "s"), testSub(t, byName), 1)
+		require.Equal(t, "blocked_target", res.Reason)
+		require.Empty(t, hits, "nothing reached the internal receiver")
+	})
+}
+
+func TestPayloadRejectsNonObjects(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{`{}`, ` {"a":1} `, `{"nested":{"x":[1,2]}}`} {
+		require.NoError(t, delivery.CheckData([]byte(ok)), ok)
+	}
+	for _, bad := range []string{``, `   `, `[]`, `"s"`, `42`, `null`, `{"a":`, `not json`, `{"a":1} trailing`} {
+		require.ErrorIs(t, delivery.CheckData([]byte(bad)), delivery.ErrNotObject, bad)
+	}
+}
+
+func hmacHex(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
