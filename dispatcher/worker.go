@@ -63,7 +63,9 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 	policy := d.deps.Policy
 	n := last + 1
 	res := d.attempt(ctx, m, job, sub, n)
-	if errors.Is(context.Cause(ctx), ErrStopping) && res.Reason == delivery.ReasonCancelled {
+	// net/http reports the cancellation's cause, not context.Canceled, so
+	// any failure after the stop cancelled the work is a cut-off attempt.
+	if errors.Is(context.Cause(ctx), ErrStopping) && res.Outcome != delivery.OutcomeSucceeded {
 		log.Info().Int("attempt", n).Msg("attempt cut off by shutdown; returned to the queue unrecorded")
 		_ = m.Nak()
 		return

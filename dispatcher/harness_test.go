@@ -1,0 +1,244 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/robotlab/webhookd/config"
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/jetstream/jstest"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+// bundle is one dispatcher replica with real parts: an embedded JetStream
+// server, a bbolt file, the subscription mirror, the history store and
+// indexer, and the HTTP deliverer allowed to reach loopback receivers.
+type bundle struct {
+	ns    *jstest.Server
+	subs  *subscriptions.Store
+	store *delivery.Store
+	disp  *dispatcher.Dispatcher
+	nc    *nats.Conn // the replica's own connection
+	stop  func()     // stops the replica gracefully (idempotent)
+	crash func()     // cuts the replica off from NATS at once, like kill -9
+}
+
+type options struct {
+	policy          *delivery.Policy
+	workers         int
+	shutdownTimeout time.Duration
+	prov            func(*jetstream.Provisioning)
+	server          *jstest.Server // share a server between replicas
+}
+
+func setup(t *testing.T, o options) *bundle {
+	t.Helper()
+	prov := jstest.Provisioning()
+	if o.prov != nil {
+		o.prov(&prov)
+	}
+	ns := o.server
+	if ns == nil {
+		ns = jstest.RunServer(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, jetstream.Provision(ctx, ns.JS, prov))
+	}
+	if o.policy == nil {
+		o.policy = delivery.Schedule(100*time.Millisecond, 200*time.Millisecond, 300*time.Millisecond)
+	}
+	if o.workers == 0 {
+		o.workers = 8
+	}
+	if o.shutdownTimeout == 0 {
+		o.shutdownTimeout = 10 * time.Second
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+
+	// The replica's own connection, so a test can cut it like a crash would.
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	kv, err := js.KeyValue(context.Background(), jetstream.BucketSubscriptions)
+	require.NoError(t, err)
+	subs, err := subscriptions.Open(kv, db, log)
+	require.NoError(t, err)
+	store, err := delivery.OpenStore(db)
+	require.NoError(t, err)
+	replica := strconv.FormatInt(time.Now().UnixNano(), 36)
+	deliverer := delivery.NewDeliverer(delivery.Config{
+		DefaultTimeout: 5 * time.Second,
+		AllowTargets:   []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	})
+	disp, err := dispatcher.New(dispatcher.Config{
+		Workers: o.workers, ShutdownTimeout: o.shutdownTimeout, AckWait: prov.AckWait,
+		EventTypes: config.Catalog,
+	}, dispatcher.Deps{
+		JS: js, Subscriptions: subs, Attempter: deliverer, Recorder: delivery.NewRecorder(js, store, replica),
+		History: store, Policy: o.policy,
+	}, log)
+	require.NoError(t, err)
+	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: time.Hour}, js, store, log)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 3)
+	go func() { errs <- subs.Run(ctx) }()
+	go func() { errs <- indexer.Run(ctx) }()
+	select {
+	case <-subs.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("subscription mirror not ready")
+	}
+	go func() { errs <- disp.Run(ctx) }()
+
+	var once sync.Once
+	var crashed atomic.Bool
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			for range 3 {
+				if err := <-errs; !crashed.Load() {
+					require.NoError(t, err)
+				}
+			}
+			nc.Close()
+			deliverer.Close()
+			require.NoError(t, db.Close())
+		})
+	}
+	t.Cleanup(stop)
+	crash := func() {
+		crashed.Store(true)
+		nc.Close() // no ack, nak or record reaches the server any more
+	}
+	return &bundle{ns: ns, subs: subs, store: store, disp: disp, nc: nc, stop: stop, crash: crash}
+}
+
+// subscribe creates a subscription through the store (the Go API).
+func (b *bundle) subscribe(t *testing.T, url string, events ...string) subscriptions.Subscription {
+	t.Helper()
+	sub, err := b.subs.Create(context.Background(), subscriptions.Subscription{URL: url, Events: events})
+	require.NoError(t, err)
+	return sub
+}
+
+// publish publishes an event as a robot would: to events.<type>, through the
+// test server's client connection, optionally with a Nats-Msg-Id.
+func (b *bundle) publish(t *testing.T, eventType, data, msgID string) {
+	t.Helper()
+	m := nats.NewMsg(jetstream.EventSubject(eventType))
+	m.Data = []byte(data)
+	if msgID != "" {
+		m.Header.Set(nats.MsgIdHdr, msgID)
+	}
+	_, err := b.ns.JS.PublishMsg(context.Background(), m)
+	require.NoError(t, err)
+}
+
+// waitDelivery waits until the delivery reaches status.
+func (b *bundle) waitDelivery(t *testing.T, id string, status delivery.Status) delivery.Delivery {
+	t.Helper()
+	var d delivery.Delivery
+	waitUntil(t, 15*time.Second, func() bool {
+		var err error
+		d, err = b.store.Get(id)
+		return err == nil && d.Status == status
+	}, "delivery "+id+" to be "+string(status))
+	return d
+}
+
+// workersIdle reports whether the workers consumer holds no job, pending or
+// waiting for a retry.
+func (b *bundle) workersIdle(t *testing.T) bool {
+	t.Helper()
+	c, err := b.ns.JS.Consumer(context.Background(), jetstream.StreamDeliveries, jetstream.ConsumerWorkers)
+	require.NoError(t, err)
+	info, err := c.Info(context.Background())
+	require.NoError(t, err)
+	return info.NumPending == 0 && info.NumAckPending == 0
+}
+
+// waitUntil polls cond: for state that lives in a store or in JetStream
+// there is no event to await.
+func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// request is one request a receiver got.
+type request struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+	event  map[string]any
+}
+
+// receiver is a real HTTP endpoint that answers with status(n) for its n-th
+// request (from 1) and sends every request to reqs.
+type receiver struct {
+	*httptest.Server
+	reqs chan request
+}
+
+func newReceiver(t *testing.T, status func(n int) int) *receiver {
+	t.Helper()
+	r := &receiver{reqs: make(chan request, 1024)}
+	var mu sync.Mutex
+	n := 0
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		at := time.Now()
+		mu.Lock()
+		n++
+		nth := n
+		mu.Unlock()
+		var ev map[string]any
+		_ = json.Unmarshal(body, &ev)
+		r.reqs <- request{at: at, header: req.Header.Clone(), body: body, event: ev}
+		w.WriteHeader(status(nth)) // status may block to hold a request in flight
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func always(code int) func(int) int { return func(int) int { return code } }
+
+// next waits for the receiver's next request.
+func (r *receiver) next(t *testing.T, timeout time.Duration) request {
+	t.Helper()
+	select {
+	case req := <-r.reqs:
+		return req
+	case <-time.After(timeout):
+		t.Fatalf("no request within %s", timeout)
+		return request{}
+	}
+}

@@ -1,0 +1,140 @@
+package dispatcher_test
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/jetstream"
+)
+
+// holdFirst returns a status function that holds the first request until
+// release is called, then answers 200. Register release with t.Cleanup after
+// creating the receiver, so it runs before the receiver's server closes.
+func holdFirst() (status func(int) int, release func()) {
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	return func(n int) int {
+		if n == 1 {
+			<-gate
+		}
+		return http.StatusOK
+	}, release
+}
+
+// A worker killed mid-attempt records nothing; JetStream redelivers the job
+// after AckWait to another replica, which makes the same attempt again: an
+// interrupted attempt does not use up a retry.
+func TestWorkerKilledMidAttemptRetriesTheSameAttempt(t *testing.T) {
+	t.Parallel()
+	status, release := holdFirst()
+	a := setup(t, options{})
+	rcv := newReceiver(t, status)
+	t.Cleanup(release)
+	sub := a.subscribe(t, rcv.URL, "task.completed")
+	a.publish(t, "task.completed", `{"n":1}`, "evt-kill")
+
+	first := rcv.next(t, 10*time.Second)
+	require.Equal(t, "1", first.header.Get("X-Webhook-Attempt"))
+	a.crash()
+
+	b := setup(t, options{server: a.ns})
+	second := rcv.next(t, 10*time.Second) // after AckWait (2s in tests)
+	require.Equal(t, first.header.Get("X-Webhook-Delivery"), second.header.Get("X-Webhook-Delivery"))
+	require.Equal(t, "1", second.header.Get("X-Webhook-Attempt"), "the interrupted attempt was not counted")
+	release()
+
+	d := b.waitDelivery(t, delivery.JobID("evt-kill", sub.ID), delivery.StatusSucceeded)
+	require.Len(t, d.Attempts, 1)
+	require.Equal(t, 1, d.Attempts[0].Attempt)
+}
+
+// On stop, an in-flight attempt may finish within the shutdown timeout and is
+// recorded and acked before Run returns.
+func TestShutdownLetsInFlightAttemptsFinish(t *testing.T) {
+	t.Parallel()
+	status, release := holdFirst()
+	a := setup(t, options{shutdownTimeout: 30 * time.Second})
+	rcv := newReceiver(t, status)
+	t.Cleanup(release)
+	sub := a.subscribe(t, rcv.URL, "task.completed")
+	a.publish(t, "task.completed", `{}`, "evt-drain")
+	rcv.next(t, 10*time.Second)
+
+	stopped := make(chan struct{})
+	go func() { a.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("stop returned while an attempt was in flight")
+	case <-time.After(200 * time.Millisecond): // stop stays blocked on the attempt
+	}
+	release()
+	<-stopped
+
+	require.True(t, a.workersIdle(t), "the job was acked before stop returned")
+	b := setup(t, options{server: a.ns}) // its indexer reads the audit trail
+	d := b.waitDelivery(t, delivery.JobID("evt-drain", sub.ID), delivery.StatusSucceeded)
+	require.Len(t, d.Attempts, 1)
+	require.Empty(t, rcv.reqs)
+}
+
+// An attempt still running when the shutdown timeout ends is cut off,
+// recorded nowhere and nak'ed at once: another replica retries it as the same
+// attempt without waiting for AckWait (a minute here, longer than the test).
+func TestShutdownTimeoutReturnsCutOffJobsAtOnce(t *testing.T) {
+	t.Parallel()
+	status, release := holdFirst() // the first request hangs until the test ends
+	longAckWait := func(p *jetstream.Provisioning) { p.AckWait = time.Minute }
+	a := setup(t, options{shutdownTimeout: 100 * time.Millisecond, prov: longAckWait})
+	rcv := newReceiver(t, status)
+	t.Cleanup(release)
+	sub := a.subscribe(t, rcv.URL, "task.completed")
+	a.publish(t, "task.completed", `{}`, "evt-cut")
+	first := rcv.next(t, 10*time.Second)
+
+	b := setup(t, options{server: a.ns, prov: longAckWait})
+	a.stop()
+	second := rcv.next(t, 10*time.Second)
+	require.Equal(t, first.header.Get("X-Webhook-Delivery"), second.header.Get("X-Webhook-Delivery"))
+	require.Equal(t, "1", second.header.Get("X-Webhook-Attempt"), "a cut-off attempt is not counted")
+	d := b.waitDelivery(t, delivery.JobID("evt-cut", sub.ID), delivery.StatusSucceeded)
+	require.Len(t, d.Attempts, 1)
+}
+
+// Retries waiting on NakWithDelay hold MaxAckPending slots; with the limit
+// sized above the retry backlog, a dead receiver does not hold back a
+// healthy one.
+func TestDeadReceiverDoesNotStarveHealthyOnes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{
+		workers: 4,
+		policy:  delivery.Schedule(time.Minute), // the dead receiver's retries wait far beyond the test
+		prov:    func(p *jetstream.Provisioning) { p.MaxAckPending = 16 },
+	})
+	dead := newReceiver(t, always(http.StatusServiceUnavailable))
+	healthy := newReceiver(t, always(http.StatusOK))
+	b.subscribe(t, dead.URL, "alert.triggered")
+	b.subscribe(t, healthy.URL, "task.completed")
+
+	const backlog, flow = 10, 40
+	for i := range backlog {
+		b.publish(t, "alert.triggered", `{}`, "dead-"+string(rune('a'+i)))
+	}
+	for range backlog {
+		dead.next(t, 10*time.Second) // each failed once and now waits a minute
+	}
+	for i := range flow {
+		b.publish(t, "task.completed", `{}`, "ok-"+string(rune('a'+i)))
+	}
+	seen := map[string]bool{}
+	for range flow {
+		seen[healthy.next(t, 10*time.Second).event["id"].(string)] = true
+	}
+	require.Len(t, seen, flow, "every healthy event arrived while the backlog waited")
+	require.Empty(t, dead.reqs, "no retry was due yet")
+}
