@@ -61,6 +61,9 @@ type Config struct {
 	EventRetention time.Duration
 	// EventTypes (event-types) are accepted in addition to the built-in catalog.
 	EventTypes []string
+	// SecretGrace (secret-grace) is how long a rotated-out secret keeps
+	// signing deliveries.
+	SecretGrace time.Duration
 }
 
 // Catalog is the built-in set of event types.
@@ -85,6 +88,7 @@ func Default() Config {
 		MaxAckPending:   100_000,
 		Retention:       30 * 24 * time.Hour,
 		EventRetention:  7 * 24 * time.Hour,
+		SecretGrace:     24 * time.Hour,
 	}
 }
 
@@ -137,7 +141,7 @@ func fields() []field {
 		str("nats-url", "external NATS server(s), comma-separated; empty runs an embedded server", func(c *Config) *string { return &c.NATSURL }),
 		str("nats-listen", "client address of the embedded NATS server", func(c *Config) *string { return &c.NATSListen }),
 		str("http-addr", "address of the admin API, /healthz and /readyz", func(c *Config) *string { return &c.HTTPAddr }),
-		str("admin-token", "bearer token of the admin API", func(c *Config) *string { return &c.AdminToken }),
+		str("admin-token", "bearer token of the admin API (empty: generated once into <data-dir>/admin-token)", func(c *Config) *string { return &c.AdminToken }),
 		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
 		{"retry-backoff", `retry delays, "5s,10s,15s" (one retry each) or "exp:INITIAL:MAX:RETRIES[:JITTER]"`,
 			func(c *Config) string { return c.RetryBackoff.String() },
@@ -176,6 +180,7 @@ func fields() []field {
 		num("max-ack-pending", "unsettled jobs (waiting retries included) across all replicas", func(c *Config) *int { return &c.MaxAckPending }),
 		dur("retention", "how long delivery history is kept", func(c *Config) *time.Duration { return &c.Retention }),
 		dur("event-retention", "how long events and delivery jobs stay in their streams", func(c *Config) *time.Duration { return &c.EventRetention }),
+		dur("secret-grace", "how long a rotated-out secret keeps signing deliveries", func(c *Config) *time.Duration { return &c.SecretGrace }),
 		{"event-types", "event types accepted in addition to the built-in catalog, comma-separated",
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
@@ -357,6 +362,9 @@ func (c Config) Validate() error {
 	}
 	if c.EventRetention < time.Minute {
 		return bad("event-retention", "%s: want at least 1m", c.EventRetention)
+	}
+	if c.SecretGrace < 0 {
+		return bad("secret-grace", "must not be negative, got %s", c.SecretGrace)
 	}
 	for _, t := range c.EventTypes {
 		if !ValidEventType(t) {

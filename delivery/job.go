@@ -19,6 +19,10 @@ type Job struct {
 	SubscriptionID string          `json:"subscription_id"`
 	Payload        json.RawMessage `json:"payload"` // the exact body to POST
 	CreatedAt      time.Time       `json:"created_at"`
+	// AttemptBase is the number of attempts made before this job was
+	// requeued by an operator (redeliver, replay, resume): attempt numbers
+	// continue from it and the retry policy starts afresh.
+	AttemptBase int `json:"attempt_base,omitempty"`
 }
 
 // JobID derives the delivery id from the event id and the subscription id

@@ -62,6 +62,8 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 
 	policy := d.deps.Policy
 	n := last + 1
+	// k is the attempt number within this (re)queueing, which the policy counts.
+	k := max(n-job.AttemptBase, 1)
 	res := d.attempt(ctx, m, job, sub, n)
 	// net/http reports the cancellation's cause, not context.Canceled, so
 	// any failure after the stop cancelled the work is a cut-off attempt.
@@ -70,12 +72,12 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 		_ = m.Nak()
 		return
 	}
-	dec := policy.Decide(res, n)
+	dec := policy.Decide(res, k)
 	rec := delivery.Record{
 		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID,
 		URL: sub.URL, Status: dec.Status, Reason: res.Reason, At: d.now().UTC(), CreatedAt: job.CreatedAt,
 		Attempt: &delivery.AttemptInfo{
-			Attempt: n, MaxAttempts: policy.MaxAttempts(), At: res.Start.UTC(), StatusCode: res.StatusCode,
+			Attempt: n, MaxAttempts: job.AttemptBase + policy.MaxAttempts(), At: res.Start.UTC(), StatusCode: res.StatusCode,
 			DurationMS: res.Duration.Milliseconds(), Outcome: res.Outcome, Reason: res.Reason,
 			Response: string(res.Response), NextRetryMS: dec.After.Milliseconds(),
 		},
@@ -83,8 +85,8 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 	if res.Err != nil {
 		rec.Attempt.Error = res.Err.Error()
 	}
-	if dec.Status == delivery.StatusFailed {
-		rec.Job = &job // kept for replay
+	if dec.Status.Final() {
+		rec.Job = &job // kept for redelivery and replay
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
@@ -97,7 +99,7 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 	if err := settle(m, dec); err != nil {
 		log.Warn().Err(err).Msg("settling job failed; JetStream will redeliver it")
 	}
-	log.Info().Int("attempt", n).Int("max_attempts", policy.MaxAttempts()).
+	log.Info().Int("attempt", n).Int("max_attempts", rec.Attempt.MaxAttempts).
 		Str("outcome", string(res.Outcome)).Str("reason", res.Reason).Int("status_code", res.StatusCode).
 		Str("delivery_status", string(dec.Status)).Int64("duration_ms", res.Duration.Milliseconds()).
 		Int64("next_retry_ms", dec.After.Milliseconds()).Msg("delivery.attempted")

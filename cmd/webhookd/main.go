@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +26,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/robotlab/webhookd/admin"
 	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
@@ -99,6 +103,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	recorder := delivery.NewRecorder(conn.JS, store, replica)
 	deliverer := delivery.NewDeliverer(delivery.Config{DefaultTimeout: cfg.DeliveryTimeout, AllowTargets: cfg.AllowTargets})
 	defer deliverer.Close()
 	disp, err := dispatcher.New(dispatcher.Config{
@@ -106,20 +111,44 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		EventTypes: cfg.AllEventTypes(),
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
-		Recorder: delivery.NewRecorder(conn.JS, store, replica), History: store, Policy: policy(cfg.RetryBackoff),
+		Recorder: recorder, History: store, Policy: policy(cfg.RetryBackoff),
 	}, log)
 	if err != nil {
 		return err
 	}
 	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: cfg.Retention}, conn.JS, store, log)
 
+	token, err := adminToken(cfg, log)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	api, err := admin.New(admin.Config{
+		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
+		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace,
+	}, admin.Deps{
+		JS: conn.JS, Subs: subs, Store: store, Recorder: recorder, Background: gctx,
+		Ready: func() error {
+			select {
+			case <-subs.Ready():
+			default:
+				return errors.New("subscription mirror catching up")
+			}
+			if !conn.NC.IsConnected() {
+				return errors.New("nats disconnected")
+			}
+			return nil
+		},
+	}, log)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: routes(conn, subs), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 
-	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return subs.Run(gctx) })
 	g.Go(func() error { return indexer.Run(gctx) })
 	g.Go(func() error {
@@ -195,30 +224,32 @@ func replicaID(db *bolt.DB) (string, error) {
 	return id, nil
 }
 
-// routes serves the health endpoints, which need no token.
-func routes(conn *jetstream.Conn, subs *subscriptions.Store) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeText(w, http.StatusOK, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-subs.Ready():
-		default:
-			writeText(w, http.StatusServiceUnavailable, "subscription mirror catching up")
-			return
-		}
-		if !conn.NC.IsConnected() {
-			writeText(w, http.StatusServiceUnavailable, "nats disconnected")
-			return
-		}
-		writeText(w, http.StatusOK, "ready")
-	})
-	return mux
-}
+// tokenFile is where a generated admin token is kept, readable only by its owner.
+const tokenFile = "admin-token"
 
-func writeText(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(code)
-	_, _ = io.WriteString(w, msg+"\n")
+// adminToken returns the configured token, or the one generated into the data
+// dir on first start. The token itself is never logged.
+func adminToken(cfg config.Config, log zerolog.Logger) (string, error) {
+	if cfg.AdminToken != "" {
+		return cfg.AdminToken, nil
+	}
+	path := filepath.Join(cfg.DataDir, tokenFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			log.Info().Str("token_file", path).Msg("admin token read from the data dir")
+			return t, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("generate admin token: %w", err)
+	}
+	t := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	log.Info().Str("token_file", path).Msg("admin token generated; webhookctl reads it with --data-dir, or pass it with --token")
+	return t, nil
 }

@@ -1,0 +1,332 @@
+// Package client is the Go client of webhookd's admin HTTP API, and the wire
+// types of its requests and answers. webhookctl is built on it.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Subscription is the API's subscription object. Secret is set only in the
+// answers of create and rotate-secret.
+type Subscription struct {
+	ID          string    `json:"id"`
+	URL         string    `json:"url"`
+	Events      []string  `json:"events"`
+	Description string    `json:"description"`
+	Timeout     string    `json:"timeout"`
+	Active      bool      `json:"active"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	Secret      string    `json:"secret,omitempty"`
+}
+
+// SubscriptionInput creates a subscription.
+type SubscriptionInput struct {
+	URL         string   `json:"url"`
+	Events      []string `json:"events"`
+	Description string   `json:"description,omitempty"`
+	Timeout     string   `json:"timeout,omitempty"`
+}
+
+// SubscriptionPatch changes the fields that are set.
+type SubscriptionPatch struct {
+	URL         *string   `json:"url,omitempty"`
+	Events      *[]string `json:"events,omitempty"`
+	Description *string   `json:"description,omitempty"`
+	Timeout     *string   `json:"timeout,omitempty"`
+	Active      *bool     `json:"active,omitempty"`
+}
+
+// Attempt is one delivery attempt.
+type Attempt struct {
+	Attempt    int       `json:"attempt"`
+	At         time.Time `json:"at"`
+	StatusCode int       `json:"status_code,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+	Reason     string    `json:"reason,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Response   string    `json:"response,omitempty"`
+	Replica    string    `json:"replica,omitempty"`
+}
+
+// Delivery is the API's delivery object, attempts oldest first.
+type Delivery struct {
+	ID             string    `json:"id"`
+	EventID        string    `json:"event_id"`
+	Event          string    `json:"event"`
+	SubscriptionID string    `json:"subscription_id"`
+	URL            string    `json:"url"`
+	Status         string    `json:"status"`
+	Reason         string    `json:"reason,omitempty"`
+	Attempts       []Attempt `json:"attempts"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// List is a page of items.
+type List[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor"`
+}
+
+// DeliveryQuery filters GET /v1/deliveries.
+type DeliveryQuery struct {
+	Subscription, Event, Status string
+	Since, Until                time.Time
+	Limit                       int
+	Cursor                      string
+}
+
+// ReplayRequest asks for the failed deliveries of a subscription since a time
+// to be sent again.
+type ReplayRequest struct {
+	Subscription string    `json:"subscription"`
+	Since        time.Time `json:"since"`
+	Until        time.Time `json:"until,omitzero"`
+	DryRun       bool      `json:"dry_run,omitempty"`
+	Rate         float64   `json:"rate,omitempty"` // deliveries per second
+}
+
+// ReplayResult lists what a replay sent (or would send, on a dry run).
+type ReplayResult struct {
+	DryRun bool       `json:"dry_run"`
+	Count  int        `json:"count"`
+	Items  []Delivery `json:"items"`
+}
+
+// PublishRequest publishes an event over HTTP.
+type PublishRequest struct {
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+	ID    string          `json:"id,omitempty"` // optional event id (deduplicated)
+}
+
+// Published answers a publish.
+type Published struct {
+	ID        string `json:"id"`
+	Event     string `json:"event"`
+	Sequence  uint64 `json:"sequence"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Replica   string           `json:"replica"`
+	Streams   []StreamStatus   `json:"streams"`
+	Consumers []ConsumerStatus `json:"consumers"`
+	Replicas  []string         `json:"replicas"`
+}
+
+// StreamStatus describes one stream.
+type StreamStatus struct {
+	Name     string `json:"name"`
+	Messages uint64 `json:"messages"`
+	Bytes    uint64 `json:"bytes"`
+}
+
+// ConsumerStatus describes one shared consumer: Pending are not yet
+// delivered, InFlight delivered and not yet settled (waiting retries included).
+type ConsumerStatus struct {
+	Stream      string `json:"stream"`
+	Name        string `json:"name"`
+	Pending     uint64 `json:"pending"`
+	InFlight    int    `json:"in_flight"`
+	Redelivered int    `json:"redelivered"`
+}
+
+// Error is an error answer of the API: {"error":{"code","message"}}. Two
+// Errors match with errors.Is when their codes are equal.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message + " (" + e.Code + ")" }
+
+// Is matches on Code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Error codes.
+const (
+	CodeInvalid      = "invalid_request"
+	CodeUnauthorized = "unauthorized"
+	CodeNotFound     = "not_found"
+	CodeConflict     = "conflict"
+	CodeTooLarge     = "payload_too_large"
+	CodeUnavailable  = "unavailable"
+	CodeInternal     = "internal"
+)
+
+// Client talks to one webhookd replica.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for the server at base (e.g. http://127.0.0.1:8080).
+func New(base, token string) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server %q: want an http(s) URL such as http://127.0.0.1:8080", base)
+	}
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 5 * time.Minute}}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach webhookd at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error *Error `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error != nil {
+			e.Error.Status = resp.StatusCode
+			return e.Error
+		}
+		return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("HTTP %d from %s", resp.StatusCode, c.base)}
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	return nil
+}
+
+// CreateSubscription creates a subscription; the answer carries its secret.
+func (c *Client) CreateSubscription(ctx context.Context, in SubscriptionInput) (Subscription, error) {
+	var s Subscription
+	return s, c.do(ctx, http.MethodPost, "/v1/subscriptions", in, &s)
+}
+
+// ListSubscriptions lists every subscription.
+func (c *Client) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
+	var l List[Subscription]
+	return l.Items, c.do(ctx, http.MethodGet, "/v1/subscriptions", nil, &l)
+}
+
+// GetSubscription returns one subscription.
+func (c *Client) GetSubscription(ctx context.Context, id string) (Subscription, error) {
+	var s Subscription
+	return s, c.do(ctx, http.MethodGet, "/v1/subscriptions/"+url.PathEscape(id), nil, &s)
+}
+
+// UpdateSubscription changes the fields set in p.
+func (c *Client) UpdateSubscription(ctx context.Context, id string, p SubscriptionPatch) (Subscription, error) {
+	var s Subscription
+	return s, c.do(ctx, http.MethodPatch, "/v1/subscriptions/"+url.PathEscape(id), p, &s)
+}
+
+// DeleteSubscription deletes a subscription.
+func (c *Client) DeleteSubscription(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/subscriptions/"+url.PathEscape(id), nil, nil)
+}
+
+// SubscriptionAction runs pause, resume or rotate-secret.
+func (c *Client) SubscriptionAction(ctx context.Context, id, action string) (Subscription, error) {
+	var s Subscription
+	return s, c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/"+action, nil, &s)
+}
+
+// ListDeliveries returns one page of deliveries, newest first.
+func (c *Client) ListDeliveries(ctx context.Context, q DeliveryQuery) (List[Delivery], error) {
+	v := url.Values{}
+	set := func(k, val string) {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	set("subscription", q.Subscription)
+	set("event", q.Event)
+	set("status", q.Status)
+	set("cursor", q.Cursor)
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.Format(time.RFC3339Nano))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	var l List[Delivery]
+	return l, c.do(ctx, http.MethodGet, "/v1/deliveries?"+v.Encode(), nil, &l)
+}
+
+// GetDelivery returns one delivery with every attempt.
+func (c *Client) GetDelivery(ctx context.Context, id string) (Delivery, error) {
+	var d Delivery
+	return d, c.do(ctx, http.MethodGet, "/v1/deliveries/"+url.PathEscape(id), nil, &d)
+}
+
+// Redeliver queues a delivery again, keeping its id.
+func (c *Client) Redeliver(ctx context.Context, id string) (Delivery, error) {
+	var d Delivery
+	return d, c.do(ctx, http.MethodPost, "/v1/deliveries/"+url.PathEscape(id)+"/redeliver", nil, &d)
+}
+
+// Replay sends the failed deliveries of a subscription again (or lists them).
+func (c *Client) Replay(ctx context.Context, r ReplayRequest) (ReplayResult, error) {
+	var res ReplayResult
+	return res, c.do(ctx, http.MethodPost, "/v1/deliveries/replay", r, &res)
+}
+
+// Publish publishes an event through the EVENTS stream.
+func (c *Client) Publish(ctx context.Context, p PublishRequest) (Published, error) {
+	var out Published
+	return out, c.do(ctx, http.MethodPost, "/v1/events", p, &out)
+}
+
+// EventTypes lists the catalog.
+func (c *Client) EventTypes(ctx context.Context) ([]string, error) {
+	var l List[string]
+	return l.Items, c.do(ctx, http.MethodGet, "/v1/event-types", nil, &l)
+}
+
+// Status returns streams, consumers and replicas.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// ErrNotFound matches (errors.Is) an API answer with code not_found.
+var ErrNotFound = &Error{Code: CodeNotFound}

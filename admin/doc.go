@@ -1,0 +1,12 @@
+// Package admin serves webhookd's HTTP surface: the admin API under /v1
+// (JSON, bearer token compared in constant time) and the unauthenticated
+// /healthz and /readyz. Every replica serves it; writes go through the
+// replicated subscription store and the JetStream streams, so any replica
+// answers for all.
+//
+// Secrets appear only in the answers of create and rotate-secret; they are
+// never logged (request logs carry method, path, status and duration only).
+// Operator requeues (redeliver, replay, resume) keep the delivery id, record
+// the delivery as pending and publish the kept job again; attempt numbers
+// continue and the retry policy starts afresh.
+package admin

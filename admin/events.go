@@ -1,0 +1,109 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/jetstream"
+)
+
+func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
+	var req client.PublishRequest
+	if err := decode(r, int64(s.cfg.MaxEventBytes)+4<<10, &req); err != nil {
+		return err
+	}
+	if !s.catalog[req.Event] {
+		return invalid("event: %q is not in the catalog (GET /v1/event-types)", req.Event)
+	}
+	if err := delivery.CheckData(req.Data); err != nil {
+		return invalid("data: %s", strings.TrimPrefix(err.Error(), "delivery: "))
+	}
+	if len(req.Data) > s.cfg.MaxEventBytes {
+		return apiError(http.StatusRequestEntityTooLarge, client.CodeTooLarge, "data: %d bytes, at most %d", len(req.Data), s.cfg.MaxEventBytes)
+	}
+	if len(req.ID) > 256 {
+		return invalid("id: at most 256 bytes")
+	}
+	m := nats.NewMsg(jetstream.EventSubject(req.Event))
+	m.Data = req.Data
+	var opts []natsjs.PublishOpt
+	if req.ID != "" {
+		opts = append(opts, natsjs.WithMsgID(req.ID))
+	}
+	ack, err := s.deps.JS.PublishMsg(r.Context(), m, opts...)
+	if err != nil {
+		if errors.Is(err, nats.ErrMaxPayload) {
+			return apiError(http.StatusRequestEntityTooLarge, client.CodeTooLarge, "event larger than the NATS payload limit")
+		}
+		return apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "publish: %v", err)
+	}
+	id := req.ID
+	if id == "" {
+		id = delivery.EventIDFromSequence(ack.Sequence)
+	}
+	writeJSON(w, http.StatusAccepted, client.Published{ID: id, Event: req.Event, Sequence: ack.Sequence, Duplicate: ack.Duplicate})
+	return nil
+}
+
+func (s *Server) eventTypes(w http.ResponseWriter, _ *http.Request) error {
+	types := slices.Sorted(func(yield func(string) bool) {
+		for t := range s.catalog {
+			if !yield(t) {
+				return
+			}
+		}
+	})
+	writeJSON(w, http.StatusOK, client.List[string]{Items: types})
+	return nil
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	st := client.Status{Replica: s.cfg.Replica, Streams: []client.StreamStatus{}, Consumers: []client.ConsumerStatus{}, Replicas: []string{}}
+	for _, name := range []string{jetstream.StreamEvents, jetstream.StreamDeliveries, jetstream.StreamAudit} {
+		str, err := s.deps.JS.Stream(ctx, name)
+		if err != nil {
+			return apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "stream %s: %v", name, err)
+		}
+		info, err := str.Info(ctx)
+		if err != nil {
+			return apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "stream %s: %v", name, err)
+		}
+		st.Streams = append(st.Streams, client.StreamStatus{Name: name, Messages: info.State.Msgs, Bytes: info.State.Bytes})
+		if name == jetstream.StreamAudit {
+			names := str.ConsumerNames(ctx)
+			for n := range names.Name() {
+				if replica, ok := strings.CutPrefix(n, "audit-"); ok {
+					st.Replicas = append(st.Replicas, replica)
+				}
+			}
+			if err := names.Err(); err != nil {
+				return fmt.Errorf("list audit consumers: %w", err)
+			}
+			slices.Sort(st.Replicas)
+		}
+	}
+	for stream, consumer := range map[string]string{jetstream.StreamEvents: jetstream.ConsumerRouter, jetstream.StreamDeliveries: jetstream.ConsumerWorkers} {
+		c, err := s.deps.JS.Consumer(ctx, stream, consumer)
+		if err != nil {
+			return apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "consumer %s: %v", consumer, err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "consumer %s: %v", consumer, err)
+		}
+		st.Consumers = append(st.Consumers, client.ConsumerStatus{Stream: stream, Name: consumer,
+			Pending: info.NumPending, InFlight: info.NumAckPending, Redelivered: info.NumRedelivered})
+	}
+	slices.SortFunc(st.Consumers, func(a, b client.ConsumerStatus) int { return strings.Compare(a.Stream, b.Stream) })
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}

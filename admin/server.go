@@ -1,0 +1,221 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+// Config configures the admin API.
+type Config struct {
+	// Token is the bearer token every /v1 request must carry.
+	Token string
+	// Replica is this replica's id, shown by /v1/status.
+	Replica string
+	// EventTypes is the catalog.
+	EventTypes []string
+	// AllowTargets are internal prefixes subscriptions may point at.
+	AllowTargets []netip.Prefix
+	// DefaultTimeout is shown for subscriptions without their own timeout.
+	DefaultTimeout time.Duration
+	// SecretGrace is how long a rotated-out secret keeps signing (default 24h).
+	SecretGrace time.Duration
+	// MaxEventBytes bounds the data of an event published over HTTP (default 1 MiB).
+	MaxEventBytes int
+	// ResumeRate is how many paused deliveries per second a resume requeues (default 50).
+	ResumeRate float64
+}
+
+// Deps are the API's collaborators.
+type Deps struct {
+	JS       natsjs.JetStream
+	Subs     *subscriptions.Store
+	Store    *delivery.Store
+	Recorder *delivery.Recorder
+	// Ready reports whether the replica can serve (nil error) for /readyz.
+	Ready func() error
+	// Background is the context of work that outlives a request (resume).
+	Background context.Context
+}
+
+// Server is the HTTP surface of one replica.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	log     zerolog.Logger
+	now     func() time.Time
+	catalog map[string]bool
+	guard   *delivery.Guard
+	token   [32]byte
+}
+
+// New returns the server; Handler serves it.
+func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("admin: a token is required")
+	}
+	if cfg.SecretGrace <= 0 {
+		cfg.SecretGrace = 24 * time.Hour
+	}
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = 1 << 20
+	}
+	if cfg.ResumeRate <= 0 {
+		cfg.ResumeRate = 50
+	}
+	if deps.Background == nil {
+		deps.Background = context.Background()
+	}
+	catalog := map[string]bool{}
+	for _, t := range cfg.EventTypes {
+		catalog[t] = true
+	}
+	return &Server{
+		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
+		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
+	}, nil
+}
+
+// handlerFunc is a handler whose error becomes the answer: a *client.Error
+// as is, anything else as a 500 whose detail only goes to the log.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := s.deps.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	v1 := map[string]handlerFunc{
+		"POST /v1/subscriptions":                    s.createSubscription,
+		"GET /v1/subscriptions":                     s.listSubscriptions,
+		"GET /v1/subscriptions/{id}":                s.getSubscription,
+		"PATCH /v1/subscriptions/{id}":              s.updateSubscription,
+		"DELETE /v1/subscriptions/{id}":             s.deleteSubscription,
+		"POST /v1/subscriptions/{id}/rotate-secret": s.rotateSecret,
+		"POST /v1/subscriptions/{id}/pause":         s.pause,
+		"POST /v1/subscriptions/{id}/resume":        s.resume,
+		"GET /v1/deliveries":                        s.listDeliveries,
+		"GET /v1/deliveries/{id}":                   s.getDelivery,
+		"POST /v1/deliveries/{id}/redeliver":        s.redeliver,
+		"POST /v1/deliveries/replay":                s.replay,
+		"POST /v1/events":                           s.publish,
+		"GET /v1/event-types":                       s.eventTypes,
+		"GET /v1/status":                            s.status,
+	}
+	for pattern, h := range v1 {
+		mux.Handle(pattern, s.authorized(h))
+	}
+	mux.Handle("/v1/", s.authorized(func(http.ResponseWriter, *http.Request) error {
+		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route")
+	}))
+	return s.logged(mux)
+}
+
+// authorized checks the bearer token in constant time, then runs h.
+func (s *Server) authorized(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(given))
+		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="webhookd"`)
+			writeError(w, apiError(http.StatusUnauthorized, client.CodeUnauthorized, "missing or wrong bearer token"))
+			return
+		}
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var apiErr *client.Error
+		if !errors.As(err, &apiErr) {
+			s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("request failed")
+			apiErr = apiError(http.StatusInternalServerError, client.CodeInternal, "internal error; see the server log")
+		}
+		writeError(w, apiErr)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// logged logs one line per request: method, path, status, duration. Never
+// headers or bodies, which carry tokens and secrets.
+func (s *Server) logged(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		s.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", rec.status).
+			Dur("duration", s.now().Sub(start)).Msg("http request")
+	})
+}
+
+// decode reads a JSON body into v, refusing unknown fields and trailing data.
+func decode(r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return apiError(http.StatusRequestEntityTooLarge, client.CodeTooLarge, "body larger than %d bytes", tooBig.Limit)
+		}
+		if errors.Is(err, io.EOF) {
+			return invalid("empty body: want a JSON object")
+		}
+		return invalid("body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return invalid("body: trailing data after the JSON object")
+	}
+	return nil
+}
+
+func parseTime(field, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, invalid("%s: %q is not an RFC 3339 time", field, v)
+	}
+	return t, nil
+}
+
+// invalidSubscription turns a subscriptions.ErrInvalid error into a 400.
+func invalidSubscription(err error) error {
+	return invalid("%s", strings.TrimPrefix(err.Error(), subscriptions.ErrInvalid.Error()+": "))
+}

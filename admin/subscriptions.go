@@ -1,0 +1,280 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/signature"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+const (
+	minTimeout     = time.Second
+	maxTimeout     = 5 * time.Minute
+	maxDescription = 1024
+	maxEvents      = 64
+)
+
+// view is the API form of a subscription; the secret only when withSecret.
+func (s *Server) view(sub subscriptions.Subscription, withSecret bool) client.Subscription {
+	timeout := sub.Timeout
+	if timeout <= 0 {
+		timeout = s.cfg.DefaultTimeout
+	}
+	v := client.Subscription{
+		ID: sub.ID, URL: sub.URL, Events: sub.Events, Description: sub.Description, Timeout: timeout.String(),
+		Active: sub.Active, CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt,
+	}
+	if withSecret {
+		v.Secret = sub.Secret
+	}
+	return v
+}
+
+// checkURL applies the API's URL rules: absolute http(s) with a host, and not
+// a literal internal IP unless allowed. Names are checked at every connection.
+func (s *Server) checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil {
+		return invalid("url: %q must be an absolute http(s) URL with a host and no credentials", raw)
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil && !s.guard.Allowed(ip) {
+		return invalid("url: %s is an internal address; deliveries to it are refused (see --allow-targets)", ip)
+	}
+	return nil
+}
+
+func (s *Server) checkEvents(events []string) error {
+	if len(events) == 0 {
+		return invalid("events: want at least one event type or pattern")
+	}
+	if len(events) > maxEvents {
+		return invalid("events: at most %d entries", maxEvents)
+	}
+	for _, e := range events {
+		if !subscriptions.ValidPattern(e) {
+			return invalid("events: %q is not an event type or pattern (tokens separated by '.', wildcards '*' and '>')", e)
+		}
+		if !strings.ContainsAny(e, "*>") && !s.catalog[e] {
+			return invalid("events: %q is not in the catalog (GET /v1/event-types)", e)
+		}
+	}
+	return nil
+}
+
+func parseTimeout(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < minTimeout || d > maxTimeout {
+		return 0, invalid("timeout: %q must be a duration from %s to %s", v, minTimeout, maxTimeout)
+	}
+	return d, nil
+}
+
+func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) error {
+	var in client.SubscriptionInput
+	if err := decode(r, 64<<10, &in); err != nil {
+		return err
+	}
+	if err := s.checkURL(in.URL); err != nil {
+		return err
+	}
+	if err := s.checkEvents(in.Events); err != nil {
+		return err
+	}
+	timeout, err := parseTimeout(in.Timeout)
+	if err != nil {
+		return err
+	}
+	if len(in.Description) > maxDescription {
+		return invalid("description: at most %d bytes", maxDescription)
+	}
+	sub, err := s.deps.Subs.Create(r.Context(), subscriptions.Subscription{
+		URL: in.URL, Events: in.Events, Description: in.Description, Timeout: timeout,
+	})
+	if errors.Is(err, subscriptions.ErrInvalid) {
+		return invalidSubscription(err)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str("subscription_id", sub.ID).Str("url", sub.URL).Strs("events", sub.Events).Msg("subscription created")
+	writeJSON(w, http.StatusCreated, s.view(sub, true))
+	return nil
+}
+
+func (s *Server) listSubscriptions(w http.ResponseWriter, _ *http.Request) error {
+	subs := s.deps.Subs.List()
+	items := make([]client.Subscription, len(subs))
+	for i, sub := range subs {
+		items[i] = s.view(sub, false)
+	}
+	writeJSON(w, http.StatusOK, client.List[client.Subscription]{Items: items})
+	return nil
+}
+
+func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	sub, ok := s.deps.Subs.Get(id)
+	if !ok {
+		return notFound("subscription", id)
+	}
+	writeJSON(w, http.StatusOK, s.view(sub, false))
+	return nil
+}
+
+// update runs a compare-and-set update and maps the store's errors.
+func (s *Server) update(r *http.Request, fn func(*subscriptions.Subscription) error) (subscriptions.Subscription, error) {
+	id := r.PathValue("id")
+	sub, err := s.deps.Subs.Update(r.Context(), id, fn)
+	switch {
+	case errors.Is(err, subscriptions.ErrNotFound):
+		return sub, notFound("subscription", id)
+	case errors.Is(err, subscriptions.ErrConflict):
+		return sub, apiError(http.StatusConflict, client.CodeConflict, "subscription %q was changed concurrently; read it and try again", id)
+	case errors.Is(err, subscriptions.ErrInvalid):
+		return sub, invalidSubscription(err)
+	}
+	return sub, err
+}
+
+func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) error {
+	var p client.SubscriptionPatch
+	if err := decode(r, 64<<10, &p); err != nil {
+		return err
+	}
+	if p.URL != nil {
+		if err := s.checkURL(*p.URL); err != nil {
+			return err
+		}
+	}
+	if p.Events != nil {
+		if err := s.checkEvents(*p.Events); err != nil {
+			return err
+		}
+	}
+	var timeout time.Duration
+	if p.Timeout != nil {
+		var err error
+		if timeout, err = parseTimeout(*p.Timeout); err != nil {
+			return err
+		}
+	}
+	if p.Description != nil && len(*p.Description) > maxDescription {
+		return invalid("description: at most %d bytes", maxDescription)
+	}
+	sub, err := s.update(r, func(sub *subscriptions.Subscription) error {
+		if p.URL != nil {
+			sub.URL = *p.URL
+		}
+		if p.Events != nil {
+			sub.Events = *p.Events
+		}
+		if p.Description != nil {
+			sub.Description = *p.Description
+		}
+		if p.Timeout != nil {
+			sub.Timeout = timeout
+		}
+		if p.Active != nil {
+			sub.Active = *p.Active
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if p.Active != nil && *p.Active {
+		s.requeuePaused(sub.ID)
+	}
+	writeJSON(w, http.StatusOK, s.view(sub, false))
+	return nil
+}
+
+func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	err := s.deps.Subs.Delete(r.Context(), id)
+	if errors.Is(err, subscriptions.ErrNotFound) {
+		return notFound("subscription", id)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str("subscription_id", id).Msg("subscription deleted")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) error {
+	secret, err := signature.NewSecret()
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	sub, err := s.update(r, func(sub *subscriptions.Subscription) error {
+		kept := []subscriptions.PreviousSecret{{Secret: sub.Secret, ExpiresAt: now.Add(s.cfg.SecretGrace)}}
+		for _, p := range sub.PreviousSecrets {
+			if now.Before(p.ExpiresAt) {
+				kept = append(kept, p)
+			}
+		}
+		sub.Secret, sub.PreviousSecrets = secret, kept
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str("subscription_id", sub.ID).Dur("grace", s.cfg.SecretGrace).Msg("subscription secret rotated")
+	writeJSON(w, http.StatusOK, s.view(sub, true))
+	return nil
+}
+
+func (s *Server) pause(w http.ResponseWriter, r *http.Request) error {
+	sub, err := s.update(r, func(sub *subscriptions.Subscription) error { sub.Active = false; return nil })
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str("subscription_id", sub.ID).Msg("subscription paused")
+	writeJSON(w, http.StatusOK, s.view(sub, false))
+	return nil
+}
+
+func (s *Server) resume(w http.ResponseWriter, r *http.Request) error {
+	sub, err := s.update(r, func(sub *subscriptions.Subscription) error { sub.Active = true; return nil })
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str("subscription_id", sub.ID).Msg("subscription resumed")
+	s.requeuePaused(sub.ID)
+	writeJSON(w, http.StatusOK, s.view(sub, false))
+	return nil
+}
+
+// requeuePaused sends the deliveries held while the subscription was paused,
+// oldest first, at ResumeRate, in the background.
+func (s *Server) requeuePaused(subID string) {
+	ds, err := s.collect(delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused})
+	if err != nil {
+		s.log.Error().Err(err).Str("subscription_id", subID).Msg("listing paused deliveries failed")
+		return
+	}
+	if len(ds) == 0 {
+		return
+	}
+	go func() {
+		n, err := s.requeueAll(s.deps.Background, ds, s.cfg.ResumeRate)
+		ev := s.log.Info()
+		if err != nil {
+			ev = s.log.Error().Err(err)
+		}
+		ev.Str("subscription_id", subID).Int("requeued", n).Int("paused", len(ds)).Msg("paused deliveries requeued")
+	}()
+}

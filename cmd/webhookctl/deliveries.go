@@ -1,0 +1,242 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
+
+	"github.com/robotlab/webhookd/admin/client"
+)
+
+func (a *app) deliveriesCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "deliveries",
+		Aliases: []string{"delivery", "dl"},
+		Short:   "Inspect deliveries and send them again",
+	}
+	cmd.AddCommand(a.dlList(), a.dlGet(), a.dlRedeliver(), a.dlReplay())
+	return cmd
+}
+
+// parseSince accepts an RFC 3339 time or a duration back from now ("2h").
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2024-01-15T10:30:00Z) or a duration back from now (2h)", s)
+	}
+	return t, nil
+}
+
+func (a *app) dlList() *cobra.Command {
+	var q client.DeliveryQuery
+	var since, until string
+	cmd := &cobra.Command{
+		Use:   "list [--subscription ID] [--status S] [--event ID]",
+		Short: "List deliveries, newest first",
+		Example: `  webhookctl deliveries list --status failed
+  webhookctl deliveries list --subscription 6f1c… --since 2h
+  webhookctl -o json deliveries list --event evt-123 | jq '.items[].status'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			if q.Since, err = parseSince(since, now); err != nil {
+				return err
+			}
+			if q.Until, err = parseSince(until, now); err != nil {
+				return err
+			}
+			page, err := c.ListDeliveries(cmd.Context(), q)
+			if err != nil {
+				return err
+			}
+			return a.print(page, func(w *tabwriter.Writer) {
+				row(w, "ID", "EVENT", "EVENT ID", "SUBSCRIPTION", "STATUS", "ATTEMPTS", "LAST", "UPDATED")
+				for _, d := range page.Items {
+					row(w, d.ID, d.Event, d.EventID, orDash(d.SubscriptionID), d.Status, len(d.Attempts), lastResult(d), ts(d.UpdatedAt))
+				}
+				if page.NextCursor != "" {
+					row(w, "")
+					row(w, "more: --cursor "+page.NextCursor)
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&q.Subscription, "subscription", "", "only this subscription")
+	f.StringVar(&q.Status, "status", "", "only this status: pending, retrying, succeeded, failed, paused, cancelled, rejected")
+	f.StringVar(&q.Event, "event", "", "only this event id")
+	f.StringVar(&since, "since", "", "created at or after (RFC 3339, or a duration back from now)")
+	f.StringVar(&until, "until", "", "created before (RFC 3339, or a duration back from now)")
+	f.IntVar(&q.Limit, "limit", 50, "page size, up to 1000")
+	f.StringVar(&q.Cursor, "cursor", "", "continue a previous listing")
+	return cmd
+}
+
+// lastResult summarises the last attempt: its status code or reason.
+func lastResult(d client.Delivery) string {
+	if len(d.Attempts) == 0 {
+		return orDash(d.Reason)
+	}
+	last := d.Attempts[len(d.Attempts)-1]
+	if last.StatusCode != 0 {
+		return fmt.Sprint(last.StatusCode)
+	}
+	return orDash(last.Reason)
+}
+
+func (a *app) printDelivery(d client.Delivery) error {
+	return a.print(d, func(w *tabwriter.Writer) {
+		row(w, "ID", d.ID)
+		row(w, "EVENT", d.Event+" ("+d.EventID+")")
+		row(w, "SUBSCRIPTION", orDash(d.SubscriptionID))
+		row(w, "URL", orDash(d.URL))
+		row(w, "STATUS", d.Status)
+		if d.Reason != "" {
+			row(w, "REASON", d.Reason)
+		}
+		row(w, "CREATED", ts(d.CreatedAt))
+		row(w, "UPDATED", ts(d.UpdatedAt))
+		row(w, "")
+		row(w, "ATTEMPT", "AT", "STATUS", "DURATION", "REASON", "ERROR", "REPLICA")
+		for _, at := range d.Attempts {
+			code := "-"
+			if at.StatusCode != 0 {
+				code = fmt.Sprint(at.StatusCode)
+			}
+			row(w, at.Attempt, ts(at.At), code, fmt.Sprintf("%dms", at.DurationMS), orDash(at.Reason),
+				orDash(truncate(at.Error, 60)), orDash(at.Replica))
+		}
+	})
+}
+
+func truncate(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func (a *app) dlGet() *cobra.Command {
+	return &cobra.Command{
+		Use:     "get ID",
+		Short:   "Show a delivery with every attempt",
+		Example: "  webhookctl deliveries get 5920a252-…",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.GetDelivery(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.printDelivery(d)
+		},
+	}
+}
+
+func (a *app) dlRedeliver() *cobra.Command {
+	return &cobra.Command{
+		Use:     "redeliver ID",
+		Short:   "Send a delivery again, keeping its id; attempts continue from the last",
+		Example: "  webhookctl deliveries redeliver 5920a252-…",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.Redeliver(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.printDelivery(d)
+		},
+	}
+}
+
+func (a *app) dlReplay() *cobra.Command {
+	var sub, since string
+	var dryRun bool
+	var perSecond float64
+	cmd := &cobra.Command{
+		Use:   "replay --subscription ID --since TIME [--dry-run] [--rate N]",
+		Short: "Send the failed deliveries of a subscription again, oldest first, at a bounded rate",
+		Example: `  webhookctl deliveries replay --subscription 6f1c… --since 2h --dry-run
+  webhookctl deliveries replay --subscription 6f1c… --since 2024-01-15T10:00:00Z --rate 5`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			from, err := parseSince(since, time.Now())
+			if err != nil {
+				return err
+			}
+			if perSecond <= 0 || perSecond > 1000 {
+				return fmt.Errorf("--rate %g: want more than 0 and at most 1000 per second", perSecond)
+			}
+			// The dry run lists what would be sent; the CLI then sends it
+			// itself, one delivery at a time, to show progress.
+			plan, err := c.Replay(cmd.Context(), client.ReplayRequest{Subscription: sub, Since: from, DryRun: true})
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				return a.print(plan, func(w *tabwriter.Writer) {
+					row(w, "ID", "EVENT", "EVENT ID", "ATTEMPTS", "LAST", "CREATED")
+					for _, d := range plan.Items {
+						row(w, d.ID, d.Event, d.EventID, len(d.Attempts), lastResult(d), ts(d.CreatedAt))
+					}
+					row(w, "")
+					row(w, fmt.Sprintf("%d failed deliveries would be sent again (dry run)", plan.Count))
+				})
+			}
+			lim := rate.NewLimiter(rate.Limit(perSecond), 1)
+			done := client.ReplayResult{Items: []client.Delivery{}}
+			for i, d := range plan.Items {
+				if err := lim.Wait(cmd.Context()); err != nil {
+					return fmt.Errorf("replay stopped after %d of %d: %w", i, plan.Count, err)
+				}
+				nd, err := c.Redeliver(cmd.Context(), d.ID)
+				if err != nil {
+					return fmt.Errorf("replay stopped after %d of %d: %s: %w", i, plan.Count, d.ID, err)
+				}
+				done.Items = append(done.Items, nd)
+				fmt.Fprintf(a.stderr, "\rreplayed %d/%d", i+1, plan.Count)
+			}
+			if plan.Count > 0 {
+				fmt.Fprintln(a.stderr)
+			}
+			done.Count = len(done.Items)
+			return a.print(done, func(w *tabwriter.Writer) {
+				row(w, fmt.Sprintf("%d failed deliveries queued again", done.Count))
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&sub, "subscription", "", "subscription whose failed deliveries to send (required)")
+	f.StringVar(&since, "since", "", "failed deliveries created at or after (RFC 3339, or a duration back from now) (required)")
+	f.BoolVar(&dryRun, "dry-run", false, "only list what would be sent")
+	f.Float64Var(&perSecond, "rate", 10, "deliveries per second")
+	_ = cmd.MarkFlagRequired("subscription")
+	_ = cmd.MarkFlagRequired("since")
+	return cmd
+}
