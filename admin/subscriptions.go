@@ -209,6 +209,21 @@ func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	s.log.Info().Str("subscription_id", id).Msg("subscription deleted")
+	// Jobs still queued are cancelled by the workers; the ones held while
+	// paused are no longer queued, so they are cancelled here.
+	held, err := s.collect(delivery.Query{SubscriptionID: id, Status: delivery.StatusPaused})
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	for _, d := range held {
+		if err := s.deps.Recorder.Record(r.Context(), delivery.Record{
+			DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: id, URL: d.URL,
+			Status: delivery.StatusCancelled, Reason: "subscription deleted", At: now, CreatedAt: d.CreatedAt,
+		}); err != nil {
+			return err
+		}
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -55,6 +55,9 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		DeliverPolicy:     natsjs.DeliverAllPolicy,
 		InactiveThreshold: 72 * time.Hour,
 	})
+	if ctx.Err() != nil {
+		return nil // stopped while starting
+	}
 	if err != nil {
 		return fmt.Errorf("delivery: indexer consumer: %w", err)
 	}

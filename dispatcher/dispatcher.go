@@ -126,10 +126,16 @@ func (d *Dispatcher) Stats() Stats {
 // consumers cannot be bound.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	routerCons, err := d.deps.JS.Consumer(ctx, jetstream.StreamEvents, jetstream.ConsumerRouter)
+	if ctx.Err() != nil {
+		return nil // stopped while starting
+	}
 	if err != nil {
 		return fmt.Errorf("dispatcher: bind router consumer: %w", err)
 	}
 	workerCons, err := d.deps.JS.Consumer(ctx, jetstream.StreamDeliveries, jetstream.ConsumerWorkers)
+	if ctx.Err() != nil {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("dispatcher: bind workers consumer: %w", err)
 	}

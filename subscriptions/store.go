@@ -97,6 +97,9 @@ func (s *Store) Run(ctx context.Context) error {
 	start := s.Revision()
 	if start > 0 {
 		last, err := s.bucketRevision(ctx)
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		if err != nil {
 			return err
 		}
@@ -114,6 +117,9 @@ func (s *Store) Run(ctx context.Context) error {
 		opts = append(opts, natsjs.ResumeFromRevision(start+1))
 	}
 	w, err := s.kv.WatchAll(ctx, opts...)
+	if ctx.Err() != nil {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("subscriptions: watch: %w", err)
 	}

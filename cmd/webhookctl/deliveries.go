@@ -105,7 +105,7 @@ func (a *app) printDelivery(d client.Delivery) error {
 		row(w, "SUBSCRIPTION", orDash(d.SubscriptionID))
 		row(w, "URL", orDash(d.URL))
 		row(w, "STATUS", d.Status)
-		if d.Reason != "" {
+		if d.Reason != "" && d.Reason != d.Status {
 			row(w, "REASON", d.Reason)
 		}
 		row(w, "CREATED", ts(d.CreatedAt))

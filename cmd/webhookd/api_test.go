@@ -1,0 +1,256 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/delivery/signature"
+)
+
+type apiErr struct {
+	Error client.Error `json:"error"`
+}
+
+func TestAPIAuth(t *testing.T) {
+	t.Parallel()
+	d := start(t, "--admin-token", "s3cret-token")
+	var e apiErr
+	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", "", "", &e), "missing token")
+	require.Equal(t, client.CodeUnauthorized, e.Error.Code)
+	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", "s3cret-tokeX", "", &e), "wrong token")
+	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", "s3cret-token-longer", "", &e), "longer token")
+	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/v1/subscriptions", "s3cret-token", "", nil), "right token")
+	// Health endpoints need no token.
+	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/healthz", "", "", nil))
+	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/readyz", "", "", nil))
+	require.NotContains(t, d.logs.String(), "s3cret-token")
+}
+
+func TestAPIValidation(t *testing.T) {
+	t.Parallel()
+	d := start(t)
+	valid := `{"url":"https://hooks.example.com/x","events":["task.completed"]}`
+	var sub client.Subscription
+	require.Equal(t, http.StatusCreated, d.call(t, http.MethodPost, "/v1/subscriptions", d.token, valid, &sub))
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		code, mentions           string
+	}{
+		{"relative url", "POST", "/v1/subscriptions", `{"url":"/x","events":["task.completed"]}`, 400, "invalid_request", "url"},
+		{"ftp url", "POST", "/v1/subscriptions", `{"url":"ftp://h/x","events":["task.completed"]}`, 400, "invalid_request", "url"},
+		{"url without host", "POST", "/v1/subscriptions", `{"url":"https:///x","events":["task.completed"]}`, 400, "invalid_request", "url"},
+		{"internal literal ip", "POST", "/v1/subscriptions", `{"url":"http://169.254.169.254/latest","events":["task.completed"]}`, 400, "invalid_request", "internal"},
+		{"private literal ip", "POST", "/v1/subscriptions", `{"url":"http://10.1.2.3/x","events":["task.completed"]}`, 400, "invalid_request", "url"},
+		{"no events", "POST", "/v1/subscriptions", `{"url":"https://h.example/x","events":[]}`, 400, "invalid_request", "events"},
+		{"unknown type", "POST", "/v1/subscriptions", `{"url":"https://h.example/x","events":["task.exploded"]}`, 400, "invalid_request", "catalog"},
+		{"bad pattern", "POST", "/v1/subscriptions", `{"url":"https://h.example/x","events":["task.>.x"]}`, 400, "invalid_request", "events"},
+		{"timeout too long", "POST", "/v1/subscriptions", `{"url":"https://h.example/x","events":["task.*"],"timeout":"10m"}`, 400, "invalid_request", "timeout"},
+		{"timeout not a duration", "POST", "/v1/subscriptions", `{"url":"https://h.example/x","events":["task.*"],"timeout":"soon"}`, 400, "invalid_request", "timeout"},
+		{"unknown field", "POST", "/v1/subscriptions", `{"url":"https://h.example/x","events":["task.*"],"secret":"mine"}`, 400, "invalid_request", "secret"},
+		{"not json", "POST", "/v1/subscriptions", `url=x`, 400, "invalid_request", "body"},
+		{"empty body", "POST", "/v1/subscriptions", ``, 400, "invalid_request", "empty"},
+		{"unknown subscription", "GET", "/v1/subscriptions/nope", ``, 404, "not_found", "nope"},
+		{"patch unknown", "PATCH", "/v1/subscriptions/nope", `{"description":"x"}`, 404, "not_found", "nope"},
+		{"patch bad url", "PATCH", "/v1/subscriptions/" + sub.ID, `{"url":"nope"}`, 400, "invalid_request", "url"},
+		{"patch unknown field", "PATCH", "/v1/subscriptions/" + sub.ID, `{"colour":"red"}`, 400, "invalid_request", "colour"},
+		{"delete unknown", "DELETE", "/v1/subscriptions/nope", ``, 404, "not_found", "nope"},
+		{"pause unknown", "POST", "/v1/subscriptions/nope/pause", ``, 404, "not_found", "nope"},
+		{"unknown delivery", "GET", "/v1/deliveries/nope", ``, 404, "not_found", "nope"},
+		{"redeliver unknown", "POST", "/v1/deliveries/nope/redeliver", ``, 404, "not_found", "nope"},
+		{"bad status filter", "GET", "/v1/deliveries?status=lost", ``, 400, "invalid_request", "status"},
+		{"bad limit", "GET", "/v1/deliveries?limit=0", ``, 400, "invalid_request", "limit"},
+		{"bad since", "GET", "/v1/deliveries?since=yesterday", ``, 400, "invalid_request", "since"},
+		{"bad cursor", "GET", "/v1/deliveries?cursor=!!", ``, 400, "invalid_request", "cursor"},
+		{"unknown query", "GET", "/v1/deliveries?colour=red", ``, 400, "invalid_request", "colour"},
+		{"replay without since", "POST", "/v1/deliveries/replay", `{"subscription":"` + sub.ID + `"}`, 400, "invalid_request", "since"},
+		{"replay unknown sub", "POST", "/v1/deliveries/replay", `{"subscription":"nope","since":"2024-01-01T00:00:00Z"}`, 404, "not_found", "nope"},
+		{"replay bad rate", "POST", "/v1/deliveries/replay", `{"subscription":"` + sub.ID + `","since":"2024-01-01T00:00:00Z","rate":5000}`, 400, "invalid_request", "rate"},
+		{"publish unknown type", "POST", "/v1/events", `{"event":"task.exploded","data":{}}`, 400, "invalid_request", "event"},
+		{"publish array data", "POST", "/v1/events", `{"event":"task.completed","data":[1]}`, 400, "invalid_request", "data"},
+		{"publish too large", "POST", "/v1/events", `{"event":"task.completed","data":{"x":"` + strings.Repeat("a", 2<<20) + `"}}`, 413, "payload_too_large", "bytes"},
+		{"unknown route", "GET", "/v1/nothing", ``, 404, "not_found", "route"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e apiErr
+			require.Equal(t, tt.status, d.call(t, tt.method, tt.path, d.token, tt.body, &e))
+			require.Equal(t, tt.code, e.Error.Code)
+			require.Contains(t, e.Error.Message, tt.mentions)
+		})
+	}
+	// Nothing invalid was stored.
+	var list client.List[client.Subscription]
+	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/v1/subscriptions", d.token, "", &list))
+	require.Len(t, list.Items, 1)
+}
+
+func TestAPIRedeliverConflictsWhileQueued(t *testing.T) {
+	t.Parallel()
+	d := start(t, "--retry-backoff", "1h") // the first failure waits an hour
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) }))
+	t.Cleanup(rcv.Close)
+	var sub client.Subscription
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+rcv.URL+`","events":["task.failed"]}`, &sub))
+	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"task.failed","data":{},"id":"e-q"}`, nil))
+	var list client.List[client.Delivery]
+	waitFor(t, func() bool {
+		d.call(t, "GET", "/v1/deliveries?status=retrying", d.token, "", &list)
+		return len(list.Items) == 1
+	})
+	var e apiErr
+	require.Equal(t, http.StatusConflict, d.call(t, "POST", "/v1/deliveries/"+list.Items[0].ID+"/redeliver", d.token, "", &e))
+	require.Equal(t, client.CodeConflict, e.Error.Code)
+}
+
+// received is one request a test receiver got.
+type received struct {
+	header http.Header
+	body   []byte
+}
+
+func receiver(t *testing.T) (*httptest.Server, chan received) {
+	t.Helper()
+	ch := make(chan received, 64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		ch <- received{r.Header.Clone(), b}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, ch
+}
+
+func next(t *testing.T, ch chan received) received {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(15 * time.Second):
+		t.Fatal("no delivery within 15s")
+		return received{}
+	}
+}
+
+func verifies(t *testing.T, secret string, r received) bool {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	require.NoError(t, err)
+	return wh.Verify(r.body, r.header) == nil
+}
+
+func TestAPISecretRotationAndSecrecy(t *testing.T) {
+	t.Parallel()
+	const grace = 2 * time.Second
+	d := start(t, "--secret-grace", grace.String())
+	rcv, got := receiver(t)
+	var created, rotated, view client.Subscription
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+rcv.URL+`","events":["alert.triggered"]}`, &created))
+	require.NotEmpty(t, created.Secret)
+
+	// list and get never show a secret.
+	var list client.List[client.Subscription]
+	require.Equal(t, 200, d.call(t, "GET", "/v1/subscriptions", d.token, "", &list))
+	require.Empty(t, list.Items[0].Secret)
+	require.Equal(t, 200, d.call(t, "GET", "/v1/subscriptions/"+created.ID, d.token, "", &view))
+	require.Empty(t, view.Secret)
+
+	rotatedAt := time.Now()
+	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+created.ID+"/rotate-secret", d.token, "", &rotated))
+	require.NotEmpty(t, rotated.Secret)
+	require.NotEqual(t, created.Secret, rotated.Secret)
+
+	// During the grace period a receiver holding either secret verifies.
+	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"alert.triggered","data":{"n":1}}`, nil))
+	r := next(t, got)
+	require.True(t, verifies(t, created.Secret, r), "old secret verifies during the grace period")
+	require.True(t, verifies(t, rotated.Secret, r), "new secret verifies")
+	require.True(t, signature.Verify(rotated.Secret, r.body, r.header.Get("X-Webhook-Signature")), "the seed signature uses the newest secret")
+	require.Len(t, strings.Fields(r.header.Get("webhook-signature")), 2)
+
+	// After it, only the new one.
+	time.Sleep(time.Until(rotatedAt.Add(grace + 500*time.Millisecond))) // wait out the grace period itself
+	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"alert.triggered","data":{"n":2}}`, nil))
+	r = next(t, got)
+	require.False(t, verifies(t, created.Secret, r), "old secret no longer verifies")
+	require.True(t, verifies(t, rotated.Secret, r))
+	require.Len(t, strings.Fields(r.header.Get("webhook-signature")), 1)
+
+	logs := d.logs.String()
+	require.NotContains(t, logs, created.Secret)
+	require.NotContains(t, logs, rotated.Secret)
+	require.NotContains(t, logs, strings.TrimPrefix(rotated.Secret, "whsec_"))
+}
+
+func TestAPIPauseKeepsAndResumeSends(t *testing.T) {
+	t.Parallel()
+	d := start(t)
+	rcv, got := receiver(t)
+	var sub client.Subscription
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+rcv.URL+`","events":["robot.>"]}`, &sub))
+	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/pause", d.token, "", nil))
+	for _, id := range []string{"p1", "p2", "p3"} {
+		require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"robot.connected","data":{},"id":"`+id+`"}`, nil))
+	}
+	var list client.List[client.Delivery]
+	waitFor(t, func() bool {
+		d.call(t, "GET", "/v1/deliveries?status=paused&subscription="+sub.ID, d.token, "", &list)
+		return len(list.Items) == 3
+	})
+	require.Empty(t, got, "nothing sent while paused")
+	for _, dl := range list.Items {
+		require.Empty(t, dl.Attempts, "no attempt counted while paused")
+	}
+
+	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/resume", d.token, "", nil))
+	var order []string
+	for range 3 {
+		r := next(t, got)
+		require.Equal(t, "1", r.header.Get("X-Webhook-Attempt"))
+		order = append(order, r.header.Get("X-Webhook-Delivery"))
+	}
+	// Oldest first: the list above was newest first.
+	require.Equal(t, []string{list.Items[2].ID, list.Items[1].ID, list.Items[0].ID}, order)
+}
+
+func TestAPIDeleteCancelsQueuedJobs(t *testing.T) {
+	t.Parallel()
+	d := start(t)
+	rcv, got := receiver(t)
+	var sub client.Subscription
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+rcv.URL+`","events":["task.created"]}`, &sub))
+	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/pause", d.token, "", nil))
+	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"task.created","data":{},"id":"c1"}`, nil))
+	var list client.List[client.Delivery]
+	waitFor(t, func() bool {
+		d.call(t, "GET", "/v1/deliveries?event=c1", d.token, "", &list)
+		return len(list.Items) == 1 && list.Items[0].Status == "paused"
+	})
+	require.Equal(t, 204, d.call(t, "DELETE", "/v1/subscriptions/"+sub.ID, d.token, "", nil))
+	var one client.Delivery
+	require.Equal(t, 200, d.call(t, "GET", "/v1/deliveries/"+list.Items[0].ID, d.token, "", &one))
+	require.Equal(t, "cancelled", one.Status, "held deliveries of a deleted subscription are cancelled")
+	var e apiErr
+	require.Equal(t, http.StatusConflict, d.call(t, "POST", "/v1/deliveries/"+list.Items[0].ID+"/redeliver", d.token, "", &e),
+		"a deleted subscription's delivery cannot be sent")
+	require.Empty(t, got)
+}
+
+// waitFor polls cond: API state has no event to await.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 15s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
