@@ -132,6 +132,14 @@ func startEmbedded(o Options, log zerolog.Logger) (*server.Server, error) {
 	if o.StoreDir == "" {
 		return nil, errors.New("jetstream: embedded server needs a store directory")
 	}
+	if port > 0 {
+		// Fail fast and clearly: a busy port leaves the server never ready.
+		ln, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("%w: embedded server cannot listen on %s: %w", ErrUnavailable, o.Listen, err)
+		}
+		_ = ln.Close()
+	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "webhookd",
 		JetStream:  true,
