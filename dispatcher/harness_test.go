@@ -49,7 +49,7 @@ type options struct {
 	server          *jstest.Server // share a server between replicas
 }
 
-func setup(t *testing.T, o options) *bundle {
+func setup(t testing.TB, o options) *bundle {
 	t.Helper()
 	prov := jstest.Provisioning()
 	if o.prov != nil {
@@ -137,7 +137,7 @@ func setup(t *testing.T, o options) *bundle {
 }
 
 // subscribe creates a subscription through the store (the Go API).
-func (b *bundle) subscribe(t *testing.T, url string, events ...string) subscriptions.Subscription {
+func (b *bundle) subscribe(t testing.TB, url string, events ...string) subscriptions.Subscription {
 	t.Helper()
 	sub, err := b.subs.Create(context.Background(), subscriptions.Subscription{URL: url, Events: events})
 	require.NoError(t, err)
@@ -146,7 +146,7 @@ func (b *bundle) subscribe(t *testing.T, url string, events ...string) subscript
 
 // publish publishes an event as a robot would: to events.<type>, through the
 // test server's client connection, optionally with a Nats-Msg-Id.
-func (b *bundle) publish(t *testing.T, eventType, data, msgID string) {
+func (b *bundle) publish(t testing.TB, eventType, data, msgID string) {
 	t.Helper()
 	m := nats.NewMsg(jetstream.EventSubject(eventType))
 	m.Data = []byte(data)
@@ -208,7 +208,7 @@ type receiver struct {
 	reqs chan request
 }
 
-func newReceiver(t *testing.T, status func(n int) int) *receiver {
+func newReceiver(t testing.TB, status func(n int) int) *receiver {
 	t.Helper()
 	r := &receiver{reqs: make(chan request, 1024)}
 	var mu sync.Mutex
@@ -232,7 +232,7 @@ func newReceiver(t *testing.T, status func(n int) int) *receiver {
 func always(code int) func(int) int { return func(int) int { return code } }
 
 // next waits for the receiver's next request.
-func (r *receiver) next(t *testing.T, timeout time.Duration) request {
+func (r *receiver) next(t testing.TB, timeout time.Duration) request {
 	t.Helper()
 	select {
 	case req := <-r.reqs:

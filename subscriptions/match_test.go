@@ -70,3 +70,13 @@ func FuzzMatchPattern(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkMatchPattern(b *testing.B) {
+	patterns := []string{"task.completed", "task.*", "robot.>", "*.triggered", "maintenance.due"}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, p := range patterns {
+			_ = subscriptions.MatchPattern(p, "robot.arm.moved")
+		}
+	}
+}

@@ -104,3 +104,19 @@ func FuzzDecodeSecret(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkSignBoth(b *testing.B) {
+	secret, err := signature.NewSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"id":"e1","event":"task.completed","timestamp":"2024-01-15T10:30:00Z","data":{"task_id":"T123","robot_id":"R001"}}`)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = signature.Sign(secret, body)
+		if _, err := signature.SignStandard([]string{secret}, "d1", now, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
