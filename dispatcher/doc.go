@@ -15,7 +15,12 @@
 // three steps in a fixed order: attempt (sign, POST, classify), record the
 // attempt in the audit trail, settle — Ack on a 2xx, NakWithDelay(next
 // backoff) on a failure, Term after recording "failed" on the last attempt.
-// If the record cannot be written the job is nak'ed, never acked.
+// If the record cannot be written the job is nak'ed, never acked. The final
+// record keeps the job, so an operator can send it again later.
+//
+// Jobs of a paused subscription are recorded as "paused" (no attempt
+// counted) and leave the queue; resuming requeues them. Jobs of a deleted
+// subscription are recorded as "cancelled".
 //
 // Attempt numbers are counted from the audit trail (the highest recorded
 // attempt of the delivery, plus one), not from JetStream's NumDelivered,

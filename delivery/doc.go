@@ -1,0 +1,25 @@
+// Package delivery owns one delivery attempt and its record: the job and
+// envelope, signing (subpackage signature), the outbound guard, result
+// classification, the retry policy, and the audit trail.
+//
+// An attempt (Deliverer.Attempt) builds no state of its own: it signs the
+// job's payload with the subscription's live secrets, POSTs it within the
+// subscription's timeout, follows no redirect, refuses internal addresses
+// after name resolution (Guard), and returns a Result. A receiver's non-2xx
+// answer or a network failure is data (Result.Reason, see Classify), never a
+// Go error: Go errors mean our own fault, such as an audit record that could
+// not be written.
+//
+// Policy decides what follows attempt n: Schedule (a list of delays, one
+// retry each) or Exponential (doubling with a cap and jitter).
+//
+// Every attempt, and every verdict reached without one (rejected, paused,
+// cancelled, requeued), is a Record. Recorder publishes it to the AUDIT
+// stream, deduplicated by (delivery id, attempt), so every replica's Indexer
+// applies it to that replica's Store; the recording replica also applies it
+// at once. Store indexes deliveries in bbolt by id, subscription, event id,
+// status and creation time, and drops them after the retention. Records are
+// idempotent and order-free: the status follows the newest record. Records
+// after which a delivery leaves the queue carry the job, so it can be sent
+// again (redeliver, replay, resume) with the same delivery id.
+package delivery
