@@ -23,15 +23,6 @@ const (
 	maxRate     = 1000.0
 )
 
-var statuses = map[string]delivery.Status{}
-
-func init() {
-	for _, st := range []delivery.Status{delivery.StatusPending, delivery.StatusRetrying, delivery.StatusSucceeded,
-		delivery.StatusFailed, delivery.StatusPaused, delivery.StatusCancelled, delivery.StatusRejected} {
-		statuses[string(st)] = st
-	}
-}
-
 func deliveryView(d delivery.Delivery) client.Delivery {
 	v := client.Delivery{
 		ID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: d.SubscriptionID, URL: d.URL,
@@ -56,7 +47,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	}
 	query := delivery.Query{SubscriptionID: q.Get("subscription"), EventID: q.Get("event"), Cursor: q.Get("cursor")}
 	if v := q.Get("status"); v != "" {
-		st, ok := statuses[v]
+		st, ok := delivery.ParseStatus(v)
 		if !ok {
 			return invalid("status: %q is not one of pending, retrying, succeeded, failed, paused, cancelled, rejected", v)
 		}
@@ -91,12 +82,18 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) error {
+// delivery returns the delivery named by the path, or a 404.
+func (s *Server) delivery(r *http.Request) (delivery.Delivery, error) {
 	id := r.PathValue("id")
 	d, err := s.deps.Store.Get(id)
 	if errors.Is(err, delivery.ErrNotFound) {
-		return notFound("delivery", id)
+		return d, notFound("delivery", id)
 	}
+	return d, err
+}
+
+func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.delivery(r)
 	if err != nil {
 		return err
 	}
@@ -105,19 +102,14 @@ func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	d, err := s.deps.Store.Get(id)
-	if errors.Is(err, delivery.ErrNotFound) {
-		return notFound("delivery", id)
-	}
+	d, err := s.delivery(r)
 	if err != nil {
 		return err
 	}
 	if err := s.requeue(r.Context(), d); err != nil {
 		return err
 	}
-	d, err = s.deps.Store.Get(id)
-	if err != nil {
+	if d, err = s.delivery(r); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusAccepted, deliveryView(d))

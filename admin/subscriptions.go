@@ -252,25 +252,21 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) pause(w http.ResponseWriter, r *http.Request) error {
-	sub, err := s.update(r, func(sub *subscriptions.Subscription) error { sub.Active = false; return nil })
-	if err != nil {
-		return err
+// setActive returns the pause (false) or resume (true) handler. Resuming
+// also sends the deliveries held while paused.
+func (s *Server) setActive(active bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		sub, err := s.update(r, func(sub *subscriptions.Subscription) error { sub.Active = active; return nil })
+		if err != nil {
+			return err
+		}
+		s.log.Info().Str("subscription_id", sub.ID).Bool("active", active).Msg("subscription paused or resumed")
+		if active {
+			s.requeuePaused(sub.ID)
+		}
+		writeJSON(w, http.StatusOK, s.view(sub, false))
+		return nil
 	}
-	s.log.Info().Str("subscription_id", sub.ID).Msg("subscription paused")
-	writeJSON(w, http.StatusOK, s.view(sub, false))
-	return nil
-}
-
-func (s *Server) resume(w http.ResponseWriter, r *http.Request) error {
-	sub, err := s.update(r, func(sub *subscriptions.Subscription) error { sub.Active = true; return nil })
-	if err != nil {
-		return err
-	}
-	s.log.Info().Str("subscription_id", sub.ID).Msg("subscription resumed")
-	s.requeuePaused(sub.ID)
-	writeJSON(w, http.StatusOK, s.view(sub, false))
-	return nil
 }
 
 // requeuePaused sends the deliveries held while the subscription was paused,

@@ -66,10 +66,12 @@ type Config struct {
 	SecretGrace time.Duration
 }
 
-// Catalog is the built-in set of event types.
-var Catalog = []string{
-	"robot.connected", "robot.disconnected", "task.created", "task.completed",
-	"task.failed", "alert.triggered", "maintenance.due",
+// Catalog returns the built-in event types.
+func Catalog() []string {
+	return []string{
+		"robot.connected", "robot.disconnected", "task.created", "task.completed",
+		"task.failed", "alert.triggered", "maintenance.due",
+	}
 }
 
 // Default returns the configuration used when nothing else is given.
@@ -94,7 +96,7 @@ func Default() Config {
 
 // AllEventTypes returns the catalog plus the configured extra types.
 func (c Config) AllEventTypes() []string {
-	return append(append([]string(nil), Catalog...), c.EventTypes...)
+	return append(Catalog(), c.EventTypes...)
 }
 
 // field binds one key to its Config field. Every source (YAML, environment,

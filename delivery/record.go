@@ -19,6 +19,15 @@ const (
 	StatusRejected Status = "rejected"
 )
 
+// ParseStatus returns the status named s, and false for an unknown name.
+func ParseStatus(s string) (Status, bool) {
+	switch st := Status(s); st {
+	case StatusPending, StatusRetrying, StatusSucceeded, StatusFailed, StatusPaused, StatusCancelled, StatusRejected:
+		return st, true
+	}
+	return "", false
+}
+
 // Final reports whether no further attempt will be made without an operator.
 func (s Status) Final() bool {
 	switch s {

@@ -116,7 +116,7 @@ func TestFanOutAndFilteringOverTheCatalog(t *testing.T) {
 		{events: []string{"task.*"}, want: []string{"task.completed", "task.created", "task.failed"}},
 		{events: []string{"robot.>"}, want: []string{"robot.connected", "robot.disconnected"}},
 		{events: []string{"*.due", "*.triggered"}, want: []string{"alert.triggered", "maintenance.due"}},
-		{events: []string{">"}, want: slices.Sorted(slices.Values(config.Catalog))},
+		{events: []string{">"}, want: slices.Sorted(slices.Values(config.Catalog()))},
 		{events: []string{"firmware.updated"}, want: nil}, // matches nothing published
 	}
 	total := 0
@@ -125,7 +125,7 @@ func TestFanOutAndFilteringOverTheCatalog(t *testing.T) {
 		b.subscribe(t, tg.rcv.URL, tg.events...)
 		total += len(tg.want)
 	}
-	for i, typ := range config.Catalog {
+	for i, typ := range config.Catalog() {
 		b.publish(t, typ, fmt.Sprintf(`{"n":%d}`, i), "evt-"+typ)
 	}
 	waitUntil(t, 15*time.Second, func() bool {
@@ -143,7 +143,7 @@ func TestFanOutAndFilteringOverTheCatalog(t *testing.T) {
 		require.Equal(t, tg.want, got, "subscription to %v", tg.events)
 	}
 	st := b.disp.Stats()
-	require.EqualValues(t, len(config.Catalog), st.Routed)
+	require.EqualValues(t, len(config.Catalog()), st.Routed)
 	require.EqualValues(t, total, st.Jobs)
 	require.Zero(t, st.Rejected)
 }

@@ -94,7 +94,7 @@ func setup(t testing.TB, o options) *bundle {
 	})
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: o.workers, ShutdownTimeout: o.shutdownTimeout, AckWait: prov.AckWait,
-		EventTypes: config.Catalog,
+		EventTypes: config.Catalog(),
 	}, dispatcher.Deps{
 		JS: js, Subscriptions: subs, Attempter: deliverer, Recorder: delivery.NewRecorder(js, store, replica),
 		History: store, Policy: o.policy,
