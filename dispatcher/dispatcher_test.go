@@ -314,3 +314,29 @@ func TestPausedAndDeletedSubscriptions(t *testing.T) {
 	b.waitDelivery(t, job.ID, delivery.StatusCancelled)
 	require.Empty(t, rcv.reqs)
 }
+
+func TestRequeuedJobIsSentBeforeItsPendingRecordArrives(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	rcv := newReceiver(t, always(http.StatusOK))
+	sub := b.subscribe(t, rcv.URL, "task.created")
+	b.publish(t, "task.created", `{}`, "evt-requeue")
+	first := rcv.next(t, 10*time.Second)
+	id := first.header.Get("X-Webhook-Delivery")
+	b.waitDelivery(t, id, delivery.StatusSucceeded)
+
+	// Another replica requeued it (AttemptBase 1); its "pending" record has
+	// not reached this replica's index yet, so the delivery still reads as
+	// succeeded here. The job must be sent all the same, as attempt 2.
+	job, err := b.store.Job(id)
+	require.NoError(t, err)
+	job.AttemptBase = 1
+	body, err := json.Marshal(job)
+	require.NoError(t, err)
+	_, err = b.ns.JS.Publish(context.Background(), jetstream.DeliverySubject(sub.ID), body)
+	require.NoError(t, err)
+	again := rcv.next(t, 10*time.Second)
+	require.Equal(t, id, again.header.Get("X-Webhook-Delivery"))
+	require.Equal(t, "2", again.header.Get("X-Webhook-Attempt"))
+	require.Zero(t, b.disp.Stats().Skipped)
+}

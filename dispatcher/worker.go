@@ -41,7 +41,11 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 		_ = m.NakWithDelay(retryAfterOwnFailure)
 		return
 	}
-	if status.Final() {
+	// A finished delivery offered again (consumer state lost in a crash) is
+	// not sent twice. A requeued job is not skipped even if this replica has
+	// not yet indexed the "pending" record the requeue wrote: no attempt was
+	// recorded since the requeue (last == AttemptBase).
+	if status.Final() && last > job.AttemptBase {
 		d.skipped.Add(1)
 		log.Debug().Str("delivery_status", string(status)).Msg("job already finished; acking unsent")
 		_ = m.Ack()
