@@ -17,6 +17,9 @@ func (a *app) deliveriesCommand() *cobra.Command {
 		Use:     "deliveries",
 		Aliases: []string{"delivery", "dl"},
 		Short:   "Inspect deliveries and send them again",
+		Example: `  webhookctl deliveries list --status failed
+  webhookctl deliveries get 5920a252-…
+  webhookctl deliveries redeliver 5920a252-…`,
 	}
 	cmd.AddCommand(a.dlList(), a.dlGet(), a.dlRedeliver(), a.dlReplay())
 	return cmd

@@ -11,7 +11,11 @@ import (
 )
 
 func (a *app) eventsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "events", Aliases: []string{"event"}, Short: "Publish events and list event types"}
+	cmd := &cobra.Command{
+		Use: "events", Aliases: []string{"event"}, Short: "Publish events and list event types",
+		Example: `  webhookctl events types
+  webhookctl events publish task.completed --data '{"task_id":"T123"}'`,
+	}
 	var data, id string
 	publish := &cobra.Command{
 		Use:   "publish TYPE --data JSON",

@@ -14,6 +14,9 @@ func (a *app) subscriptionsCommand() *cobra.Command {
 		Use:     "subscriptions",
 		Aliases: []string{"subscription", "subs", "sub"},
 		Short:   "Create, list, change and delete subscriptions",
+		Example: `  webhookctl subscriptions create --url https://example.com/hook --events 'task.*'
+  webhookctl subscriptions list
+  webhookctl subscriptions pause 6f1c…`,
 	}
 	cmd.AddCommand(a.subCreate(), a.subList(), a.subGet(), a.subUpdate(), a.subDelete(),
 		a.subAction("pause", "Stop deliveries; events that arrive meanwhile are kept and sent on resume",
