@@ -104,6 +104,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 			Pending: info.NumPending, InFlight: info.NumAckPending, Redelivered: info.NumRedelivered})
 	}
 	slices.SortFunc(st.Consumers, func(a, b client.ConsumerStatus) int { return strings.Compare(a.Stream, b.Stream) })
+	if s.deps.Counters != nil {
+		st.Counters = s.deps.Counters()
+	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }

@@ -50,6 +50,8 @@ type Deps struct {
 	Ready func() error
 	// Background is the context of work that outlives a request (resume).
 	Background context.Context
+	// Counters returns this replica's pipeline counters for /v1/status.
+	Counters func() map[string]uint64
 }
 
 // Server is the HTTP surface of one replica.

@@ -70,12 +70,20 @@ type Deps struct {
 
 // Stats counts what the dispatcher did since it started.
 type Stats struct {
-	Routed       uint64 // events fanned out to at least one subscription
-	NoSubscriber uint64 // events acked without a matching subscription
-	Rejected     uint64 // events recorded as rejected
-	Jobs         uint64 // delivery jobs published
-	Attempts     uint64 // HTTP attempts recorded
-	Skipped      uint64 // jobs acked unsent because already finished
+	Routed       uint64 `json:"routed"`        // events fanned out to at least one subscription
+	NoSubscriber uint64 `json:"no_subscriber"` // events acked without a matching subscription
+	Rejected     uint64 `json:"rejected"`      // events recorded as rejected
+	Jobs         uint64 `json:"jobs"`          // delivery jobs published
+	Attempts     uint64 `json:"attempts"`      // HTTP attempts recorded
+	Skipped      uint64 `json:"skipped"`       // jobs acked unsent because already finished
+}
+
+// Map returns the counters by their JSON names.
+func (s Stats) Map() map[string]uint64 {
+	return map[string]uint64{
+		"routed": s.Routed, "no_subscriber": s.NoSubscriber, "rejected": s.Rejected,
+		"jobs": s.Jobs, "attempts": s.Attempts, "skipped": s.Skipped,
+	}
 }
 
 // Dispatcher runs the router and the worker pool.

@@ -123,6 +123,9 @@ type Status struct {
 	Streams   []StreamStatus   `json:"streams"`
 	Consumers []ConsumerStatus `json:"consumers"`
 	Replicas  []string         `json:"replicas"`
+	// Counters are this replica's since it started: routed, no_subscriber,
+	// rejected, jobs, attempts, skipped.
+	Counters map[string]uint64 `json:"counters"`
 }
 
 // StreamStatus describes one stream.

@@ -102,6 +102,10 @@ func (a *app) statusCommand() *cobra.Command {
 				for _, c := range st.Consumers {
 					row(w, c.Stream+"/"+c.Name, c.Pending, c.InFlight, c.Redelivered)
 				}
+				row(w, "")
+				row(w, "SINCE START", "ROUTED", "NO SUBSCRIBER", "REJECTED", "JOBS", "ATTEMPTS", "SKIPPED")
+				c := st.Counters
+				row(w, "this replica", c["routed"], c["no_subscriber"], c["rejected"], c["jobs"], c["attempts"], c["skipped"])
 			})
 		},
 	}

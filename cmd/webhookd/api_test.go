@@ -109,6 +109,18 @@ func TestAPIRedeliverConflictsWhileQueued(t *testing.T) {
 	var e apiErr
 	require.Equal(t, http.StatusConflict, d.call(t, "POST", "/v1/deliveries/"+list.Items[0].ID+"/redeliver", d.token, "", &e))
 	require.Equal(t, client.CodeConflict, e.Error.Code)
+
+	var st client.Status
+	require.Equal(t, http.StatusOK, d.call(t, "GET", "/v1/status", d.token, "", &st))
+	require.EqualValues(t, 1, st.Counters["routed"])
+	require.EqualValues(t, 1, st.Counters["attempts"])
+	require.Len(t, st.Replicas, 1)
+	require.Equal(t, st.Replica, st.Replicas[0])
+	for _, c := range st.Consumers {
+		if c.Name == "workers" {
+			require.Equal(t, 1, c.InFlight, "the job waiting an hour for its retry is in flight")
+		}
+	}
 }
 
 // received is one request a test receiver got.

@@ -128,6 +128,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Recorder: recorder, Background: gctx,
+		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready: func() error {
 			select {
 			case <-subs.Ready():
