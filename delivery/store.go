@@ -263,6 +263,7 @@ func (s *Store) List(q Query) ([]Delivery, string, error) {
 	}
 	var out []Delivery
 	var next string
+	timeOrdered := !bytes.Equal(bucket, bucketByEvent) // keys run prefix | created | id
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucket).Cursor()
 		dels := tx.Bucket(bucketDeliveries)
@@ -289,6 +290,9 @@ func (s *Store) List(q Query) ([]Delivery, string, error) {
 			var d Delivery
 			if err := json.Unmarshal(v, &d); err != nil {
 				return fmt.Errorf("decode delivery %s: %w", id, err)
+			}
+			if timeOrdered && !q.Since.IsZero() && d.CreatedAt.Before(q.Since) {
+				break // newest first: everything further is older still
 			}
 			if !q.matches(d) {
 				continue

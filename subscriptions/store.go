@@ -389,6 +389,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) er
 	if err := json.Unmarshal(e.Value(), &sub); err != nil {
 		return Subscription{}, fmt.Errorf("subscriptions: decode %s: %w", id, err)
 	}
+	created := sub.CreatedAt
 	if err := fn(&sub); err != nil {
 		return Subscription{}, err
 	}
@@ -396,7 +397,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) er
 		return Subscription{}, err
 	}
 	orig := e.Revision()
-	sub.ID = id
+	sub.ID, sub.CreatedAt = id, created
 	sub.UpdatedAt = s.now().UTC()
 	v, err := json.Marshal(sub)
 	if err != nil {
