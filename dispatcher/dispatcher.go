@@ -37,10 +37,12 @@ type Config struct {
 	MaxDeliveries int
 }
 
-// Subscriptions is what the dispatcher needs of the subscription index.
+// Subscriptions is what the dispatcher needs of the subscription store:
+// the local index, and the record of truth when the index may lag.
 type Subscriptions interface {
 	Match(eventType string) []subscriptions.Subscription
 	Get(id string) (subscriptions.Subscription, bool)
+	Fetch(ctx context.Context, id string) (subscriptions.Subscription, error)
 }
 
 // Attempter makes one HTTP attempt.

@@ -52,10 +52,21 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 		return
 	}
 	sub, ok := d.deps.Subscriptions.Get(job.SubscriptionID)
+	if !ok {
+		// Not in this replica's mirror: deleted, or created on another
+		// replica a moment ago. Ask the record of truth before cancelling.
+		sub, err = d.deps.Subscriptions.Fetch(ctx, job.SubscriptionID)
+		if errors.Is(err, subscriptions.ErrNotFound) {
+			d.verdict(m, job, subscriptions.Subscription{ID: job.SubscriptionID}, delivery.StatusCancelled, "subscription deleted", log)
+			return
+		}
+		if err != nil {
+			log.Error().Err(err).Msg("reading the subscription failed; will retry")
+			_ = m.NakWithDelay(retryAfterOwnFailure)
+			return
+		}
+	}
 	switch {
-	case !ok:
-		d.verdict(m, job, subscriptions.Subscription{ID: job.SubscriptionID}, delivery.StatusCancelled, "subscription deleted", log)
-		return
 	case !sub.Active:
 		d.verdict(m, job, sub, delivery.StatusPaused, "subscription paused", log)
 		return

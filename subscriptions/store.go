@@ -306,6 +306,30 @@ func (s *Store) Get(id string) (Subscription, bool) {
 	return sub, ok
 }
 
+// Fetch reads the subscription from the bucket itself, for when the mirror
+// may lag (a subscription created on another replica a moment ago). It
+// returns ErrNotFound for an unknown or deleted id.
+func (s *Store) Fetch(ctx context.Context, id string) (Subscription, error) {
+	sub, _, err := s.fetch(ctx, id)
+	return sub, err
+}
+
+// fetch reads the record and its revision from the bucket.
+func (s *Store) fetch(ctx context.Context, id string) (Subscription, uint64, error) {
+	e, err := s.kv.Get(ctx, id)
+	if errors.Is(err, natsjs.ErrKeyNotFound) {
+		return Subscription{}, 0, ErrNotFound
+	}
+	if err != nil {
+		return Subscription{}, 0, fmt.Errorf("subscriptions: get %s: %w", id, err)
+	}
+	var sub Subscription
+	if err := json.Unmarshal(e.Value(), &sub); err != nil {
+		return Subscription{}, 0, fmt.Errorf("subscriptions: decode %s: %w", id, err)
+	}
+	return sub, e.Revision(), nil
+}
+
 // List returns every subscription, oldest first.
 func (s *Store) List() []Subscription {
 	s.mu.RLock()
@@ -378,16 +402,9 @@ func (s *Store) Create(ctx context.Context, sub Subscription) (Subscription, err
 // the record changed in between, and an error wrapping ErrInvalid when fn
 // leaves it invalid. fn may change any field but ID and CreatedAt.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) error) (Subscription, error) {
-	e, err := s.kv.Get(ctx, id)
-	if errors.Is(err, natsjs.ErrKeyNotFound) {
-		return Subscription{}, ErrNotFound
-	}
+	sub, orig, err := s.fetch(ctx, id)
 	if err != nil {
-		return Subscription{}, fmt.Errorf("subscriptions: get %s: %w", id, err)
-	}
-	var sub Subscription
-	if err := json.Unmarshal(e.Value(), &sub); err != nil {
-		return Subscription{}, fmt.Errorf("subscriptions: decode %s: %w", id, err)
+		return Subscription{}, err
 	}
 	created := sub.CreatedAt
 	if err := fn(&sub); err != nil {
@@ -396,7 +413,6 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) er
 	if err := sub.Validate(); err != nil {
 		return Subscription{}, err
 	}
-	orig := e.Revision()
 	sub.ID, sub.CreatedAt = id, created
 	sub.UpdatedAt = s.now().UTC()
 	v, err := json.Marshal(sub)
@@ -419,14 +435,11 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) er
 
 // Delete removes the subscription. It returns ErrNotFound for an unknown id.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	e, err := s.kv.Get(ctx, id)
-	if errors.Is(err, natsjs.ErrKeyNotFound) {
-		return ErrNotFound
-	}
+	_, rev, err := s.fetch(ctx, id)
 	if err != nil {
-		return fmt.Errorf("subscriptions: get %s: %w", id, err)
+		return err
 	}
-	if err := s.kv.Delete(ctx, id, natsjs.LastRevision(e.Revision())); err != nil {
+	if err := s.kv.Delete(ctx, id, natsjs.LastRevision(rev)); err != nil {
 		return fmt.Errorf("subscriptions: delete %s: %w", id, err)
 	}
 	// The delete marker's revision is not returned; the bucket's last

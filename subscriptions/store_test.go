@@ -217,3 +217,27 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestFetchReadsTheBucketWhenTheMirrorLags(t *testing.T) {
+	t.Parallel()
+	ns := jstest.RunProvisioned(t)
+	kv := bucket(t, ns.JS)
+	a := startReplica(t, kv, filepath.Join(t.TempDir(), "a.db"))
+
+	// b has opened its mirror but not caught up (its Run has not started).
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "b.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	b, err := subscriptions.Open(kv, db, zerolog.New(zerolog.NewTestWriter(t)))
+	require.NoError(t, err)
+
+	sub, err := a.store.Create(context.Background(), subscriptions.Subscription{URL: "https://a.example", Events: []string{"task.completed"}})
+	require.NoError(t, err)
+	_, ok := b.Get(sub.ID)
+	require.False(t, ok, "b's mirror lags")
+	got, err := b.Fetch(context.Background(), sub.ID)
+	require.NoError(t, err)
+	require.Equal(t, sub.URL, got.URL)
+	_, err = b.Fetch(context.Background(), "missing")
+	require.ErrorIs(t, err, subscriptions.ErrNotFound)
+}
