@@ -138,3 +138,27 @@ func TestDeadReceiverDoesNotStarveHealthyOnes(t *testing.T) {
 	require.Len(t, seen, flow, "every healthy event arrived while the backlog waited")
 	require.Empty(t, dead.reqs, "no retry was due yet")
 }
+
+// Workers run in parallel: a receiver that hangs holds only the workers
+// busy with it, and other subscribers keep being served.
+func TestSlowReceiverDoesNotHoldBackOthers(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	b := setup(t, options{workers: 4})
+	slow := newReceiver(t, func(int) int { <-gate; return http.StatusOK })
+	t.Cleanup(func() { close(gate) })
+	fast := newReceiver(t, always(http.StatusOK))
+	b.subscribe(t, slow.URL, "robot.disconnected")
+	b.subscribe(t, fast.URL, "robot.connected")
+	for _, id := range []string{"s1", "s2"} {
+		b.publish(t, "robot.disconnected", `{}`, id)
+	}
+	slow.next(t, 10*time.Second)
+	slow.next(t, 10*time.Second) // two workers are now stuck
+	for i := range 20 {
+		b.publish(t, "robot.connected", `{}`, "f"+string(rune('a'+i)))
+	}
+	for range 20 {
+		fast.next(t, 10*time.Second)
+	}
+}
