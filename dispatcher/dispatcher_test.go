@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
@@ -249,16 +248,8 @@ func TestRepeatedFanOutCreatesNoDuplicateJobs(t *testing.T) {
 	rcv := newReceiver(t, always(http.StatusOK))
 	sub := b.subscribe(t, rcv.URL, "task.created")
 	// A router that crashed mid fan-out already published this job.
-	ev := delivery.Event{ID: "evt-dup", Type: "task.created", Timestamp: time.Now(), Data: json.RawMessage(`{}`)}
-	job, err := delivery.NewJob(ev, sub.ID, time.Now())
-	require.NoError(t, err)
-	body, err := json.Marshal(job)
-	require.NoError(t, err)
-	m := nats.NewMsg(jetstream.DeliverySubject(sub.ID))
-	m.Data = body
-	m.Header.Set(nats.MsgIdHdr, job.ID)
-	_, err = b.ns.JS.PublishMsg(context.Background(), m)
-	require.NoError(t, err)
+	job := newJob(t, "evt-dup", "task.created", sub.ID)
+	b.publishJob(t, job, job.ID)
 
 	b.publish(t, "task.created", `{}`, "evt-dup") // the event is seen again
 	require.Equal(t, job.ID, rcv.next(t, 10*time.Second).header.Get("X-Webhook-Delivery"))
@@ -278,12 +269,7 @@ func TestFinishedJobOfferedAgainIsNotResent(t *testing.T) {
 
 	// Consumer state lost in a crash offers the finished job again
 	// (modelled by publishing a copy outside the duplicate window's id).
-	job, err := delivery.NewJob(delivery.Event{ID: "evt-once", Type: "task.created", Timestamp: time.Now(), Data: json.RawMessage(`{}`)}, sub.ID, time.Now())
-	require.NoError(t, err)
-	body, err := json.Marshal(job)
-	require.NoError(t, err)
-	_, err = b.ns.JS.Publish(context.Background(), jetstream.DeliverySubject(sub.ID), body)
-	require.NoError(t, err)
+	b.publishJob(t, newJob(t, "evt-once", "task.created", sub.ID), "")
 	waitUntil(t, 10*time.Second, func() bool { return b.disp.Stats().Skipped == 1 }, "copy skipped")
 	require.Empty(t, rcv.reqs)
 }
@@ -303,14 +289,9 @@ func TestPausedAndDeletedSubscriptions(t *testing.T) {
 
 	// A job whose subscription was deleted after routing is cancelled.
 	gone := b.subscribe(t, rcv.URL, "maintenance.due")
-	ev := delivery.Event{ID: "evt-gone", Type: "maintenance.due", Timestamp: time.Now(), Data: json.RawMessage(`{}`)}
-	job, err := delivery.NewJob(ev, gone.ID, time.Now())
-	require.NoError(t, err)
+	job := newJob(t, "evt-gone", "maintenance.due", gone.ID)
 	require.NoError(t, b.subs.Delete(context.Background(), gone.ID))
-	body, err := json.Marshal(job)
-	require.NoError(t, err)
-	_, err = b.ns.JS.Publish(context.Background(), jetstream.DeliverySubject(gone.ID), body)
-	require.NoError(t, err)
+	b.publishJob(t, job, "")
 	b.waitDelivery(t, job.ID, delivery.StatusCancelled)
 	require.Empty(t, rcv.reqs)
 }
@@ -319,7 +300,7 @@ func TestRequeuedJobIsSentBeforeItsPendingRecordArrives(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{})
 	rcv := newReceiver(t, always(http.StatusOK))
-	sub := b.subscribe(t, rcv.URL, "task.created")
+	b.subscribe(t, rcv.URL, "task.created")
 	b.publish(t, "task.created", `{}`, "evt-requeue")
 	first := rcv.next(t, 10*time.Second)
 	id := first.header.Get("X-Webhook-Delivery")
@@ -331,10 +312,7 @@ func TestRequeuedJobIsSentBeforeItsPendingRecordArrives(t *testing.T) {
 	job, err := b.store.Job(id)
 	require.NoError(t, err)
 	job.AttemptBase = 1
-	body, err := json.Marshal(job)
-	require.NoError(t, err)
-	_, err = b.ns.JS.Publish(context.Background(), jetstream.DeliverySubject(sub.ID), body)
-	require.NoError(t, err)
+	b.publishJob(t, job, "")
 	again := rcv.next(t, 10*time.Second)
 	require.Equal(t, id, again.header.Get("X-Webhook-Delivery"))
 	require.Equal(t, "2", again.header.Get("X-Webhook-Attempt"))

@@ -157,6 +157,30 @@ func (b *bundle) publish(t testing.TB, eventType, data, msgID string) {
 	require.NoError(t, err)
 }
 
+// newJob builds the job that delivers an empty event to subID.
+func newJob(t testing.TB, eventID, eventType, subID string) delivery.Job {
+	t.Helper()
+	ev := delivery.Event{ID: eventID, Type: eventType, Timestamp: time.Now(), Data: json.RawMessage(`{}`)}
+	job, err := delivery.NewJob(ev, subID, time.Now())
+	require.NoError(t, err)
+	return job
+}
+
+// publishJob puts a job on DELIVERIES directly, as a router (or an operator
+// requeue) would, with msgID as its Nats-Msg-Id when given.
+func (b *bundle) publishJob(t testing.TB, job delivery.Job, msgID string) {
+	t.Helper()
+	body, err := json.Marshal(job)
+	require.NoError(t, err)
+	m := nats.NewMsg(jetstream.DeliverySubject(job.SubscriptionID))
+	m.Data = body
+	if msgID != "" {
+		m.Header.Set(nats.MsgIdHdr, msgID)
+	}
+	_, err = b.ns.JS.PublishMsg(context.Background(), m)
+	require.NoError(t, err)
+}
+
 // waitDelivery waits until the delivery reaches status.
 func (b *bundle) waitDelivery(t *testing.T, id string, status delivery.Status) delivery.Delivery {
 	t.Helper()
