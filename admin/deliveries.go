@@ -143,11 +143,11 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) error {
 	res := client.ReplayResult{DryRun: req.DryRun, Items: make([]client.Delivery, 0, len(ds))}
 	if !req.DryRun {
 		n, err := s.requeueAll(r.Context(), ds, req.Rate)
-		ds = ds[:n]
-		if err != nil && n == 0 {
-			return err
+		s.log.Info().Err(err).Str("subscription_id", req.Subscription).Int("replayed", n).Int("failed", len(ds)).
+			Msg("failed deliveries replayed")
+		if err != nil {
+			return err // the log says how far it got; replaying again resends only what is still failed
 		}
-		s.log.Info().Str("subscription_id", req.Subscription).Int("replayed", n).Msg("failed deliveries replayed")
 	}
 	for _, d := range ds {
 		res.Items = append(res.Items, deliveryView(d))
