@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,4 +266,47 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func TestAPIReplaySendsFailedDeliveriesAgain(t *testing.T) {
+	t.Parallel()
+	d := start(t, "--retry-backoff", "") // one attempt each
+	var healthy atomic.Bool
+	got := make(chan http.Header, 16)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		got <- r.Header.Clone()
+	}))
+	t.Cleanup(rcv.Close)
+	var sub client.Subscription
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+rcv.URL+`","events":["task.failed"]}`, &sub))
+	since := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	for _, id := range []string{"r1", "r2"} {
+		require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"task.failed","data":{},"id":"`+id+`"}`, nil))
+	}
+	var list client.List[client.Delivery]
+	waitFor(t, func() bool {
+		d.call(t, "GET", "/v1/deliveries?status=failed", d.token, "", &list)
+		return len(list.Items) == 2
+	})
+	healthy.Store(true)
+	var res client.ReplayResult
+	require.Equal(t, 200, d.call(t, "POST", "/v1/deliveries/replay", d.token,
+		`{"subscription":"`+sub.ID+`","since":"`+since+`","rate":100}`, &res))
+	require.False(t, res.DryRun)
+	require.Equal(t, 2, res.Count)
+	seen := map[string]bool{}
+	for range 2 {
+		select {
+		case h := <-got:
+			require.Equal(t, "2", h.Get("X-Webhook-Attempt"))
+			seen[h.Get("X-Webhook-Delivery")] = true
+		case <-time.After(15 * time.Second):
+			t.Fatal("replayed delivery did not arrive")
+		}
+	}
+	require.True(t, seen[list.Items[0].ID] && seen[list.Items[1].ID])
 }
