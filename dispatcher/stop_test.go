@@ -76,7 +76,9 @@ func TestShutdownLetsInFlightAttemptsFinish(t *testing.T) {
 	release()
 	<-stopped
 
-	require.True(t, a.workersIdle(t), "the job was acked before stop returned")
+	// The ack left before stop returned; the server applies it asynchronously.
+	// Unacked, the job would stay in flight (nobody is left to take it).
+	waitUntil(t, 10*time.Second, func() bool { return a.workersIdle(t) }, "the job acked")
 	b := setup(t, options{server: a.ns}) // its indexer reads the audit trail
 	d := b.waitDelivery(t, delivery.JobID("evt-drain", sub.ID), delivery.StatusSucceeded)
 	require.Len(t, d.Attempts, 1)
