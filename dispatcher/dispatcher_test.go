@@ -128,8 +128,9 @@ func TestFanOutAndFilteringOverTheCatalog(t *testing.T) {
 		b.publish(t, typ, fmt.Sprintf(`{"n":%d}`, i), "evt-"+typ)
 	}
 	waitUntil(t, 15*time.Second, func() bool {
-		return b.disp.Stats().Attempts == uint64(total) && b.workersIdle(t)
-	}, "every job attempted")
+		st := b.disp.Stats()
+		return st.Attempts == uint64(total) && st.Routed == uint64(len(config.Catalog())) && b.workersIdle(t)
+	}, "every event routed and every job attempted")
 
 	for _, tg := range targets {
 		var got []string
