@@ -17,6 +17,7 @@ import (
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -36,16 +37,18 @@ type Config struct {
 	SecretGrace time.Duration
 	// MaxEventBytes bounds the data of an event published over HTTP (default 1 MiB).
 	MaxEventBytes int
-	// ResumeRate is how many paused deliveries per second a resume requeues (default 50).
-	ResumeRate float64
 }
 
 // Deps are the API's collaborators.
 type Deps struct {
-	JS       natsjs.JetStream
-	Subs     *subscriptions.Store
-	Store    *delivery.Store
-	Recorder *delivery.Recorder
+	JS    natsjs.JetStream
+	Subs  *subscriptions.Store
+	Store *delivery.Store
+	// Queue carries out redeliver, replay, resume and the cancelling of
+	// held deliveries on delete.
+	Queue *dispatcher.Queue
+	// Endpoints tells this replica's view of each endpoint's health.
+	Endpoints *delivery.Endpoints
 	// Ready reports whether the replica can serve (nil error) for /readyz.
 	Ready func() error
 	// Background is the context of work that outlives a request (resume).
@@ -75,9 +78,6 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	}
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = 1 << 20
-	}
-	if cfg.ResumeRate <= 0 {
-		cfg.ResumeRate = 50
 	}
 	if deps.Background == nil {
 		deps.Background = context.Background()

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/robotlab/webhookd/admin/client"
-	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -193,7 +192,7 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	if p.Active != nil && *p.Active {
-		s.requeuePaused(sub.ID)
+		s.deps.Queue.Resume(sub.ID)
 	}
 	writeJSON(w, http.StatusOK, s.view(sub, false))
 	return nil
@@ -211,18 +210,8 @@ func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) erro
 	s.log.Info().Str("subscription_id", id).Msg("subscription deleted")
 	// Jobs still queued are cancelled by the workers; the ones held while
 	// paused are no longer queued, so they are cancelled here.
-	held, err := s.collect(delivery.Query{SubscriptionID: id, Status: delivery.StatusPaused})
-	if err != nil {
+	if _, err := s.deps.Queue.CancelHeld(r.Context(), id); err != nil {
 		return err
-	}
-	now := s.now().UTC()
-	for _, d := range held {
-		if err := s.deps.Recorder.Record(r.Context(), delivery.Record{
-			DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: id, URL: d.URL,
-			Status: delivery.StatusCancelled, Reason: "subscription deleted", At: now, CreatedAt: d.CreatedAt,
-		}); err != nil {
-			return err
-		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -262,30 +251,9 @@ func (s *Server) setActive(active bool) handlerFunc {
 		}
 		s.log.Info().Str("subscription_id", sub.ID).Bool("active", active).Msg("subscription paused or resumed")
 		if active {
-			s.requeuePaused(sub.ID)
+			s.deps.Queue.Resume(sub.ID)
 		}
 		writeJSON(w, http.StatusOK, s.view(sub, false))
 		return nil
 	}
-}
-
-// requeuePaused sends the deliveries held while the subscription was paused,
-// oldest first, at ResumeRate, in the background.
-func (s *Server) requeuePaused(subID string) {
-	ds, err := s.collect(delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused})
-	if err != nil {
-		s.log.Error().Err(err).Str("subscription_id", subID).Msg("listing paused deliveries failed")
-		return
-	}
-	if len(ds) == 0 {
-		return
-	}
-	go func() {
-		n, err := s.requeueAll(s.deps.Background, ds, s.cfg.ResumeRate)
-		ev := s.log.Info()
-		if err != nil {
-			ev = s.log.Error().Err(err)
-		}
-		ev.Str("subscription_id", subID).Int("requeued", n).Int("paused", len(ds)).Msg("paused deliveries requeued")
-	}()
 }

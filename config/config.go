@@ -56,14 +56,29 @@ type Config struct {
 	MaxAckPending int
 	// Retention (retention) is how long delivery history is kept.
 	Retention time.Duration
-	// EventRetention (event-retention) is how long events and jobs stay in
-	// their streams.
-	EventRetention time.Duration
 	// EventTypes (event-types) are accepted in addition to the built-in catalog.
 	EventTypes []string
 	// SecretGrace (secret-grace) is how long a rotated-out secret keeps
 	// signing deliveries.
 	SecretGrace time.Duration
+	// MaxEventSize (max-event-size) is the largest event data accepted, in
+	// bytes, over NATS and over HTTP alike.
+	MaxEventSize int64
+	// MaxStore (max-store) caps the bytes the streams may hold: a quarter
+	// for EVENTS, a quarter for DELIVERIES, half for AUDIT. 0: no cap.
+	MaxStore int64
+	// MaxInFlight (max-in-flight) is the default number of attempts in
+	// flight per subscription and replica.
+	MaxInFlight int
+	// BreakerFailures (breaker-failures) is how many failures in a row open
+	// a subscription's circuit breaker.
+	BreakerFailures int
+	// BreakerCooldown (breaker-cooldown) is how long an open breaker holds
+	// jobs back before one probe attempt.
+	BreakerCooldown time.Duration
+	// DisableAfter (disable-after) disables a subscription that has failed
+	// without a single success for this long; 0 never does.
+	DisableAfter time.Duration
 }
 
 // Catalog returns the built-in event types.
@@ -71,6 +86,8 @@ func Catalog() []string {
 	return []string{
 		"robot.connected", "robot.disconnected", "task.created", "task.completed",
 		"task.failed", "alert.triggered", "maintenance.due",
+		// Operational events webhookd publishes itself; robots may not.
+		"webhook.subscription_disabled", "webhook.delivery_exhausted",
 	}
 }
 
@@ -89,8 +106,13 @@ func Default() Config {
 		AckWait:         30 * time.Second,
 		MaxAckPending:   100_000,
 		Retention:       30 * 24 * time.Hour,
-		EventRetention:  7 * 24 * time.Hour,
 		SecretGrace:     24 * time.Hour,
+		MaxEventSize:    1 << 20,
+		MaxStore:        10 << 30,
+		MaxInFlight:     8,
+		BreakerFailures: 5,
+		BreakerCooldown: 30 * time.Second,
+		DisableAfter:    5 * 24 * time.Hour,
 	}
 }
 
@@ -133,6 +155,18 @@ func fields() []field {
 				n, err := strconv.Atoi(s)
 				if err != nil {
 					return errors.New("not a whole number")
+				}
+				*p(c) = n
+				return nil
+			}}
+	}
+	size := func(name, usage string, p func(*Config) *int64) field {
+		return field{name, usage,
+			func(c *Config) string { return FormatSize(*p(c)) },
+			func(c *Config, s string) error {
+				n, err := ParseSize(s)
+				if err != nil {
+					return err
 				}
 				*p(c) = n
 				return nil
@@ -181,8 +215,13 @@ func fields() []field {
 		dur("ack-wait", "how long before a silent (crashed) worker's job is redelivered", func(c *Config) *time.Duration { return &c.AckWait }),
 		num("max-ack-pending", "unsettled jobs (waiting retries included) across all replicas", func(c *Config) *int { return &c.MaxAckPending }),
 		dur("retention", "how long delivery history is kept", func(c *Config) *time.Duration { return &c.Retention }),
-		dur("event-retention", "how long events and delivery jobs stay in their streams", func(c *Config) *time.Duration { return &c.EventRetention }),
 		dur("secret-grace", "how long a rotated-out secret keeps signing deliveries", func(c *Config) *time.Duration { return &c.SecretGrace }),
+		size("max-event-size", "largest event data accepted over NATS and HTTP, e.g. 1MiB", func(c *Config) *int64 { return &c.MaxEventSize }),
+		size("max-store", "bytes the streams may hold (EVENTS 1/4, DELIVERIES 1/4, AUDIT 1/2); when EVENTS is full new events are refused; 0: no cap", func(c *Config) *int64 { return &c.MaxStore }),
+		num("max-in-flight", "attempts in flight per subscription and replica, unless the subscription sets its own", func(c *Config) *int { return &c.MaxInFlight }),
+		num("breaker-failures", "failures in a row that open a subscription's circuit breaker", func(c *Config) *int { return &c.BreakerFailures }),
+		dur("breaker-cooldown", "how long an open circuit breaker holds jobs back before one probe attempt", func(c *Config) *time.Duration { return &c.BreakerCooldown }),
+		dur("disable-after", "disable a subscription that failed without a single success for this long (0: never)", func(c *Config) *time.Duration { return &c.DisableAfter }),
 		{"event-types", "event types accepted in addition to the built-in catalog, comma-separated",
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
@@ -362,11 +401,26 @@ func (c Config) Validate() error {
 	if c.Retention < time.Hour {
 		return bad("retention", "%s: want at least 1h", c.Retention)
 	}
-	if c.EventRetention < time.Minute {
-		return bad("event-retention", "%s: want at least 1m", c.EventRetention)
-	}
 	if c.SecretGrace < 0 {
 		return bad("secret-grace", "must not be negative, got %s", c.SecretGrace)
+	}
+	if c.MaxEventSize < 1<<10 || c.MaxEventSize > 32<<20 {
+		return bad("max-event-size", "%s: want 1KiB to 32MiB", FormatSize(c.MaxEventSize))
+	}
+	if c.MaxStore != 0 && c.MaxStore < 64*c.MaxEventSize {
+		return bad("max-store", "%s: want 0 (no cap) or at least 64 × max-event-size (%s)", FormatSize(c.MaxStore), FormatSize(64*c.MaxEventSize))
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 1000 {
+		return bad("max-in-flight", "%d: want 1 to 1000", c.MaxInFlight)
+	}
+	if c.BreakerFailures < 1 || c.BreakerFailures > 1000 {
+		return bad("breaker-failures", "%d: want 1 to 1000", c.BreakerFailures)
+	}
+	if c.BreakerCooldown < 100*time.Millisecond || c.BreakerCooldown > time.Hour {
+		return bad("breaker-cooldown", "%s: want 100ms to 1h", c.BreakerCooldown)
+	}
+	if c.DisableAfter < 0 || c.DisableAfter > 0 && c.DisableAfter < time.Minute {
+		return bad("disable-after", "%s: want 0 (never) or at least 1m", c.DisableAfter)
 	}
 	for _, t := range c.EventTypes {
 		if !ValidEventType(t) {

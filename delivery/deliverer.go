@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/robotlab/webhookd/delivery/signature"
@@ -29,6 +30,10 @@ const (
 const (
 	responseKeep  = 1 << 10  // bytes of the response body kept in the audit record
 	responseDrain = 64 << 10 // bytes read to let the connection be reused
+	// maxResponseHeader bounds a receiver's response headers.
+	maxResponseHeader = 64 << 10
+	// Retry-After is honoured within these bounds.
+	minRetryAfter, maxRetryAfter = time.Second, time.Hour
 )
 
 // Result is what one attempt came to. A receiver's failure is data, not a Go
@@ -41,6 +46,9 @@ type Result struct {
 	Duration   time.Duration
 	Response   []byte // first 1 KiB of the response body
 	Err        error  // transport error, if any
+	// RetryAfter is the receiver's Retry-After on a 429 or 503, clamped to
+	// [1s, 1h]; zero when absent.
+	RetryAfter time.Duration
 }
 
 // Config configures a Deliverer.
@@ -69,14 +77,15 @@ func NewDeliverer(cfg Config) *Deliverer {
 	guard := NewGuard(cfg.AllowTargets)
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.Control}
 	transport := &http.Transport{
-		Proxy:                 nil, // a proxy would hide the real target from the guard
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
+		Proxy:                  nil, // a proxy would hide the real target from the guard
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxResponseHeaderBytes: maxResponseHeader,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    64,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
 	}
 	return &Deliverer{
 		cfg: cfg,
@@ -91,16 +100,17 @@ func NewDeliverer(cfg Config) *Deliverer {
 // Close releases idle connections.
 func (d *Deliverer) Close() { d.client.CloseIdleConnections() }
 
-// Attempt POSTs job's payload to sub as attempt n, signed with sub's live
-// secrets, within sub's timeout (or the default), and classifies the result.
-func (d *Deliverer) Attempt(ctx context.Context, job Job, sub subscriptions.Subscription, n int) Result {
+// Attempt POSTs job's envelope to sub as attempt job.Attempt, signed with
+// sub's live secrets, within sub's timeout (or the default), and classifies
+// the result.
+func (d *Deliverer) Attempt(ctx context.Context, job Job, sub subscriptions.Subscription) Result {
 	start := d.now()
-	res := d.attempt(ctx, job, sub, n, start)
+	res := d.attempt(ctx, job, sub, start)
 	res.Start, res.Duration = start, d.now().Sub(start)
 	return res
 }
 
-func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subscription, n int, start time.Time) Result {
+func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subscription, start time.Time) Result {
 	timeout := sub.Timeout
 	if timeout <= 0 {
 		timeout = d.cfg.DefaultTimeout
@@ -108,22 +118,23 @@ func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subs
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	std, err := signature.SignStandard(sub.LiveSecrets(start), job.ID, start, job.Payload)
+	body := job.Envelope()
+	std, err := signature.SignStandard(sub.LiveSecrets(start), job.ID, start, body)
 	if err != nil {
 		return Result{Outcome: OutcomeFailed, Reason: ReasonBadRequest, Err: err}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.URL, bytes.NewReader(job.Payload))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.URL, bytes.NewReader(body))
 	if err != nil {
 		return Result{Outcome: OutcomeFailed, Reason: ReasonBadRequest, Err: err}
 	}
 	h := req.Header
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", d.cfg.UserAgent)
-	h.Set(HeaderSignature, signature.Sign(sub.Secret, job.Payload))
+	h.Set(HeaderSignature, signature.Sign(sub.Secret, body))
 	h.Set(HeaderEvent, job.Event)
 	h.Set(HeaderSubscription, sub.ID)
 	h.Set(HeaderDelivery, job.ID)
-	h.Set(HeaderAttempt, strconv.Itoa(n))
+	h.Set(HeaderAttempt, strconv.Itoa(job.Attempt))
 	h.Set(HeaderStandardID, job.ID)
 	h.Set(HeaderStandardTimestamp, strconv.FormatInt(start.Unix(), 10))
 	h.Set(HeaderStandardSignature, std)
@@ -134,8 +145,33 @@ func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subs
 		return Result{Outcome: outcome, Reason: reason, Err: err}
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, responseKeep))
+	kept, _ := io.ReadAll(io.LimitReader(resp.Body, responseKeep))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, responseDrain))
 	outcome, reason := Classify(resp.StatusCode, nil)
-	return Result{Outcome: outcome, Reason: reason, StatusCode: resp.StatusCode, Response: body}
+	res := Result{Outcome: outcome, Reason: reason, StatusCode: resp.StatusCode, Response: kept}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), d.now())
+	}
+	return res
+}
+
+// ParseRetryAfter reads a Retry-After value, delay-seconds or an HTTP date,
+// clamped to [1s, 1h]. It returns 0 for an empty or unreadable value.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		d = time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	} else {
+		return 0
+	}
+	return min(max(d, minRetryAfter), maxRetryAfter)
 }

@@ -49,9 +49,7 @@ func testJob(t *testing.T, subID string) delivery.Job {
 	t.Helper()
 	ev := delivery.Event{ID: "evt-1", Type: "task.completed", Timestamp: time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC),
 		Data: json.RawMessage(`{"task_id": "T123", "robot_id": "R001"}`)}
-	job, err := delivery.NewJob(ev, subID, time.Now())
-	require.NoError(t, err)
-	return job
+	return delivery.NewJob(ev, subID, time.Now())
 }
 
 func testSub(t *testing.T, url string) subscriptions.Subscription {
@@ -66,9 +64,9 @@ func TestAttemptSendsTheContract(t *testing.T) {
 	srv, got := receiver(t, func(w http.ResponseWriter) { w.WriteHeader(http.StatusAccepted); _, _ = io.WriteString(w, "thanks") })
 	d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
 	sub := testSub(t, srv.URL+"/hook")
-	job := testJob(t, sub.ID)
+	job := testJob(t, sub.ID).Retry(time.Time{})
 
-	res := d.Attempt(context.Background(), job, sub, 2)
+	res := d.Attempt(context.Background(), job, sub)
 	require.Equal(t, delivery.OutcomeSucceeded, res.Outcome)
 	require.Equal(t, http.StatusAccepted, res.StatusCode)
 	require.Equal(t, "thanks", string(res.Response))
@@ -102,7 +100,7 @@ func TestAttemptFailures(t *testing.T) {
 			_, _ = io.WriteString(w, strings.Repeat("x", 5000))
 		})
 		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
-		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL), 1)
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL))
 		require.Equal(t, delivery.OutcomeFailed, res.Outcome)
 		require.Equal(t, "http_503", res.Reason)
 		require.Len(t, res.Response, 1024, "only the first KiB is kept")
@@ -116,7 +114,7 @@ func TestAttemptFailures(t *testing.T) {
 			w.WriteHeader(http.StatusFound)
 		})
 		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
-		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL), 1)
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL))
 		require.Equal(t, "http_302", res.Reason)
 		require.Empty(t, hits)
 	})
@@ -128,7 +126,7 @@ func TestAttemptFailures(t *testing.T) {
 		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: time.Hour, AllowTargets: loopback})
 		sub := testSub(t, srv.URL)
 		sub.Timeout = 100 * time.Millisecond
-		res := d.Attempt(context.Background(), testJob(t, "s"), sub, 1)
+		res := d.Attempt(context.Background(), testJob(t, "s"), sub)
 		require.Equal(t, "timeout", res.Reason)
 		require.Less(t, res.Duration, time.Hour)
 	})
@@ -138,7 +136,7 @@ func TestAttemptFailures(t *testing.T) {
 		url := srv.URL
 		srv.Close()
 		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
-		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, url), 1)
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, url))
 		require.Equal(t, "connection_refused", res.Reason)
 	})
 	t.Run("tls error", func(t *testing.T) {
@@ -148,17 +146,17 @@ func TestAttemptFailures(t *testing.T) {
 		srv.StartTLS()                                   // self-signed: not trusted
 		t.Cleanup(srv.Close)
 		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
-		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL), 1)
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL))
 		require.Equal(t, "tls_error", res.Reason)
 	})
 	t.Run("internal target blocked, by literal IP and by name", func(t *testing.T) {
 		t.Parallel()
 		srv, hits := receiver(t, func(w http.ResponseWriter) {})
 		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second}) // no allow-targets
-		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL), 1)
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL))
 		require.Equal(t, "blocked_target", res.Reason)
 		byName := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
-		res = d.Attempt(context.Background(), testJob(t, "s"), testSub(t, byName), 1)
+		res = d.Attempt(context.Background(), testJob(t, "s"), testSub(t, byName))
 		require.Equal(t, "blocked_target", res.Reason)
 		require.Empty(t, hits, "nothing reached the internal receiver")
 	})
@@ -169,9 +167,97 @@ func TestPayloadRejectsNonObjects(t *testing.T) {
 	for _, ok := range []string{`{}`, ` {"a":1} `, `{"nested":{"x":[1,2]}}`} {
 		require.NoError(t, delivery.CheckData([]byte(ok)), ok)
 	}
-	for _, bad := range []string{``, `   `, `[]`, `"s"`, `42`, `null`, `{"a":`, `not json`, `{"a":1} trailing`} {
+	for _, bad := range []string{``, `   `, `[]`, `"s"`, `42`, `null`, `{"a":`, `not json`, `{"a":1} trailing`, "{\"a\":\"\xff\"}"} {
 		require.ErrorIs(t, delivery.CheckData([]byte(bad)), delivery.ErrNotObject, bad)
 	}
+}
+
+func TestAttemptBoundsWhatAReceiverSends(t *testing.T) {
+	t.Parallel()
+	t.Run("huge response headers", func(t *testing.T) {
+		t.Parallel()
+		srv, _ := receiver(t, func(w http.ResponseWriter) {
+			for i := range 200 {
+				w.Header().Set("X-Junk-"+strconv.Itoa(i), strings.Repeat("j", 4<<10))
+			}
+			w.WriteHeader(http.StatusOK)
+		})
+		d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
+		res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL))
+		require.Equal(t, delivery.OutcomeFailed, res.Outcome, "800 KiB of headers are refused, not read")
+		require.ErrorContains(t, res.Err, "headers exceeded")
+	})
+	t.Run("Retry-After on 429 and 503", func(t *testing.T) {
+		t.Parallel()
+		for code, want := range map[int]time.Duration{429: 7 * time.Second, 503: 7 * time.Second, 500: 0} {
+			srv, _ := receiver(t, func(w http.ResponseWriter) {
+				w.Header().Set("Retry-After", "7")
+				w.WriteHeader(code)
+			})
+			d := delivery.NewDeliverer(delivery.Config{DefaultTimeout: 5 * time.Second, AllowTargets: loopback})
+			res := d.Attempt(context.Background(), testJob(t, "s"), testSub(t, srv.URL))
+			require.Equal(t, want, res.RetryAfter, "status %d", code)
+		}
+	})
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"":                              0,
+		"soon":                          0,
+		"-5":                            0,
+		"0":                             time.Second, // clamped up
+		"30":                            30 * time.Second,
+		"86400":                         time.Hour, // clamped down
+		"99999999999999999999":          0,
+		"Sun, 29 Nov 2026 12:02:00 GMT": 2 * time.Minute,
+		"Sun, 29 Nov 2026 11:00:00 GMT": time.Second, // in the past
+	} {
+		require.Equal(t, want, delivery.ParseRetryAfter(in, now), "Retry-After %q", in)
+	}
+}
+
+func TestJobTravelsUnchanged(t *testing.T) {
+	t.Parallel()
+	data := []byte(" {\"x\": \"<<<&&&>>> \\u00e9 é\"}\n")
+	ev := delivery.Event{ID: "evt-9", Type: "alert.triggered", Timestamp: time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC), Seq: 42, Data: data}
+	job := delivery.NewJob(ev, "sub-1", time.Now())
+	m := job.Msg("deliveries.sub-1")
+	require.Equal(t, data, m.Data, "the message body is the event data, byte for byte")
+
+	back, err := delivery.DecodeJob(m.Header, m.Data)
+	require.NoError(t, err)
+	require.Equal(t, job.ID, back.ID)
+	require.Equal(t, 1, back.Attempt)
+	require.True(t, job.EventTime.Equal(back.EventTime))
+
+	env := back.Envelope()
+	require.Equal(t, `{"id":"evt-9","event":"alert.triggered","timestamp":"2026-01-02T03:04:05Z","data":{"x": "<<<&&&>>> \u00e9 é"}}`, string(env),
+		"nothing re-encodes the data: no \\u003c for <")
+	require.True(t, json.Valid(env))
+
+	retry := back.Retry(time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC))
+	back, err = delivery.DecodeJob(retry.Msg("x").Header, data)
+	require.NoError(t, err)
+	require.Equal(t, 2, back.Attempt)
+	require.Equal(t, job.ID+"/attempt/2", back.MsgID())
+	require.False(t, back.NotBefore.IsZero())
+
+	for _, h := range []string{"Webhook-Delivery", "Webhook-Attempt", "Webhook-Event-Time"} {
+		bad := job.Msg("x")
+		bad.Header.Del(h)
+		_, err := delivery.DecodeJob(bad.Header, data)
+		require.ErrorIs(t, err, delivery.ErrBadJob, h)
+	}
+}
+
+func TestJobIDsDifferForAnEventIDReusedLater(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, delivery.JobID("e", "s", 1), delivery.JobID("e", "s", 1))
+	require.NotEqual(t, delivery.JobID("e", "s", 1), delivery.JobID("e", "s", 2), "a new stream sequence is a new delivery")
+	require.NotEqual(t, delivery.JobID("e", "s", 1), delivery.JobID("e", "t", 1))
 }
 
 func hmacHex(secret string, body []byte) string {

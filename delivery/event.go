@@ -6,23 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
 
-// Event is one published event as receivers see it.
+// Event is one event read from the EVENTS stream.
 type Event struct {
-	ID        string          `json:"id"`
-	Type      string          `json:"event"`
-	Timestamp time.Time       `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
+	ID        string    // Nats-Msg-Id, or derived from Seq
+	Type      string    // from the subject events.<type>
+	Timestamp time.Time // when the stream stored it
+	Seq       uint64    // EVENTS stream sequence
+	Data      []byte    // the body, as published
 }
 
 // ErrNotObject is returned by CheckData for a body that is not a JSON object.
 var ErrNotObject = errors.New("delivery: event data is not a JSON object")
 
 // CheckData returns an error wrapping ErrNotObject unless data is one JSON
-// object (whitespace around it allowed).
+// object in valid UTF-8 (white space around it allowed).
 func CheckData(data []byte) error {
 	d := bytes.TrimSpace(data)
 	if len(d) == 0 {
@@ -31,26 +33,13 @@ func CheckData(data []byte) error {
 	if d[0] != '{' {
 		return fmt.Errorf("%w: starts with %q", ErrNotObject, truncate(string(d), 16))
 	}
+	if !utf8.Valid(d) {
+		return fmt.Errorf("%w: not valid UTF-8", ErrNotObject)
+	}
 	if !json.Valid(d) {
 		return fmt.Errorf("%w: invalid JSON", ErrNotObject)
 	}
 	return nil
-}
-
-// Payload returns the exact body POSTed to receivers:
-// {"id","event","timestamp","data"} with the timestamp in RFC 3339 UTC.
-func (e Event) Payload() ([]byte, error) {
-	e.Timestamp = e.Timestamp.UTC().Truncate(time.Second)
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, e.Data); err != nil {
-		return nil, fmt.Errorf("delivery: compact data: %w", err)
-	}
-	e.Data = buf.Bytes()
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("delivery: encode payload: %w", err)
-	}
-	return b, nil
 }
 
 // namespace is the UUIDv5 namespace of ids derived by webhookd.
@@ -66,6 +55,9 @@ func EventIDFromSequence(seq uint64) string {
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -31,6 +32,10 @@ type Indexer struct {
 	store *Store
 	log   zerolog.Logger
 	now   func() time.Time
+
+	mu      sync.Mutex
+	applied uint64        // highest AUDIT sequence applied
+	changed chan struct{} // closed and replaced when applied grows
 }
 
 // NewIndexer returns an Indexer; Run starts it.
@@ -38,7 +43,26 @@ func NewIndexer(cfg IndexerConfig, js natsjs.JetStream, store *Store, log zerolo
 	if cfg.SweepEvery <= 0 {
 		cfg.SweepEvery = time.Hour
 	}
-	return &Indexer{cfg: cfg, js: js, store: store, log: log.With().Str("component", "indexer").Logger(), now: time.Now}
+	return &Indexer{cfg: cfg, js: js, store: store, log: log.With().Str("component", "indexer").Logger(), now: time.Now,
+		changed: make(chan struct{})}
+}
+
+// WaitApplied blocks until the record at AUDIT sequence seq, and every
+// record before it, has been applied to the store, or ctx ends.
+func (ix *Indexer) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		ix.mu.Lock()
+		applied, changed := ix.applied, ix.changed
+		ix.mu.Unlock()
+		if applied >= seq {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("delivery: waiting for the index to reach AUDIT sequence %d (at %d): %w", seq, applied, context.Cause(ctx))
+		}
+	}
 }
 
 // Run indexes records until ctx is done, then returns nil. Its consumer is
@@ -49,6 +73,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	cons, err := ix.js.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, natsjs.ConsumerConfig{
 		Durable:           "audit-" + ix.cfg.Replica,
 		Description:       "delivery history index of replica " + ix.cfg.Replica,
+		FilterSubject:     jetstream.AuditRecords, // records only, not the kept jobs
 		AckPolicy:         natsjs.AckExplicitPolicy,
 		AckWait:           30 * time.Second,
 		MaxAckPending:     4096,
@@ -61,6 +86,9 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("delivery: indexer consumer: %w", err)
 	}
+	ix.mu.Lock()
+	ix.applied = max(ix.applied, cons.CachedInfo().AckFloor.Stream) // applied before a restart
+	ix.mu.Unlock()
 	msgs := make(chan natsjs.Msg, 1024)
 	cc, err := cons.Consume(func(m natsjs.Msg) {
 		select {
@@ -101,7 +129,11 @@ func (ix *Indexer) Run(ctx context.Context) error {
 // index applies a batch of records in one transaction and acks them.
 func (ix *Indexer) index(batch []natsjs.Msg) {
 	recs := make([]Record, 0, len(batch))
+	var high uint64
 	for _, m := range batch {
+		if md, err := m.Metadata(); err == nil {
+			high = max(high, md.Sequence.Stream)
+		}
 		var rec Record
 		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.DeliveryID == "" {
 			ix.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping undecodable audit record")
@@ -122,6 +154,13 @@ func (ix *Indexer) index(batch []natsjs.Msg) {
 			ix.log.Warn().Err(err).Msg("ack audit record")
 		}
 	}
+	ix.mu.Lock()
+	if high > ix.applied {
+		ix.applied = high
+		close(ix.changed)
+		ix.changed = make(chan struct{})
+	}
+	ix.mu.Unlock()
 }
 
 func (ix *Indexer) sweep() {

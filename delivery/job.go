@@ -1,53 +1,180 @@
 package delivery
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 )
 
-// Job is one event to be delivered to one subscription: the DELIVERIES
-// message body.
+// Job is one attempt's worth of work: one event to be delivered to one
+// subscription. It travels as a NATS message whose body is the event data
+// exactly as the robot published it; everything else is in headers (see
+// Msg), so nothing re-encodes the payload and a job is never larger than its
+// event plus a few hundred bytes.
+//
+// A job carries its attempt number. A failed attempt that will be retried is
+// settled by publishing the next attempt's job (Attempt+1, NotBefore set)
+// and acking this one, so every replica knows the attempt count from the
+// message alone, without reading any history.
 type Job struct {
-	// ID is the delivery id: JobID(EventID, SubscriptionID). It is the job's
-	// Nats-Msg-Id and the X-Webhook-Delivery header.
-	ID             string          `json:"id"`
-	EventID        string          `json:"event_id"`
-	Event          string          `json:"event"`
-	SubscriptionID string          `json:"subscription_id"`
-	Payload        json.RawMessage `json:"payload"` // the exact body to POST
-	CreatedAt      time.Time       `json:"created_at"`
-	// AttemptBase is the number of attempts made before this job was
-	// requeued by an operator (redeliver, replay, resume): attempt numbers
-	// continue from it and the retry policy starts afresh.
-	AttemptBase int `json:"attempt_base,omitempty"`
+	// ID is the delivery id (JobID): the X-Webhook-Delivery header, stable
+	// across retries and requeues.
+	ID             string
+	EventID        string
+	Event          string
+	EventTime      time.Time // when the event was published
+	SubscriptionID string
+	CreatedAt      time.Time // when the delivery was created (first fan-out)
+	// Attempt is the number of the attempt this job makes, from 1.
+	Attempt int
+	// Base is the number of attempts made before an operator last requeued
+	// the delivery: the retry policy counts Attempt-Base.
+	Base int
+	// NotBefore is when the attempt is due; zero means at once.
+	NotBefore time.Time
+	// Data is the event data, unchanged.
+	Data []byte
 }
 
-// JobID derives the delivery id from the event id and the subscription id
-// (UUIDv5), so a repeated fan-out of the same event yields the same ids.
-func JobID(eventID, subID string) string {
-	return uuid.NewSHA1(namespace, []byte(eventID+"\x00"+subID)).String()
+// Job message headers. Nats-Msg-Id is set by whoever publishes the job.
+const (
+	hdrDelivery     = "Webhook-Delivery"
+	hdrEventID      = "Webhook-Event-Id"
+	hdrEvent        = "Webhook-Event"
+	hdrEventTime    = "Webhook-Event-Time"
+	hdrSubscription = "Webhook-Subscription"
+	hdrCreated      = "Webhook-Created"
+	hdrAttempt      = "Webhook-Attempt"
+	hdrBase         = "Webhook-Attempt-Base"
+	hdrNotBefore    = "Webhook-Not-Before"
+)
+
+// JobID derives the delivery id from the event id, the subscription id and
+// the event's EVENTS stream sequence (UUIDv5). A repeated fan-out of the same
+// stored event yields the same ids; an event id that a robot reuses after
+// the stream's duplicate window is a new event and gets new deliveries.
+func JobID(eventID, subID string, seq uint64) string {
+	return uuid.NewSHA1(namespace, []byte(eventID+"\x00"+subID+"\x00"+strconv.FormatUint(seq, 10))).String()
 }
 
-// NewJob returns the job that delivers ev to subscription subID.
-func NewJob(ev Event, subID string, now time.Time) (Job, error) {
-	p, err := ev.Payload()
-	if err != nil {
-		return Job{}, err
+// NewJob returns the first job that delivers ev to subscription subID.
+func NewJob(ev Event, subID string, now time.Time) Job {
+	return Job{
+		ID: JobID(ev.ID, subID, ev.Seq), EventID: ev.ID, Event: ev.Type, EventTime: ev.Timestamp.UTC(),
+		SubscriptionID: subID, CreatedAt: now.UTC(), Attempt: 1, Data: ev.Data,
 	}
-	return Job{ID: JobID(ev.ID, subID), EventID: ev.ID, Event: ev.Type, SubscriptionID: subID, Payload: p, CreatedAt: now.UTC()}, nil
 }
 
-// DecodeJob parses a DELIVERIES message body.
-func DecodeJob(b []byte) (Job, error) {
-	var j Job
-	if err := json.Unmarshal(b, &j); err != nil {
-		return Job{}, fmt.Errorf("delivery: decode job: %w", err)
+// Retry returns the job of the next attempt, due at notBefore.
+func (j Job) Retry(notBefore time.Time) Job {
+	j.Attempt++
+	j.NotBefore = notBefore.UTC()
+	return j
+}
+
+// Requeued returns the job an operator's requeue publishes. After a failed
+// delivery the next attempt follows the last one and the retry policy starts
+// afresh; a held (paused) job had not made its attempt yet and continues
+// where it stopped.
+func (j Job) Requeued(failed bool) Job {
+	if failed {
+		j.Base = j.Attempt
+		j.Attempt++
 	}
-	if j.ID == "" || j.SubscriptionID == "" || len(j.Payload) == 0 {
-		return Job{}, fmt.Errorf("delivery: decode job: missing id, subscription_id or payload")
+	j.NotBefore = time.Time{}
+	return j
+}
+
+// MsgID returns the Nats-Msg-Id under which this job is published, so a
+// repeated publish of the same step is deduplicated: the first job uses the
+// delivery id, later attempts "<id>/attempt/<n>".
+func (j Job) MsgID() string {
+	if j.Attempt == 1 {
+		return j.ID
+	}
+	return j.ID + "/attempt/" + strconv.Itoa(j.Attempt)
+}
+
+// Msg encodes the job as a message on subject: the data as the body, the
+// rest in headers.
+func (j Job) Msg(subject string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = j.Data
+	h := m.Header
+	h.Set(hdrDelivery, j.ID)
+	h.Set(hdrEventID, j.EventID)
+	h.Set(hdrEvent, j.Event)
+	h.Set(hdrEventTime, j.EventTime.UTC().Format(time.RFC3339Nano))
+	h.Set(hdrSubscription, j.SubscriptionID)
+	h.Set(hdrCreated, j.CreatedAt.UTC().Format(time.RFC3339Nano))
+	h.Set(hdrAttempt, strconv.Itoa(j.Attempt))
+	if j.Base > 0 {
+		h.Set(hdrBase, strconv.Itoa(j.Base))
+	}
+	if !j.NotBefore.IsZero() {
+		h.Set(hdrNotBefore, j.NotBefore.UTC().Format(time.RFC3339Nano))
+	}
+	return m
+}
+
+// ErrBadJob is wrapped by DecodeJob's errors.
+var ErrBadJob = errors.New("delivery: bad job")
+
+// DecodeJob parses a job message's headers and body.
+func DecodeJob(h nats.Header, data []byte) (Job, error) {
+	j := Job{
+		ID: h.Get(hdrDelivery), EventID: h.Get(hdrEventID), Event: h.Get(hdrEvent),
+		SubscriptionID: h.Get(hdrSubscription), Data: data,
+	}
+	if j.ID == "" || j.EventID == "" || j.Event == "" || j.SubscriptionID == "" {
+		return Job{}, fmt.Errorf("%w: missing %s, %s, %s or %s header", ErrBadJob, hdrDelivery, hdrEventID, hdrEvent, hdrSubscription)
+	}
+	var err error
+	if j.EventTime, err = time.Parse(time.RFC3339Nano, h.Get(hdrEventTime)); err != nil {
+		return Job{}, fmt.Errorf("%w: %s: %w", ErrBadJob, hdrEventTime, err)
+	}
+	if j.CreatedAt, err = time.Parse(time.RFC3339Nano, h.Get(hdrCreated)); err != nil {
+		return Job{}, fmt.Errorf("%w: %s: %w", ErrBadJob, hdrCreated, err)
+	}
+	if j.Attempt, err = strconv.Atoi(h.Get(hdrAttempt)); err != nil || j.Attempt < 1 {
+		return Job{}, fmt.Errorf("%w: %s %q: want a number from 1", ErrBadJob, hdrAttempt, h.Get(hdrAttempt))
+	}
+	if v := h.Get(hdrBase); v != "" {
+		if j.Base, err = strconv.Atoi(v); err != nil || j.Base < 0 || j.Base >= j.Attempt {
+			return Job{}, fmt.Errorf("%w: %s %q: want 0 to attempt-1", ErrBadJob, hdrBase, v)
+		}
+	}
+	if v := h.Get(hdrNotBefore); v != "" {
+		if j.NotBefore, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return Job{}, fmt.Errorf("%w: %s: %w", ErrBadJob, hdrNotBefore, err)
+		}
 	}
 	return j, nil
+}
+
+// Envelope returns the exact body POSTed to receivers,
+// {"id","event","timestamp","data"}, with the timestamp in RFC 3339 UTC
+// (seconds) and the event data copied in unchanged (surrounding white space
+// trimmed). The data was checked to be one JSON object when it was routed.
+func (j Job) Envelope() []byte {
+	data := bytes.TrimSpace(j.Data)
+	id, _ := json.Marshal(j.EventID) // strings always encode
+	typ, _ := json.Marshal(j.Event)
+	ts := j.EventTime.UTC().Truncate(time.Second).Format(time.RFC3339)
+	b := make([]byte, 0, len(data)+len(id)+len(typ)+len(ts)+48)
+	b = append(b, `{"id":`...)
+	b = append(b, id...)
+	b = append(b, `,"event":`...)
+	b = append(b, typ...)
+	b = append(b, `,"timestamp":"`...)
+	b = append(b, ts...)
+	b = append(b, `","data":`...)
+	b = append(b, data...)
+	return append(b, '}')
 }

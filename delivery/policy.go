@@ -74,13 +74,14 @@ type Decision struct {
 }
 
 // Decide maps the result of attempt n to the delivery's next status:
-// succeeded, retrying after the policy's delay, or failed after the last attempt.
+// succeeded, retrying after the policy's delay (or the receiver's
+// Retry-After, whichever is longer), or failed after the last attempt.
 func (p *Policy) Decide(res Result, n int) Decision {
 	if res.Outcome == OutcomeSucceeded {
 		return Decision{Status: StatusSucceeded}
 	}
 	if d, ok := p.Next(n); ok {
-		return Decision{Status: StatusRetrying, After: d}
+		return Decision{Status: StatusRetrying, After: max(d, res.RetryAfter)}
 	}
 	return Decision{Status: StatusFailed}
 }

@@ -38,8 +38,10 @@ func (s Status) Final() bool {
 }
 
 // Record is one audit record: an attempt, or a verdict without an attempt
-// (rejected, cancelled, paused). Records are keyed by (DeliveryID, Attempt
-// or Status), so applying one twice is harmless.
+// (rejected, cancelled, paused, pending after a requeue). Records are keyed
+// by (DeliveryID, Attempt or Status), so applying one twice is harmless.
+// Records stay small whatever the event's size: they never copy the event
+// data (see JobSeq), and their free-text fields are bounded (Bound).
 type Record struct {
 	DeliveryID     string    `json:"delivery_id"`
 	EventID        string    `json:"event_id"`
@@ -52,9 +54,10 @@ type Record struct {
 	Replica        string    `json:"replica,omitempty"`
 	// Attempt is set on attempt records.
 	Attempt *AttemptInfo `json:"attempt,omitempty"`
-	// Job is kept on records after which the delivery leaves the queue
-	// unsent (failed, paused, cancelled), so it can be replayed.
-	Job *Job `json:"job,omitempty"`
+	// JobSeq is the AUDIT stream sequence of the job kept with a record
+	// after which the delivery leaves the queue unsent (failed, paused), so
+	// it can be sent again (Recorder.Publish's keep).
+	JobSeq uint64 `json:"job_seq,omitempty"`
 	// CreatedAt is when the delivery was created (the job's creation time).
 	CreatedAt time.Time `json:"created_at"`
 }
@@ -64,6 +67,7 @@ type AttemptInfo struct {
 	Attempt     int       `json:"attempt"`
 	MaxAttempts int       `json:"max_attempts"`
 	At          time.Time `json:"at"`
+	URL         string    `json:"url,omitempty"` // where this attempt went
 	StatusCode  int       `json:"status_code,omitempty"`
 	DurationMS  int64     `json:"duration_ms"`
 	Outcome     Outcome   `json:"outcome"`
@@ -72,4 +76,20 @@ type AttemptInfo struct {
 	Response    string    `json:"response,omitempty"` // first 1 KiB of the body
 	NextRetryMS int64     `json:"next_retry_ms,omitempty"`
 	Replica     string    `json:"replica,omitempty"`
+}
+
+// maxText bounds the free-text fields of a record (reasons, errors).
+const maxText = 512
+
+// Bound cuts the record's free-text fields to their limits, so a hostile
+// receiver or event cannot make a record large.
+func (r *Record) Bound() {
+	r.Reason = truncate(r.Reason, maxText)
+	r.URL = truncate(r.URL, 4<<10)
+	if a := r.Attempt; a != nil {
+		a.Reason = truncate(a.Reason, maxText)
+		a.Error = truncate(a.Error, maxText)
+		a.Response = truncate(a.Response, responseKeep)
+		a.URL = truncate(a.URL, 4<<10)
+	}
 }

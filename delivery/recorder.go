@@ -11,9 +11,10 @@ import (
 	"github.com/robotlab/webhookd/jetstream"
 )
 
-// Recorder writes audit records: to the AUDIT stream, so that every replica
-// (and this one after a restart) indexes them, and at once to this replica's
-// Store, so this replica's next attempt counts from it without waiting.
+// Recorder writes audit records to the AUDIT stream, the durable record of
+// every attempt and verdict. Every replica's Indexer applies them to its
+// Store; the bbolt store is an index that can be rebuilt from the stream, so
+// the workers do not wait for it.
 type Recorder struct {
 	js      natsjs.JetStream
 	store   *Store
@@ -25,22 +26,47 @@ func NewRecorder(js natsjs.JetStream, store *Store, replica string) *Recorder {
 	return &Recorder{js: js, store: store, replica: replica}
 }
 
-// Record publishes rec to AUDIT, waits for the stream's acknowledgement and
-// applies rec to the local store. It returns an error when either fails; the
-// caller must then not settle the job as done. Recording the same record
-// twice is harmless (deduplicated by id).
-func (r *Recorder) Record(ctx context.Context, rec Record) error {
+// Publish publishes rec to AUDIT and waits for the stream's
+// acknowledgement. With keep, the job is first stored in AUDIT too, data
+// included, and rec refers to it (JobSeq), so the delivery can be sent again
+// later. It reports dup when JetStream had already stored a record with the
+// same id (an attempt recorded by a worker that died before settling): the
+// stored record stands and this one was not written. On error the caller
+// must not settle the job as done.
+func (r *Recorder) Publish(ctx context.Context, rec Record, keep *Job) (dup bool, err error) {
 	rec.Replica = r.replica
 	if rec.Attempt != nil {
 		rec.Attempt.Replica = r.replica
 	}
+	rec.Bound()
+	id := recordID(rec)
+	if keep != nil {
+		ack, err := r.js.PublishMsg(ctx, keep.Msg(jetstream.AuditJobSubject(rec.SubscriptionID)), natsjs.WithMsgID(id+"/job"))
+		if err != nil {
+			return false, fmt.Errorf("delivery: keep job of %s: %w", id, err)
+		}
+		rec.JobSeq = ack.Sequence
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("delivery: encode record: %w", err)
+		return false, fmt.Errorf("delivery: encode record: %w", err)
 	}
-	if _, err := r.js.Publish(ctx, jetstream.AuditSubject(rec.SubscriptionID), b, natsjs.WithMsgID(recordID(rec))); err != nil {
-		return fmt.Errorf("delivery: publish record %s: %w", recordID(rec), err)
+	ack, err := r.js.Publish(ctx, jetstream.AuditSubject(rec.SubscriptionID), b, natsjs.WithMsgID(id))
+	if err != nil {
+		return false, fmt.Errorf("delivery: publish record %s: %w", id, err)
 	}
+	return ack.Duplicate, nil
+}
+
+// Record publishes rec like Publish and applies it to this replica's store
+// at once, so an API answer that follows reads its own write.
+func (r *Recorder) Record(ctx context.Context, rec Record) error {
+	dup, err := r.Publish(ctx, rec, nil)
+	if err != nil || dup {
+		return err
+	}
+	rec.Replica = r.replica
+	rec.Bound()
 	return r.store.Apply(rec)
 }
 

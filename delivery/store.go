@@ -32,7 +32,7 @@ var ErrNotFound = errors.New("delivery: not found")
 
 var (
 	bucketDeliveries = []byte("deliveries")
-	bucketJobs       = []byte("delivery_jobs")   // delivery id → Job, for replay
+	bucketJobs       = []byte("delivery_jobs")   // delivery id → AUDIT sequence of the kept job (uint64 BE)
 	bucketBySub      = []byte("idx_sub_time")    // sub | 0 | created | id
 	bucketByEvent    = []byte("idx_event")       // event | 0 | id
 	bucketByStatus   = []byte("idx_status_time") // status | 0 | created | id
@@ -128,13 +128,14 @@ func applyTx(tx *bolt.Tx, r Record) error {
 	if err := b.Put([]byte(d.ID), v); err != nil {
 		return err
 	}
-	if r.Job != nil {
-		j, err := json.Marshal(r.Job)
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketJobs).Put([]byte(d.ID), j); err != nil {
-			return err
+	if r.JobSeq != 0 {
+		jobs := tx.Bucket(bucketJobs)
+		// The newest kept job wins; an older record applied late must not
+		// bring back a job that was requeued since.
+		if old := jobs.Get([]byte(d.ID)); len(old) != 8 || binary.BigEndian.Uint64(old) < r.JobSeq {
+			if err := jobs.Put([]byte(d.ID), binary.BigEndian.AppendUint64(nil, r.JobSeq)); err != nil {
+				return err
+			}
 		}
 	}
 	ts := timeKey(d.CreatedAt)
@@ -199,24 +200,19 @@ func (s *Store) Get(id string) (Delivery, error) {
 	return d, nil
 }
 
-// Job returns the job kept for a delivery that left the queue unsent (failed,
-// paused or cancelled), or ErrNotFound.
-func (s *Store) Job(id string) (Job, error) {
-	var j Job
+// JobSeq returns the AUDIT stream sequence of the job kept for a delivery
+// that left the queue unsent (failed or paused), or ErrNotFound.
+func (s *Store) JobSeq(id string) (uint64, error) {
+	var seq uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketJobs).Get([]byte(id))
-		if v == nil {
+		if len(v) != 8 {
 			return ErrNotFound
 		}
-		return json.Unmarshal(v, &j)
+		seq = binary.BigEndian.Uint64(v)
+		return nil
 	})
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return Job{}, err
-		}
-		return Job{}, fmt.Errorf("delivery: job %s: %w", id, err)
-	}
-	return j, nil
+	return seq, err
 }
 
 // Query selects deliveries. Empty fields do not filter. Results are newest
@@ -228,6 +224,8 @@ type Query struct {
 	Since, Until   time.Time // creation time range; zero means open
 	Limit          int       // default 50, at most 1000
 	Cursor         string
+	// OldestFirst walks the index forwards instead of newest first.
+	OldestFirst bool
 }
 
 // ErrBadCursor is returned by List for a cursor it did not issue.
@@ -267,9 +265,19 @@ func (s *Store) List(q Query) ([]Delivery, string, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucket).Cursor()
 		dels := tx.Bucket(bucketDeliveries)
-		// Walk backwards (newest first) from the cursor or the end of the prefix.
 		var k []byte
-		if after != nil {
+		step := c.Prev
+		if q.OldestFirst {
+			// Walk forwards from the cursor or the start of the prefix.
+			step = c.Next
+			k, _ = c.Seek(prefix)
+			if after != nil {
+				if k, _ = c.Seek(after); k != nil && bytes.Equal(k, after) {
+					k, _ = c.Next()
+				}
+			}
+		} else if after != nil {
+			// Walk backwards (newest first) from the cursor or the end of the prefix.
 			k, _ = c.Seek(after)
 			if k != nil && bytes.Equal(k, after) {
 				k, _ = c.Prev()
@@ -281,7 +289,7 @@ func (s *Store) List(q Query) ([]Delivery, string, error) {
 		} else {
 			k = seekLastWithPrefix(c, prefix)
 		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = step() {
 			id := idFromIndexKey(bucket, k, prefix)
 			v := dels.Get([]byte(id))
 			if v == nil {
@@ -291,8 +299,11 @@ func (s *Store) List(q Query) ([]Delivery, string, error) {
 			if err := json.Unmarshal(v, &d); err != nil {
 				return fmt.Errorf("decode delivery %s: %w", id, err)
 			}
-			if timeOrdered && !q.Since.IsZero() && d.CreatedAt.Before(q.Since) {
+			if timeOrdered && !q.OldestFirst && !q.Since.IsZero() && d.CreatedAt.Before(q.Since) {
 				break // newest first: everything further is older still
+			}
+			if timeOrdered && q.OldestFirst && !q.Until.IsZero() && !d.CreatedAt.Before(q.Until) {
+				break // oldest first: everything further is newer still
 			}
 			if !q.matches(d) {
 				continue
@@ -354,23 +365,6 @@ func prevKey(out []Delivery, bucket, prefix []byte) []byte {
 		return append(bytes.Clone(prefix), d.ID...)
 	}
 	return append(append(bytes.Clone(prefix), timeKey(d.CreatedAt)...), d.ID...)
-}
-
-// LastAttempt returns the highest attempt number recorded for id (0 if none)
-// and the delivery's status ("" if unknown).
-func (s *Store) LastAttempt(id string) (int, Status, error) {
-	d, err := s.Get(id)
-	if errors.Is(err, ErrNotFound) {
-		return 0, "", nil
-	}
-	if err != nil {
-		return 0, "", err
-	}
-	n := 0
-	for _, a := range d.Attempts {
-		n = max(n, a.Attempt)
-	}
-	return n, d.Status, nil
 }
 
 // Sweep deletes deliveries created before cutoff, with their jobs and index

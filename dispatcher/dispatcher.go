@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,32 +33,32 @@ type Config struct {
 	AckWait time.Duration
 	// EventTypes is the catalog: events of other types are rejected.
 	EventTypes []string
-	// MaxDeliveries terminates a job JetStream delivered this many times
-	// (default: 2 × the policy's attempts + 10).
-	MaxDeliveries int
+	// MaxEventBytes rejects events whose data is larger (default 1 MiB).
+	MaxEventBytes int
 }
 
 // Subscriptions is what the dispatcher needs of the subscription store:
-// the local index, and the record of truth when the index may lag.
+// the local index, the record of truth when the index may lag, and the
+// writes endpoint health makes.
 type Subscriptions interface {
 	Match(eventType string) []subscriptions.Subscription
 	Get(id string) (subscriptions.Subscription, bool)
 	Fetch(ctx context.Context, id string) (subscriptions.Subscription, error)
+	// Disable sets the subscription inactive with a reason; changed is
+	// false when it already was inactive.
+	Disable(ctx context.Context, id, reason string, at time.Time) (sub subscriptions.Subscription, changed bool, err error)
+	// SetFailingSince persists the start of a run of failures (zero: none).
+	SetFailingSince(ctx context.Context, id string, t time.Time) error
 }
 
 // Attempter makes one HTTP attempt.
 type Attempter interface {
-	Attempt(ctx context.Context, job delivery.Job, sub subscriptions.Subscription, n int) delivery.Result
+	Attempt(ctx context.Context, job delivery.Job, sub subscriptions.Subscription) delivery.Result
 }
 
-// Recorder writes an audit record durably.
+// Recorder writes an audit record durably (see delivery.Recorder.Publish).
 type Recorder interface {
-	Record(ctx context.Context, rec delivery.Record) error
-}
-
-// History tells what the audit trail knows of a delivery.
-type History interface {
-	LastAttempt(deliveryID string) (int, delivery.Status, error)
+	Publish(ctx context.Context, rec delivery.Record, keep *delivery.Job) (dup bool, err error)
 }
 
 // Deps are the Dispatcher's collaborators.
@@ -66,8 +67,8 @@ type Deps struct {
 	Subscriptions Subscriptions
 	Attempter     Attempter
 	Recorder      Recorder
-	History       History
-	Policy        *delivery.Policy // the default retry policy
+	Policy        *delivery.Policy    // the default retry policy
+	Endpoints     *delivery.Endpoints // per-subscription caps and breakers
 }
 
 // Stats counts what the dispatcher did since it started.
@@ -75,16 +76,17 @@ type Stats struct {
 	Routed       uint64 `json:"routed"`        // events fanned out to at least one subscription
 	NoSubscriber uint64 `json:"no_subscriber"` // events acked without a matching subscription
 	Rejected     uint64 `json:"rejected"`      // events recorded as rejected
-	Jobs         uint64 `json:"jobs"`          // delivery jobs published
+	Jobs         uint64 `json:"jobs"`          // delivery jobs published by the router
 	Attempts     uint64 `json:"attempts"`      // HTTP attempts recorded
-	Skipped      uint64 `json:"skipped"`       // jobs acked unsent because already finished
+	Deferred     uint64 `json:"deferred"`      // jobs put back unattempted: endpoint full or breaker open
+	Held         uint64 `json:"held"`          // jobs held for a paused or disabled subscription
 }
 
 // Map returns the counters by their JSON names.
 func (s Stats) Map() map[string]uint64 {
 	return map[string]uint64{
 		"routed": s.Routed, "no_subscriber": s.NoSubscriber, "rejected": s.Rejected,
-		"jobs": s.Jobs, "attempts": s.Attempts, "skipped": s.Skipped,
+		"jobs": s.Jobs, "attempts": s.Attempts, "deferred": s.Deferred, "held": s.Held,
 	}
 }
 
@@ -95,8 +97,9 @@ type Dispatcher struct {
 	log     zerolog.Logger
 	now     func() time.Time
 	catalog map[string]bool
+	room    *room
 
-	routed, noSubscriber, rejected, jobs, attempts, skipped atomic.Uint64
+	routed, noSubscriber, rejected, jobs, attempts, deferred, held atomic.Uint64
 }
 
 // New checks cfg and deps and returns a Dispatcher; Run starts it.
@@ -107,27 +110,30 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 	if cfg.Routers < 1 {
 		cfg.Routers = 4
 	}
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = 1 << 20
+	}
 	if cfg.AckWait <= 0 || cfg.ShutdownTimeout <= 0 {
 		return nil, errors.New("dispatcher: AckWait and ShutdownTimeout must be positive")
 	}
-	if deps.JS == nil || deps.Subscriptions == nil || deps.Attempter == nil || deps.Recorder == nil || deps.History == nil || deps.Policy == nil {
+	if deps.JS == nil || deps.Subscriptions == nil || deps.Attempter == nil || deps.Recorder == nil || deps.Policy == nil || deps.Endpoints == nil {
 		return nil, errors.New("dispatcher: missing dependency")
-	}
-	if cfg.MaxDeliveries <= 0 {
-		cfg.MaxDeliveries = 2*deps.Policy.MaxAttempts() + 10
 	}
 	catalog := make(map[string]bool, len(cfg.EventTypes))
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
 	}
-	return &Dispatcher{cfg: cfg, deps: deps, log: log.With().Str("component", "dispatcher").Logger(), now: time.Now, catalog: catalog}, nil
+	return &Dispatcher{
+		cfg: cfg, deps: deps, log: log.With().Str("component", "dispatcher").Logger(), now: time.Now,
+		catalog: catalog, room: &room{js: deps.JS},
+	}, nil
 }
 
 // Stats returns the counters.
 func (d *Dispatcher) Stats() Stats {
 	return Stats{
 		Routed: d.routed.Load(), NoSubscriber: d.noSubscriber.Load(), Rejected: d.rejected.Load(),
-		Jobs: d.jobs.Load(), Attempts: d.attempts.Load(), Skipped: d.skipped.Load(),
+		Jobs: d.jobs.Load(), Attempts: d.attempts.Load(), Deferred: d.deferred.Load(), Held: d.held.Load(),
 	}
 }
 
@@ -184,7 +190,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				_ = m.Nak() // buffered, not started: let another replica take it now
 				continue
 			}
-			handle(workCtx, m)
+			d.safely(workCtx, m, handle)
 		}
 	}
 	for range d.cfg.Routers {
@@ -213,3 +219,20 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.log.Info().Msg("dispatcher stopped")
 	return nil
 }
+
+// safely runs handle, turning a panic (a bug of ours, set off by one
+// message) into a delayed redelivery of that message, so it stops neither
+// the process nor the other messages.
+func (d *Dispatcher) safely(ctx context.Context, m natsjs.Msg, handle func(context.Context, natsjs.Msg)) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.log.Error().Str("subject", m.Subject()).Interface("panic", p).Bytes("stack", debug.Stack()).
+				Msg("handling a message panicked; it will be redelivered")
+			_ = m.NakWithDelay(panicDelay)
+		}
+	}()
+	handle(ctx, m)
+}
+
+// panicDelay is how long a message whose handling panicked waits.
+const panicDelay = 30 * time.Second

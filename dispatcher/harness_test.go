@@ -32,13 +32,15 @@ import (
 // server, a bbolt file, the subscription mirror, the history store and
 // indexer, and the HTTP deliverer allowed to reach loopback receivers.
 type bundle struct {
-	ns    *jstest.Server
-	subs  *subscriptions.Store
-	store *delivery.Store
-	disp  *dispatcher.Dispatcher
-	nc    *nats.Conn // the replica's own connection
-	stop  func()     // stops the replica gracefully (idempotent)
-	crash func()     // cuts the replica off from NATS at once, like kill -9
+	ns        *jstest.Server
+	subs      *subscriptions.Store
+	store     *delivery.Store
+	disp      *dispatcher.Dispatcher
+	queue     *dispatcher.Queue
+	endpoints *delivery.Endpoints
+	nc        *nats.Conn // the replica's own connection
+	stop      func()     // stops the replica gracefully (idempotent)
+	crash     func()     // cuts the replica off from NATS at once, like kill -9
 }
 
 type options struct {
@@ -47,6 +49,12 @@ type options struct {
 	shutdownTimeout time.Duration
 	prov            func(*jetstream.Provisioning)
 	server          *jstest.Server // share a server between replicas
+	health          delivery.HealthConfig
+	maxEventBytes   int
+	// recorder wraps the replica's recorder (to make it fail).
+	recorder func(dispatcher.Recorder) dispatcher.Recorder
+	// attempter wraps the replica's attempter (to count or break attempts).
+	attempter func(dispatcher.Attempter) dispatcher.Attempter
 }
 
 func setup(t testing.TB, o options) *bundle {
@@ -92,20 +100,34 @@ func setup(t testing.TB, o options) *bundle {
 		DefaultTimeout: 5 * time.Second,
 		AllowTargets:   []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	})
+	recorder := delivery.NewRecorder(js, store, replica)
+	var rec dispatcher.Recorder = recorder
+	if o.recorder != nil {
+		rec = o.recorder(rec)
+	}
+	var att dispatcher.Attempter = deliverer
+	if o.attempter != nil {
+		att = o.attempter(att)
+	}
+	if o.health.BreakerFailures == 0 {
+		o.health.BreakerFailures = 1000 // tests of the breaker turn it on
+	}
+	endpoints := delivery.NewEndpoints(o.health, log)
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: o.workers, ShutdownTimeout: o.shutdownTimeout, AckWait: prov.AckWait,
-		EventTypes: config.Catalog(),
+		EventTypes: config.Catalog(), MaxEventBytes: o.maxEventBytes,
 	}, dispatcher.Deps{
-		JS: js, Subscriptions: subs, Attempter: deliverer, Recorder: delivery.NewRecorder(js, store, replica),
-		History: store, Policy: o.policy,
+		JS: js, Subscriptions: subs, Attempter: att, Recorder: rec, Policy: o.policy, Endpoints: endpoints,
 	}, log)
 	require.NoError(t, err)
 	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: time.Hour}, js, store, log)
+	queue := dispatcher.NewQueue(dispatcher.QueueDeps{JS: js, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer}, 1000, log)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	go func() { errs <- subs.Run(ctx) }()
 	go func() { errs <- indexer.Run(ctx) }()
+	go func() { errs <- queue.Run(ctx) }()
 	select {
 	case <-subs.Ready():
 	case <-time.After(10 * time.Second):
@@ -118,7 +140,7 @@ func setup(t testing.TB, o options) *bundle {
 	stop := func() {
 		once.Do(func() {
 			cancel()
-			for range 3 {
+			for range 4 {
 				if err := <-errs; !crashed.Load() {
 					require.NoError(t, err)
 				}
@@ -133,7 +155,7 @@ func setup(t testing.TB, o options) *bundle {
 		crashed.Store(true)
 		nc.Close() // no ack, nak or record reaches the server any more
 	}
-	return &bundle{ns: ns, subs: subs, store: store, disp: disp, nc: nc, stop: stop, crash: crash}
+	return &bundle{ns: ns, subs: subs, store: store, disp: disp, queue: queue, endpoints: endpoints, nc: nc, stop: stop, crash: crash}
 }
 
 // subscribe creates a subscription through the store (the Go API).
@@ -145,39 +167,43 @@ func (b *bundle) subscribe(t testing.TB, url string, events ...string) subscript
 }
 
 // publish publishes an event as a robot would: to events.<type>, through the
-// test server's client connection, optionally with a Nats-Msg-Id.
-func (b *bundle) publish(t testing.TB, eventType, data, msgID string) {
+// test server's client connection, optionally with a Nats-Msg-Id. It
+// returns the event's stream sequence.
+func (b *bundle) publish(t testing.TB, eventType, data, msgID string) uint64 {
 	t.Helper()
 	m := nats.NewMsg(jetstream.EventSubject(eventType))
 	m.Data = []byte(data)
 	if msgID != "" {
 		m.Header.Set(nats.MsgIdHdr, msgID)
 	}
-	_, err := b.ns.JS.PublishMsg(context.Background(), m)
+	ack, err := b.ns.JS.PublishMsg(context.Background(), m)
 	require.NoError(t, err)
+	return ack.Sequence
 }
 
-// newJob builds the job that delivers an empty event to subID.
+// deliver publishes an event with id eventID and returns the id of its
+// delivery to sub.
+func (b *bundle) deliver(t testing.TB, sub subscriptions.Subscription, eventType, data, eventID string) string {
+	t.Helper()
+	return delivery.JobID(eventID, sub.ID, b.publish(t, eventType, data, eventID))
+}
+
+// newJob builds the first job that delivers an empty event to subID.
 func newJob(t testing.TB, eventID, eventType, subID string) delivery.Job {
 	t.Helper()
-	ev := delivery.Event{ID: eventID, Type: eventType, Timestamp: time.Now(), Data: json.RawMessage(`{}`)}
-	job, err := delivery.NewJob(ev, subID, time.Now())
-	require.NoError(t, err)
-	return job
+	ev := delivery.Event{ID: eventID, Type: eventType, Timestamp: time.Now(), Seq: 1, Data: []byte(`{}`)}
+	return delivery.NewJob(ev, subID, time.Now())
 }
 
 // publishJob puts a job on DELIVERIES directly, as a router (or an operator
 // requeue) would, with msgID as its Nats-Msg-Id when given.
 func (b *bundle) publishJob(t testing.TB, job delivery.Job, msgID string) {
 	t.Helper()
-	body, err := json.Marshal(job)
-	require.NoError(t, err)
-	m := nats.NewMsg(jetstream.DeliverySubject(job.SubscriptionID))
-	m.Data = body
+	m := job.Msg(jetstream.DeliverySubject(job.SubscriptionID))
 	if msgID != "" {
 		m.Header.Set(nats.MsgIdHdr, msgID)
 	}
-	_, err = b.ns.JS.PublishMsg(context.Background(), m)
+	_, err := b.ns.JS.PublishMsg(context.Background(), m)
 	require.NoError(t, err)
 }
 

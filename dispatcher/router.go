@@ -2,8 +2,9 @@ package dispatcher
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,7 +18,10 @@ import (
 // publishTimeout bounds waiting for the acknowledgements of one fan-out.
 const publishTimeout = 10 * time.Second
 
-// route fans one event out into delivery jobs and settles it.
+// route fans one event out into delivery jobs and settles it. Every path
+// ends in an ack, or in a nak with a delay when the failure is ours and
+// passing (NATS unavailable, DELIVERIES full): a bad event is recorded as
+// rejected with its reason and never retried.
 func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
@@ -29,29 +33,18 @@ func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 		ID:        m.Headers().Get(nats.MsgIdHdr),
 		Type:      jetstream.EventType(m.Subject()),
 		Timestamp: md.Timestamp,
+		Seq:       md.Sequence.Stream,
 		Data:      m.Data(),
 	}
 	if ev.ID == "" {
-		ev.ID = delivery.EventIDFromSequence(md.Sequence.Stream)
+		ev.ID = delivery.EventIDFromSequence(ev.Seq)
 	}
 	log := d.log.With().Str("event_id", ev.ID).Str("event_type", ev.Type).Logger()
 
 	if reason := d.check(ev); reason != "" {
-		rec := delivery.Record{
-			DeliveryID: delivery.JobID(ev.ID, ""), EventID: ev.ID, Event: ev.Type,
-			Status: delivery.StatusRejected, Reason: reason, At: d.now().UTC(), CreatedAt: ev.Timestamp,
-		}
-		if err := d.deps.Recorder.Record(ctx, rec); err != nil {
-			log.Error().Err(err).Msg("recording rejected event failed; will retry")
-			_ = m.NakWithDelay(time.Second)
-			return
-		}
-		d.rejected.Add(1)
-		log.Warn().Str("reason", reason).Msg("event.rejected")
-		_ = m.Ack()
+		d.reject(ctx, m, ev, reason)
 		return
 	}
-
 	subs := d.deps.Subscriptions.Match(ev.Type)
 	if len(subs) == 0 {
 		d.noSubscriber.Add(1)
@@ -59,9 +52,21 @@ func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 		_ = m.Ack()
 		return
 	}
+	if full, err := d.room.full(ctx); full || err != nil {
+		// Keep the last tenth of DELIVERIES for retries of jobs already
+		// queued; the event waits in EVENTS, which refuses new events
+		// when it fills up in turn.
+		log.Warn().Err(err).Msg("DELIVERIES is nearly full; fan-out waits")
+		_ = m.NakWithDelay(ownFailureDelay(md.NumDelivered))
+		return
+	}
 	if err := d.fanOut(ctx, ev, subs); err != nil {
-		log.Error().Err(err).Msg("fan-out failed; will retry")
-		_ = m.NakWithDelay(time.Second)
+		if permanent(err) {
+			d.reject(ctx, m, ev, "cannot queue its delivery jobs: "+err.Error())
+			return
+		}
+		log.Warn().Err(err).Uint64("tries", md.NumDelivered).Msg("fan-out failed; will retry")
+		_ = m.NakWithDelay(ownFailureDelay(md.NumDelivered))
 		return
 	}
 	d.routed.Add(1)
@@ -70,15 +75,64 @@ func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 	}
 }
 
+// ownFailureDelay spaces the retries of a failure of ours: 1 s, doubling
+// with each try, at most 30 s.
+func ownFailureDelay(tries uint64) time.Duration {
+	d := time.Second
+	for i := uint64(1); i < tries && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}
+
+// permanent reports whether a publish error will not go away by itself: the
+// job is too large for the server or refused by the stream's limits on
+// message size.
+func permanent(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.Is(err, nats.ErrMaxPayload) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == natsjs.JSErrCodeStreamMessageExceedsMaximum
+}
+
+// reject records the event as rejected with reason and acks it. If the
+// record cannot be written the event is nak'ed, never acked.
+func (d *Dispatcher) reject(ctx context.Context, m natsjs.Msg, ev delivery.Event, reason string) {
+	rec := delivery.Record{
+		DeliveryID: delivery.JobID(ev.ID, "", ev.Seq), EventID: ev.ID, Event: ev.Type,
+		Status: delivery.StatusRejected, Reason: reason, At: d.now().UTC(), CreatedAt: ev.Timestamp,
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	log := d.log.With().Str("event_id", ev.ID).Str("event_type", ev.Type).Logger()
+	if _, err := d.deps.Recorder.Publish(rctx, rec, nil); err != nil {
+		log.Error().Err(err).Msg("recording rejected event failed; will retry")
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	d.rejected.Add(1)
+	log.Warn().Str("reason", rec.Reason).Int("bytes", len(ev.Data)).Msg("event.rejected")
+	_ = m.Ack()
+}
+
 // check returns why ev is rejected, or "".
 func (d *Dispatcher) check(ev delivery.Event) string {
 	if !d.catalog[ev.Type] {
-		return fmt.Sprintf("unknown event type %q", ev.Type)
+		return fmt.Sprintf("unknown event type %q", truncate(ev.Type, 128))
+	}
+	if len(ev.Data) > d.cfg.MaxEventBytes {
+		return fmt.Sprintf("event data is %d bytes, over the limit of %d", len(ev.Data), d.cfg.MaxEventBytes)
 	}
 	if err := delivery.CheckData(ev.Data); err != nil {
 		return err.Error()
 	}
 	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // fanOut publishes one job per subscription and waits for every
@@ -87,15 +141,8 @@ func (d *Dispatcher) fanOut(ctx context.Context, ev delivery.Event, subs []subsc
 	now := d.now()
 	futures := make([]natsjs.PubAckFuture, 0, len(subs))
 	for _, sub := range subs {
-		job, err := delivery.NewJob(ev, sub.ID, now)
-		if err != nil {
-			return err
-		}
-		body, err := json.Marshal(job)
-		if err != nil {
-			return fmt.Errorf("encode job %s: %w", job.ID, err)
-		}
-		f, err := d.deps.JS.PublishAsync(jetstream.DeliverySubject(sub.ID), body, natsjs.WithMsgID(job.ID))
+		job := delivery.NewJob(ev, sub.ID, now)
+		f, err := d.deps.JS.PublishMsgAsync(job.Msg(jetstream.DeliverySubject(sub.ID)), natsjs.WithMsgID(job.MsgID()))
 		if err != nil {
 			return fmt.Errorf("publish job %s: %w", job.ID, err)
 		}
@@ -116,4 +163,39 @@ func (d *Dispatcher) fanOut(ctx context.Context, ev delivery.Event, subs []subsc
 		}
 	}
 	return nil
+}
+
+// room tells whether DELIVERIES has room for new jobs, from stream info
+// read at most once a second.
+type room struct {
+	js natsjs.JetStream
+
+	mu      sync.Mutex
+	checked time.Time
+	isFull  bool
+}
+
+// roomReserve is the share of DELIVERIES' byte limit kept for retries.
+const roomReserve = 0.1
+
+func (r *room) full(ctx context.Context) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) < time.Second {
+		return r.isFull, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := r.js.Stream(ctx, jetstream.StreamDeliveries)
+	if err != nil {
+		return false, fmt.Errorf("stream %s: %w", jetstream.StreamDeliveries, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("stream %s info: %w", jetstream.StreamDeliveries, err)
+	}
+	limit := info.Config.MaxBytes
+	r.isFull = limit > 0 && float64(info.State.Bytes) >= float64(limit)*(1-roomReserve)
+	r.checked = time.Now()
+	return r.isFull, nil
 }

@@ -37,7 +37,7 @@ func TestWorkerKilledMidAttemptRetriesTheSameAttempt(t *testing.T) {
 	rcv := newReceiver(t, status)
 	t.Cleanup(release)
 	sub := a.subscribe(t, rcv.URL, "task.completed")
-	a.publish(t, "task.completed", `{"n":1}`, "evt-kill")
+	id := a.deliver(t, sub, "task.completed", `{"n":1}`, "evt-kill")
 
 	first := rcv.next(t, 10*time.Second)
 	require.Equal(t, "1", first.header.Get("X-Webhook-Attempt"))
@@ -49,7 +49,7 @@ func TestWorkerKilledMidAttemptRetriesTheSameAttempt(t *testing.T) {
 	require.Equal(t, "1", second.header.Get("X-Webhook-Attempt"), "the interrupted attempt was not counted")
 	release()
 
-	d := b.waitDelivery(t, delivery.JobID("evt-kill", sub.ID), delivery.StatusSucceeded)
+	d := b.waitDelivery(t, id, delivery.StatusSucceeded)
 	require.Len(t, d.Attempts, 1)
 	require.Equal(t, 1, d.Attempts[0].Attempt)
 }
@@ -63,7 +63,7 @@ func TestShutdownLetsInFlightAttemptsFinish(t *testing.T) {
 	rcv := newReceiver(t, status)
 	t.Cleanup(release)
 	sub := a.subscribe(t, rcv.URL, "task.completed")
-	a.publish(t, "task.completed", `{}`, "evt-drain")
+	id := a.deliver(t, sub, "task.completed", `{}`, "evt-drain")
 	rcv.next(t, 10*time.Second)
 
 	stopped := make(chan struct{})
@@ -80,7 +80,7 @@ func TestShutdownLetsInFlightAttemptsFinish(t *testing.T) {
 	// Unacked, the job would stay in flight (nobody is left to take it).
 	waitUntil(t, 10*time.Second, func() bool { return a.workersIdle(t) }, "the job acked")
 	b := setup(t, options{server: a.ns}) // its indexer reads the audit trail
-	d := b.waitDelivery(t, delivery.JobID("evt-drain", sub.ID), delivery.StatusSucceeded)
+	d := b.waitDelivery(t, id, delivery.StatusSucceeded)
 	require.Len(t, d.Attempts, 1)
 	require.Empty(t, rcv.reqs)
 }
@@ -96,7 +96,7 @@ func TestShutdownTimeoutReturnsCutOffJobsAtOnce(t *testing.T) {
 	rcv := newReceiver(t, status)
 	t.Cleanup(release)
 	sub := a.subscribe(t, rcv.URL, "task.completed")
-	a.publish(t, "task.completed", `{}`, "evt-cut")
+	id := a.deliver(t, sub, "task.completed", `{}`, "evt-cut")
 	first := rcv.next(t, 10*time.Second)
 
 	b := setup(t, options{server: a.ns, prov: longAckWait})
@@ -104,7 +104,7 @@ func TestShutdownTimeoutReturnsCutOffJobsAtOnce(t *testing.T) {
 	second := rcv.next(t, 10*time.Second)
 	require.Equal(t, first.header.Get("X-Webhook-Delivery"), second.header.Get("X-Webhook-Delivery"))
 	require.Equal(t, "1", second.header.Get("X-Webhook-Attempt"), "a cut-off attempt is not counted")
-	d := b.waitDelivery(t, delivery.JobID("evt-cut", sub.ID), delivery.StatusSucceeded)
+	d := b.waitDelivery(t, id, delivery.StatusSucceeded)
 	require.Len(t, d.Attempts, 1)
 }
 

@@ -2,13 +2,18 @@ package dispatcher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -16,113 +21,236 @@ import (
 const recordTimeout = 10 * time.Second
 
 // retryAfterOwnFailure is the nak delay when the failure is ours (the audit
-// trail could not be read or written): the attempt is re-run, not counted.
+// trail or the next job could not be written): the attempt is re-run, not
+// counted.
 const retryAfterOwnFailure = time.Second
 
-// work runs one job: attempt, record, settle.
+// Operational event types webhookd publishes itself (events.webhook.*).
+const (
+	EventSubscriptionDisabled = "webhook.subscription_disabled"
+	EventDeliveryExhausted    = "webhook.delivery_exhausted"
+)
+
+// action is how a job message is settled.
+type action int
+
+const (
+	ack  action = iota // done: the delivery succeeded or its next attempt is queued
+	nak                // back to the queue after delay, nothing counted
+	term               // leaves the queue: failed, held or cancelled, recorded with the job kept
+)
+
+// settlement is how one job leaves a worker. Every path of the worker ends
+// in settle, which applies it in a fixed order: record, queue the next
+// attempt, settle the message, log.
+type settlement struct {
+	rec   *delivery.Record // recorded first; nil records nothing
+	keep  *delivery.Job    // kept beside the record, for a later requeue
+	next  *delivery.Job    // the next attempt, queued after the record
+	act   action
+	delay time.Duration // with nak
+	why   string        // with term: the reason JetStream keeps
+	log   func(*zerolog.Event) *zerolog.Event
+	msg   string // log message; "" logs nothing
+	level zerolog.Level
+}
+
+// work runs one job: decide whether it may be attempted now, attempt,
+// decide what follows, settle.
 func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
-	job, err := delivery.DecodeJob(m.Data())
+	job, err := delivery.DecodeJob(m.Headers(), m.Data())
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", m.Subject()).Msg("undecodable job; terminating")
 		_ = m.TermWithReason("undecodable job")
 		return
 	}
 	log := d.log.With().Str("delivery_id", job.ID).Str("event_id", job.EventID).
-		Str("event_type", job.Event).Str("subscription_id", job.SubscriptionID).Logger()
-	md, err := m.Metadata()
-	if err != nil {
-		log.Error().Err(err).Msg("job without metadata; will retry")
-		_ = m.NakWithDelay(retryAfterOwnFailure)
-		return
-	}
-	last, status, err := d.deps.History.LastAttempt(job.ID)
-	if err != nil {
-		log.Error().Err(err).Msg("reading delivery history failed; will retry")
-		_ = m.NakWithDelay(retryAfterOwnFailure)
-		return
-	}
-	// A finished delivery offered again (consumer state lost in a crash) is
-	// not sent twice. A requeued job is not skipped even if this replica has
-	// not yet indexed the "pending" record the requeue wrote: no attempt was
-	// recorded since the requeue (last == AttemptBase).
-	if status.Final() && last > job.AttemptBase {
-		d.skipped.Add(1)
-		log.Debug().Str("delivery_status", string(status)).Msg("job already finished; acking unsent")
-		_ = m.Ack()
-		return
-	}
-	sub, ok := d.deps.Subscriptions.Get(job.SubscriptionID)
-	if !ok {
-		// Not in this replica's mirror: deleted, or created on another
-		// replica a moment ago. Ask the record of truth before cancelling.
-		sub, err = d.deps.Subscriptions.Fetch(ctx, job.SubscriptionID)
-		if errors.Is(err, subscriptions.ErrNotFound) {
-			d.verdict(m, job, subscriptions.Subscription{ID: job.SubscriptionID}, delivery.StatusCancelled, "subscription deleted", log)
-			return
-		}
-		if err != nil {
-			log.Error().Err(err).Msg("reading the subscription failed; will retry")
-			_ = m.NakWithDelay(retryAfterOwnFailure)
-			return
-		}
-	}
-	switch {
-	case !sub.Active:
-		d.verdict(m, job, sub, delivery.StatusPaused, "subscription paused", log)
-		return
-	case int(md.NumDelivered) > d.cfg.MaxDeliveries:
-		d.verdict(m, job, sub, delivery.StatusFailed, "delivered too often without a recorded outcome (worker crashes?)", log)
-		return
-	}
+		Str("event_type", job.Event).Str("subscription_id", job.SubscriptionID).Int("attempt", job.Attempt).Logger()
+	d.settle(ctx, m, job, d.decide(ctx, m, job, log), log)
+}
 
-	policy := d.deps.Policy
-	n := last + 1
-	// k is the attempt number within this (re)queueing, which the policy counts.
-	k := max(n-job.AttemptBase, 1)
-	res := d.attempt(ctx, m, job, sub, n)
+// decide runs the job's attempt if it may run now, and returns how the job
+// is settled.
+func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job, log zerolog.Logger) settlement {
+	if wait := job.NotBefore.Sub(d.now()); wait > 0 {
+		return settlement{act: nak, delay: wait} // a retry, published ahead of its time
+	}
+	sub, err := d.subscription(ctx, job.SubscriptionID)
+	if errors.Is(err, subscriptions.ErrNotFound) {
+		return d.verdict(job, subscriptions.Subscription{ID: job.SubscriptionID}, delivery.StatusCancelled, "subscription deleted", nil)
+	}
+	if err != nil {
+		return settlement{act: nak, delay: retryAfterOwnFailure, msg: "reading the subscription failed; will retry",
+			level: zerolog.ErrorLevel, log: func(e *zerolog.Event) *zerolog.Event { return e.Err(err) }}
+	}
+	if !sub.Active {
+		d.held.Add(1)
+		return d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job)
+	}
+	slot, wait := d.deps.Endpoints.Acquire(endpoint(sub))
+	if slot == nil {
+		d.deferred.Add(1)
+		return settlement{act: nak, delay: wait}
+	}
+	res := d.attempt(ctx, m, job, sub)
 	// net/http reports the cancellation's cause, not context.Canceled, so
 	// any failure after the stop cancelled the work is a cut-off attempt.
 	if errors.Is(context.Cause(ctx), ErrStopping) && res.Outcome != delivery.OutcomeSucceeded {
-		log.Info().Int("attempt", n).Msg("attempt cut off by shutdown; returned to the queue unrecorded")
-		_ = m.Nak()
-		return
+		slot.Cancel()
+		return settlement{act: nak, msg: "attempt cut off by shutdown; returned to the queue unrecorded", level: zerolog.InfoLevel}
 	}
-	dec := policy.Decide(res, k)
-	rec := delivery.Record{
-		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID,
-		URL: sub.URL, Status: dec.Status, Reason: res.Reason, At: d.now().UTC(), CreatedAt: job.CreatedAt,
-		Attempt: &delivery.AttemptInfo{
-			Attempt: n, MaxAttempts: job.AttemptBase + policy.MaxAttempts(), At: res.Start.UTC(), StatusCode: res.StatusCode,
-			DurationMS: res.Duration.Milliseconds(), Outcome: res.Outcome, Reason: res.Reason,
-			Response: string(res.Response), NextRetryMS: dec.After.Milliseconds(),
-		},
+	health := slot.Done(res)
+	if health.FailingSinceChanged {
+		if err := d.deps.Subscriptions.SetFailingSince(context.WithoutCancel(ctx), sub.ID, health.FailingSince); err != nil {
+			log.Warn().Err(err).Msg("recording when the endpoint began failing")
+		}
+	}
+	if health.Disable != "" {
+		d.disable(ctx, sub, health.Disable, res, log)
+		sub.Active, sub.DisabledReason = false, health.Disable
+	}
+	return d.outcome(job, sub, res)
+}
+
+// outcome turns an attempt's result into a settlement: succeeded (ack),
+// retrying (queue the next attempt, ack this one), held (the subscription
+// was just disabled) or failed after the last attempt (keep the job, term).
+func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, res delivery.Result) settlement {
+	policy := d.deps.Policy
+	dec := policy.Decide(res, job.Attempt-job.Base)
+	if dec.Status == delivery.StatusRetrying && !sub.Active {
+		dec = delivery.Decision{Status: delivery.StatusPaused}
+	}
+	rec := d.record(job, sub, dec.Status, res.Reason)
+	rec.Attempt = &delivery.AttemptInfo{
+		Attempt: job.Attempt, MaxAttempts: job.Base + policy.MaxAttempts(), At: res.Start.UTC(), URL: sub.URL,
+		StatusCode: res.StatusCode, DurationMS: res.Duration.Milliseconds(), Outcome: res.Outcome,
+		Reason: res.Reason, Response: string(res.Response), NextRetryMS: dec.After.Milliseconds(),
 	}
 	if res.Err != nil {
 		rec.Attempt.Error = res.Err.Error()
 	}
-	if dec.Status.Final() {
-		rec.Job = &job // kept for redelivery and replay
+	s := settlement{rec: &rec, msg: "delivery.attempted", level: zerolog.InfoLevel,
+		log: func(e *zerolog.Event) *zerolog.Event {
+			return e.Int("max_attempts", rec.Attempt.MaxAttempts).Str("outcome", string(res.Outcome)).
+				Str("reason", res.Reason).Int("status_code", res.StatusCode).Str("delivery_status", string(dec.Status)).
+				Int64("duration_ms", res.Duration.Milliseconds()).Int64("next_retry_ms", dec.After.Milliseconds())
+		}}
+	switch dec.Status {
+	case delivery.StatusSucceeded:
+		s.act = ack
+	case delivery.StatusRetrying:
+		next := job.Retry(d.now().Add(dec.After))
+		s.next, s.act = &next, ack
+	case delivery.StatusPaused: // held: the attempt was made, the next one waits for re-enabling
+		next := job.Retry(time.Time{})
+		rec.Reason = holdReason(sub)
+		s.keep, s.act, s.why = &next, term, rec.Reason
+	default:
+		s.keep, s.act, s.why, s.level = &job, term, "max attempts reached", zerolog.WarnLevel
 	}
+	return s
+}
+
+// verdict settles a job without an attempt: held for a paused or disabled
+// subscription (the job kept for resuming), or cancelled for a deleted one.
+func (d *Dispatcher) verdict(job delivery.Job, sub subscriptions.Subscription, status delivery.Status, reason string, keep *delivery.Job) settlement {
+	rec := d.record(job, sub, status, reason)
+	return settlement{rec: &rec, keep: keep, act: term, why: reason, msg: "delivery.settled", level: zerolog.InfoLevel,
+		log: func(e *zerolog.Event) *zerolog.Event {
+			return e.Str("delivery_status", string(status)).Str("reason", reason)
+		}}
+}
+
+func (d *Dispatcher) record(job delivery.Job, sub subscriptions.Subscription, status delivery.Status, reason string) delivery.Record {
+	return delivery.Record{
+		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID,
+		URL: sub.URL, Status: status, Reason: reason, At: d.now().UTC(), CreatedAt: job.CreatedAt,
+	}
+}
+
+// settle applies s: record (with the kept job), then queue the next
+// attempt, then ack, nak or term, then log. If the record or the next job
+// cannot be written, the job is nak'ed and its attempt re-run later; it is
+// never acked without its record.
+func (d *Dispatcher) settle(ctx context.Context, m natsjs.Msg, job delivery.Job, s settlement, log zerolog.Logger) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := d.deps.Recorder.Record(rctx, rec); err != nil {
-		log.Error().Err(err).Int("attempt", n).Msg("recording attempt failed; the attempt will be re-run")
-		_ = m.NakWithDelay(retryAfterOwnFailure)
-		return
+	if s.rec != nil {
+		dup, err := d.deps.Recorder.Publish(rctx, *s.rec, s.keep)
+		if err != nil {
+			log.Error().Err(err).Msg("recording failed; the job will run again")
+			_ = m.NakWithDelay(retryAfterOwnFailure)
+			return
+		}
+		if dup {
+			// A worker that died after recording this attempt: the stored
+			// record stands, and this run is a repeat, not a new attempt.
+			log.Warn().Msg("attempt was already recorded by an earlier run of this job; settling as it says")
+		} else if s.rec.Attempt != nil {
+			d.attempts.Add(1)
+		}
 	}
-	d.attempts.Add(1)
-	if err := settle(m, dec); err != nil {
+	if s.next != nil {
+		_, err := d.deps.JS.PublishMsg(rctx, s.next.Msg(jetstream.DeliverySubject(s.next.SubscriptionID)), natsjs.WithMsgID(s.next.MsgID()))
+		if err != nil {
+			log.Error().Err(err).Msg("queueing the next attempt failed; the job will run again")
+			_ = m.NakWithDelay(retryAfterOwnFailure)
+			return
+		}
+	}
+	var err error
+	switch s.act {
+	case ack:
+		err = m.Ack()
+	case nak:
+		err = m.NakWithDelay(s.delay)
+	case term:
+		err = m.TermWithReason(s.why)
+	}
+	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		log.Warn().Err(err).Msg("settling job failed; JetStream will redeliver it")
 	}
-	log.Info().Int("attempt", n).Int("max_attempts", rec.Attempt.MaxAttempts).
-		Str("outcome", string(res.Outcome)).Str("reason", res.Reason).Int("status_code", res.StatusCode).
-		Str("delivery_status", string(dec.Status)).Int64("duration_ms", res.Duration.Milliseconds()).
-		Int64("next_retry_ms", dec.After.Milliseconds()).Msg("delivery.attempted")
+	if s.msg != "" {
+		ev := log.WithLevel(s.level)
+		if s.log != nil {
+			ev = s.log(ev)
+		}
+		ev.Msg(s.msg)
+	}
+	if s.rec != nil && s.rec.Status == delivery.StatusFailed && s.rec.Attempt != nil {
+		d.announceExhausted(rctx, job, *s.rec)
+	}
+}
+
+// subscription returns the job's subscription from this replica's mirror,
+// or from the record of truth when the mirror lacks it (created on another
+// replica a moment ago) or shows it inactive (resumed a moment ago: a job
+// held on stale news would be stranded).
+func (d *Dispatcher) subscription(ctx context.Context, id string) (subscriptions.Subscription, error) {
+	sub, ok := d.deps.Subscriptions.Get(id)
+	if ok && sub.Active {
+		return sub, nil
+	}
+	return d.deps.Subscriptions.Fetch(ctx, id)
+}
+
+// endpoint describes sub's endpoint to the health tracker.
+func endpoint(sub subscriptions.Subscription) delivery.Endpoint {
+	return delivery.Endpoint{SubscriptionID: sub.ID, URL: sub.URL, MaxInFlight: sub.MaxInFlight, FailingSince: sub.FailingSince}
+}
+
+// holdReason says why an inactive subscription's job is held.
+func holdReason(sub subscriptions.Subscription) string {
+	if sub.DisabledReason != "" {
+		return "subscription disabled: " + sub.DisabledReason
+	}
+	return "subscription paused"
 }
 
 // attempt runs the HTTP attempt while telling JetStream the job is in
 // progress, so a slow receiver causes no redelivery.
-func (d *Dispatcher) attempt(ctx context.Context, m natsjs.Msg, job delivery.Job, sub subscriptions.Subscription, n int) delivery.Result {
+func (d *Dispatcher) attempt(ctx context.Context, m natsjs.Msg, job delivery.Job, sub subscriptions.Subscription) delivery.Result {
 	_ = m.InProgress()
 	stop := make(chan struct{})
 	defer close(stop)
@@ -138,36 +266,55 @@ func (d *Dispatcher) attempt(ctx context.Context, m natsjs.Msg, job delivery.Job
 			}
 		}
 	}()
-	return d.deps.Attempter.Attempt(ctx, job, sub, n)
+	return d.deps.Attempter.Attempt(ctx, job, sub)
 }
 
-// verdict records a status reached without an attempt (cancelled, paused,
-// failed by the safety net), keeps the job for replay and removes it from
-// the queue.
-func (d *Dispatcher) verdict(m natsjs.Msg, job delivery.Job, sub subscriptions.Subscription, status delivery.Status, reason string, log zerolog.Logger) {
-	rec := delivery.Record{
-		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID,
-		URL: sub.URL, Status: status, Reason: reason, At: d.now().UTC(), CreatedAt: job.CreatedAt, Job: &job,
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+// disable disables sub for reason and announces it. Its held jobs wait for
+// an operator to re-enable it (resume) and replay.
+func (d *Dispatcher) disable(ctx context.Context, sub subscriptions.Subscription, reason string, res delivery.Result, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := d.deps.Recorder.Record(ctx, rec); err != nil {
-		log.Error().Err(err).Str("delivery_status", string(status)).Msg("recording verdict failed; will retry")
-		_ = m.NakWithDelay(retryAfterOwnFailure)
+	now := d.now().UTC()
+	_, changed, err := d.deps.Subscriptions.Disable(ctx, sub.ID, reason, now)
+	if err != nil {
+		log.Error().Err(err).Str("reason", reason).Msg("disabling the subscription failed")
 		return
 	}
-	log.Info().Str("delivery_status", string(status)).Str("reason", reason).Msg("delivery.settled")
-	_ = m.TermWithReason(reason)
+	if !changed {
+		return
+	}
+	h := d.deps.Endpoints.Health(sub.ID)
+	log.Warn().Str("reason", reason).Str("host", delivery.Host(sub.URL)).Int("status_code", res.StatusCode).
+		Int("consecutive_failures", h.ConsecutiveFailures).Msg("subscription.disabled")
+	d.announce(ctx, EventSubscriptionDisabled, sub.ID+"/disabled/"+now.Format(time.RFC3339Nano), map[string]any{
+		"subscription_id": sub.ID, "reason": reason, "host": delivery.Host(sub.URL), "disabled_at": now,
+		"last_status_code": res.StatusCode, "consecutive_failures": h.ConsecutiveFailures,
+	}, log)
 }
 
-// settle is the one place a job leaves the queue or is scheduled again.
-func settle(m natsjs.Msg, dec delivery.Decision) error {
-	switch dec.Status {
-	case delivery.StatusSucceeded:
-		return m.Ack()
-	case delivery.StatusRetrying:
-		return m.NakWithDelay(dec.After)
-	default: // failed: the last attempt is recorded, with the job for replay
-		return m.TermWithReason("max attempts reached")
+// announceExhausted publishes webhook.delivery_exhausted for a delivery
+// that failed its last attempt, unless it was itself an operational event:
+// a receiver of those that fails must not feed itself a new one each time.
+func (d *Dispatcher) announceExhausted(ctx context.Context, job delivery.Job, rec delivery.Record) {
+	if strings.HasPrefix(job.Event, "webhook.") {
+		return
+	}
+	d.announce(ctx, EventDeliveryExhausted, job.ID+"/exhausted/"+strconv.Itoa(job.Attempt), map[string]any{
+		"delivery_id": job.ID, "subscription_id": job.SubscriptionID, "event_id": job.EventID, "event": job.Event,
+		"attempts": rec.Attempt.Attempt, "last_reason": rec.Attempt.Reason, "last_status_code": rec.Attempt.StatusCode,
+		"host": delivery.Host(rec.URL),
+	}, d.log)
+}
+
+// announce publishes an operational event to events.<type>, deduplicated by
+// msgID. It is best effort: the audit trail and the log already hold the
+// facts.
+func (d *Dispatcher) announce(ctx context.Context, eventType, msgID string, data map[string]any, log zerolog.Logger) {
+	b, err := json.Marshal(data)
+	if err == nil {
+		_, err = d.deps.JS.Publish(ctx, jetstream.EventSubject(eventType), b, natsjs.WithMsgID(msgID))
+	}
+	if err != nil {
+		log.Warn().Err(err).Str("event_type", eventType).Msg("publishing operational event failed")
 	}
 }

@@ -35,6 +35,14 @@ func EventType(subject string) string {
 // DeliverySubject returns the subject of a job for subscription subID.
 func DeliverySubject(subID string) string { return DeliveriesPrefix + subID }
 
+// AuditRecords is the filter of every audit record: one token after the
+// prefix, so the jobs kept beside them (AuditJobSubject) do not match.
+const AuditRecords = AuditPrefix + "*"
+
+// AuditJobSubject returns the subject of a job kept in AUDIT for
+// subscription subID, so a failed or held delivery can be sent again.
+func AuditJobSubject(subID string) string { return AuditSubject(subID) + ".job" }
+
 // AuditSubject returns the subject of an audit record for subscription subID
 // ("none" for records that belong to no subscription, such as rejections).
 func AuditSubject(subID string) string {

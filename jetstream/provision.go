@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,9 +13,6 @@ import (
 type Provisioning struct {
 	// Replicas of each stream (1 for a single server, 3 on a cluster).
 	Replicas int
-	// EventRetention is the MaxAge of EVENTS and DELIVERIES. It must exceed
-	// the longest retry schedule.
-	EventRetention time.Duration
 	// AuditRetention is the MaxAge of AUDIT (delivery history).
 	AuditRetention time.Duration
 	// DuplicateWindow is how long a Nats-Msg-Id is remembered (default 2m).
@@ -24,32 +22,62 @@ type Provisioning struct {
 	// InProgress while an attempt runs, so it need not exceed the timeout.
 	AckWait time.Duration
 	// MaxAckPending of the workers consumer: unsettled jobs across every
-	// replica, retries waiting on NakWithDelay included.
+	// replica, retries waiting for their time included.
 	MaxAckPending int
+	// MaxEventBytes is the largest event data accepted; EVENTS refuses a
+	// larger message at publish (headers get EventHeaderAllowance more).
+	MaxEventBytes int64
+	// MaxStore caps the bytes of the streams: EVENTS and DELIVERIES a
+	// quarter each, refusing new messages when full; AUDIT half, dropping
+	// its oldest records when full. 0: no cap.
+	MaxStore int64
 }
 
+// EventHeaderAllowance is the room left for an event's headers above
+// Provisioning.MaxEventBytes.
+const EventHeaderAllowance = 16 << 10
+
 // Streams returns the stream configurations for p.
+//
+// EVENTS and DELIVERIES are work queues: a message leaves when it is acked
+// (an event once fanned out, a job once settled), and that removal survives
+// a crash of the server, so settled work is not offered again. They have no
+// age limit: queued work is never dropped; at their byte cap they refuse new
+// messages, which the publisher sees as an error. AUDIT is the history,
+// kept for AuditRetention.
 func (p Provisioning) Streams() []natsjs.StreamConfig {
 	dup := p.DuplicateWindow
 	if dup <= 0 {
 		dup = 2 * time.Minute
 	}
 	replicas := max(p.Replicas, 1)
+	quarter := int64(-1)
+	half := int64(-1)
+	if p.MaxStore > 0 {
+		quarter, half = p.MaxStore/4, p.MaxStore/2
+	}
+	maxMsg := int32(-1)
+	if p.MaxEventBytes > 0 {
+		maxMsg = int32(p.MaxEventBytes + EventHeaderAllowance)
+	}
 	return []natsjs.StreamConfig{
 		{
-			Name: StreamEvents, Description: "events published by robots and controllers",
-			Subjects: []string{EventsPrefix + ">"}, Retention: natsjs.LimitsPolicy,
-			Storage: natsjs.FileStorage, Replicas: replicas, MaxAge: p.EventRetention, Duplicates: dup,
+			Name: StreamEvents, Description: "events published by robots and controllers, until routed",
+			Subjects: []string{EventsPrefix + ">"}, Retention: natsjs.WorkQueuePolicy,
+			Storage: natsjs.FileStorage, Replicas: replicas, Duplicates: dup,
+			MaxBytes: quarter, Discard: natsjs.DiscardNew, MaxMsgSize: maxMsg,
 		},
 		{
-			Name: StreamDeliveries, Description: "one delivery job per event and matching subscription",
-			Subjects: []string{DeliveriesPrefix + ">"}, Retention: natsjs.LimitsPolicy,
-			Storage: natsjs.FileStorage, Replicas: replicas, MaxAge: p.EventRetention, Duplicates: dup,
+			Name: StreamDeliveries, Description: "one job per delivery attempt, until settled",
+			Subjects: []string{DeliveriesPrefix + ">"}, Retention: natsjs.WorkQueuePolicy,
+			Storage: natsjs.FileStorage, Replicas: replicas, Duplicates: dup,
+			MaxBytes: quarter, Discard: natsjs.DiscardNew,
 		},
 		{
-			Name: StreamAudit, Description: "one record per delivery attempt or verdict",
+			Name: StreamAudit, Description: "one record per delivery attempt or verdict, and the jobs kept for requeues",
 			Subjects: []string{AuditPrefix + ">"}, Retention: natsjs.LimitsPolicy,
 			Storage: natsjs.FileStorage, Replicas: replicas, MaxAge: p.AuditRetention, Duplicates: dup,
+			MaxBytes: half, Discard: natsjs.DiscardOld,
 		},
 	}
 }
@@ -74,13 +102,20 @@ func (p Provisioning) Consumers() map[string]natsjs.ConsumerConfig {
 
 // Provision creates or updates the streams, the shared consumers and the
 // subscription bucket. It is idempotent: replicas may call it concurrently.
+// A stream left by an older version with another retention policy is
+// replaced when its consumer holds no unfinished work, and refused with an
+// error otherwise.
 func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
+	consumers := p.Consumers()
 	for _, sc := range p.Streams() {
+		if err := migrate(ctx, js, sc, consumers[sc.Name].Durable); err != nil {
+			return err
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("jetstream: provision stream %s: %w", sc.Name, err)
 		}
 	}
-	for stream, cc := range p.Consumers() {
+	for stream, cc := range consumers {
 		if _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); err != nil {
 			return fmt.Errorf("jetstream: provision consumer %s/%s: %w", stream, cc.Durable, err)
 		}
@@ -90,6 +125,42 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 		History: 1, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
 	}); err != nil {
 		return fmt.Errorf("jetstream: provision bucket %s: %w", BucketSubscriptions, err)
+	}
+	return nil
+}
+
+// migrate deletes stream sc.Name if it exists with another retention
+// policy (which JetStream cannot change in place) and its consumer has
+// nothing left to do.
+func migrate(ctx context.Context, js natsjs.JetStream, sc natsjs.StreamConfig, consumer string) error {
+	str, err := js.Stream(ctx, sc.Name)
+	if errors.Is(err, natsjs.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: stream %s: %w", sc.Name, err)
+	}
+	info := str.CachedInfo()
+	if info.Config.Retention == sc.Retention {
+		return nil
+	}
+	if consumer != "" {
+		c, err := str.Consumer(ctx, consumer)
+		switch {
+		case errors.Is(err, natsjs.ErrConsumerNotFound):
+		case err != nil:
+			return fmt.Errorf("jetstream: consumer %s/%s: %w", sc.Name, consumer, err)
+		default:
+			ci := c.CachedInfo()
+			if ci.NumPending > 0 || ci.NumAckPending > 0 {
+				return fmt.Errorf("jetstream: stream %s has %d unfinished messages under the old %s retention; "+
+					"let the previous webhookd version drain it (webhookctl status), then start this one",
+					sc.Name, ci.NumPending+uint64(ci.NumAckPending), info.Config.Retention)
+			}
+		}
+	}
+	if err := js.DeleteStream(ctx, sc.Name); err != nil {
+		return fmt.Errorf("jetstream: replace stream %s (retention %s → %s): %w", sc.Name, info.Config.Retention, sc.Retention, err)
 	}
 	return nil
 }

@@ -463,3 +463,21 @@ func (s *Store) bucketRevision(ctx context.Context) (uint64, error) {
 	}
 	return bs.StreamInfo().State.LastSeq, nil
 }
+
+// Disable is a placeholder until the subscription model lands: it pauses
+// the subscription with reason.
+func (s *Store) Disable(ctx context.Context, id, reason string, at time.Time) (Subscription, bool, error) {
+	changed := false
+	sub, err := s.Update(ctx, id, func(sub *Subscription) error {
+		changed = sub.Active
+		sub.Active, sub.DisabledReason, sub.DisabledAt = false, reason, at
+		return nil
+	})
+	return sub, changed, err
+}
+
+// SetFailingSince is a placeholder until the subscription model lands.
+func (s *Store) SetFailingSince(ctx context.Context, id string, t time.Time) error {
+	_, err := s.Update(ctx, id, func(sub *Subscription) error { sub.FailingSince = t; return nil })
+	return err
+}

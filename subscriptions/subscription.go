@@ -15,8 +15,20 @@ type Subscription struct {
 	Description string
 	// Timeout of one attempt; zero means the dispatcher's default.
 	Timeout time.Duration
-	// Active is false while the subscription is paused.
+	// Active is false while the subscription is paused or disabled.
 	Active bool
+	// MaxInFlight caps the attempts in flight to this endpoint; zero means
+	// the dispatcher's global default.
+	MaxInFlight int
+	// DisabledReason says why the dispatcher disabled the subscription
+	// ("endpoint_gone", "failing"); empty unless disabled. A disabled
+	// subscription is not active; Resume clears it.
+	DisabledReason string
+	// DisabledAt is when the dispatcher disabled it; zero unless disabled.
+	DisabledAt time.Time
+	// FailingSince is when the current run of failed attempts began; zero
+	// while the endpoint is healthy.
+	FailingSince time.Time
 	// Secret signs every delivery: "whsec_" + base64 of random bytes.
 	Secret string
 	// PreviousSecrets stay valid until they expire (secret rotation).
@@ -110,6 +122,7 @@ func (s *Subscription) UnmarshalJSON(b []byte) error {
 		}
 		timeout = d
 	}
-	*s = Subscription{w.ID, w.URL, w.Events, w.Description, timeout, w.Active, w.Secret, w.PreviousSecrets, w.CreatedAt, w.UpdatedAt}
+	*s = Subscription{ID: w.ID, URL: w.URL, Events: w.Events, Description: w.Description, Timeout: timeout, Active: w.Active,
+		Secret: w.Secret, PreviousSecrets: w.PreviousSecrets, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt}
 	return nil
 }

@@ -49,6 +49,7 @@ type SubscriptionPatch struct {
 type Attempt struct {
 	Attempt    int       `json:"attempt"`
 	At         time.Time `json:"at"`
+	URL        string    `json:"url,omitempty"` // where this attempt went
 	StatusCode int       `json:"status_code,omitempty"`
 	DurationMS int64     `json:"duration_ms"`
 	Reason     string    `json:"reason,omitempty"`
@@ -97,9 +98,14 @@ type ReplayRequest struct {
 
 // ReplayResult lists what a replay sent (or would send, on a dry run).
 type ReplayResult struct {
-	DryRun bool       `json:"dry_run"`
-	Count  int        `json:"count"`
-	Items  []Delivery `json:"items"`
+	DryRun bool `json:"dry_run"`
+	// Count is how many deliveries were requeued (or, on a dry run, would be).
+	Count int `json:"count"`
+	// Skipped counts failed deliveries that cannot be sent again (their
+	// subscription was deleted, or their kept job has expired).
+	Skipped int `json:"skipped,omitempty"`
+	// Items lists them on a dry run.
+	Items []Delivery `json:"items"`
 }
 
 // PublishRequest publishes an event over HTTP.

@@ -85,9 +85,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return err
 	}
 	defer conn.Close()
+	maxEvent := cfg.MaxEventSize
+	if room := conn.NC.MaxPayload() - jetstream.EventHeaderAllowance; room < maxEvent {
+		log.Warn().Int64("max_event_size", maxEvent).Int64("nats_max_payload", conn.NC.MaxPayload()).
+			Msg("the NATS server's max_payload leaves less room than --max-event-size; larger events are refused")
+		maxEvent = room
+	}
 	if err := jetstream.Provision(ctx, conn.JS, jetstream.Provisioning{
-		EventRetention: cfg.EventRetention, AuditRetention: cfg.Retention,
-		AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending,
+		AuditRetention: cfg.Retention, AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending,
+		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore,
 	}); err != nil {
 		return err
 	}
@@ -106,17 +112,24 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	recorder := delivery.NewRecorder(conn.JS, store, replica)
 	deliverer := delivery.NewDeliverer(delivery.Config{DefaultTimeout: cfg.DeliveryTimeout, AllowTargets: cfg.AllowTargets})
 	defer deliverer.Close()
+	endpoints := delivery.NewEndpoints(delivery.HealthConfig{
+		MaxInFlight: cfg.MaxInFlight, BreakerFailures: cfg.BreakerFailures,
+		BreakerCooldown: cfg.BreakerCooldown, DisableAfter: cfg.DisableAfter,
+	}, log)
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
-		EventTypes: cfg.AllEventTypes(),
+		EventTypes: cfg.AllEventTypes(), MaxEventBytes: int(maxEvent),
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
-		Recorder: recorder, History: store, Policy: policy(cfg.RetryBackoff),
+		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints,
 	}, log)
 	if err != nil {
 		return err
 	}
 	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: cfg.Retention}, conn.JS, store, log)
+	queue := dispatcher.NewQueue(dispatcher.QueueDeps{
+		JS: conn.JS, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer,
+	}, 0, log)
 
 	token, err := adminToken(cfg, log)
 	if err != nil {
@@ -125,9 +138,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	g, gctx := errgroup.WithContext(ctx)
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
-		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace,
+		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, MaxEventBytes: int(maxEvent),
 	}, admin.Deps{
-		JS: conn.JS, Subs: subs, Store: store, Recorder: recorder, Background: gctx,
+		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Background: gctx,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready: func() error {
 			select {
@@ -152,6 +165,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 
 	g.Go(func() error { return subs.Run(gctx) })
 	g.Go(func() error { return indexer.Run(gctx) })
+	g.Go(func() error { return queue.Run(gctx) })
 	g.Go(func() error {
 		select { // route nothing before the subscription mirror has caught up
 		case <-subs.Ready():

@@ -50,7 +50,7 @@ func RunServer(t testing.TB) *Server {
 // Provisioning returns settings with short timings for tests.
 func Provisioning() jetstream.Provisioning {
 	return jetstream.Provisioning{
-		EventRetention: time.Hour, AuditRetention: time.Hour,
+		AuditRetention: time.Hour, MaxEventBytes: 1 << 20,
 		AckWait: 2 * time.Second, MaxAckPending: 1000,
 	}
 }

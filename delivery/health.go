@@ -1,0 +1,301 @@
+package delivery
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// HealthConfig configures Endpoints.
+type HealthConfig struct {
+	// MaxInFlight is the default cap on attempts in flight per subscription
+	// (default 8); a subscription may set its own.
+	MaxInFlight int
+	// BreakerFailures is how many failures in a row open a subscription's
+	// circuit breaker (default 5).
+	BreakerFailures int
+	// BreakerCooldown is how long an open breaker holds jobs back before it
+	// lets one probe through (default 30s).
+	BreakerCooldown time.Duration
+	// DisableAfter disables a subscription that has failed without a single
+	// success for this long (0: never).
+	DisableAfter time.Duration
+	// BusyDelay is how long a job waits when its endpoint is at its cap
+	// (default 500ms, spread ±50%).
+	BusyDelay time.Duration
+}
+
+// Breaker states.
+const (
+	BreakerClosed   = "closed"
+	BreakerOpen     = "open"
+	BreakerHalfOpen = "half_open"
+)
+
+// Disable reasons.
+const (
+	// DisabledGone: the receiver answered 410 Gone.
+	DisabledGone = "endpoint_gone"
+	// DisabledFailing: no success for HealthConfig.DisableAfter.
+	DisabledFailing = "failing"
+)
+
+// EndpointHealth is a subscription's endpoint as this replica sees it.
+type EndpointHealth struct {
+	Breaker             string    `json:"breaker"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	InFlight            int       `json:"in_flight"`
+	LastStatusCode      int       `json:"last_status_code,omitempty"`
+	LastReason          string    `json:"last_reason,omitempty"`
+	OpenUntil           time.Time `json:"open_until,omitzero"`
+	FailingSince        time.Time `json:"failing_since,omitzero"`
+}
+
+// Endpoints tracks the health of every subscription's endpoint on this
+// replica: attempts in flight against a per-subscription cap, and a circuit
+// breaker. Neither is shared between replicas: with R replicas an endpoint
+// sees at most R × its cap attempts at once, and up to R probes per
+// cool-down. It is safe for concurrent use.
+type Endpoints struct {
+	cfg HealthConfig
+	log zerolog.Logger
+	now func() time.Time
+
+	mu  sync.Mutex
+	eps map[string]*endpoint
+	rnd *rand.Rand
+}
+
+type endpoint struct {
+	inFlight     int
+	failures     int // in a row, any failure
+	breakerRun   int // in a row, failures that count for the breaker
+	state        string
+	openUntil    time.Time
+	probing      bool
+	lastStatus   int
+	lastReason   string
+	failingSince time.Time
+}
+
+// NewEndpoints returns an empty tracker.
+func NewEndpoints(cfg HealthConfig, log zerolog.Logger) *Endpoints {
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 8
+	}
+	if cfg.BreakerFailures <= 0 {
+		cfg.BreakerFailures = 5
+	}
+	if cfg.BreakerCooldown <= 0 {
+		cfg.BreakerCooldown = 30 * time.Second
+	}
+	if cfg.BusyDelay <= 0 {
+		cfg.BusyDelay = 500 * time.Millisecond
+	}
+	return &Endpoints{
+		cfg: cfg, log: log.With().Str("component", "endpoints").Logger(), now: time.Now,
+		eps: map[string]*endpoint{}, rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+}
+
+// Endpoint says which endpoint an attempt goes to.
+type Endpoint struct {
+	SubscriptionID string
+	URL            string // only its host is logged
+	// MaxInFlight is the subscription's own cap; 0 means the default.
+	MaxInFlight int
+	// FailingSince is the persisted start of the current run of failures,
+	// so a restart does not reset the clock of DisableAfter.
+	FailingSince time.Time
+}
+
+// Slot is one attempt admitted by Acquire. Exactly one of Done or Cancel
+// must be called.
+type Slot struct {
+	e     *Endpoints
+	ep    Endpoint
+	probe bool
+}
+
+// Acquire admits an attempt to ep's endpoint, or returns how long the job
+// should wait first: the endpoint is at its cap, or its breaker is open (the
+// rest of the cool-down), or half-open with its one probe in flight. A job
+// that waits makes no attempt and uses up no retry.
+func (e *Endpoints) Acquire(ep Endpoint) (*Slot, time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	s := e.get(ep)
+	if s.failingSince.IsZero() && !ep.FailingSince.IsZero() {
+		s.failingSince = ep.FailingSince
+	}
+	probe := false
+	switch s.state {
+	case BreakerOpen:
+		if now.Before(s.openUntil) {
+			return nil, s.openUntil.Sub(now) + e.jitter(e.cfg.BreakerCooldown/10)
+		}
+		s.state = BreakerHalfOpen
+		e.log.Info().Str("subscription_id", ep.SubscriptionID).Str("host", Host(ep.URL)).Msg("circuit breaker half-open: probing")
+		fallthrough
+	case BreakerHalfOpen:
+		if s.probing {
+			return nil, e.jitter(max(e.cfg.BusyDelay, e.cfg.BreakerCooldown/10))
+		}
+		s.probing, probe = true, true
+	}
+	limit := ep.MaxInFlight
+	if limit <= 0 {
+		limit = e.cfg.MaxInFlight
+	}
+	if !probe && s.inFlight >= limit {
+		return nil, e.jitter(e.cfg.BusyDelay)
+	}
+	s.inFlight++
+	return &Slot{e: e, ep: ep, probe: probe}, 0
+}
+
+// jitter spreads d by ±50%.
+func (e *Endpoints) jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(e.rnd.Int64N(int64(d)+1))
+}
+
+func (e *Endpoints) get(ep Endpoint) *endpoint {
+	s := e.eps[ep.SubscriptionID]
+	if s == nil {
+		s = &endpoint{state: BreakerClosed}
+		e.eps[ep.SubscriptionID] = s
+	}
+	return s
+}
+
+// Verdict is what an attempt's result means for its subscription.
+type Verdict struct {
+	// Disable is a reason to disable the subscription (DisabledGone,
+	// DisabledFailing), or "".
+	Disable string
+	// FailingSince is the start of the current run of failures (zero after
+	// a success), and FailingSinceChanged says whether the subscription's
+	// persisted value should be updated: when the breaker opens, and on the
+	// first success after it was set.
+	FailingSince        time.Time
+	FailingSinceChanged bool
+}
+
+// Cancel releases a slot whose attempt was cut off (shutdown): nothing is
+// counted.
+func (s *Slot) Cancel() {
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.get(s.ep)
+	st.inFlight--
+	if s.probe {
+		st.probing = false
+	}
+}
+
+// Done releases the slot and counts the attempt's result: a success closes
+// the breaker and ends a run of failures; a run of BreakerFailures failures
+// (or a failed probe) opens it for the cool-down.
+func (s *Slot) Done(res Result) Verdict {
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	st := e.get(s.ep)
+	st.inFlight--
+	if s.probe {
+		st.probing = false
+	}
+	st.lastStatus, st.lastReason = res.StatusCode, res.Reason
+	log := e.log.With().Str("subscription_id", s.ep.SubscriptionID).Str("host", Host(s.ep.URL)).Logger()
+	var v Verdict
+	if res.Outcome == OutcomeSucceeded {
+		if st.state != BreakerClosed {
+			log.Info().Int("consecutive_failures", st.failures).Msg("circuit breaker closed")
+		}
+		v.FailingSinceChanged = !s.ep.FailingSince.IsZero() || st.state != BreakerClosed
+		st.failures, st.breakerRun, st.state, st.failingSince = 0, 0, BreakerClosed, time.Time{}
+		if st.inFlight == 0 {
+			delete(e.eps, s.ep.SubscriptionID) // healthy is the default: keep the map small
+		}
+		return v
+	}
+	st.failures++
+	if st.failingSince.IsZero() {
+		st.failingSince = res.Start
+		if st.failingSince.IsZero() {
+			st.failingSince = now
+		}
+	}
+	v.FailingSince = st.failingSince
+	if res.StatusCode == http.StatusGone {
+		v.Disable = DisabledGone
+	} else if e.cfg.DisableAfter > 0 && now.Sub(st.failingSince) >= e.cfg.DisableAfter {
+		v.Disable = DisabledFailing
+	}
+	if !countsForBreaker(res) {
+		return v
+	}
+	st.breakerRun++
+	if s.probe || (st.state == BreakerClosed && st.breakerRun >= e.cfg.BreakerFailures) {
+		if st.state == BreakerClosed {
+			v.FailingSinceChanged = s.ep.FailingSince.IsZero()
+		}
+		st.state, st.openUntil = BreakerOpen, now.Add(e.cfg.BreakerCooldown)
+		log.Warn().Int("consecutive_failures", st.failures).Str("reason", res.Reason).
+			Dur("cooldown", e.cfg.BreakerCooldown).Msg("circuit breaker open")
+	}
+	return v
+}
+
+// countsForBreaker reports whether a failure says the endpoint is down or
+// overloaded (timeouts, refused or broken connections, TLS and DNS errors,
+// 5xx, 408, 429) rather than that it refused this one request.
+func countsForBreaker(res Result) bool {
+	switch {
+	case res.StatusCode >= 500, res.StatusCode == http.StatusRequestTimeout, res.StatusCode == http.StatusTooManyRequests:
+		return true
+	case res.StatusCode != 0:
+		return false
+	}
+	return res.Reason != ReasonBlockedTarget && res.Reason != ReasonBadRequest && res.Reason != ReasonCancelled
+}
+
+// Health returns what this replica knows of a subscription's endpoint.
+func (e *Endpoints) Health(subID string) EndpointHealth {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.eps[subID]
+	if st == nil {
+		return EndpointHealth{Breaker: BreakerClosed}
+	}
+	h := EndpointHealth{
+		Breaker: st.state, ConsecutiveFailures: st.failures, InFlight: st.inFlight,
+		LastStatusCode: st.lastStatus, LastReason: st.lastReason, FailingSince: st.failingSince,
+	}
+	if st.state == BreakerOpen {
+		h.OpenUntil = st.openUntil
+	}
+	return h
+}
+
+// Host returns the host of a URL for logs: never the path or query, which
+// may carry tokens.
+func Host(u string) string {
+	if _, rest, ok := strings.Cut(u, "://"); ok {
+		u = rest
+	}
+	if i := strings.IndexAny(u, "/?#"); i >= 0 {
+		u = u[:i]
+	}
+	if i := strings.LastIndex(u, "@"); i >= 0 {
+		u = u[i+1:]
+	}
+	return u
+}

@@ -1,0 +1,276 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+// ErrConflict is wrapped by requeue errors that say why a delivery cannot
+// be sent again (still queued, rejected, no kept job, subscription deleted).
+var ErrConflict = errors.New("dispatcher: cannot requeue")
+
+// QueueDeps are the Queue's collaborators.
+type QueueDeps struct {
+	JS    natsjs.JetStream
+	Store *delivery.Store
+	// Recorder writes the "pending" record of a requeue and applies it at
+	// once, so the answer that follows reads it.
+	Recorder interface {
+		Record(ctx context.Context, rec delivery.Record) error
+	}
+	Subscriptions interface {
+		Get(id string) (subscriptions.Subscription, bool)
+	}
+	// Index is this replica's audit indexer: a resume waits for it to
+	// reach the subscription's last record, so no held delivery is missed.
+	Index interface {
+		WaitApplied(ctx context.Context, seq uint64) error
+	}
+}
+
+// Queue carries out operators' requeues next to the workers: redeliver one
+// delivery, replay a subscription's failed deliveries, resume the
+// deliveries held while it was paused or disabled, cancel them when it is
+// deleted. A requeue publishes the kept job first, under the fixed message
+// id "<delivery>/requeue/<kept job's AUDIT sequence>" so a double submit
+// queues it once, and records the delivery as pending after that: a failed
+// publish never leaves a delivery pending with nothing queued.
+type Queue struct {
+	deps QueueDeps
+	log  zerolog.Logger
+	now  func() time.Time
+	// ResumeRate is how many held deliveries per second a resume requeues.
+	resumeRate float64
+	tasks      chan func(context.Context)
+}
+
+// NewQueue returns a Queue; Run carries out its background work (resumes).
+func NewQueue(deps QueueDeps, resumeRate float64, log zerolog.Logger) *Queue {
+	if resumeRate <= 0 {
+		resumeRate = 200
+	}
+	return &Queue{deps: deps, log: log.With().Str("component", "queue").Logger(), now: time.Now,
+		resumeRate: resumeRate, tasks: make(chan func(context.Context), 64)}
+}
+
+// Run carries out background requeues until ctx ends.
+func (q *Queue) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case task := <-q.tasks:
+			task(ctx)
+		}
+	}
+}
+
+// publishTimeout bounds one requeue's publish and record; they outlive the
+// HTTP request that asked for them.
+const requeueTimeout = 10 * time.Second
+
+// Requeue sends delivery id again: same delivery id, attempts continuing.
+// After a failure the retry policy starts afresh; a held delivery continues
+// where it stopped. It returns delivery.ErrNotFound for an unknown id and an
+// error wrapping ErrConflict when the delivery cannot be sent again.
+func (q *Queue) Requeue(ctx context.Context, id string) error {
+	d, err := q.deps.Store.Get(id)
+	if err != nil {
+		return err
+	}
+	return q.requeue(ctx, d)
+}
+
+func (q *Queue) requeue(ctx context.Context, d delivery.Delivery) error {
+	switch {
+	case d.Status == delivery.StatusRejected:
+		return fmt.Errorf("%w: delivery %s is a rejected event (%s): there is nothing to send", ErrConflict, d.ID, d.Reason)
+	case !d.Status.Final() && d.Status != delivery.StatusPaused:
+		return fmt.Errorf("%w: delivery %s is %s: it is still queued", ErrConflict, d.ID, d.Status)
+	}
+	sub, ok := q.deps.Subscriptions.Get(d.SubscriptionID)
+	if !ok {
+		return fmt.Errorf("%w: subscription %s of delivery %s was deleted", ErrConflict, d.SubscriptionID, d.ID)
+	}
+	seq, err := q.deps.Store.JobSeq(d.ID)
+	if errors.Is(err, delivery.ErrNotFound) {
+		return fmt.Errorf("%w: delivery %s has no kept job to send", ErrConflict, d.ID)
+	}
+	if err != nil {
+		return err
+	}
+	// The work below must not stop half-way because a client hung up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requeueTimeout)
+	defer cancel()
+	job, err := q.keptJob(ctx, seq, d.ID)
+	if err != nil {
+		return err
+	}
+	job = job.Requeued(d.Status == delivery.StatusFailed)
+	now := q.now().UTC() // before the publish: the worker's next record is newer
+	msgID := fmt.Sprintf("%s/requeue/%d", d.ID, seq)
+	if _, err := q.deps.JS.PublishMsg(ctx, job.Msg(jetstream.DeliverySubject(sub.ID)), natsjs.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("publish job %s: %w", d.ID, err)
+	}
+	err = q.deps.Recorder.Record(ctx, delivery.Record{
+		DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: d.SubscriptionID, URL: sub.URL,
+		Status: delivery.StatusPending, Reason: "requeued by an operator", At: now, CreatedAt: d.CreatedAt,
+	})
+	if err != nil {
+		// The job is queued; its next attempt will be recorded as usual.
+		q.log.Warn().Err(err).Str("delivery_id", d.ID).Msg("job requeued, but recording it as pending failed")
+	}
+	return nil
+}
+
+// keptJob reads the job kept in AUDIT at seq for delivery id.
+func (q *Queue) keptJob(ctx context.Context, seq uint64, id string) (delivery.Job, error) {
+	str, err := q.deps.JS.Stream(ctx, jetstream.StreamAudit)
+	if err != nil {
+		return delivery.Job{}, fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
+	}
+	raw, err := str.GetMsg(ctx, seq)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return delivery.Job{}, fmt.Errorf("%w: the kept job of delivery %s has left the AUDIT stream (retention or size limit)", ErrConflict, id)
+	}
+	if err != nil {
+		return delivery.Job{}, fmt.Errorf("read kept job of %s: %w", id, err)
+	}
+	job, err := delivery.DecodeJob(raw.Header, raw.Data)
+	if err != nil || job.ID != id {
+		return delivery.Job{}, fmt.Errorf("%w: AUDIT sequence %d holds no job of delivery %s", ErrConflict, seq, id)
+	}
+	return job, nil
+}
+
+// Each calls fn for every delivery q selects, oldest first, page by page
+// until the last page: no cap. fn may change the deliveries it is given.
+func (q *Queue) Each(query delivery.Query, fn func(delivery.Delivery) error) error {
+	query.Limit, query.Cursor, query.OldestFirst = 1000, "", true
+	for {
+		page, next, err := q.deps.Store.List(query)
+		if err != nil {
+			return err
+		}
+		for _, d := range page {
+			if err := fn(d); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		query.Cursor = next
+	}
+}
+
+// Replay requeues the failed deliveries query selects at perSecond and
+// returns how many it requeued. It stops at ctx's end or at the first
+// requeue error other than a conflict (conflicts are counted in skipped).
+func (q *Queue) Replay(ctx context.Context, query delivery.Query, perSecond float64) (requeued, skipped int, err error) {
+	query.Status = delivery.StatusFailed
+	lim := rate.NewLimiter(rate.Limit(perSecond), 1)
+	err = q.Each(query, func(d delivery.Delivery) error {
+		if err := lim.Wait(ctx); err != nil {
+			return fmt.Errorf("replay stopped: %w", err)
+		}
+		switch err := q.requeue(ctx, d); {
+		case errors.Is(err, ErrConflict):
+			skipped++
+		case err != nil:
+			return err
+		default:
+			requeued++
+		}
+		return nil
+	})
+	return requeued, skipped, err
+}
+
+// Resume requeues, in the background, the deliveries held while
+// subscription subID was paused or disabled. It first waits until this
+// replica has indexed the subscription's last audit record, so holds
+// recorded by other replicas are not missed. Workers check the record of
+// truth before holding a job, so nothing is held after the resume.
+func (q *Queue) Resume(subID string) {
+	q.tasks <- func(ctx context.Context) {
+		n, held, err := q.forHeld(ctx, subID, q.resumeRate, q.requeue)
+		ev := q.log.Info()
+		if err != nil {
+			ev = q.log.Error().Err(err)
+		}
+		ev.Str("subscription_id", subID).Int("requeued", n).Int("held", held).Msg("held deliveries requeued")
+	}
+}
+
+// CancelHeld records the deliveries held for a deleted subscription as
+// cancelled (its queued jobs are cancelled by the workers).
+func (q *Queue) CancelHeld(ctx context.Context, subID string) (int, error) {
+	now := q.now().UTC()
+	n, _, err := q.forHeld(ctx, subID, 0, func(ctx context.Context, d delivery.Delivery) error {
+		return q.deps.Recorder.Record(ctx, delivery.Record{
+			DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: subID, URL: d.URL,
+			Status: delivery.StatusCancelled, Reason: "subscription deleted", At: now, CreatedAt: d.CreatedAt,
+		})
+	})
+	return n, err
+}
+
+// forHeld calls fn for each held delivery of subID (at perSecond when
+// positive) once the index has caught up, and returns how many succeeded
+// and how many there were.
+func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn func(context.Context, delivery.Delivery) error) (done, held int, err error) {
+	if err := q.catchUp(ctx, subID); err != nil {
+		return 0, 0, err
+	}
+	var lim *rate.Limiter
+	if perSecond > 0 {
+		lim = rate.NewLimiter(rate.Limit(perSecond), 1)
+	}
+	err = q.Each(delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused}, func(d delivery.Delivery) error {
+		held++
+		if lim != nil {
+			if err := lim.Wait(ctx); err != nil {
+				return err
+			}
+		}
+		switch err := fn(ctx, d); {
+		case errors.Is(err, ErrConflict):
+			q.log.Warn().Err(err).Str("delivery_id", d.ID).Msg("held delivery left as it is")
+		case err != nil:
+			return err
+		default:
+			done++
+		}
+		return nil
+	})
+	return done, held, err
+}
+
+// catchUp waits until this replica's index holds subID's last audit record.
+func (q *Queue) catchUp(ctx context.Context, subID string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	str, err := q.deps.JS.Stream(ctx, jetstream.StreamAudit)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
+	}
+	last, err := str.GetLastMsgForSubject(ctx, jetstream.AuditSubject(subID))
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return nil // nothing recorded for it yet
+	}
+	if err != nil {
+		return fmt.Errorf("last audit record of %s: %w", subID, err)
+	}
+	return q.deps.Index.WaitApplied(ctx, last.Sequence)
+}
