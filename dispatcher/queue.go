@@ -97,6 +97,8 @@ func (q *Queue) requeue(ctx context.Context, d delivery.Delivery) error {
 		return fmt.Errorf("%w: delivery %s is a rejected event (%s): there is nothing to send", ErrConflict, d.ID, d.Reason)
 	case !d.Status.Final() && d.Status != delivery.StatusPaused:
 		return fmt.Errorf("%w: delivery %s is %s: it is still queued", ErrConflict, d.ID, d.Status)
+	case d.Status == delivery.StatusSucceeded:
+		return fmt.Errorf("%w: delivery %s has succeeded: its job is not kept", ErrConflict, d.ID)
 	}
 	sub, ok := q.deps.Subscriptions.Get(d.SubscriptionID)
 	if !ok {

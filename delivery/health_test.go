@@ -1,0 +1,127 @@
+package delivery
+
+import (
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+// clock is a settable time source.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time          { return c.t }
+func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+func failed(code int, reason string) Result {
+	return Result{Outcome: OutcomeFailed, StatusCode: code, Reason: reason}
+}
+
+var ok = Result{Outcome: OutcomeSucceeded, StatusCode: 200, Reason: ReasonSucceeded}
+
+func newTestEndpoints(t *testing.T, cfg HealthConfig) (*Endpoints, *clock) {
+	t.Helper()
+	c := &clock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+	e := NewEndpoints(cfg, zerolog.New(zerolog.NewTestWriter(t)))
+	e.now = c.now
+	return e, c
+}
+
+func TestEndpointCapDefersWithoutCounting(t *testing.T) {
+	t.Parallel()
+	e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 2, BusyDelay: 100 * time.Millisecond})
+	ep := Endpoint{SubscriptionID: "s1", URL: "https://user:pw@hooks.example.com/x?token=t"}
+	a, _ := e.Acquire(ep)
+	b, _ := e.Acquire(ep)
+	require.NotNil(t, a)
+	require.NotNil(t, b)
+	full, wait := e.Acquire(ep)
+	require.Nil(t, full, "the third attempt waits")
+	require.GreaterOrEqual(t, wait, 50*time.Millisecond)
+	require.LessOrEqual(t, wait, 150*time.Millisecond)
+	other, _ := e.Acquire(Endpoint{SubscriptionID: "s2"})
+	require.NotNil(t, other, "another subscription has its own cap")
+	own, _ := e.Acquire(Endpoint{SubscriptionID: "s1", MaxInFlight: 3})
+	require.NotNil(t, own, "a subscription's own cap wins over the default")
+	require.Equal(t, 3, e.Health("s1").InFlight)
+	own.Cancel()
+	a.Done(ok)
+	c, _ := e.Acquire(ep)
+	require.NotNil(t, c, "a freed slot is taken again")
+	b.Cancel()
+	c.Cancel()
+	other.Done(ok)
+	require.Zero(t, e.Health("s1").InFlight)
+	require.Equal(t, "hooks.example.com", Host(ep.URL), "logs carry the host only, never credentials, path or query")
+}
+
+func TestBreakerOpensProbesOnceAndCloses(t *testing.T) {
+	t.Parallel()
+	e, clk := newTestEndpoints(t, HealthConfig{BreakerFailures: 3, BreakerCooldown: 10 * time.Second})
+	ep := Endpoint{SubscriptionID: "s1"}
+	fail := func(r Result) Verdict {
+		s, _ := e.Acquire(ep)
+		require.NotNil(t, s)
+		return s.Done(r)
+	}
+	fail(failed(0, ReasonTimeout))
+	fail(failed(404, "http_404")) // the receiver is up: a 4xx does not count for the breaker
+	fail(failed(0, ReasonConnectionRefused))
+	require.Equal(t, BreakerClosed, e.Health("s1").Breaker)
+	v := fail(failed(503, "http_503"))
+	h := e.Health("s1")
+	require.Equal(t, BreakerOpen, h.Breaker, "three breaker failures in a row")
+	require.Equal(t, 4, h.ConsecutiveFailures)
+	require.Equal(t, 503, h.LastStatusCode)
+	require.True(t, v.FailingSinceChanged, "opening persists when the failures began")
+	require.Equal(t, clk.t, v.FailingSince)
+
+	s, wait := e.Acquire(ep)
+	require.Nil(t, s, "open: jobs wait and are not attempted")
+	require.InDelta(t, float64(10*time.Second), float64(wait), float64(time.Second))
+
+	clk.advance(10 * time.Second)
+	probe, _ := e.Acquire(ep)
+	require.NotNil(t, probe, "after the cool-down one probe goes through")
+	require.Equal(t, BreakerHalfOpen, e.Health("s1").Breaker)
+	second, _ := e.Acquire(ep)
+	require.Nil(t, second, "only one probe at a time")
+	probe.Done(failed(0, ReasonTimeout))
+	require.Equal(t, BreakerOpen, e.Health("s1").Breaker, "a failed probe opens it again")
+	blocked, _ := e.Acquire(ep)
+	require.Nil(t, blocked, "for a whole new cool-down")
+
+	clk.advance(10 * time.Second)
+	probe, _ = e.Acquire(ep)
+	require.NotNil(t, probe)
+	v = probe.Done(ok)
+	require.True(t, v.FailingSinceChanged, "the first success clears the persisted start")
+	require.True(t, v.FailingSince.IsZero())
+	h = e.Health("s1")
+	require.Equal(t, BreakerClosed, h.Breaker)
+	require.Zero(t, h.ConsecutiveFailures)
+	again, _ := e.Acquire(ep)
+	require.NotNil(t, again)
+	again.Cancel()
+}
+
+func TestGoneAndFailingTooLongDisable(t *testing.T) {
+	t.Parallel()
+	e, clk := newTestEndpoints(t, HealthConfig{DisableAfter: time.Hour})
+	s, _ := e.Acquire(Endpoint{SubscriptionID: "gone"})
+	require.Equal(t, DisabledGone, s.Done(failed(410, "http_410")).Disable)
+
+	// A restart: the run of failures began before it (persisted).
+	began := clk.t.Add(-50 * time.Minute)
+	ep := Endpoint{SubscriptionID: "flaky", FailingSince: began}
+	s, _ = e.Acquire(ep)
+	v := s.Done(failed(500, "http_500"))
+	require.Empty(t, v.Disable)
+	require.Equal(t, began, v.FailingSince, "the clock did not restart")
+	clk.advance(10 * time.Minute)
+	s, _ = e.Acquire(ep)
+	require.Equal(t, DisabledFailing, s.Done(failed(0, ReasonTimeout)).Disable, "an hour without a success")
+
+	s, _ = e.Acquire(Endpoint{SubscriptionID: "fine"})
+	require.Empty(t, s.Done(ok).Disable)
+}
