@@ -203,7 +203,7 @@ func TestBreakerHoldsJobsBackAndProbes(t *testing.T) {
 		// Enough retries that no delivery can run out while the breaker holds them back.
 		policy: delivery.Schedule(50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond,
 			50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond),
-		health:  delivery.HealthConfig{BreakerFailures: 3, BreakerCooldown: cooldown, MaxInFlight: 1},
+		health: delivery.HealthConfig{BreakerFailures: 3, BreakerCooldown: cooldown, MaxInFlight: 1},
 	})
 	var healthy atomic.Bool
 	var mu sync.Mutex
