@@ -24,8 +24,10 @@ type HealthConfig struct {
 	// DisableAfter disables a subscription that has failed without a single
 	// success for this long (0: never).
 	DisableAfter time.Duration
-	// BusyDelay is how long a job waits when its endpoint is at its cap
-	// (default 500ms, spread ±50%).
+	// BusyDelay bounds how long a job waits when its endpoint is at its
+	// cap (default 2s). The wait follows how long the endpoint's attempts
+	// take (at least 5ms), spread ±50%: a fast endpoint's jobs come back
+	// in milliseconds, a hanging one's in seconds.
 	BusyDelay time.Duration
 }
 
@@ -72,6 +74,8 @@ type Endpoints struct {
 
 type endpoint struct {
 	inFlight     int
+	slots        map[*Slot]struct{} // attempts in flight
+	avg          time.Duration      // moving average of attempt durations
 	failures     int // in a row, any failure
 	breakerRun   int // in a row, failures that count for the breaker
 	state        string
@@ -94,7 +98,7 @@ func NewEndpoints(cfg HealthConfig, log zerolog.Logger) *Endpoints {
 		cfg.BreakerCooldown = 30 * time.Second
 	}
 	if cfg.BusyDelay <= 0 {
-		cfg.BusyDelay = 500 * time.Millisecond
+		cfg.BusyDelay = 2 * time.Second
 	}
 	return &Endpoints{
 		cfg: cfg, log: log.With().Str("component", "endpoints").Logger(), now: time.Now,
@@ -119,6 +123,7 @@ type Slot struct {
 	e     *Endpoints
 	ep    Endpoint
 	probe bool
+	start time.Time
 }
 
 // Acquire admits an attempt to ep's endpoint, or returns how long the job
@@ -153,10 +158,41 @@ func (e *Endpoints) Acquire(ep Endpoint) (*Slot, time.Duration) {
 		limit = e.cfg.MaxInFlight
 	}
 	if !probe && s.inFlight >= limit {
-		return nil, e.jitter(e.cfg.BusyDelay)
+		return nil, e.jitter(e.busyDelay(s, now))
 	}
 	s.inFlight++
-	return &Slot{e: e, ep: ep, probe: probe}, 0
+	slot := &Slot{e: e, ep: ep, probe: probe, start: now}
+	s.slots[slot] = struct{}{}
+	return slot, 0
+}
+
+// minBusyDelay is the shortest wait for a slot.
+const minBusyDelay = 5 * time.Millisecond
+
+// busyDelay estimates when a slot of a full endpoint frees up: the longer
+// of its attempts' average duration and the age of its oldest attempt in
+// flight, within [minBusyDelay, BusyDelay].
+func (e *Endpoints) busyDelay(s *endpoint, now time.Time) time.Duration {
+	d := s.avg
+	for slot := range s.slots {
+		d = max(d, now.Sub(slot.start))
+	}
+	return min(max(d, minBusyDelay), e.cfg.BusyDelay)
+}
+
+// release ends a slot's attempt: one fewer in flight, and its duration in
+// the average.
+func (s *Slot) release(st *endpoint, now time.Time) {
+	st.inFlight--
+	delete(st.slots, s)
+	if s.probe {
+		st.probing = false
+	}
+	if d := now.Sub(s.start); st.avg == 0 {
+		st.avg = d
+	} else {
+		st.avg += (d - st.avg) / 5
+	}
 }
 
 // jitter spreads d by ±50%.
@@ -167,7 +203,7 @@ func (e *Endpoints) jitter(d time.Duration) time.Duration {
 func (e *Endpoints) get(ep Endpoint) *endpoint {
 	s := e.eps[ep.SubscriptionID]
 	if s == nil {
-		s = &endpoint{state: BreakerClosed}
+		s = &endpoint{state: BreakerClosed, slots: map[*Slot]struct{}{}}
 		e.eps[ep.SubscriptionID] = s
 	}
 	return s
@@ -192,11 +228,7 @@ func (s *Slot) Cancel() {
 	e := s.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := e.get(s.ep)
-	st.inFlight--
-	if s.probe {
-		st.probing = false
-	}
+	s.release(e.get(s.ep), e.now())
 }
 
 // Done releases the slot and counts the attempt's result: a success closes
@@ -208,10 +240,7 @@ func (s *Slot) Done(res Result) Verdict {
 	defer e.mu.Unlock()
 	now := e.now()
 	st := e.get(s.ep)
-	st.inFlight--
-	if s.probe {
-		st.probing = false
-	}
+	s.release(st, now)
 	st.lastStatus, st.lastReason = res.StatusCode, res.Reason
 	log := e.log.With().Str("subscription_id", s.ep.SubscriptionID).Str("host", Host(s.ep.URL)).Logger()
 	var v Verdict

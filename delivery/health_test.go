@@ -29,7 +29,7 @@ func newTestEndpoints(t *testing.T, cfg HealthConfig) (*Endpoints, *clock) {
 
 func TestEndpointCapDefersWithoutCounting(t *testing.T) {
 	t.Parallel()
-	e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 2, BusyDelay: 100 * time.Millisecond})
+	e, clk := newTestEndpoints(t, HealthConfig{MaxInFlight: 2, BusyDelay: time.Second})
 	ep := Endpoint{SubscriptionID: "s1", URL: "https://user:pw@hooks.example.com/x?token=t"}
 	a, _ := e.Acquire(ep)
 	b, _ := e.Acquire(ep)
@@ -37,8 +37,14 @@ func TestEndpointCapDefersWithoutCounting(t *testing.T) {
 	require.NotNil(t, b)
 	full, wait := e.Acquire(ep)
 	require.Nil(t, full, "the third attempt waits")
-	require.GreaterOrEqual(t, wait, 50*time.Millisecond)
-	require.LessOrEqual(t, wait, 150*time.Millisecond)
+	require.LessOrEqual(t, wait, 8*time.Millisecond, "slots just taken: a short wait")
+	clk.advance(400 * time.Millisecond)
+	_, wait = e.Acquire(ep)
+	require.GreaterOrEqual(t, wait, 200*time.Millisecond, "the slots are held long: wait about as long")
+	require.LessOrEqual(t, wait, 600*time.Millisecond)
+	clk.advance(time.Hour)
+	_, wait = e.Acquire(ep)
+	require.LessOrEqual(t, wait, 1500*time.Millisecond, "at most BusyDelay, ±50%")
 	other, _ := e.Acquire(Endpoint{SubscriptionID: "s2"})
 	require.NotNil(t, other, "another subscription has its own cap")
 	own, _ := e.Acquire(Endpoint{SubscriptionID: "s1", MaxInFlight: 3})

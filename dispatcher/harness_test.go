@@ -79,7 +79,11 @@ func setup(t testing.TB, o options) *bundle {
 	if o.shutdownTimeout == 0 {
 		o.shutdownTimeout = 10 * time.Second
 	}
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	level := zerolog.InfoLevel
+	if _, bench := t.(*testing.B); bench {
+		level = zerolog.WarnLevel // a line per attempt would measure the test log
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(level)
 
 	// The replica's own connection, so a test can cut it like a crash would.
 	nc, err := nats.Connect(ns.ClientURL())
