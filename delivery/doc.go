@@ -13,13 +13,18 @@
 // Policy decides what follows attempt n: Schedule (a list of delays, one
 // retry each) or Exponential (doubling with a cap and jitter).
 //
+// Endpoints tracks each subscription's endpoint on this replica: a cap on
+// attempts in flight and a circuit breaker, which hold jobs back without
+// counting an attempt.
+//
 // Every attempt, and every verdict reached without one (rejected, paused,
 // cancelled, requeued), is a Record. Recorder publishes it to the AUDIT
-// stream, deduplicated by (delivery id, attempt), so every replica's Indexer
-// applies it to that replica's Store; the recording replica also applies it
-// at once. Store indexes deliveries in bbolt by id, subscription, event id,
-// status and creation time, and drops them after the retention. Records are
-// idempotent and order-free: the status follows the newest record. Records
-// after which a delivery leaves the queue carry the job, so it can be sent
-// again (redeliver, replay, resume) with the same delivery id.
+// stream, deduplicated by (delivery id, attempt); AUDIT is the durable
+// record, and every replica's Indexer applies it to that replica's Store,
+// an index in bbolt by id, subscription, event id, status and creation
+// time, dropped after the retention. Records are idempotent and
+// order-free: the status follows the newest record. They never copy the
+// event data: a record after which a delivery leaves the queue unsent
+// (failed, held) refers to its job, kept beside it in AUDIT, so it can be
+// sent again (redeliver, replay, resume) with the same delivery id.
 package delivery

@@ -1,45 +1,88 @@
-// Package dispatcher runs webhookd's two stages over JetStream.
+// Package dispatcher runs webhookd's two stages over JetStream, and the
+// operators' requeues next to them (Queue).
 //
-// The router consumes EVENTS through the shared durable consumer "router".
-// For each event it publishes one delivery job per matching subscription to
-// DELIVERIES with Nats-Msg-Id = delivery id (a UUIDv5 of event id and
-// subscription id), waits for every publish acknowledgement and only then acks
-// the event. A router that crashes mid fan-out sees the event again and its
-// republished jobs are dropped by the stream's duplicate window. An event with
-// no subscriber is acked and counted. An event whose body is not a JSON object,
-// or whose type is not in the catalog, is recorded as rejected with the reason
-// and acked: it is never retried and never blocks later events.
+// # Router
+//
+// The router consumes EVENTS (a work queue) through the shared durable
+// consumer "router". An event is checked first: its type must be in the
+// catalog, its data at most Config.MaxEventBytes and one JSON object in
+// valid UTF-8. A bad event is recorded as rejected with its reason and
+// acked at once: it is never retried and never blocks later events. A good
+// event is fanned out into one job per matching subscription, published to
+// DELIVERIES with Nats-Msg-Id = delivery id, and acked only when every job
+// is stored. A router that crashes mid fan-out sees the event again, and
+// the stream's duplicate window drops the republished jobs. A publish that
+// can never succeed (the job too large for the server) rejects the event
+// with the reason; a passing failure (NATS away, DELIVERIES nearly full)
+// naks it with a growing delay, so the event waits in EVENTS, and EVENTS,
+// once full, refuses new events with an error the robot sees.
+//
+// Delivery ids are a UUIDv5 of the event id, the subscription id and the
+// event's EVENTS sequence: a repeated fan-out of one stored event yields the
+// same ids, while an event id that a robot reuses after the duplicate window
+// is a new event and is delivered as a new delivery (receivers still see the
+// robot's id in the payload).
+//
+// # Jobs and attempt numbers
+//
+// A job is the event data, byte for byte, as the message body, with its
+// metadata in headers (delivery.Job): nothing re-encodes the payload, and a
+// job is never larger than its event plus a few hundred bytes. Each job
+// carries the number of the attempt it makes. When an attempt fails and the
+// policy retries, the worker records the attempt, publishes the next
+// attempt's job (number+1, due after the delay, Nats-Msg-Id
+// "<delivery>/attempt/<n>") and acks the current one. A job that arrives
+// before it is due is nak'ed until then. So the attempt count, the retry
+// policy's position and the decision "already finished" never depend on any
+// replica's history index: a replica that starts with an empty data dir in
+// the middle of an incident continues every delivery exactly where it was.
+//
+// DELIVERIES is a work queue too: a settled job leaves the stream, and that
+// removal survives a crash of the server, so a finished job is not offered
+// again. An attempt interrupted by a crash or a shutdown records nothing;
+// its job comes back with the same attempt number.
+//
+// # Workers
 //
 // The workers consume DELIVERIES through the shared durable consumer
-// "workers", a pool of Config.Workers goroutines per replica. Each job runs
-// three steps in a fixed order: attempt (sign, POST, classify), record the
-// attempt in the audit trail, settle — Ack on a 2xx, NakWithDelay(next
-// backoff) on a failure, Term after recording "failed" on the last attempt.
-// If the record cannot be written the job is nak'ed, never acked. The final
-// record keeps the job, so an operator can send it again later.
+// "workers", Config.Workers goroutines per replica. For each job a worker
+// decides, attempts if it may, and settles (settle is the one place every
+// path ends: record, queue the next attempt, then ack, nak with a delay or
+// term, then log; a job whose record cannot be written is nak'ed, never
+// acked):
 //
-// Jobs of a paused subscription are recorded as "paused" (no attempt
-// counted) and leave the queue; resuming requeues them. Jobs of a deleted
-// subscription are recorded as "cancelled".
+//   - not yet due: nak until due;
+//   - subscription deleted: recorded cancelled, term;
+//   - subscription paused or disabled (checked against the record of truth,
+//     so a resume is never missed): recorded paused with the job kept in
+//     AUDIT for the resume, term;
+//   - endpoint at its cap of attempts in flight, or its circuit breaker open
+//     (delivery.Endpoints): nak with a delay; no attempt is counted;
+//   - otherwise the attempt: sign, POST, classify, then succeeded (ack),
+//     retrying (next job, ack), or failed after the last attempt (recorded
+//     with the job kept, term, and a webhook.delivery_exhausted event).
 //
-// Attempt numbers are counted from the audit trail (the highest recorded
-// attempt of the delivery, plus one), not from JetStream's NumDelivered,
-// which also rises on ack timeouts, shutdown naks and prefetched messages.
-// So an attempt cut off by a crash or a shutdown records nothing and uses up
-// no retry: the job comes back with the same attempt number. NumDelivered is
-// only a safety net: a job delivered more than Config.MaxDeliveries times
-// (a worker that keeps crashing on it) is recorded as failed and terminated.
+// A 410 Gone, or failing without a success for --disable-after, disables
+// the subscription: its jobs are held as in a pause until an operator
+// re-enables it (resume), and webhook.subscription_disabled is published.
+// Operational events about operational events are not published, so a
+// failing receiver of them cannot feed itself.
 //
-// While an attempt runs, the worker sends InProgress every AckWait/3, so a
-// receiver slower than AckWait causes no early redelivery, and AckWait can
-// stay short: a crashed worker's job comes back after AckWait.
+// While an attempt runs the worker sends InProgress every AckWait/3, so a
+// slow receiver causes no early redelivery and AckWait can stay short: a
+// crashed worker's job comes back after AckWait. A panic while handling a
+// message naks it for a while instead of stopping the process.
 //
-// Guarantees: at-least-once delivery; no ordering. A job offered again after
-// its delivery was recorded as finished (consumer state lost in a crash) is
-// acked without sending.
+// # Shutdown
 //
-// Shutdown: when Run's context ends, both consumers stop pulling; messages
-// already buffered are nak'ed at once so another replica takes them;
-// in-flight attempts may finish for Config.ShutdownTimeout, after which their
-// context is cancelled with ErrStopping and the job is nak'ed unrecorded.
+// When Run's context ends, both consumers stop pulling; messages already
+// buffered are nak'ed at once so another replica takes them; in-flight
+// attempts may finish for Config.ShutdownTimeout, after which their context
+// is cancelled with ErrStopping and the job is nak'ed unrecorded.
+//
+// # Guarantees
+//
+// At-least-once delivery, no ordering. A receiver may see an attempt twice
+// when a worker dies between the POST and its record, or when the embedded
+// server dies with acks in flight; the delivery id lets it deduplicate.
 package dispatcher
