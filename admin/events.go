@@ -107,6 +107,20 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	if s.deps.Counters != nil {
 		st.Counters = s.deps.Counters()
 	}
+	st.Endpoints = []client.EndpointStatus{}
+	if s.deps.Endpoints != nil {
+		for id, h := range s.deps.Endpoints.All() {
+			st.Endpoints = append(st.Endpoints, client.EndpointStatus{SubscriptionID: id, EndpointHealth: endpointView(h)})
+		}
+		slices.SortFunc(st.Endpoints, func(a, b client.EndpointStatus) int { return strings.Compare(a.SubscriptionID, b.SubscriptionID) })
+	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
+}
+
+func endpointView(h delivery.EndpointHealth) client.EndpointHealth {
+	return client.EndpointHealth{
+		Breaker: h.Breaker, ConsecutiveFailures: h.ConsecutiveFailures, InFlight: h.InFlight,
+		LastStatusCode: h.LastStatusCode, LastReason: h.LastReason, OpenUntil: h.OpenUntil,
+	}
 }

@@ -296,6 +296,22 @@ func countsForBreaker(res Result) bool {
 	return res.Reason != ReasonBlockedTarget && res.Reason != ReasonBadRequest && res.Reason != ReasonCancelled
 }
 
+// All returns the endpoints this replica tracks: those with attempts in
+// flight or failing. An endpoint missing from it is healthy.
+func (e *Endpoints) All() map[string]EndpointHealth {
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.eps))
+	for id := range e.eps {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	out := make(map[string]EndpointHealth, len(ids))
+	for _, id := range ids {
+		out[id] = e.Health(id)
+	}
+	return out
+}
+
 // Health returns what this replica knows of a subscription's endpoint.
 func (e *Endpoints) Health(subID string) EndpointHealth {
 	e.mu.Lock()

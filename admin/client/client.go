@@ -130,8 +130,29 @@ type Status struct {
 	Consumers []ConsumerStatus `json:"consumers"`
 	Replicas  []string         `json:"replicas"`
 	// Counters are this replica's since it started: routed, no_subscriber,
-	// rejected, jobs, attempts, skipped.
+	// rejected, jobs, attempts, deferred, held.
 	Counters map[string]uint64 `json:"counters"`
+	// Endpoints lists, as this replica sees them, the subscriptions whose
+	// endpoint has attempts in flight or is failing.
+	Endpoints []EndpointStatus `json:"endpoints"`
+}
+
+// EndpointHealth is a subscription's endpoint as the answering replica
+// sees it: its circuit breaker (closed, open, half_open), failures in a
+// row, attempts in flight.
+type EndpointHealth struct {
+	Breaker             string    `json:"breaker"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	InFlight            int       `json:"in_flight"`
+	LastStatusCode      int       `json:"last_status_code,omitempty"`
+	LastReason          string    `json:"last_reason,omitempty"`
+	OpenUntil           time.Time `json:"open_until,omitzero"`
+}
+
+// EndpointStatus is one line of Status.Endpoints.
+type EndpointStatus struct {
+	SubscriptionID string `json:"subscription_id"`
+	EndpointHealth
 }
 
 // StreamStatus describes one stream.

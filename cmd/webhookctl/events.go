@@ -103,9 +103,20 @@ func (a *app) statusCommand() *cobra.Command {
 					row(w, c.Stream+"/"+c.Name, c.Pending, c.InFlight, c.Redelivered)
 				}
 				row(w, "")
-				row(w, "SINCE START", "ROUTED", "NO SUBSCRIBER", "REJECTED", "JOBS", "ATTEMPTS", "SKIPPED")
+				row(w, "SINCE START", "ROUTED", "NO SUBSCRIBER", "REJECTED", "JOBS", "ATTEMPTS", "DEFERRED", "HELD")
 				c := st.Counters
-				row(w, "this replica", c["routed"], c["no_subscriber"], c["rejected"], c["jobs"], c["attempts"], c["skipped"])
+				row(w, "this replica", c["routed"], c["no_subscriber"], c["rejected"], c["jobs"], c["attempts"], c["deferred"], c["held"])
+				if len(st.Endpoints) > 0 {
+					row(w, "")
+					row(w, "ENDPOINT", "BREAKER", "FAILURES IN A ROW", "IN FLIGHT", "LAST")
+					for _, e := range st.Endpoints {
+						last := orDash(e.LastReason)
+						if e.LastStatusCode != 0 {
+							last = fmt.Sprint(e.LastStatusCode)
+						}
+						row(w, e.SubscriptionID, e.Breaker, e.ConsecutiveFailures, e.InFlight, last)
+					}
+				}
 			})
 		},
 	}
