@@ -225,10 +225,7 @@ func TestBreakerHoldsJobsBackAndProbes(t *testing.T) {
 	time.Sleep(4 * cooldown) // let the breaker run through several cool-downs (what is measured is the gaps)
 	mu.Lock()
 	opened := times[2]
-	var probes []time.Time
-	for _, at := range times[3:] {
-		probes = append(probes, at)
-	}
+	probes := append([]time.Time(nil), times[3:]...)
 	mu.Unlock()
 	require.LessOrEqual(t, len(probes), 5, "at most one probe per cool-down")
 	prev := opened
