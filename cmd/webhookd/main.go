@@ -44,10 +44,15 @@ func main() {
 }
 
 // run starts webhookd and blocks until ctx is done or a component fails.
-// Logs go to stdout. It returns nil after a clean stop or --help.
+// Logs go to stdout. It returns nil after a clean stop or --help. With the
+// subcommand "compact" it compacts the bbolt file instead (see compact).
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "compact" {
+		return compact(args[1:], lookupEnv, stdout)
+	}
 	cfg, err := config.Load(args, lookupEnv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "\nSubcommands:\n  compact [--data-dir DIR]\n        %s\n", compactUsage)
 		return nil
 	}
 	if err != nil {
@@ -63,8 +68,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 
 	// The bbolt lock doubles as the data dir lock: nats-server does not lock
 	// its store, so it must be taken before the embedded server starts.
-	dbPath := filepath.Join(cfg.DataDir, "webhooks.db")
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	dbPath := filepath.Join(cfg.DataDir, dbFile)
+	db, err := openDB(dbPath, bolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("data dir %s is in use by another webhookd (lock on %s)", cfg.DataDir, dbPath)
 	}
