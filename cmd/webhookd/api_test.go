@@ -23,17 +23,19 @@ type apiErr struct {
 
 func TestAPIAuth(t *testing.T) {
 	t.Parallel()
-	d := start(t, "--admin-token", "s3cret-token")
+	const token = "s3cret-token-of-exactly-32-bytes" // the shortest accepted
+	require.Len(t, token, 32)
+	d := start(t, "--admin-token", token)
 	var e apiErr
 	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", "", "", &e), "missing token")
 	require.Equal(t, client.CodeUnauthorized, e.Error.Code)
-	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", "s3cret-tokeX", "", &e), "wrong token")
-	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", "s3cret-token-longer", "", &e), "longer token")
-	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/v1/subscriptions", "s3cret-token", "", nil), "right token")
+	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", token[:31]+"X", "", &e), "wrong token")
+	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", token+"-longer", "", &e), "longer token")
+	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/v1/subscriptions", token, "", nil), "right token")
 	// Health endpoints need no token.
 	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/healthz", "", "", nil))
 	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/readyz", "", "", nil))
-	require.NotContains(t, d.logs.String(), "s3cret-token")
+	require.NotContains(t, d.logs.String(), token)
 }
 
 // TestAPIRefusesInternalAddressesInURLs checks the guard at create and update
