@@ -85,6 +85,7 @@ func TestCompactShrinksTheFileAndKeepsTheData(t *testing.T) {
 	}
 	require.NoError(t, run(context.Background(), []string{"compact"}, env, &out))
 
+	t.Log(strings.TrimSpace(out.String()))
 	after := fileSize(t, path)
 	require.Less(t, after, before/4, "a tenth of the data is left")
 	require.Equal(t, fmt.Sprintf("compacted %s: %d -> %d bytes (%s -> %s)\n", path, before, after, size(before), size(after)), out.String())
