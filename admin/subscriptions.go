@@ -36,15 +36,28 @@ func (s *Server) view(sub subscriptions.Subscription, withSecret bool) client.Su
 	return v
 }
 
-// checkURL applies the API's URL rules: absolute http(s) with a host, and not
-// a literal internal IP unless allowed. Names are checked at every connection.
+// checkURL applies the API's URL rules: absolute http(s) with a host, not a
+// literal internal IP unless allowed (delivery.Guard: the IANA special-purpose
+// ranges, IPv4 carried in IPv6 included), and no IPv4 address in a legacy
+// spelling (2130706433, 0x7f.1, 0177.0.0.1, 127.1), which some resolvers
+// turn into an address. Names are checked at every connection.
 func (s *Server) checkURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil {
 		return invalid("url: %q must be an absolute http(s) URL with a host and no credentials", raw)
 	}
-	if ip, err := netip.ParseAddr(u.Hostname()); err == nil && !s.guard.Allowed(ip) {
+	host := u.Hostname()
+	ip, err := netip.ParseAddr(host)
+	if err == nil && !s.guard.Allowed(ip) {
 		return invalid("url: %s is an internal address; deliveries to it are refused (see --allow-targets)", ip)
+	}
+	// A host whose last label is a number is an IPv4 address to a URL parser
+	// (WHATWG URL, "ends in a number"): no top-level domain is numeric.
+	labels := strings.Split(strings.TrimSuffix(host, "."), ".")
+	last := strings.ToLower(labels[len(labels)-1])
+	if err != nil && (last != "" && strings.Trim(last, "0123456789") == "" ||
+		strings.HasPrefix(last, "0x") && strings.Trim(last[2:], "0123456789abcdef") == "") {
+		return invalid("url: host %q is an IPv4 address in a non-standard spelling; write it as four decimal numbers, a.b.c.d", host)
 	}
 	return nil
 }

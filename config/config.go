@@ -81,6 +81,10 @@ type Config struct {
 	DisableAfter time.Duration
 }
 
+// MinAdminTokenLen is the shortest admin token accepted, in bytes: 32
+// random bytes (webhookd generates 32, hex-encoded) resist guessing.
+const MinAdminTokenLen = 32
+
 // Catalog returns the built-in event types.
 func Catalog() []string {
 	return []string{
@@ -374,6 +378,10 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return bad("http-addr", "%q: want host:port: %v", c.HTTPAddr, err)
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen { // never echo the token
+		return bad("admin-token", "too short: %d bytes, want at least %d (e.g. openssl rand -hex 32), or leave it empty to have one generated",
+			len(c.AdminToken), MinAdminTokenLen)
 	}
 	if c.DeliveryTimeout <= 0 {
 		return bad("delivery-timeout", "must be positive, got %s", c.DeliveryTimeout)

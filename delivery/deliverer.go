@@ -59,6 +59,9 @@ type Config struct {
 	AllowTargets []netip.Prefix
 	// UserAgent is sent with every request.
 	UserAgent string
+	// Resolver resolves receivers' names; nil uses net.DefaultResolver.
+	// The guard checks the addresses it returns.
+	Resolver *net.Resolver
 }
 
 // Deliverer makes single HTTP attempts. It is safe for concurrent use.
@@ -75,7 +78,7 @@ func NewDeliverer(cfg Config) *Deliverer {
 		cfg.UserAgent = "webhookd/1"
 	}
 	guard := NewGuard(cfg.AllowTargets)
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.Control}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.Control, Resolver: cfg.Resolver}
 	transport := &http.Transport{
 		Proxy:                  nil, // a proxy would hide the real target from the guard
 		DialContext:            dialer.DialContext,

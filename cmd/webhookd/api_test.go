@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,17 +23,59 @@ type apiErr struct {
 
 func TestAPIAuth(t *testing.T) {
 	t.Parallel()
-	d := start(t, "--admin-token", "s3cret-token")
+	const token = "s3cret-token-of-exactly-32-bytes" // the shortest accepted
+	require.Len(t, token, 32)
+	d := start(t, "--admin-token", token)
 	var e apiErr
 	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", "", "", &e), "missing token")
 	require.Equal(t, client.CodeUnauthorized, e.Error.Code)
-	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", "s3cret-tokeX", "", &e), "wrong token")
-	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", "s3cret-token-longer", "", &e), "longer token")
-	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/v1/subscriptions", "s3cret-token", "", nil), "right token")
+	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", token[:31]+"X", "", &e), "wrong token")
+	require.Equal(t, http.StatusUnauthorized, d.call(t, http.MethodGet, "/v1/subscriptions", token+"-longer", "", &e), "longer token")
+	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/v1/subscriptions", token, "", nil), "right token")
 	// Health endpoints need no token.
 	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/healthz", "", "", nil))
 	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/readyz", "", "", nil))
-	require.NotContains(t, d.logs.String(), "s3cret-token")
+	require.NotContains(t, d.logs.String(), token)
+}
+
+// TestAPIRefusesInternalAddressesInURLs checks the guard at create and update
+// time: a subscription URL whose host is a literal internal address, in any
+// spelling, is refused; --allow-targets overrides; names pass (they are
+// checked at every connection).
+func TestAPIRefusesInternalAddressesInURLs(t *testing.T) {
+	t.Parallel()
+	d := start(t, "--allow-targets", "203.0.113.0/24") // replaces start's loopback
+	var sub client.Subscription
+	require.Equal(t, http.StatusCreated, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"https://hooks.example.com/x","events":["task.completed"]}`, &sub))
+	create := func(host string) string { return `{"url":"http://` + host + `:8080/x","events":["task.completed"]}` }
+	update := func(host string) string { return `{"url":"http://` + host + `:8080/y"}` }
+	internal := []string{
+		// Issue 7's nine that got through, then twelve common ones.
+		"100.64.0.1", "100.100.100.200", "198.18.0.1", "192.0.0.1", "240.0.0.1", "255.255.255.255",
+		"[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]", "[fec0::1]",
+		"127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.0.1", "169.254.169.254", "0.0.0.0",
+		"[::1]", "[::]", "[::ffff:127.0.0.1]", "[::ffff:169.254.169.254]", "[fe80::1]", "[fd00:ec2::254]",
+		// Other spellings of the same.
+		"[0:0:0:0:0:ffff:a9fe:a9fe]", "[::FFFF:7F00:1]", "[fe80::1%25eth0]", "[64:ff9b:1:a9fe:a9:fe00::]",
+		"[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "[::a9fe:a9fe]", "[ff02::1]",
+	}
+	legacy := []string{"2130706433", "0x7f000001", "0x7f.1", "0177.0.0.1", "127.1", "127.0.0.1.", "0xA9FEA9FE", "169.254.43518"}
+	for _, host := range append(internal, legacy...) {
+		mention := "internal address"
+		if slices.Contains(legacy, host) {
+			mention = "non-standard spelling"
+		}
+		var e apiErr
+		require.Equal(t, http.StatusBadRequest, d.call(t, "POST", "/v1/subscriptions", d.token, create(host), &e), host)
+		require.Equal(t, client.CodeInvalid, e.Error.Code)
+		require.Contains(t, e.Error.Message, mention, host)
+		require.Equal(t, http.StatusBadRequest, d.call(t, "PATCH", "/v1/subscriptions/"+sub.ID, d.token, update(host), &e), "update to %s", host)
+		require.Contains(t, e.Error.Message, mention, host)
+	}
+	for _, host := range []string{"203.0.113.5", "8.8.8.8", "[2606:4700:4700::1111]", "[64:ff9b::808:808]", "123.example.com", "api.v2"} {
+		require.Equal(t, http.StatusCreated, d.call(t, "POST", "/v1/subscriptions", d.token, create(host), nil), host)
+		require.Equal(t, http.StatusOK, d.call(t, "PATCH", "/v1/subscriptions/"+sub.ID, d.token, update(host), nil), host)
+	}
 }
 
 func TestAPIValidation(t *testing.T) {

@@ -44,10 +44,15 @@ func main() {
 }
 
 // run starts webhookd and blocks until ctx is done or a component fails.
-// Logs go to stdout. It returns nil after a clean stop or --help.
+// Logs go to stdout. It returns nil after a clean stop or --help. With the
+// subcommand "compact" it compacts the bbolt file instead (see compact).
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "compact" {
+		return compact(args[1:], lookupEnv, stdout)
+	}
 	cfg, err := config.Load(args, lookupEnv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "\nSubcommands:\n  compact [--data-dir DIR]\n        %s\n", compactUsage)
 		return nil
 	}
 	if err != nil {
@@ -60,11 +65,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return err
+	}
 
 	// The bbolt lock doubles as the data dir lock: nats-server does not lock
 	// its store, so it must be taken before the embedded server starts.
-	dbPath := filepath.Join(cfg.DataDir, "webhooks.db")
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	dbPath := filepath.Join(cfg.DataDir, dbFile)
+	db, err := openDB(dbPath, bolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("data dir %s is in use by another webhookd (lock on %s)", cfg.DataDir, dbPath)
 	}
@@ -77,6 +85,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return err
 	}
 	log = log.With().Str("replica", replica).Logger()
+	token, err := adminToken(cfg, log)
+	if err != nil {
+		return err
+	}
 
 	conn, err := jetstream.Open(ctx, jetstream.Options{
 		URL: cfg.NATSURL, StoreDir: jetstream.StoreDir(cfg.DataDir), Listen: cfg.NATSListen, Name: "webhookd-" + replica,
@@ -131,10 +143,6 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		JS: conn.JS, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer,
 	}, 0, log)
 
-	token, err := adminToken(cfg, log)
-	if err != nil {
-		return err
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
@@ -239,32 +247,80 @@ func replicaID(db *bolt.DB) (string, error) {
 	return id, nil
 }
 
+// checkDataDir refuses a data dir that others could write to: they could
+// replace the bbolt file, the NATS store or the admin token.
+func checkDataDir(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("data dir %s is not a directory", dir)
+	}
+	if perm := info.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("data dir %s is writable by its group or others (mode %04o); fix with: chmod 700 %s", dir, perm, dir)
+	}
+	return nil
+}
+
 // tokenFile is where a generated admin token is kept, readable only by its owner.
 const tokenFile = "admin-token"
 
-// adminToken returns the configured token, or the one generated into the data
-// dir on first start. The token itself is never logged.
+// adminToken returns the configured token (its length checked by config), or
+// the one generated into the data dir on first start. A token file that its
+// group or others may read or write, or whose token is shorter than
+// config.MinAdminTokenLen, is refused. The token itself is never logged.
 func adminToken(cfg config.Config, log zerolog.Logger) (string, error) {
 	if cfg.AdminToken != "" {
 		return cfg.AdminToken, nil
 	}
 	path := filepath.Join(cfg.DataDir, tokenFile)
-	if b, err := os.ReadFile(path); err == nil {
-		if t := strings.TrimSpace(string(b)); t != "" {
-			log.Info().Str("token_file", path).Msg("admin token read from the data dir")
-			return t, nil
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read admin token: %w", err)
+	t, err := readTokenFile(path)
+	if err != nil {
+		return "", err
+	}
+	if t != "" {
+		log.Info().Str("token_file", path).Msg("admin token read from the data dir")
+		return t, nil
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return "", fmt.Errorf("generate admin token: %w", err)
 	}
-	t := hex.EncodeToString(raw)
+	t = hex.EncodeToString(raw)
 	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write admin token: %w", err)
 	}
 	log.Info().Str("token_file", path).Msg("admin token generated; webhookctl reads it with --data-dir, or pass it with --token")
+	return t, nil
+}
+
+// readTokenFile returns the token in path, or "" when there is none (no
+// file, or an empty one).
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	if perm := info.Mode().Perm(); perm&0o066 != 0 {
+		return "", fmt.Errorf("admin token file %s is readable or writable by its group or others (mode %04o); fix with: chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4<<10))
+	if err != nil {
+		return "", fmt.Errorf("read admin token %s: %w", path, err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t != "" && len(t) < config.MinAdminTokenLen { // never echo the token
+		return "", fmt.Errorf("admin token in %s is %d bytes, want at least %d: replace it (e.g. openssl rand -hex 32 > %s) or delete it to have one generated",
+			path, len(t), config.MinAdminTokenLen, path)
+	}
 	return t, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
@@ -160,13 +161,18 @@ func TestRunCreatesDataDirAndToken(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nested", "data")
 	d := start(t, "--data-dir", dir) // the later flag wins
 	d.dataDir = dir
-	info, err := os.Stat(filepath.Join(dir, tokenFile))
+	info, err := os.Stat(dir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), info.Mode().Perm(), "data dir created for its owner only") // umask only removes bits
+	info, err = os.Stat(filepath.Join(dir, tokenFile))
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "token readable only by its owner")
 	b, err := os.ReadFile(filepath.Join(dir, tokenFile))
 	require.NoError(t, err)
 	token := strings.TrimSpace(string(b))
 	require.Len(t, token, 64)
+	_, err = hex.DecodeString(token)
+	require.NoError(t, err, "64 hex characters: 32 random bytes")
 	require.NotContains(t, d.logs.String(), token, "the token is never logged")
 	require.Contains(t, d.logs.String(), filepath.Join(dir, tokenFile), "its location is")
 	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/v1/event-types", token, "", nil))
