@@ -129,8 +129,10 @@ type Slot struct {
 // Acquire admits an attempt to ep's endpoint, or returns how long the job
 // should wait first: the endpoint is at its cap, or its breaker is open (the
 // rest of the cool-down), or half-open with its one probe in flight. A job
-// that waits makes no attempt and uses up no retry.
-func (e *Endpoints) Acquire(ep Endpoint) (*Slot, time.Duration) {
+// that waits makes no attempt and uses up no retry. tries is how often the
+// job has been offered (JetStream's NumDelivered): a job that keeps finding
+// its endpoint full waits longer each time.
+func (e *Endpoints) Acquire(ep Endpoint, tries uint64) (*Slot, time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.now()
@@ -158,7 +160,7 @@ func (e *Endpoints) Acquire(ep Endpoint) (*Slot, time.Duration) {
 		limit = e.cfg.MaxInFlight
 	}
 	if !probe && s.inFlight >= limit {
-		return nil, e.jitter(e.busyDelay(s, now))
+		return nil, e.jitter(e.busyDelay(s, now, tries))
 	}
 	s.inFlight++
 	slot := &Slot{e: e, ep: ep, probe: probe, start: now}
@@ -169,11 +171,12 @@ func (e *Endpoints) Acquire(ep Endpoint) (*Slot, time.Duration) {
 // minBusyDelay is the shortest wait for a slot.
 const minBusyDelay = 5 * time.Millisecond
 
-// busyDelay estimates when a slot of a full endpoint frees up: the longer
-// of its attempts' average duration and the age of its oldest attempt in
-// flight, within [minBusyDelay, BusyDelay].
-func (e *Endpoints) busyDelay(s *endpoint, now time.Time) time.Duration {
-	d := s.avg
+// busyDelay estimates when a slot of a full endpoint frees up: the longest
+// of its attempts' average duration, the age of its oldest attempt in
+// flight and minBusyDelay doubled for each earlier try, within
+// [minBusyDelay, BusyDelay].
+func (e *Endpoints) busyDelay(s *endpoint, now time.Time, tries uint64) time.Duration {
+	d := max(s.avg, minBusyDelay<<min(max(tries, 1)-1, 16))
 	for slot := range s.slots {
 		d = max(d, now.Sub(slot.start))
 	}

@@ -87,7 +87,11 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 		d.held.Add(1)
 		return d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job)
 	}
-	slot, wait := d.deps.Endpoints.Acquire(endpoint(sub))
+	var tries uint64
+	if md, err := m.Metadata(); err == nil {
+		tries = md.NumDelivered
+	}
+	slot, wait := d.deps.Endpoints.Acquire(endpoint(sub), tries)
 	if slot == nil {
 		d.deferred.Add(1)
 		return settlement{act: nak, delay: wait}
