@@ -67,12 +67,14 @@ type Endpoints struct {
 	log zerolog.Logger
 	now func() time.Time
 
-	mu  sync.Mutex
-	eps map[string]*endpoint
-	rnd *rand.Rand
+	mu     sync.Mutex
+	eps    map[string]*endpoint
+	rnd    *rand.Rand
+	closed bool // flushed: no job waits in memory any more
 }
 
 type endpoint struct {
+	waiters      []*waiter // jobs waiting in memory for a slot, oldest first
 	inFlight     int
 	slots        map[*Slot]struct{} // attempts in flight
 	avg          time.Duration      // moving average of attempt durations
@@ -117,6 +119,31 @@ type Endpoint struct {
 	FailingSince time.Time
 }
 
+// Queued is how a job waits in memory for a slot of a full endpoint: the
+// attempt that frees a slot hands it over (Done and Cancel return the
+// Handoff), so a busy endpoint's slots stay busy without its jobs going
+// back to JetStream and forth. At most the cap's number of jobs wait per
+// endpoint; a job that gets no slot within MaxWait is expired instead.
+type Queued struct {
+	MaxWait time.Duration
+	// Run makes the job's attempt with the slot handed over and returns
+	// what its own release hands over in turn.
+	Run func(*Slot) Handoff
+	// Expire puts the job back for wait; it runs on a timer's goroutine, or
+	// in Flush.
+	Expire func(wait time.Duration)
+}
+
+// Handoff runs a job that waited for the slot an attempt just freed, and
+// returns the next one (or nil). Call it in a loop: for h != nil { h = h() }.
+type Handoff func() Handoff
+
+type waiter struct {
+	q     *Queued
+	tries uint64
+	timer *time.Timer
+}
+
 // Slot is one attempt admitted by Acquire. Exactly one of Done or Cancel
 // must be called.
 type Slot struct {
@@ -126,13 +153,15 @@ type Slot struct {
 	start time.Time
 }
 
-// Acquire admits an attempt to ep's endpoint, or returns how long the job
-// should wait first: the endpoint is at its cap, or its breaker is open (the
-// rest of the cool-down), or half-open with its one probe in flight. A job
-// that waits makes no attempt and uses up no retry. tries is how often the
-// job has been offered (JetStream's NumDelivered): a job that keeps finding
-// its endpoint full waits longer each time.
-func (e *Endpoints) Acquire(ep Endpoint, tries uint64) (*Slot, time.Duration) {
+// Acquire admits an attempt to ep's endpoint, or says why not. When the
+// endpoint is at its cap and q is given, the job is queued in memory
+// (queued true: q.Run or q.Expire will be called). Otherwise it returns
+// how long the job should wait: the endpoint is at its cap, or its breaker
+// is open (the rest of the cool-down), or half-open with its one probe in
+// flight. A job that waits makes no attempt and uses up no retry. tries is
+// how often the job has been offered (JetStream's NumDelivered): a job that
+// keeps finding its endpoint full waits longer each time.
+func (e *Endpoints) Acquire(ep Endpoint, tries uint64, q *Queued) (slot *Slot, wait time.Duration, queued bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.now()
@@ -144,28 +173,107 @@ func (e *Endpoints) Acquire(ep Endpoint, tries uint64) (*Slot, time.Duration) {
 	switch s.state {
 	case BreakerOpen:
 		if now.Before(s.openUntil) {
-			return nil, s.openUntil.Sub(now) + e.jitter(e.cfg.BreakerCooldown/10)
+			return nil, s.openUntil.Sub(now) + e.jitter(e.cfg.BreakerCooldown/10), false
 		}
 		s.state = BreakerHalfOpen
 		e.log.Info().Str("subscription_id", ep.SubscriptionID).Str("host", Host(ep.URL)).Msg("circuit breaker half-open: probing")
 		fallthrough
 	case BreakerHalfOpen:
 		if s.probing {
-			return nil, e.jitter(max(e.cfg.BusyDelay, e.cfg.BreakerCooldown/10))
+			return nil, e.jitter(max(e.cfg.BusyDelay, e.cfg.BreakerCooldown/10)), false
 		}
 		s.probing, probe = true, true
 	}
-	limit := ep.MaxInFlight
-	if limit <= 0 {
-		limit = e.cfg.MaxInFlight
-	}
+	limit := e.limit(ep)
 	if !probe && s.inFlight >= limit {
-		return nil, e.jitter(e.busyDelay(s, now, tries))
+		if q != nil && !e.closed && len(s.waiters) < limit {
+			w := &waiter{q: q, tries: tries}
+			w.timer = time.AfterFunc(q.MaxWait, func() { e.expire(ep, w) })
+			s.waiters = append(s.waiters, w)
+			return nil, 0, true
+		}
+		return nil, e.jitter(e.busyDelay(s, now, tries)), false
 	}
+	return e.admit(s, ep, probe, now), 0, false
+}
+
+func (e *Endpoints) limit(ep Endpoint) int {
+	if ep.MaxInFlight > 0 {
+		return ep.MaxInFlight
+	}
+	return e.cfg.MaxInFlight
+}
+
+func (e *Endpoints) admit(s *endpoint, ep Endpoint, probe bool, now time.Time) *Slot {
 	s.inFlight++
 	slot := &Slot{e: e, ep: ep, probe: probe, start: now}
 	s.slots[slot] = struct{}{}
-	return slot, 0
+	return slot
+}
+
+// expire runs when a waiting job got no slot in time: unless it was handed
+// a slot meanwhile, it is put back with the endpoint's busy delay.
+func (e *Endpoints) expire(ep Endpoint, w *waiter) {
+	e.mu.Lock()
+	s := e.eps[ep.SubscriptionID]
+	if s == nil || !remove(s, w) {
+		e.mu.Unlock()
+		return // handed over or flushed
+	}
+	wait := e.jitter(e.busyDelay(s, e.now(), w.tries+1))
+	e.mu.Unlock()
+	w.q.Expire(wait)
+}
+
+func remove(s *endpoint, w *waiter) bool {
+	for i, x := range s.waiters {
+		if x == w {
+			s.waiters = append(s.waiters[:i], s.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// handoff gives the oldest waiting job of s the slot just freed, if the
+// breaker is closed; with the breaker open, the waiting jobs are returned
+// to be expired. Called with e.mu held.
+func (e *Endpoints) handoff(s *endpoint, ep Endpoint, now time.Time) (Handoff, []*waiter) {
+	if s.state != BreakerClosed {
+		gone := s.waiters
+		s.waiters = nil
+		return nil, gone
+	}
+	for len(s.waiters) > 0 && s.inFlight < e.limit(ep) {
+		w := s.waiters[0]
+		s.waiters = s.waiters[1:]
+		if !w.timer.Stop() {
+			continue // expiring right now
+		}
+		slot := e.admit(s, ep, false, now)
+		return func() Handoff { return w.q.Run(slot) }, nil
+	}
+	return nil, nil
+}
+
+// Flush puts back every job waiting in memory at once and queues no more
+// (shutdown).
+func (e *Endpoints) Flush() {
+	e.mu.Lock()
+	e.closed = true
+	var gone []*waiter
+	for _, s := range e.eps {
+		for _, w := range s.waiters {
+			if w.timer.Stop() {
+				gone = append(gone, w)
+			}
+		}
+		s.waiters = nil
+	}
+	e.mu.Unlock()
+	for _, w := range gone {
+		w.q.Expire(0)
+	}
 }
 
 // minBusyDelay is the shortest wait for a slot.
@@ -226,21 +334,52 @@ type Verdict struct {
 }
 
 // Cancel releases a slot whose attempt was cut off (shutdown): nothing is
-// counted.
-func (s *Slot) Cancel() {
+// counted. It returns the job that waited for the slot, if any.
+func (s *Slot) Cancel() Handoff {
 	e := s.e
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	s.release(e.get(s.ep), e.now())
+	st, now := e.get(s.ep), e.now()
+	s.release(st, now)
+	h, gone := e.handoff(st, s.ep, now)
+	e.mu.Unlock()
+	e.expireAll(st, gone)
+	return h
+}
+
+// expireAll puts back jobs that can no longer wait (the breaker opened).
+func (e *Endpoints) expireAll(st *endpoint, gone []*waiter) {
+	for _, w := range gone {
+		if w.timer.Stop() {
+			e.mu.Lock()
+			wait := e.jitter(e.busyDelay(st, e.now(), w.tries+1))
+			if st.state == BreakerOpen {
+				wait = st.openUntil.Sub(e.now()) + e.jitter(e.cfg.BreakerCooldown/10)
+			}
+			e.mu.Unlock()
+			w.q.Expire(wait)
+		}
+	}
 }
 
 // Done releases the slot and counts the attempt's result: a success closes
 // the breaker and ends a run of failures; a run of BreakerFailures failures
-// (or a failed probe) opens it for the cool-down.
-func (s *Slot) Done(res Result) Verdict {
+// (or a failed probe) opens it for the cool-down. The Handoff runs the job
+// that waited for the slot, if any: call it once the attempt is settled.
+func (s *Slot) Done(res Result) (Verdict, Handoff) {
 	e := s.e
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	v, st := s.done(res)
+	h, gone := e.handoff(st, s.ep, e.now())
+	if h == nil && len(gone) == 0 && st.inFlight == 0 && len(st.waiters) == 0 && st.state == BreakerClosed && st.failures == 0 {
+		delete(e.eps, s.ep.SubscriptionID) // healthy is the default: keep the map small
+	}
+	e.mu.Unlock()
+	e.expireAll(st, gone)
+	return v, h
+}
+
+func (s *Slot) done(res Result) (Verdict, *endpoint) {
+	e := s.e
 	now := e.now()
 	st := e.get(s.ep)
 	s.release(st, now)
@@ -253,10 +392,7 @@ func (s *Slot) Done(res Result) Verdict {
 		}
 		v.FailingSinceChanged = !s.ep.FailingSince.IsZero() || st.state != BreakerClosed
 		st.failures, st.breakerRun, st.state, st.failingSince = 0, 0, BreakerClosed, time.Time{}
-		if st.inFlight == 0 {
-			delete(e.eps, s.ep.SubscriptionID) // healthy is the default: keep the map small
-		}
-		return v
+		return v, st
 	}
 	st.failures++
 	if st.failingSince.IsZero() {
@@ -272,7 +408,7 @@ func (s *Slot) Done(res Result) Verdict {
 		v.Disable = DisabledFailing
 	}
 	if !countsForBreaker(res) {
-		return v
+		return v, st
 	}
 	st.breakerRun++
 	if s.probe || (st.state == BreakerClosed && st.breakerRun >= e.cfg.BreakerFailures) {
@@ -283,7 +419,7 @@ func (s *Slot) Done(res Result) Verdict {
 		log.Warn().Int("consecutive_failures", st.failures).Str("reason", res.Reason).
 			Dur("cooldown", e.cfg.BreakerCooldown).Msg("circuit breaker open")
 	}
-	return v
+	return v, st
 }
 
 // countsForBreaker reports whether a failure says the endpoint is down or

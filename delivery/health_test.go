@@ -19,6 +19,18 @@ func failed(code int, reason string) Result {
 
 var ok = Result{Outcome: OutcomeSucceeded, StatusCode: 200, Reason: ReasonSucceeded}
 
+// acquire asks for a slot without queueing.
+func acquire(e *Endpoints, ep Endpoint, tries uint64) (*Slot, time.Duration) {
+	s, wait, _ := e.Acquire(ep, tries, nil)
+	return s, wait
+}
+
+// verdict releases s with r and returns the verdict.
+func verdict(s *Slot, r Result) Verdict {
+	v, _ := s.Done(r)
+	return v
+}
+
 func newTestEndpoints(t *testing.T, cfg HealthConfig) (*Endpoints, *clock) {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
@@ -31,34 +43,34 @@ func TestEndpointCapDefersWithoutCounting(t *testing.T) {
 	t.Parallel()
 	e, clk := newTestEndpoints(t, HealthConfig{MaxInFlight: 2, BusyDelay: time.Second})
 	ep := Endpoint{SubscriptionID: "s1", URL: "https://user:pw@hooks.example.com/x?token=t"}
-	a, _ := e.Acquire(ep, 0)
-	b, _ := e.Acquire(ep, 0)
+	a, _ := acquire(e, ep, 0)
+	b, _ := acquire(e, ep, 0)
 	require.NotNil(t, a)
 	require.NotNil(t, b)
-	full, wait := e.Acquire(ep, 0)
+	full, wait := acquire(e, ep, 0)
 	require.Nil(t, full, "the third attempt waits")
 	require.LessOrEqual(t, wait, 8*time.Millisecond, "slots just taken: a short wait")
-	_, wait = e.Acquire(ep, 6)
+	_, wait = acquire(e, ep, 6)
 	require.GreaterOrEqual(t, wait, 80*time.Millisecond, "a job that keeps finding it full waits longer each time")
 	clk.advance(400 * time.Millisecond)
-	_, wait = e.Acquire(ep, 0)
+	_, wait = acquire(e, ep, 0)
 	require.GreaterOrEqual(t, wait, 200*time.Millisecond, "the slots are held long: wait about as long")
 	require.LessOrEqual(t, wait, 600*time.Millisecond)
 	clk.advance(time.Hour)
-	_, wait = e.Acquire(ep, 0)
+	_, wait = acquire(e, ep, 0)
 	require.LessOrEqual(t, wait, 1500*time.Millisecond, "at most BusyDelay, ±50%")
-	other, _ := e.Acquire(Endpoint{SubscriptionID: "s2"}, 0)
+	other, _ := acquire(e, Endpoint{SubscriptionID: "s2"}, 0)
 	require.NotNil(t, other, "another subscription has its own cap")
-	own, _ := e.Acquire(Endpoint{SubscriptionID: "s1", MaxInFlight: 3}, 0)
+	own, _ := acquire(e, Endpoint{SubscriptionID: "s1", MaxInFlight: 3}, 0)
 	require.NotNil(t, own, "a subscription's own cap wins over the default")
 	require.Equal(t, 3, e.Health("s1").InFlight)
-	own.Cancel()
-	a.Done(ok)
-	c, _ := e.Acquire(ep, 0)
+	_ = own.Cancel()
+	_ = verdict(a, ok)
+	c, _ := acquire(e, ep, 0)
 	require.NotNil(t, c, "a freed slot is taken again")
-	b.Cancel()
-	c.Cancel()
-	other.Done(ok)
+	_ = b.Cancel()
+	_ = c.Cancel()
+	_ = verdict(other, ok)
 	require.Zero(t, e.Health("s1").InFlight)
 	require.Equal(t, "hooks.example.com", Host(ep.URL), "logs carry the host only, never credentials, path or query")
 }
@@ -68,9 +80,9 @@ func TestBreakerOpensProbesOnceAndCloses(t *testing.T) {
 	e, clk := newTestEndpoints(t, HealthConfig{BreakerFailures: 3, BreakerCooldown: 10 * time.Second})
 	ep := Endpoint{SubscriptionID: "s1"}
 	fail := func(r Result) Verdict {
-		s, _ := e.Acquire(ep, 0)
+		s, _ := acquire(e, ep, 0)
 		require.NotNil(t, s)
-		return s.Done(r)
+		return verdict(s, r)
 	}
 	fail(failed(0, ReasonTimeout))
 	fail(failed(404, "http_404")) // the receiver is up: a 4xx does not count for the breaker
@@ -84,53 +96,112 @@ func TestBreakerOpensProbesOnceAndCloses(t *testing.T) {
 	require.True(t, v.FailingSinceChanged, "opening persists when the failures began")
 	require.Equal(t, clk.t, v.FailingSince)
 
-	s, wait := e.Acquire(ep, 0)
+	s, wait := acquire(e, ep, 0)
 	require.Nil(t, s, "open: jobs wait and are not attempted")
 	require.GreaterOrEqual(t, wait, 10*time.Second, "the rest of the cool-down")
 	require.LessOrEqual(t, wait, 11500*time.Millisecond, "plus up to 15% jitter")
 
 	clk.advance(10 * time.Second)
-	probe, _ := e.Acquire(ep, 0)
+	probe, _ := acquire(e, ep, 0)
 	require.NotNil(t, probe, "after the cool-down one probe goes through")
 	require.Equal(t, BreakerHalfOpen, e.Health("s1").Breaker)
-	second, _ := e.Acquire(ep, 0)
+	second, _ := acquire(e, ep, 0)
 	require.Nil(t, second, "only one probe at a time")
-	probe.Done(failed(0, ReasonTimeout))
+	_ = verdict(probe, failed(0, ReasonTimeout))
 	require.Equal(t, BreakerOpen, e.Health("s1").Breaker, "a failed probe opens it again")
-	blocked, _ := e.Acquire(ep, 0)
+	blocked, _ := acquire(e, ep, 0)
 	require.Nil(t, blocked, "for a whole new cool-down")
 
 	clk.advance(10 * time.Second)
-	probe, _ = e.Acquire(ep, 0)
+	probe, _ = acquire(e, ep, 0)
 	require.NotNil(t, probe)
-	v = probe.Done(ok)
+	v = verdict(probe, ok)
 	require.True(t, v.FailingSinceChanged, "the first success clears the persisted start")
 	require.True(t, v.FailingSince.IsZero())
 	h = e.Health("s1")
 	require.Equal(t, BreakerClosed, h.Breaker)
 	require.Zero(t, h.ConsecutiveFailures)
-	again, _ := e.Acquire(ep, 0)
+	again, _ := acquire(e, ep, 0)
 	require.NotNil(t, again)
-	again.Cancel()
+	_ = again.Cancel()
 }
 
 func TestGoneAndFailingTooLongDisable(t *testing.T) {
 	t.Parallel()
 	e, clk := newTestEndpoints(t, HealthConfig{DisableAfter: time.Hour})
-	s, _ := e.Acquire(Endpoint{SubscriptionID: "gone"}, 0)
-	require.Equal(t, DisabledGone, s.Done(failed(410, "http_410")).Disable)
+	s, _ := acquire(e, Endpoint{SubscriptionID: "gone"}, 0)
+	require.Equal(t, DisabledGone, verdict(s, failed(410, "http_410")).Disable)
 
 	// A restart: the run of failures began before it (persisted).
 	began := clk.t.Add(-50 * time.Minute)
 	ep := Endpoint{SubscriptionID: "flaky", FailingSince: began}
-	s, _ = e.Acquire(ep, 0)
-	v := s.Done(failed(500, "http_500"))
+	s, _ = acquire(e, ep, 0)
+	v := verdict(s, failed(500, "http_500"))
 	require.Empty(t, v.Disable)
 	require.Equal(t, began, v.FailingSince, "the clock did not restart")
 	clk.advance(10 * time.Minute)
-	s, _ = e.Acquire(ep, 0)
-	require.Equal(t, DisabledFailing, s.Done(failed(0, ReasonTimeout)).Disable, "an hour without a success")
+	s, _ = acquire(e, ep, 0)
+	require.Equal(t, DisabledFailing, verdict(s, failed(0, ReasonTimeout)).Disable, "an hour without a success")
 
-	s, _ = e.Acquire(Endpoint{SubscriptionID: "fine"}, 0)
-	require.Empty(t, s.Done(ok).Disable)
+	s, _ = acquire(e, Endpoint{SubscriptionID: "fine"}, 0)
+	require.Empty(t, verdict(s, ok).Disable)
+}
+
+func TestJobsWaitInMemoryForABusyEndpoint(t *testing.T) {
+	t.Parallel()
+	e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1, BreakerFailures: 1, BreakerCooldown: time.Minute})
+	ep := Endpoint{SubscriptionID: "s1"}
+	first, _ := acquire(e, ep, 1)
+	require.NotNil(t, first)
+
+	var ran []string
+	expired := make(chan time.Duration, 4)
+	queue := func(name string, maxWait time.Duration) bool {
+		_, _, queued := e.Acquire(ep, 1, &Queued{
+			MaxWait: maxWait,
+			Run: func(s *Slot) Handoff {
+				ran = append(ran, name)
+				_, next := s.Done(ok)
+				return next
+			},
+			Expire: func(wait time.Duration) { expired <- wait },
+		})
+		return queued
+	}
+	require.True(t, queue("a", time.Minute))
+	require.False(t, queue("b", time.Minute), "at most the cap's number of jobs wait")
+
+	_, next := first.Done(ok)
+	require.NotNil(t, next, "the freed slot goes to the waiting job")
+	for next != nil {
+		next = next()
+	}
+	require.Equal(t, []string{"a"}, ran)
+	require.Zero(t, e.Health("s1").InFlight)
+
+	// A job that gets no slot in time goes back.
+	busy, _ := acquire(e, ep, 1)
+	require.True(t, queue("c", 10*time.Millisecond))
+	select {
+	case <-expired:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting job never expired")
+	}
+	// The breaker opening puts back every waiting job: none runs past it.
+	require.True(t, queue("d", time.Minute))
+	_, next = busy.Done(failed(503, "http_503"))
+	require.Nil(t, next)
+	require.GreaterOrEqual(t, <-expired, 50*time.Second, "back after the cool-down")
+	require.Equal(t, []string{"a"}, ran)
+
+	// Shutdown puts back waiting jobs at once and queues no more.
+	e2, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1})
+	held, _ := acquire(e2, ep, 1)
+	_, _, queued := e2.Acquire(ep, 1, &Queued{MaxWait: time.Minute, Run: func(*Slot) Handoff { return nil }, Expire: func(w time.Duration) { expired <- w }})
+	require.True(t, queued)
+	e2.Flush()
+	require.Zero(t, <-expired)
+	_, _, queued = e2.Acquire(ep, 1, &Queued{MaxWait: time.Minute})
+	require.False(t, queued)
+	_ = held.Cancel()
 }

@@ -207,6 +207,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	stopping.Store(true)
 	routerIt.Drain()
 	workerIt.Drain()
+	d.deps.Endpoints.Flush() // jobs waiting in memory for a busy endpoint go back at once
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {

@@ -481,7 +481,7 @@ func TestPauseAndResumeAcrossReplicas(t *testing.T) {
 	for i := range held {
 		a.publish(t, "robot.connected", `{}`, fmt.Sprintf("p-%d", i))
 	}
-	waitUntil(t, 20*time.Second, func() bool { return a.disp.Stats().Held+b.disp.Stats().Held == held }, "all held")
+	waitUntil(t, time.Minute, func() bool { return a.disp.Stats().Held+b.disp.Stats().Held == held }, "all held")
 	require.NotZero(t, a.disp.Stats().Held)
 	require.NotZero(t, b.disp.Stats().Held, "both replicas held some")
 	require.Empty(t, rcv.reqs)
@@ -491,7 +491,7 @@ func TestPauseAndResumeAcrossReplicas(t *testing.T) {
 	a.queue.Resume(sub.ID) // A resumes, though B held half of them
 	got := map[string]int{}
 	for range held {
-		got[rcv.next(t, 20*time.Second).header.Get("X-Webhook-Delivery")]++
+		got[rcv.next(t, time.Minute).header.Get("X-Webhook-Delivery")]++
 	}
 	require.Len(t, got, held)
 	waitUntil(t, 10*time.Second, func() bool { return a.workersIdle(t) }, "queue empty")

@@ -35,10 +35,15 @@ const (
 type action int
 
 const (
-	ack  action = iota // done: the delivery succeeded or its next attempt is queued
-	nak                // back to the queue after delay, nothing counted
-	term               // leaves the queue: failed, held or cancelled, recorded with the job kept
+	ack    action = iota // done: the delivery succeeded or its next attempt is queued
+	nak                  // back to the queue after delay, nothing counted
+	term                 // leaves the queue: failed, held or cancelled, recorded with the job kept
+	waits                // waits in memory for a slot of its busy endpoint: settled later
 )
+
+// queueWait is how long a job waits in memory for a slot of its busy
+// endpoint before it goes back to JetStream.
+const queueWait = time.Second
 
 // settlement is how one job leaves a worker. Every path of the worker ends
 // in settle, which applies it in a fixed order: record, queue the next
@@ -56,7 +61,8 @@ type settlement struct {
 }
 
 // work runs one job: decide whether it may be attempted now, attempt,
-// decide what follows, settle.
+// decide what follows, settle; then run the jobs that waited for the
+// endpoint slot this attempt freed.
 func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 	job, err := delivery.DecodeJob(m.Headers(), m.Data())
 	if err != nil {
@@ -66,44 +72,89 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 	}
 	log := d.log.With().Str("delivery_id", job.ID).Str("event_id", job.EventID).
 		Str("event_type", job.Event).Str("subscription_id", job.SubscriptionID).Int("attempt", job.Attempt).Logger()
-	d.settle(ctx, m, job, d.decide(ctx, m, job, log), log)
+	s, next := d.decide(ctx, m, job, log)
+	d.settle(ctx, m, job, s, log)
+	for next != nil {
+		next = next()
+	}
 }
 
 // decide runs the job's attempt if it may run now, and returns how the job
-// is settled.
-func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job, log zerolog.Logger) settlement {
+// is settled, and the job that waited for the slot the attempt freed.
+func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job, log zerolog.Logger) (settlement, delivery.Handoff) {
 	if wait := job.NotBefore.Sub(d.now()); wait > 0 {
-		return settlement{act: nak, delay: wait} // a retry, published ahead of its time
+		return settlement{act: nak, delay: wait}, nil // a retry, published ahead of its time
 	}
-	sub, err := d.subscription(ctx, job.SubscriptionID)
-	if errors.Is(err, subscriptions.ErrNotFound) {
-		return d.verdict(job, subscriptions.Subscription{ID: job.SubscriptionID}, delivery.StatusCancelled, "subscription deleted", nil)
-	}
-	if err != nil {
-		return settlement{act: nak, delay: retryAfterOwnFailure, msg: "reading the subscription failed; will retry",
-			level: zerolog.ErrorLevel, log: func(e *zerolog.Event) *zerolog.Event { return e.Err(err) }}
-	}
-	if !sub.Active {
-		d.held.Add(1)
-		return d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job)
+	sub, s, ok := d.admissible(ctx, job)
+	if !ok {
+		return s, nil
 	}
 	var tries uint64
 	if md, err := m.Metadata(); err == nil {
 		tries = md.NumDelivered
 	}
-	slot, wait := d.deps.Endpoints.Acquire(endpoint(sub), tries)
-	if slot == nil {
+	slot, wait, queued := d.deps.Endpoints.Acquire(endpoint(sub), tries, &delivery.Queued{
+		MaxWait: queueWait,
+		Run: func(slot *delivery.Slot) delivery.Handoff {
+			return d.runQueued(ctx, m, job, slot, log)
+		},
+		Expire: func(wait time.Duration) {
+			d.deferred.Add(1)
+			_ = m.NakWithDelay(wait)
+		},
+	})
+	switch {
+	case queued:
+		return settlement{act: waits}, nil
+	case slot == nil:
 		d.deferred.Add(1)
-		return settlement{act: nak, delay: wait}
+		return settlement{act: nak, delay: wait}, nil
 	}
+	return d.run(ctx, m, job, sub, slot, log)
+}
+
+// runQueued runs a job that waited in memory, with the slot handed to it,
+// settles it and returns the next job that waited.
+func (d *Dispatcher) runQueued(ctx context.Context, m natsjs.Msg, job delivery.Job, slot *delivery.Slot, log zerolog.Logger) delivery.Handoff {
+	sub, s, ok := d.admissible(ctx, job) // the subscription may have changed meanwhile
+	var next delivery.Handoff
+	if ok {
+		s, next = d.run(ctx, m, job, sub, slot, log)
+	} else {
+		next = slot.Cancel()
+	}
+	d.settle(ctx, m, job, s, log)
+	return next
+}
+
+// admissible returns the job's subscription if its jobs may be attempted,
+// and otherwise how to settle the job: cancelled (deleted), held (paused or
+// disabled), or nak'ed when the subscription cannot be read.
+func (d *Dispatcher) admissible(ctx context.Context, job delivery.Job) (subscriptions.Subscription, settlement, bool) {
+	sub, err := d.subscription(ctx, job.SubscriptionID)
+	switch {
+	case errors.Is(err, subscriptions.ErrNotFound):
+		return sub, d.verdict(job, subscriptions.Subscription{ID: job.SubscriptionID}, delivery.StatusCancelled, "subscription deleted", nil), false
+	case err != nil:
+		return sub, settlement{act: nak, delay: retryAfterOwnFailure, msg: "reading the subscription failed; will retry",
+			level: zerolog.ErrorLevel, log: func(e *zerolog.Event) *zerolog.Event { return e.Err(err) }}, false
+	case !sub.Active:
+		d.held.Add(1)
+		return sub, d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job), false
+	}
+	return sub, settlement{}, true
+}
+
+// run makes the attempt in slot and returns its settlement, and the job
+// that waited for the slot.
+func (d *Dispatcher) run(ctx context.Context, m natsjs.Msg, job delivery.Job, sub subscriptions.Subscription, slot *delivery.Slot, log zerolog.Logger) (settlement, delivery.Handoff) {
 	res := d.attempt(ctx, m, job, sub)
 	// net/http reports the cancellation's cause, not context.Canceled, so
 	// any failure after the stop cancelled the work is a cut-off attempt.
 	if errors.Is(context.Cause(ctx), ErrStopping) && res.Outcome != delivery.OutcomeSucceeded {
-		slot.Cancel()
-		return settlement{act: nak, msg: "attempt cut off by shutdown; returned to the queue unrecorded", level: zerolog.InfoLevel}
+		return settlement{act: nak, msg: "attempt cut off by shutdown; returned to the queue unrecorded", level: zerolog.InfoLevel}, slot.Cancel()
 	}
-	health := slot.Done(res)
+	health, next := slot.Done(res)
 	if health.FailingSinceChanged {
 		if err := d.deps.Subscriptions.SetFailingSince(context.WithoutCancel(ctx), sub.ID, health.FailingSince); err != nil {
 			log.Warn().Err(err).Msg("recording when the endpoint began failing")
@@ -113,7 +164,7 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 		d.disable(ctx, sub, health.Disable, res, log)
 		sub.Active, sub.DisabledReason = false, health.Disable
 	}
-	return d.outcome(job, sub, res)
+	return d.outcome(job, sub, res), next
 }
 
 // outcome turns an attempt's result into a settlement: succeeded (ack),
@@ -178,6 +229,9 @@ func (d *Dispatcher) record(job delivery.Job, sub subscriptions.Subscription, st
 // cannot be written, the job is nak'ed and its attempt re-run later; it is
 // never acked without its record.
 func (d *Dispatcher) settle(ctx context.Context, m natsjs.Msg, job delivery.Job, s settlement, log zerolog.Logger) {
+	if s.act == waits {
+		return
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if s.rec != nil {
