@@ -78,8 +78,8 @@ type endpoint struct {
 	inFlight     int
 	slots        map[*Slot]struct{} // attempts in flight
 	avg          time.Duration      // moving average of attempt durations
-	failures     int // in a row, any failure
-	breakerRun   int // in a row, failures that count for the breaker
+	failures     int                // in a row, any failure
+	breakerRun   int                // in a row, failures that count for the breaker
 	state        string
 	openUntil    time.Time
 	probing      bool

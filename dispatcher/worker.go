@@ -35,10 +35,10 @@ const (
 type action int
 
 const (
-	ack    action = iota // done: the delivery succeeded or its next attempt is queued
-	nak                  // back to the queue after delay, nothing counted
-	term                 // leaves the queue: failed, held or cancelled, recorded with the job kept
-	waits                // waits in memory for a slot of its busy endpoint: settled later
+	ack   action = iota // done: the delivery succeeded or its next attempt is queued
+	nak                 // back to the queue after delay, nothing counted
+	term                // leaves the queue: failed, held or cancelled, recorded with the job kept
+	waits               // waits in memory for a slot of its busy endpoint: settled later
 )
 
 // queueWait is how long a job waits in memory for a slot of its busy
