@@ -49,7 +49,7 @@ type robot struct {
 	errs chan error
 }
 
-func connectRobot(t *testing.T, url string, opts ...nats.Option) *robot {
+func connectRobot(t testing.TB, url string, opts ...nats.Option) *robot {
 	t.Helper()
 	r := &robot{errs: make(chan error, 100)}
 	opts = append(slices.Clone(opts), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
