@@ -63,12 +63,13 @@ func robotPermissions() *server.Permissions {
 // robotUser is one entry of the users file: a name and password (plaintext
 // or a bcrypt hash, as nats-server takes them), or an NKey public key.
 type robotUser struct {
-	User     string `yaml:"user" json:"user"`
-	Password string `yaml:"password" json:"password"`
-	NKey     string `yaml:"nkey" json:"nkey"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	NKey     string `yaml:"nkey"`
 }
 
-// usersFile is the layout of the --nats-users-file (YAML or JSON).
+// usersFile is the layout of the --nats-users-file (YAML, or JSON, which the
+// YAML decoder reads too).
 type usersFile struct {
 	Users []robotUser `yaml:"users"`
 }

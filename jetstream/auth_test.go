@@ -465,10 +465,14 @@ func TestEmbeddedServerSettings(t *testing.T) {
 	})
 	t.Run("bad values", func(t *testing.T) {
 		t.Parallel()
-		for _, o := range []jetstream.Options{{MaxPayload: -1}, {SyncInterval: -time.Second}} {
-			o.StoreDir, o.Listen = t.TempDir(), "127.0.0.1:-1"
+		for want, o := range map[string]jetstream.Options{
+			"max payload -1: want 0":    {MaxPayload: -1, Listen: "127.0.0.1:-1"},
+			"sync interval -1s: want 0": {SyncInterval: -time.Second, Listen: "127.0.0.1:-1"},
+			`listen address "4222"`:     {Listen: "4222"},
+		} {
+			o.StoreDir = t.TempDir()
 			_, err := jetstream.Open(context.Background(), o, zerolog.Nop())
-			require.ErrorContains(t, err, "want 0")
+			require.ErrorContains(t, err, want)
 		}
 	})
 }

@@ -84,11 +84,7 @@ func Open(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 	if o.URL != "" {
 		return dial(ctx, o, log)
 	}
-	a, err := newAuth(o)
-	if err != nil {
-		return nil, err
-	}
-	ns, err := startEmbedded(o, a, log)
+	ns, a, err := startEmbedded(o, log)
 	if err != nil {
 		return nil, err
 	}
@@ -155,31 +151,37 @@ func redact(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-func startEmbedded(o Options, a *auth, log zerolog.Logger) (*server.Server, error) {
+// startEmbedded starts the embedded server and returns it with the auth
+// webhookd's own connection needs.
+func startEmbedded(o Options, log zerolog.Logger) (*server.Server, *auth, error) {
 	host, portStr, err := net.SplitHostPort(o.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: listen address %q: %w", o.Listen, err)
+		return nil, nil, fmt.Errorf("jetstream: listen address %q: %w", o.Listen, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: listen port %q: %w", portStr, err)
+		return nil, nil, fmt.Errorf("jetstream: listen port %q: %w", portStr, err)
 	}
 	if o.StoreDir == "" {
-		return nil, errors.New("jetstream: embedded server needs a store directory")
+		return nil, nil, errors.New("jetstream: embedded server needs a store directory")
+	}
+	if o.MaxPayload < 0 {
+		return nil, nil, fmt.Errorf("jetstream: max payload %d: want 0 (NATS default) or a positive size", o.MaxPayload)
+	}
+	if o.SyncInterval < 0 {
+		return nil, nil, fmt.Errorf("jetstream: sync interval %s: want 0 (NATS default) or a positive duration", o.SyncInterval)
+	}
+	a, err := newAuth(o)
+	if err != nil {
+		return nil, nil, err
 	}
 	if port > 0 {
 		// Fail fast and clearly: a busy port leaves the server never ready.
 		ln, err := net.Listen("tcp", o.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("%w: embedded server cannot listen on %s: %w", ErrUnavailable, o.Listen, err)
+			return nil, nil, fmt.Errorf("%w: embedded server cannot listen on %s: %w", ErrUnavailable, o.Listen, err)
 		}
 		_ = ln.Close()
-	}
-	if o.MaxPayload < 0 {
-		return nil, fmt.Errorf("jetstream: max payload %d: want 0 (NATS default) or a positive size", o.MaxPayload)
-	}
-	if o.SyncInterval < 0 {
-		return nil, fmt.Errorf("jetstream: sync interval %s: want 0 (NATS default) or a positive duration", o.SyncInterval)
 	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName:   "webhookd",
@@ -197,7 +199,7 @@ func startEmbedded(o Options, a *auth, log zerolog.Logger) (*server.Server, erro
 		NoAuthUser:   a.noAuthUser,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: embedded server: %w", err)
+		return nil, nil, fmt.Errorf("jetstream: embedded server: %w", err)
 	}
 	// Our own logger: the built-in one exits the process on a busy port.
 	ns.SetLoggerV2(serverLogger{log.With().Str("component", "nats-server").Logger()}, false, false, false)
@@ -208,16 +210,16 @@ func startEmbedded(o Options, a *auth, log zerolog.Logger) (*server.Server, erro
 	if err := ns.GlobalAccount().EnableJetStream(nil, nil); err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		return nil, fmt.Errorf("%w: enable JetStream: %w", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: enable JetStream: %w", ErrUnavailable, err)
 	}
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("%w: embedded server not ready on %s (port in use?)", ErrUnavailable, o.Listen)
+		return nil, nil, fmt.Errorf("%w: embedded server not ready on %s (port in use?)", ErrUnavailable, o.Listen)
 	}
 	log.Info().Str("listen", ns.ClientURL()).Str("store_dir", o.StoreDir).
 		Bool("anonymous_robots", a.noAuthUser != "").Int("robot_users", a.named).
 		Msg("embedded nats-server started")
-	return ns, nil
+	return ns, a, nil
 }
 
 // StoreDir returns the embedded server's JetStream directory under dataDir.
