@@ -27,6 +27,16 @@ type Config struct {
 	NATSURL string
 	// NATSListen (nats-listen) is the embedded server's client address.
 	NATSListen string
+	// NATSUsersFile (nats-users-file) lists the robots that may connect to
+	// the embedded server with a password or an NKey (YAML or JSON).
+	NATSUsersFile string
+	// NATSAllowAnonymous (nats-allow-anonymous) accepts robots without
+	// credentials on the embedded server even on a non-loopback listener or
+	// with a users file.
+	NATSAllowAnonymous bool
+	// StoreSync (store-sync) is how often the embedded server's file store
+	// fsyncs: after every write, or at an interval.
+	StoreSync StoreSync
 	// HTTPAddr (http-addr) is where the admin API, /healthz and /readyz listen.
 	HTTPAddr string
 	// AdminToken (admin-token) is the bearer token of the admin API.
@@ -85,6 +95,34 @@ type Config struct {
 // random bytes (webhookd generates 32, hex-encoded) resist guessing.
 const MinAdminTokenLen = 32
 
+// StoreSync is when the embedded server's file store calls fsync.
+type StoreSync struct {
+	// Always syncs after every write; Interval is then unused.
+	Always bool
+	// Interval between background syncs.
+	Interval time.Duration
+}
+
+// ParseStoreSync reads "always" or a positive duration such as "1s".
+func ParseStoreSync(s string) (StoreSync, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "always") {
+		return StoreSync{Always: true}, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || d <= 0 {
+		return StoreSync{}, fmt.Errorf("%q: want always or a positive duration such as 1s", s)
+	}
+	return StoreSync{Interval: d}, nil
+}
+
+// String returns the form ParseStoreSync reads.
+func (s StoreSync) String() string {
+	if s.Always {
+		return "always"
+	}
+	return s.Interval.String()
+}
+
 // Catalog returns the built-in event types.
 func Catalog() []string {
 	return []string{
@@ -100,6 +138,7 @@ func Default() Config {
 	return Config{
 		DataDir:         "./data",
 		NATSListen:      "127.0.0.1:4222",
+		StoreSync:       StoreSync{Always: true},
 		HTTPAddr:        "127.0.0.1:8080",
 		DeliveryTimeout: 30 * time.Second,
 		RetryBackoff:    Backoff{Delays: []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}},
@@ -134,6 +173,10 @@ type field struct {
 	set   func(*Config, string) error
 }
 
+// keyAllowAnonymous is the one bool key: its flag may be given without a
+// value. (Listed apart from field so the field literals stay as they are.)
+const keyAllowAnonymous = "nats-allow-anonymous"
+
 func fields() []field {
 	str := func(name, usage string, p func(*Config) *string) field {
 		return field{name, usage,
@@ -164,6 +207,18 @@ func fields() []field {
 				return nil
 			}}
 	}
+	boolean := func(name, usage string, p func(*Config) *bool) field {
+		return field{name, usage,
+			func(c *Config) string { return strconv.FormatBool(*p(c)) },
+			func(c *Config, s string) error {
+				b, err := strconv.ParseBool(s)
+				if err != nil {
+					return errors.New("want true or false")
+				}
+				*p(c) = b
+				return nil
+			}}
+	}
 	size := func(name, usage string, p func(*Config) *int64) field {
 		return field{name, usage,
 			func(c *Config) string { return FormatSize(*p(c)) },
@@ -179,7 +234,19 @@ func fields() []field {
 	return []field{
 		str("data-dir", "directory for the bbolt file and the embedded NATS store (created when missing)", func(c *Config) *string { return &c.DataDir }),
 		str("nats-url", "external NATS server(s), comma-separated; empty runs an embedded server", func(c *Config) *string { return &c.NATSURL }),
-		str("nats-listen", "client address of the embedded NATS server", func(c *Config) *string { return &c.NATSListen }),
+		str("nats-listen", "client address of the embedded NATS server; anything but loopback needs --nats-users-file or --nats-allow-anonymous", func(c *Config) *string { return &c.NATSListen }),
+		str("nats-users-file", "YAML or JSON file of robots that may connect to the embedded NATS server (users with a password or bcrypt hash, or NKey public keys); giving one turns anonymous robots off unless --nats-allow-anonymous", func(c *Config) *string { return &c.NATSUsersFile }),
+		boolean(keyAllowAnonymous, "accept robots without credentials on the embedded NATS server (they may only publish events.>); without it anonymous robots are accepted only on a loopback listener without --nats-users-file", func(c *Config) *bool { return &c.NATSAllowAnonymous }),
+		{name: "store-sync", usage: "when the embedded NATS store fsyncs: always (after every write: a machine crash or power cut loses no acknowledged event) or an interval such as 1s (several times the throughput; a machine crash loses up to that much). Applies to the embedded single-node server only",
+			get: func(c *Config) string { return c.StoreSync.String() },
+			set: func(c *Config, s string) error {
+				v, err := ParseStoreSync(s)
+				if err != nil {
+					return err
+				}
+				c.StoreSync = v
+				return nil
+			}},
 		str("http-addr", "address of the admin API, /healthz and /readyz", func(c *Config) *string { return &c.HTTPAddr }),
 		str("admin-token", "bearer token of the admin API (empty: generated once into <data-dir>/admin-token)", func(c *Config) *string { return &c.AdminToken }),
 		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
@@ -253,12 +320,17 @@ func EnvName(key string) string {
 // to usage; with --help Load returns flag.ErrHelp.
 func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("webhookd", flag.ContinueOnError)
+	boolKeys := map[string]bool{keyAllowAnonymous: true}
 	fs.SetOutput(usage)
 	all := fields()
 	def := Default()
 	given := map[string]string{}
 	for _, f := range all {
-		fs.Func(f.name, f.usage+" (default "+strconv.Quote(f.get(&def))+")", func(s string) error {
+		register := fs.Func
+		if boolKeys[f.name] {
+			register = fs.BoolFunc // --name alone means true
+		}
+		register(f.name, f.usage+" (default "+strconv.Quote(f.get(&def))+")", func(s string) error {
 			given[f.name] = s
 			return nil
 		})
@@ -375,6 +447,11 @@ func (c Config) Validate() error {
 		if _, _, err := splitHostPort(c.NATSListen); err != nil {
 			return bad("nats-listen", "%q: %v", c.NATSListen, err)
 		}
+		if !c.StoreSync.Always && c.StoreSync.Interval <= 0 {
+			return bad("store-sync", "%s: want always or a positive duration", c.StoreSync)
+		}
+	} else if c.NATSUsersFile != "" {
+		return bad("nats-users-file", "applies to the embedded server only; with --nats-url the cluster's own configuration names its users")
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return bad("http-addr", "%q: want host:port: %v", c.HTTPAddr, err)

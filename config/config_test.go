@@ -38,6 +38,66 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, 30*time.Second, cfg.DeliveryTimeout)
 	require.Equal(t, []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}, cfg.RetryBackoff.Delays)
 	require.Equal(t, "json", cfg.LogFormat)
+	require.Equal(t, config.StoreSync{Always: true}, cfg.StoreSync, "a single node fsyncs every write")
+	require.False(t, cfg.NATSAllowAnonymous)
+	require.Empty(t, cfg.NATSUsersFile)
+}
+
+func TestLoadNATSAuthAndStoreSync(t *testing.T) {
+	t.Parallel()
+	yml := writeYAML(t, `
+nats-users-file: /etc/webhookd/robots.yaml
+nats-allow-anonymous: true
+store-sync: 1s
+`)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want config.Config
+	}{
+		{"yaml", []string{"--config", yml}, nil,
+			config.Config{NATSUsersFile: "/etc/webhookd/robots.yaml", NATSAllowAnonymous: true, StoreSync: config.StoreSync{Interval: time.Second}}},
+		{"env over yaml", []string{"--config", yml}, map[string]string{"WEBHOOKD_NATS_ALLOW_ANONYMOUS": "false", "WEBHOOKD_STORE_SYNC": "always"},
+			config.Config{NATSUsersFile: "/etc/webhookd/robots.yaml", StoreSync: config.StoreSync{Always: true}}},
+		{"bare bool flag", []string{"--nats-allow-anonymous", "--store-sync", "250ms"}, nil,
+			config.Config{NATSAllowAnonymous: true, StoreSync: config.StoreSync{Interval: 250 * time.Millisecond}}},
+		{"bool flag set false over yaml", []string{"--config", yml, "--nats-allow-anonymous=false", "--store-sync", "ALWAYS"}, nil,
+			config.Config{NATSUsersFile: "/etc/webhookd/robots.yaml", StoreSync: config.StoreSync{Always: true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := config.Load(tt.args, env(tt.env), io.Discard)
+			require.NoError(t, err)
+			require.Equal(t, tt.want.NATSUsersFile, cfg.NATSUsersFile)
+			require.Equal(t, tt.want.NATSAllowAnonymous, cfg.NATSAllowAnonymous)
+			require.Equal(t, tt.want.StoreSync, cfg.StoreSync)
+		})
+	}
+}
+
+func TestParseStoreSync(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]config.StoreSync{
+		"always": {Always: true}, " Always ": {Always: true}, "1s": {Interval: time.Second}, "2m0s": {Interval: 2 * time.Minute},
+	} {
+		got, err := config.ParseStoreSync(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+		again, err := config.ParseStoreSync(got.String())
+		require.NoError(t, err)
+		require.Equal(t, got, again, "String round-trips %q", in)
+	}
+	for _, in := range []string{"", "never", "0s", "-1s", "1", "sometimes"} {
+		_, err := config.ParseStoreSync(in)
+		require.ErrorContains(t, err, "want always or a positive duration", "%q", in)
+	}
+	c := config.Default()
+	c.StoreSync = config.StoreSync{}
+	var fe *config.FieldError
+	require.ErrorAs(t, c.Validate(), &fe, "a config built in code is checked too")
+	require.Equal(t, "store-sync", fe.Field)
 }
 
 func TestLoadPrecedence(t *testing.T) {
@@ -110,6 +170,12 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"workers not a number", []string{"--workers", "many"}, nil, "", "workers"},
 		{"ack pending below workers", []string{"--workers", "10", "--max-ack-pending", "5"}, nil, "", "max-ack-pending"},
 		{"bad event type", []string{"--event-types", "task.*"}, nil, "", "event-types"},
+		{"bad store sync", []string{"--store-sync", "never"}, nil, "", "store-sync"},
+		{"zero store sync", nil, map[string]string{"WEBHOOKD_STORE_SYNC": "0s"}, "", "store-sync"},
+		{"bad bool flag", []string{"--nats-allow-anonymous=maybe"}, nil, "", "nats-allow-anonymous"},
+		{"bad bool env", nil, map[string]string{"WEBHOOKD_NATS_ALLOW_ANONYMOUS": "yes please"}, "", "nats-allow-anonymous"},
+		{"bad bool yaml", nil, nil, "nats-allow-anonymous: maybe\n", "nats-allow-anonymous"},
+		{"users file with external nats", []string{"--nats-url", "nats://n1:4222", "--nats-users-file", "robots.yaml"}, nil, "", "nats-users-file"},
 		{"unknown yaml key", nil, nil, "data_dir: x\n", "data_dir"},
 		{"bad yaml value", nil, nil, "workers: [a, {b: c}]\n", "workers"},
 	}
@@ -135,7 +201,8 @@ func TestLoadHelpAndMissingFile(t *testing.T) {
 	_, err := config.Load([]string{"--help"}, env(nil), &out)
 	require.ErrorIs(t, err, flag.ErrHelp)
 	for _, name := range []string{"--data-dir", "--nats-url", "--nats-listen", "--http-addr", "--admin-token",
-		"--delivery-timeout", "--retry-backoff", "--allow-targets", "--log-level", "--log-format", "--config"} {
+		"--delivery-timeout", "--retry-backoff", "--allow-targets", "--log-level", "--log-format", "--config",
+		"--nats-users-file", "--nats-allow-anonymous", "--store-sync"} {
 		require.Contains(t, out.String(), name)
 	}
 	_, err = config.Load([]string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, env(nil), io.Discard)

@@ -29,6 +29,27 @@ type Options struct {
 	Name string
 	// ConnectTimeout bounds the first connection to an external server.
 	ConnectTimeout time.Duration
+
+	// The fields below apply to the embedded server only.
+
+	// UsersFile names the robots that may connect with credentials: YAML or
+	// JSON, a "users" list of {user, password} (plaintext or bcrypt) or
+	// {nkey} (a user public key) entries. Giving one turns anonymous robots
+	// off unless AllowAnonymous is set.
+	UsersFile string
+	// AllowAnonymous accepts robots without credentials. Without a users
+	// file they are accepted anyway on a loopback listener; a non-loopback
+	// listener without a users file is refused unless this is set.
+	AllowAnonymous bool
+	// SyncAlways makes the file store fsync after every write: nothing
+	// acknowledged is lost when the machine crashes, at a throughput cost.
+	SyncAlways bool
+	// SyncInterval is how often the file store fsyncs when SyncAlways is
+	// off; 0 keeps the NATS default (2 minutes).
+	SyncInterval time.Duration
+	// MaxPayload is the largest message the server accepts, in bytes; 0
+	// keeps the NATS default (1 MiB).
+	MaxPayload int32
 }
 
 // Conn is an open NATS connection with its JetStream context, and the
@@ -48,6 +69,14 @@ var ErrUnavailable = errors.New("jetstream: NATS unavailable")
 // server with JetStream and connects to it in-process. It returns an error
 // wrapping ErrUnavailable when the server cannot be reached or started (for
 // example when the embedded server's port is in use).
+//
+// The embedded server is closed by default: robots (anonymous, or named in
+// o.UsersFile) may only publish to events.> (not events.webhook.>) and
+// receive their acks on _INBOX.>; webhookd's own connection is in-process,
+// with a random password that lives only in this process, and uses
+// InboxPrefix. Open refuses a non-loopback o.Listen without o.UsersFile
+// unless o.AllowAnonymous says anonymous robots are wanted there, and returns
+// a one-line error for a users file it cannot read or with a bad entry.
 func Open(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 	if o.Name == "" {
 		o.Name = "webhookd"
@@ -55,12 +84,13 @@ func Open(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 	if o.URL != "" {
 		return dial(ctx, o, log)
 	}
-	ns, err := startEmbedded(o, log)
+	ns, a, err := startEmbedded(o, log)
 	if err != nil {
 		return nil, err
 	}
 	closed := make(chan struct{})
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(o.Name), nats.MaxReconnects(-1),
+		nats.UserInfo(internalUser, a.password), nats.CustomInboxPrefix(InboxPrefix),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 	if err != nil {
 		ns.Shutdown()
@@ -86,6 +116,7 @@ func dial(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 	closed := make(chan struct{})
 	nc, err := nats.Connect(o.URL,
 		nats.Name(o.Name),
+		nats.CustomInboxPrefix(InboxPrefix),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
@@ -120,47 +151,75 @@ func redact(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-func startEmbedded(o Options, log zerolog.Logger) (*server.Server, error) {
+// startEmbedded starts the embedded server and returns it with the auth
+// webhookd's own connection needs.
+func startEmbedded(o Options, log zerolog.Logger) (*server.Server, *auth, error) {
 	host, portStr, err := net.SplitHostPort(o.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: listen address %q: %w", o.Listen, err)
+		return nil, nil, fmt.Errorf("jetstream: listen address %q: %w", o.Listen, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: listen port %q: %w", portStr, err)
+		return nil, nil, fmt.Errorf("jetstream: listen port %q: %w", portStr, err)
 	}
 	if o.StoreDir == "" {
-		return nil, errors.New("jetstream: embedded server needs a store directory")
+		return nil, nil, errors.New("jetstream: embedded server needs a store directory")
+	}
+	if o.MaxPayload < 0 {
+		return nil, nil, fmt.Errorf("jetstream: max payload %d: want 0 (NATS default) or a positive size", o.MaxPayload)
+	}
+	if o.SyncInterval < 0 {
+		return nil, nil, fmt.Errorf("jetstream: sync interval %s: want 0 (NATS default) or a positive duration", o.SyncInterval)
+	}
+	a, err := newAuth(o)
+	if err != nil {
+		return nil, nil, err
 	}
 	if port > 0 {
 		// Fail fast and clearly: a busy port leaves the server never ready.
 		ln, err := net.Listen("tcp", o.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("%w: embedded server cannot listen on %s: %w", ErrUnavailable, o.Listen, err)
+			return nil, nil, fmt.Errorf("%w: embedded server cannot listen on %s: %w", ErrUnavailable, o.Listen, err)
 		}
 		_ = ln.Close()
 	}
 	ns, err := server.NewServer(&server.Options{
-		ServerName: "webhookd",
-		JetStream:  true,
-		StoreDir:   o.StoreDir,
-		Host:       host,
-		Port:       port,
-		NoSigs:     true,
-		// Nothing in front of NATS' own limits: 1 MiB payloads by default.
+		ServerName:   "webhookd",
+		JetStream:    true,
+		StoreDir:     o.StoreDir,
+		SyncAlways:   o.SyncAlways,
+		SyncInterval: o.SyncInterval,
+		MaxPayload:   o.MaxPayload,
+		Host:         host,
+		Port:         port,
+		NoSigs:       true,
+		Accounts:     a.accounts,
+		Users:        a.users,
+		Nkeys:        a.nkeys,
+		NoAuthUser:   a.noAuthUser,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: embedded server: %w", err)
+		return nil, nil, fmt.Errorf("jetstream: embedded server: %w", err)
 	}
 	// Our own logger: the built-in one exits the process on a busy port.
 	ns.SetLoggerV2(serverLogger{log.With().Str("component", "nats-server").Logger()}, false, false, false)
 	ns.Start()
+	// With a second account configured the server enables JetStream only for
+	// accounts that ask for it; the global account keeps the streams (and
+	// the store layout, <store>/$G) it always had.
+	if err := ns.GlobalAccount().EnableJetStream(nil, nil); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, nil, fmt.Errorf("%w: enable JetStream: %w", ErrUnavailable, err)
+	}
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("%w: embedded server not ready on %s (port in use?)", ErrUnavailable, o.Listen)
+		return nil, nil, fmt.Errorf("%w: embedded server not ready on %s (port in use?)", ErrUnavailable, o.Listen)
 	}
-	log.Info().Str("listen", ns.ClientURL()).Str("store_dir", o.StoreDir).Msg("embedded nats-server started")
-	return ns, nil
+	log.Info().Str("listen", ns.ClientURL()).Str("store_dir", o.StoreDir).
+		Bool("anonymous_robots", a.noAuthUser != "").Int("robot_users", a.named).
+		Msg("embedded nats-server started")
+	return ns, a, nil
 }
 
 // StoreDir returns the embedded server's JetStream directory under dataDir.

@@ -92,6 +92,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 
 	conn, err := jetstream.Open(ctx, jetstream.Options{
 		URL: cfg.NATSURL, StoreDir: jetstream.StoreDir(cfg.DataDir), Listen: cfg.NATSListen, Name: "webhookd-" + replica,
+		UsersFile: cfg.NATSUsersFile, AllowAnonymous: cfg.NATSAllowAnonymous,
+		SyncAlways: cfg.StoreSync.Always, SyncInterval: cfg.StoreSync.Interval,
 	}, log)
 	if err != nil {
 		return err

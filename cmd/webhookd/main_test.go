@@ -90,6 +90,7 @@ func start(t *testing.T, extra ...string) *daemon {
 		}
 		select {
 		case err := <-done:
+			done <- err // for the cleanup's stop, which would otherwise wait forever
 			t.Fatalf("webhookd exited before ready: %v\n%s", err, d.logs.String())
 		default:
 		}

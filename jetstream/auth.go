@@ -1,0 +1,268 @@
+package jetstream
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"unicode"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// InboxPrefix is the inbox prefix of webhookd's own connection (embedded or
+// external). Robots may subscribe to _INBOX.> to receive their publish acks,
+// so webhookd's replies (KV reads, pull-consumer deliveries) must not travel
+// under that prefix. On an external server, webhookd's user needs subscribe
+// rights on InboxPrefix + ".>".
+const InboxPrefix = "_WEBHOOKD_INBOX"
+
+// Accounts and users of the embedded server. webhookd and JetStream live in
+// the global account ($G, where existing stores keep their streams); robots
+// live in their own account and reach events.> through a service import.
+// The import is what makes a robot's reply subject harmless: JetStream
+// answers a publish on a subject mapped back into the robots account, so a
+// robot that sets its reply to deliveries.x or $KV.subscriptions.<id> cannot
+// make JetStream write its ack into webhookd's streams, which a single
+// account with publish permissions alone would allow (the server does not
+// check reply subjects against publish permissions).
+const (
+	robotsAccount = "ROBOTS"
+	internalUser  = "webhookd"
+	// inProcess is jwt.ConnectionTypeInProcess: webhookd's user may only
+	// connect in-process, never over TCP.
+	inProcess = "IN_PROCESS"
+)
+
+// Subjects of the robot permissions.
+const (
+	// reservedEvents are webhookd's own operational events
+	// (events.webhook.subscription_disabled, …): robots may not forge them.
+	reservedEvents = EventsPrefix + "webhook.>"
+	robotInboxes   = "_INBOX.>"
+)
+
+// robotPermissions lets a robot publish events, except webhookd's own, and
+// receive the acks JetStream sends to its inbox. Nothing else: no JetStream
+// API, no KV, no other subjects.
+func robotPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{EventsPrefix + ">"}, Deny: []string{reservedEvents}},
+		Subscribe: &server.SubjectPermission{Allow: []string{robotInboxes}},
+	}
+}
+
+// robotUser is one entry of the users file: a name and password (plaintext
+// or a bcrypt hash, as nats-server takes them), or an NKey public key.
+type robotUser struct {
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	NKey     string `yaml:"nkey"`
+}
+
+// usersFile is the layout of the --nats-users-file (YAML, or JSON, which the
+// YAML decoder reads too).
+type usersFile struct {
+	Users []robotUser `yaml:"users"`
+}
+
+// loadUsers reads and validates a users file:
+//
+//	users:
+//	  - user: robot-7
+//	    password: $2a$11$…   # bcrypt ("nats server passwd"), or plaintext
+//	  - nkey: UDXU4RCS…      # a user's public NKey; the robot holds the seed
+//
+// JSON with the same keys is accepted. Errors name the entry but never echo
+// a password or a seed.
+func loadUsers(path string) ([]robotUser, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: users file: %w", err)
+	}
+	users, err := parseUsers(raw)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: users file %s: %w", path, err)
+	}
+	return users, nil
+}
+
+func parseUsers(raw []byte) ([]robotUser, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var f usersFile
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, errors.New(oneLine(err.Error()))
+	}
+	if len(f.Users) == 0 {
+		return nil, errors.New(`no users: want a "users" list of {user, password} or {nkey} entries`)
+	}
+	names, keys := map[string]bool{}, map[string]bool{}
+	for i, u := range f.Users {
+		if err := checkUser(u); err != nil {
+			return nil, fmt.Errorf("users[%d]: %w", i, err)
+		}
+		if u.NKey != "" {
+			if keys[u.NKey] {
+				return nil, fmt.Errorf("users[%d]: nkey %s is listed twice", i, u.NKey)
+			}
+			keys[u.NKey] = true
+			continue
+		}
+		if names[u.User] {
+			return nil, fmt.Errorf("users[%d]: user %q is listed twice", i, u.User)
+		}
+		names[u.User] = true
+	}
+	return f.Users, nil
+}
+
+func checkUser(u robotUser) error {
+	if u.NKey != "" {
+		if u.User != "" || u.Password != "" {
+			return errors.New("give either nkey or user and password, not both")
+		}
+		if strings.HasPrefix(u.NKey, "S") {
+			return errors.New("nkey is a private seed: give its public key (U…), keep the seed with the robot")
+		}
+		if !nkeys.IsValidPublicUserKey(u.NKey) {
+			return errors.New("nkey is not a user public key (56 characters starting with U)")
+		}
+		return nil
+	}
+	switch {
+	case u.User == "" && u.Password == "":
+		return errors.New("empty entry: want user and password, or nkey")
+	case u.User == "":
+		return errors.New("password without user")
+	case u.Password == "":
+		return fmt.Errorf("user %q has no password", u.User)
+	case u.User == internalUser:
+		return fmt.Errorf("user name %q is reserved", u.User)
+	case strings.ContainsFunc(u.User, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		return fmt.Errorf("user %q: name contains spaces or control characters", u.User)
+	case strings.HasPrefix(u.Password, "$2"):
+		if _, err := bcrypt.Cost([]byte(u.Password)); err != nil {
+			return fmt.Errorf("user %q: password looks like a bcrypt hash but is not one: %w", u.User, err)
+		}
+	}
+	return nil
+}
+
+// oneLine folds a multi-line parser message into one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// auth is the embedded server's accounts and users, plus the password of
+// webhookd's own in-process connection.
+type auth struct {
+	accounts   []*server.Account
+	users      []*server.User
+	nkeys      []*server.NkeyUser
+	noAuthUser string
+	named      int // robots from the users file
+	password   string
+}
+
+// newAuth builds the accounts and users for o. Anonymous robots are accepted
+// on a loopback listener without a users file, or wherever o.AllowAnonymous
+// says so; a non-loopback listener needs a users file or AllowAnonymous.
+func newAuth(o Options) (*auth, error) {
+	anonymous := o.AllowAnonymous || (o.UsersFile == "" && isLoopback(o.Listen))
+	if o.UsersFile == "" && !anonymous {
+		return nil, fmt.Errorf("jetstream: embedded server on non-loopback %s would let anyone publish events: "+
+			"give --nats-users-file, or --nats-allow-anonymous to accept robots without credentials there", o.Listen)
+	}
+	var robots []robotUser
+	if o.UsersFile != "" {
+		var err error
+		if robots, err = loadUsers(o.UsersFile); err != nil {
+			return nil, err
+		}
+	}
+
+	global := server.NewAccount(server.DEFAULT_GLOBAL_ACCOUNT)
+	robotsAcc := server.NewAccount(robotsAccount)
+	if err := global.AddServiceExport(EventsPrefix+">", []*server.Account{robotsAcc}); err != nil {
+		return nil, fmt.Errorf("jetstream: export events: %w", err)
+	}
+	if err := robotsAcc.AddServiceImport(global, EventsPrefix+">", EventsPrefix+">"); err != nil {
+		return nil, fmt.Errorf("jetstream: import events: %w", err)
+	}
+
+	password, err := randomSecret()
+	if err != nil {
+		return nil, err
+	}
+	// Only the hash sits in the server's options; a random 256-bit secret
+	// needs no slow hash, so the minimum cost keeps start-up fast.
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: hash internal password: %w", err)
+	}
+	a := &auth{
+		accounts: []*server.Account{global, robotsAcc},
+		users: []*server.User{{
+			Username: internalUser, Password: string(hash), Account: global,
+			AllowedConnectionTypes: map[string]struct{}{inProcess: {}},
+		}},
+		named:    len(robots),
+		password: password,
+	}
+	if anonymous {
+		// Clients without credentials become this NKey user. An NKey and not
+		// a password user: the server would compare a stored bcrypt hash
+		// against itself, and a plaintext one makes it warn at every start.
+		// No one holds the seed; presenting the key unsigned gives nothing
+		// beyond what anonymous robots have.
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: anonymous identity: %w", err)
+		}
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: anonymous identity: %w", err)
+		}
+		a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: pub, Permissions: robotPermissions(), Account: robotsAcc})
+		a.noAuthUser = pub
+	}
+	for _, r := range robots {
+		if r.NKey != "" {
+			a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: r.NKey, Permissions: robotPermissions(), Account: robotsAcc})
+			continue
+		}
+		a.users = append(a.users, &server.User{
+			Username: r.User, Password: r.Password, Permissions: robotPermissions(), Account: robotsAcc,
+		})
+	}
+	return a, nil
+}
+
+func randomSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("jetstream: random secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// isLoopback reports whether a listen address binds loopback only. An empty
+// host (all interfaces) or any name but localhost is not loopback.
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,7 @@
+package jetstream
+
+import "github.com/nats-io/nats-server/v2/server"
+
+// Server returns the embedded server, so tests can inspect its connections
+// and JetStream configuration.
+func (c *Conn) Server() *server.Server { return c.server }
