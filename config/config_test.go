@@ -38,7 +38,7 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, 30*time.Second, cfg.DeliveryTimeout)
 	require.Equal(t, []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}, cfg.RetryBackoff.Delays)
 	require.Equal(t, "json", cfg.LogFormat)
-	require.Equal(t, config.StoreSync{Always: true}, cfg.StoreSync, "a single node fsyncs every write")
+	require.Equal(t, config.StoreSync{Interval: time.Second}, cfg.StoreSync, "a single node fsyncs every second")
 	require.False(t, cfg.NATSAllowAnonymous)
 	require.Empty(t, cfg.NATSUsersFile)
 }
