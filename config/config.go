@@ -64,7 +64,19 @@ type Config struct {
 	// SecretGrace (secret-grace) is how long a rotated-out secret keeps
 	// signing deliveries.
 	SecretGrace time.Duration
+	// SecretKeyFile (secret-key-file) names a file holding the base64 32-byte
+	// key that encrypts subscription secrets at rest (AES-256-GCM). Empty, and
+	// without SecretKey, secrets are stored in plaintext.
+	SecretKeyFile string
+	// SecretKey is that key itself, base64. It is read only from the
+	// environment variable WEBHOOKD_SECRET_KEY (never a flag or the YAML
+	// file, so it stays out of process listings and config files) and is
+	// never printed.
+	SecretKey string
 }
+
+// EnvSecretKey is the environment variable that gives the secret key itself.
+const EnvSecretKey = "WEBHOOKD_SECRET_KEY"
 
 // Catalog returns the built-in event types.
 func Catalog() []string {
@@ -183,6 +195,7 @@ func fields() []field {
 		dur("retention", "how long delivery history is kept", func(c *Config) *time.Duration { return &c.Retention }),
 		dur("event-retention", "how long events and delivery jobs stay in their streams", func(c *Config) *time.Duration { return &c.EventRetention }),
 		dur("secret-grace", "how long a rotated-out secret keeps signing deliveries", func(c *Config) *time.Duration { return &c.SecretGrace }),
+		str("secret-key-file", "file with a base64 32-byte key (openssl rand -base64 32) that encrypts subscription secrets at rest; or give the key in "+EnvSecretKey, func(c *Config) *string { return &c.SecretKeyFile }),
 		{"event-types", "event types accepted in addition to the built-in catalog, comma-separated",
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
@@ -250,6 +263,9 @@ func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer)
 				return Config{}, &FieldError{Field: f.name, Reason: fmt.Sprintf("%s=%q: %v", EnvName(f.name), v, err), Err: err}
 			}
 		}
+	}
+	if v, ok := lookupEnv(EnvSecretKey); ok {
+		cfg.SecretKey = v
 	}
 	for _, f := range all {
 		if v, ok := given[f.name]; ok {
@@ -367,6 +383,9 @@ func (c Config) Validate() error {
 	}
 	if c.SecretGrace < 0 {
 		return bad("secret-grace", "must not be negative, got %s", c.SecretGrace)
+	}
+	if c.SecretKeyFile != "" && c.SecretKey != "" {
+		return bad("secret-key-file", "set either it or %s, not both", EnvSecretKey)
 	}
 	for _, t := range c.EventTypes {
 		if !ValidEventType(t) {
