@@ -451,9 +451,7 @@ func (s *Store) Create(ctx context.Context, sub Subscription) (Subscription, err
 // Update applies fn to the stored subscription and writes it back with
 // compare-and-set. It returns ErrNotFound for an unknown id, ErrConflict when
 // the record changed in between, and an error wrapping ErrInvalid when fn
-// leaves it invalid. fn may change any field but ID and CreatedAt; when it
-// returns errUnchanged nothing is written and the stored subscription is
-// returned.
+// leaves it invalid. fn may change any field but ID and CreatedAt.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) error) (Subscription, error) {
 	sub, orig, err := s.fetch(ctx, id)
 	if err != nil {
@@ -461,7 +459,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) er
 	}
 	created := sub.CreatedAt
 	if err := fn(&sub); errors.Is(err, errUnchanged) {
-		return sub, nil
+		return sub, nil // fn left it as stored: nothing to write
 	} else if err != nil {
 		return Subscription{}, err
 	}
