@@ -77,7 +77,10 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 
 // delivery returns the delivery named by the path, or a 404.
 func (s *Server) delivery(r *http.Request) (delivery.Delivery, error) {
-	id := r.PathValue("id")
+	id, err := pathID(r, "delivery")
+	if err != nil {
+		return delivery.Delivery{}, err
+	}
 	d, err := s.deps.Store.Get(id)
 	if errors.Is(err, delivery.ErrNotFound) {
 		return d, notFound("delivery", id)

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"path"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -132,7 +134,44 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/", s.authorized(func(http.ResponseWriter, *http.Request) error {
 		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route")
 	}))
-	return s.logged(mux)
+	return s.logged(s.cleanPaths(mux))
+}
+
+// cleanPaths answers 404 for an API path with an empty or dot segment
+// ("/v1/subscriptions//pause", "/v1/subscriptions/./pause"), where the mux
+// would redirect to another route: such a path names no id.
+func (s *Server) cleanPaths(next http.Handler) http.Handler {
+	noRoute := s.authorized(func(http.ResponseWriter, *http.Request) error {
+		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route: empty or dot path segment")
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.EscapedPath()
+		if strings.HasPrefix(p, "/v1/") {
+			clean := path.Clean(p)
+			if strings.HasSuffix(p, "/") {
+				clean += "/"
+			}
+			if clean != p {
+				noRoute.ServeHTTP(w, r)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// pathID returns the {id} of the request's path. Subscription and delivery
+// ids are UUIDs: anything else (wildcards, dots, spaces, slashes, empty or
+// long strings) answers 404 before a store sees it.
+func pathID(r *http.Request, what string) (string, error) {
+	id := r.PathValue("id")
+	if len(id) != 36 || uuid.Validate(id) != nil {
+		if len(id) > 40 {
+			id = strings.ToValidUTF8(id[:40], "") + "…"
+		}
+		return "", apiError(http.StatusNotFound, client.CodeNotFound, "%s %q not found: ids are UUIDs", what, id)
+	}
+	return id, nil
 }
 
 // authorized checks the bearer token in constant time, then runs h.

@@ -28,10 +28,15 @@ func (s *Server) view(sub subscriptions.Subscription, withSecret bool) client.Su
 	}
 	v := client.Subscription{
 		ID: sub.ID, URL: sub.URL, Events: sub.Events, Description: sub.Description, Timeout: timeout.String(),
-		Active: sub.Active, CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt,
+		Active: sub.Active, MaxInFlight: sub.MaxInFlight, DisabledReason: sub.DisabledReason,
+		DisabledAt: sub.DisabledAt, FailingSince: sub.FailingSince, CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt,
 	}
 	if withSecret {
 		v.Secret = sub.Secret
+	}
+	if s.deps.Endpoints != nil {
+		h := endpointView(s.deps.Endpoints.Health(sub.ID))
+		v.Health = &h
 	}
 	return v
 }
@@ -110,7 +115,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 		return invalid("description: at most %d bytes", maxDescription)
 	}
 	sub, err := s.deps.Subs.Create(r.Context(), subscriptions.Subscription{
-		URL: in.URL, Events: in.Events, Description: in.Description, Timeout: timeout,
+		URL: in.URL, Events: in.Events, Description: in.Description, Timeout: timeout, MaxInFlight: in.MaxInFlight,
 	})
 	if errors.Is(err, subscriptions.ErrInvalid) {
 		return invalidSubscription(err)
@@ -134,7 +139,10 @@ func (s *Server) listSubscriptions(w http.ResponseWriter, _ *http.Request) error
 }
 
 func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
+	id, err := pathID(r, "subscription")
+	if err != nil {
+		return err
+	}
 	sub, ok := s.deps.Subs.Get(id)
 	if !ok {
 		return notFound("subscription", id)
@@ -145,7 +153,10 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
 
 // update runs a compare-and-set update and maps the store's errors.
 func (s *Server) update(r *http.Request, fn func(*subscriptions.Subscription) error) (subscriptions.Subscription, error) {
-	id := r.PathValue("id")
+	id, err := pathID(r, "subscription")
+	if err != nil {
+		return subscriptions.Subscription{}, err
+	}
 	sub, err := s.deps.Subs.Update(r.Context(), id, fn)
 	switch {
 	case errors.Is(err, subscriptions.ErrNotFound):
@@ -196,8 +207,15 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 		if p.Timeout != nil {
 			sub.Timeout = timeout
 		}
-		if p.Active != nil {
-			sub.Active = *p.Active
+		if p.MaxInFlight != nil {
+			sub.MaxInFlight = *p.MaxInFlight
+		}
+		switch {
+		case p.Active == nil:
+		case *p.Active:
+			sub.Resume()
+		default:
+			sub.Active = false
 		}
 		return nil
 	})
@@ -212,8 +230,11 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	err := s.deps.Subs.Delete(r.Context(), id)
+	id, err := pathID(r, "subscription")
+	if err != nil {
+		return err
+	}
+	err = s.deps.Subs.Delete(r.Context(), id)
 	if errors.Is(err, subscriptions.ErrNotFound) {
 		return notFound("subscription", id)
 	}
@@ -255,10 +276,18 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) error {
 }
 
 // setActive returns the pause (false) or resume (true) handler. Resuming
-// also sends the deliveries held while paused.
+// re-enables a disabled subscription too (clearing its reason) and sends the
+// deliveries held meanwhile.
 func (s *Server) setActive(active bool) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		sub, err := s.update(r, func(sub *subscriptions.Subscription) error { sub.Active = active; return nil })
+		sub, err := s.update(r, func(sub *subscriptions.Subscription) error {
+			if active {
+				sub.Resume()
+			} else {
+				sub.Active = false
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}

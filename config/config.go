@@ -89,6 +89,15 @@ type Config struct {
 	// DisableAfter (disable-after) disables a subscription that has failed
 	// without a single success for this long; 0 never does.
 	DisableAfter time.Duration
+	// SecretKeyFile (secret-key-file) names a file holding the base64 32-byte
+	// key that encrypts subscription secrets at rest (AES-256-GCM). Empty, and
+	// without SecretKey, secrets are stored in plaintext.
+	SecretKeyFile string
+	// SecretKey is that key itself, base64. It is read only from the
+	// environment variable WEBHOOKD_SECRET_KEY (never a flag or the YAML
+	// file, so it stays out of process listings and config files) and is
+	// never printed.
+	SecretKey string
 }
 
 // MinAdminTokenLen is the shortest admin token accepted, in bytes: 32
@@ -122,6 +131,9 @@ func (s StoreSync) String() string {
 	}
 	return s.Interval.String()
 }
+
+// EnvSecretKey is the environment variable that gives the secret key itself.
+const EnvSecretKey = "WEBHOOKD_SECRET_KEY"
 
 // Catalog returns the built-in event types.
 func Catalog() []string {
@@ -293,6 +305,7 @@ func fields() []field {
 		num("breaker-failures", "failures in a row that open a subscription's circuit breaker", func(c *Config) *int { return &c.BreakerFailures }),
 		dur("breaker-cooldown", "how long an open circuit breaker holds jobs back before one probe attempt", func(c *Config) *time.Duration { return &c.BreakerCooldown }),
 		dur("disable-after", "disable a subscription that failed without a single success for this long (0: never)", func(c *Config) *time.Duration { return &c.DisableAfter }),
+		str("secret-key-file", "file with a base64 32-byte key (openssl rand -base64 32) that encrypts subscription secrets at rest; or give the key in "+EnvSecretKey, func(c *Config) *string { return &c.SecretKeyFile }),
 		{"event-types", "event types accepted in addition to the built-in catalog, comma-separated",
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
@@ -365,6 +378,9 @@ func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer)
 				return Config{}, &FieldError{Field: f.name, Reason: fmt.Sprintf("%s=%q: %v", EnvName(f.name), v, err), Err: err}
 			}
 		}
+	}
+	if v, ok := lookupEnv(EnvSecretKey); ok {
+		cfg.SecretKey = v
 	}
 	for _, f := range all {
 		if v, ok := given[f.name]; ok {
@@ -506,6 +522,9 @@ func (c Config) Validate() error {
 	}
 	if c.DisableAfter < 0 || c.DisableAfter > 0 && c.DisableAfter < time.Minute {
 		return bad("disable-after", "%s: want 0 (never) or at least 1m", c.DisableAfter)
+	}
+	if c.SecretKeyFile != "" && c.SecretKey != "" {
+		return bad("secret-key-file", "set either it or %s, not both", EnvSecretKey)
 	}
 	for _, t := range c.EventTypes {
 		if !ValidEventType(t) {

@@ -186,9 +186,9 @@ func TestRetryScheduleExhaustionAndNoMoreAfterFailure(t *testing.T) {
 		if i > 0 {
 			gap := r.at.Sub(reqs[i-1].at)
 			// The delay runs from the failure to the next attempt; allow
-			// for JetStream's timer and the record write.
+			// for JetStream's timer, the record write and a loaded machine.
 			require.GreaterOrEqual(t, gap, schedule[i-1], "gap before attempt %d", i+1)
-			require.Less(t, gap, schedule[i-1]+600*time.Millisecond, "gap before attempt %d", i+1)
+			require.Less(t, gap, schedule[i-1]+2*time.Second, "gap before attempt %d", i+1)
 		}
 	}
 

@@ -66,7 +66,7 @@ func setup(t testing.TB, o options) *bundle {
 	ns := o.server
 	if ns == nil {
 		ns = jstest.RunServer(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		require.NoError(t, jetstream.Provision(ctx, ns.JS, prov))
 	}
@@ -180,7 +180,9 @@ func (b *bundle) publish(t testing.TB, eventType, data, msgID string) uint64 {
 	if msgID != "" {
 		m.Header.Set(nats.MsgIdHdr, msgID)
 	}
-	ack, err := b.ns.JS.PublishMsg(context.Background(), m)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a loaded CI machine
+	defer cancel()
+	ack, err := b.ns.JS.PublishMsg(ctx, m)
 	require.NoError(t, err)
 	return ack.Sequence
 }

@@ -9,4 +9,8 @@ var (
 	ErrConflict = errors.New("subscriptions: conflicting update")
 	// ErrInvalid is wrapped by validation errors.
 	ErrInvalid = errors.New("subscriptions: invalid subscription")
+	// ErrSecretKey is wrapped by the errors of a stored secret that cannot be
+	// decrypted: encrypted while no key is configured, with another key, or
+	// altered.
+	ErrSecretKey = errors.New("subscriptions: cannot decrypt secret")
 )

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,10 +29,11 @@ var (
 // KV bucket, reads come from the local mirror (bbolt + memory). All methods
 // are safe for concurrent use.
 type Store struct {
-	kv  natsjs.KeyValue
-	db  *bolt.DB
-	log zerolog.Logger
-	now func() time.Time
+	kv    natsjs.KeyValue
+	db    *bolt.DB
+	log   zerolog.Logger
+	now   func() time.Time
+	codec codec
 
 	mu      sync.RWMutex
 	subs    map[string]Subscription
@@ -45,13 +45,37 @@ type Store struct {
 	readyOnce sync.Once
 }
 
+// Option configures a Store at Open.
+type Option func(*Store) error
+
+// WithSecretKey encrypts the subscription secrets the store writes, to the
+// bucket and to the mirror, with key. Records with plaintext secrets are
+// still read, and encrypted on their next write.
+func WithSecretKey(key *Key) Option {
+	return func(s *Store) error {
+		if key == nil {
+			return errors.New("subscriptions: WithSecretKey: nil key")
+		}
+		s.codec.key = key
+		return nil
+	}
+}
+
 // Open loads the mirror from db (creating its buckets) and returns a Store
-// that writes to kv. Call Run to keep the mirror in sync.
-func Open(kv natsjs.KeyValue, db *bolt.DB, log zerolog.Logger) (*Store, error) {
+// that writes to kv. Call Run to keep the mirror in sync. With a secret key,
+// mirrored records with plaintext secrets are encrypted in place. A mirrored
+// secret that cannot be decrypted (no key, another key) fails Open with an
+// error wrapping ErrSecretKey.
+func Open(kv natsjs.KeyValue, db *bolt.DB, log zerolog.Logger, opts ...Option) (*Store, error) {
 	s := &Store{
 		kv: kv, db: db, log: log.With().Str("component", "subscriptions").Logger(), now: time.Now,
 		subs: map[string]Subscription{}, matches: map[string][]Subscription{},
 		applied: make(chan struct{}), ready: make(chan struct{}),
+	}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
 	}
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketSubs)
@@ -65,14 +89,31 @@ func Open(kv natsjs.KeyValue, db *bolt.DB, log zerolog.Logger) (*Store, error) {
 		if v := meta.Get(keyRev); len(v) == 8 {
 			s.rev = binary.BigEndian.Uint64(v)
 		}
-		return b.ForEach(func(k, v []byte) error {
-			var sub Subscription
-			if err := json.Unmarshal(v, &sub); err != nil {
-				return fmt.Errorf("decode %s: %w", k, err)
+		var plain []Subscription
+		err = b.ForEach(func(k, v []byte) error {
+			sub, isPlain, err := s.codec.decode(v)
+			if err != nil {
+				return fmt.Errorf("record %s: %w", k, err)
+			}
+			if isPlain {
+				plain = append(plain, sub)
 			}
 			s.subs[sub.ID] = sub
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		for _, sub := range plain { // encrypt the mirror's plaintext secrets now
+			v, err := s.codec.encode(sub)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(sub.ID), v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions: open mirror: %w", err)
@@ -198,8 +239,13 @@ func (s *Store) apply(entries []natsjs.KeyValueEntry) error {
 		rev = max(rev, e.Revision())
 		switch e.Operation() {
 		case natsjs.KeyValuePut:
-			var sub Subscription
-			if err := json.Unmarshal(e.Value(), &sub); err != nil {
+			sub, _, err := s.codec.decode(e.Value())
+			if errors.Is(err, ErrSecretKey) {
+				// A replica that cannot read a secret cannot sign for it:
+				// stop loudly rather than serve without the subscription.
+				return err
+			}
+			if err != nil {
 				s.log.Error().Err(err).Str("subscription_id", e.Key()).Msg("skipping undecodable subscription record")
 				continue
 			}
@@ -217,7 +263,7 @@ func (s *Store) apply(entries []natsjs.KeyValueEntry) error {
 				}
 				continue
 			}
-			v, err := json.Marshal(c.sub)
+			v, err := s.codec.encode(*c.sub)
 			if err != nil {
 				return err
 			}
@@ -314,8 +360,12 @@ func (s *Store) Fetch(ctx context.Context, id string) (Subscription, error) {
 	return sub, err
 }
 
-// fetch reads the record and its revision from the bucket.
+// fetch reads the record and its revision from the bucket. An id that is not
+// a UUID cannot name a subscription (and is no valid key): ErrNotFound.
 func (s *Store) fetch(ctx context.Context, id string) (Subscription, uint64, error) {
+	if !ValidID(id) {
+		return Subscription{}, 0, ErrNotFound
+	}
 	e, err := s.kv.Get(ctx, id)
 	if errors.Is(err, natsjs.ErrKeyNotFound) {
 		return Subscription{}, 0, ErrNotFound
@@ -323,9 +373,9 @@ func (s *Store) fetch(ctx context.Context, id string) (Subscription, uint64, err
 	if err != nil {
 		return Subscription{}, 0, fmt.Errorf("subscriptions: get %s: %w", id, err)
 	}
-	var sub Subscription
-	if err := json.Unmarshal(e.Value(), &sub); err != nil {
-		return Subscription{}, 0, fmt.Errorf("subscriptions: decode %s: %w", id, err)
+	sub, _, err := s.codec.decode(e.Value())
+	if err != nil {
+		return Subscription{}, 0, fmt.Errorf("subscriptions: get %s: %w", id, err)
 	}
 	return sub, e.Revision(), nil
 }
@@ -386,9 +436,10 @@ func (s *Store) Create(ctx context.Context, sub Subscription) (Subscription, err
 	now := s.now().UTC()
 	sub.ID, sub.Secret, sub.PreviousSecrets = uuid.NewString(), secret, nil
 	sub.Active, sub.CreatedAt, sub.UpdatedAt = true, now, now
-	v, err := json.Marshal(sub)
+	sub.DisabledReason, sub.DisabledAt, sub.FailingSince = "", time.Time{}, time.Time{}
+	v, err := s.codec.encode(sub)
 	if err != nil {
-		return Subscription{}, fmt.Errorf("subscriptions: encode: %w", err)
+		return Subscription{}, err
 	}
 	rev, err := s.kv.Create(ctx, sub.ID, v)
 	if err != nil {
@@ -407,7 +458,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) er
 		return Subscription{}, err
 	}
 	created := sub.CreatedAt
-	if err := fn(&sub); err != nil {
+	if err := fn(&sub); errors.Is(err, errUnchanged) {
+		return sub, nil // fn left it as stored: nothing to write
+	} else if err != nil {
 		return Subscription{}, err
 	}
 	if err := sub.Validate(); err != nil {
@@ -415,9 +468,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) er
 	}
 	sub.ID, sub.CreatedAt = id, created
 	sub.UpdatedAt = s.now().UTC()
-	v, err := json.Marshal(sub)
+	v, err := s.codec.encode(sub)
 	if err != nil {
-		return Subscription{}, fmt.Errorf("subscriptions: encode: %w", err)
+		return Subscription{}, err
 	}
 	rev, err := s.kv.Update(ctx, id, v, orig)
 	if errors.Is(err, natsjs.ErrKeyExists) {
@@ -462,22 +515,4 @@ func (s *Store) bucketRevision(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("subscriptions: unexpected bucket status type %T", st)
 	}
 	return bs.StreamInfo().State.LastSeq, nil
-}
-
-// Disable is a placeholder until the subscription model lands: it pauses
-// the subscription with reason.
-func (s *Store) Disable(ctx context.Context, id, reason string, at time.Time) (Subscription, bool, error) {
-	changed := false
-	sub, err := s.Update(ctx, id, func(sub *Subscription) error {
-		changed = sub.Active
-		sub.Active, sub.DisabledReason, sub.DisabledAt = false, reason, at
-		return nil
-	})
-	return sub, changed, err
-}
-
-// SetFailingSince is a placeholder until the subscription model lands.
-func (s *Store) SetFailingSince(ctx context.Context, id string, t time.Time) error {
-	_, err := s.Update(ctx, id, func(sub *Subscription) error { sub.FailingSince = t; return nil })
-	return err
 }

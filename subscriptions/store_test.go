@@ -24,11 +24,14 @@ type replica struct {
 	stop  func()
 }
 
-func startReplica(t *testing.T, kv natsjs.KeyValue, path string) *replica {
+func startReplica(t *testing.T, kv natsjs.KeyValue, path string, opts ...subscriptions.Option) *replica {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
-	s, err := subscriptions.Open(kv, db, zerolog.New(zerolog.NewTestWriter(t)))
+	s, err := subscriptions.Open(kv, db, zerolog.New(zerolog.NewTestWriter(t)), opts...)
+	if err != nil {
+		require.NoError(t, db.Close())
+	}
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

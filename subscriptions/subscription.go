@@ -2,12 +2,29 @@ package subscriptions
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"time"
+	"unicode"
+)
+
+// Limits of the fields a caller sets.
+const (
+	// MaxURLBytes bounds a subscription's URL.
+	MaxURLBytes = 2048
+	// MaxInFlightLimit bounds MaxInFlight.
+	MaxInFlightLimit = 1000
+	// maxReasonBytes bounds DisabledReason.
+	maxReasonBytes = 128
 )
 
 // Subscription is one HTTP endpoint and the event types it receives.
+//
+// Its default JSON form (MarshalJSON) never carries the secrets; the store
+// keeps them in a separate stored form, encrypted when a key is configured.
 type Subscription struct {
 	ID          string
 	URL         string
@@ -39,8 +56,16 @@ type Subscription struct {
 
 // PreviousSecret is a rotated-out secret still signing until ExpiresAt.
 type PreviousSecret struct {
-	Secret    string    `json:"secret"`
-	ExpiresAt time.Time `json:"expires_at"`
+	Secret    string
+	ExpiresAt time.Time
+}
+
+// MarshalJSON encodes only the expiry: secrets never leave through the
+// default JSON form.
+func (p PreviousSecret) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		ExpiresAt time.Time `json:"expires_at"`
+	}{p.ExpiresAt})
 }
 
 // Matches reports whether the subscription names eventType.
@@ -64,11 +89,23 @@ func (s Subscription) LiveSecrets(now time.Time) []string {
 	return out
 }
 
-// Validate checks the fields a caller sets: url, events and timeout.
+// Disabled reports whether the dispatcher disabled the subscription (as
+// opposed to an operator pausing it).
+func (s Subscription) Disabled() bool { return s.DisabledReason != "" }
+
+// Resume makes the subscription active again, whether it was paused or
+// disabled, and forgets its failure run, so the endpoint starts afresh.
+func (s *Subscription) Resume() {
+	s.Active = true
+	s.DisabledReason, s.DisabledAt, s.FailingSince = "", time.Time{}, time.Time{}
+}
+
+// Validate checks the fields a caller sets (url, events, timeout,
+// max in flight) and the consistency of the health fields. Its errors wrap
+// ErrInvalid.
 func (s Subscription) Validate() error {
-	u, err := url.Parse(s.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%w: url %q: want an absolute http(s) URL with a host", ErrInvalid, s.URL)
+	if err := ValidateURL(s.URL); err != nil {
+		return err
 	}
 	if len(s.Events) == 0 {
 		return fmt.Errorf("%w: events: want at least one event type or pattern", ErrInvalid)
@@ -81,48 +118,129 @@ func (s Subscription) Validate() error {
 	if s.Timeout < 0 || s.Timeout > 5*time.Minute {
 		return fmt.Errorf("%w: timeout %s: want 0 (default) to 5m", ErrInvalid, s.Timeout)
 	}
+	if s.MaxInFlight < 0 || s.MaxInFlight > MaxInFlightLimit {
+		return fmt.Errorf("%w: max_in_flight %d: want 0 (default) to %d", ErrInvalid, s.MaxInFlight, MaxInFlightLimit)
+	}
+	if s.DisabledReason != "" {
+		if err := validReason(s.DisabledReason); err != nil {
+			return err
+		}
+		if s.Active {
+			return fmt.Errorf("%w: disabled_reason %q on an active subscription: resume clears it", ErrInvalid, s.DisabledReason)
+		}
+	}
 	return nil
 }
 
-// wire is the stored JSON form (snake_case, timeout as a Go duration string).
-type wire struct {
-	ID              string           `json:"id"`
-	URL             string           `json:"url"`
-	Events          []string         `json:"events"`
-	Description     string           `json:"description,omitempty"`
-	Timeout         string           `json:"timeout,omitempty"`
-	Active          bool             `json:"active"`
-	Secret          string           `json:"secret"`
-	PreviousSecrets []PreviousSecret `json:"previous_secrets,omitempty"`
-	CreatedAt       time.Time        `json:"created_at"`
-	UpdatedAt       time.Time        `json:"updated_at"`
-}
-
-// MarshalJSON encodes the stored form, secrets included: it is used for the
-// KV record and the mirror, never for API answers.
-func (s Subscription) MarshalJSON() ([]byte, error) {
-	w := wire{s.ID, s.URL, s.Events, s.Description, "", s.Active, s.Secret, s.PreviousSecrets, s.CreatedAt, s.UpdatedAt}
-	if s.Timeout > 0 {
-		w.Timeout = s.Timeout.String()
+// ValidateURL checks a subscription URL: at most MaxURLBytes, http or https,
+// a host, a port from 1 to 65535 when one is given, and no user info
+// (credentials in URLs end up in logs). Its errors wrap ErrInvalid and do not
+// repeat user info.
+func ValidateURL(raw string) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: url: "+format, append([]any{ErrInvalid}, args...)...)
 	}
-	return json.Marshal(w)
+	if raw == "" {
+		return bad("required")
+	}
+	if len(raw) > MaxURLBytes {
+		return bad("%d bytes: want at most %d", len(raw), MaxURLBytes)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the URL, user info included: keep only the cause.
+		if uerr, ok := errors.AsType[*url.Error](err); ok {
+			err = uerr.Err
+		}
+		return bad("not a URL: %v", err)
+	}
+	if u.User != nil {
+		return bad("must not carry user info (user:password@): credentials in URLs end up in logs; use a secret path or the signature")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return bad("scheme %q: want http or https", u.Scheme)
+	}
+	if u.Opaque != "" || u.Hostname() == "" {
+		return bad("%q: want an absolute URL with a host, like https://example.com/hook", raw)
+	}
+	// SplitHostPort fails when no port is given; "host:" gives an empty one.
+	if _, p, err := net.SplitHostPort(u.Host); err == nil {
+		n, perr := strconv.Atoi(p)
+		if perr != nil || n < 1 || n > 65535 {
+			return bad("port %q: want 1 to 65535", p)
+		}
+	}
+	return nil
 }
 
-// UnmarshalJSON decodes the stored form.
+// validReason checks a disabled reason: a short printable word or phrase.
+func validReason(r string) error {
+	if r == "" || len(r) > maxReasonBytes {
+		return fmt.Errorf("%w: disabled_reason: want 1 to %d bytes", ErrInvalid, maxReasonBytes)
+	}
+	for _, c := range r {
+		if !unicode.IsPrint(c) {
+			return fmt.Errorf("%w: disabled_reason %q: want printable characters", ErrInvalid, r)
+		}
+	}
+	return nil
+}
+
+// public is the default JSON form: every field but the secrets.
+type public struct {
+	ID             string    `json:"id"`
+	URL            string    `json:"url"`
+	Events         []string  `json:"events"`
+	Description    string    `json:"description,omitempty"`
+	Timeout        string    `json:"timeout,omitempty"`
+	Active         bool      `json:"active"`
+	MaxInFlight    int       `json:"max_in_flight,omitempty"`
+	DisabledReason string    `json:"disabled_reason,omitempty"`
+	DisabledAt     time.Time `json:"disabled_at,omitzero"`
+	FailingSince   time.Time `json:"failing_since,omitzero"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// MarshalJSON encodes the subscription without its secrets, so logging or
+// printing one as JSON cannot leak them. The store uses its own stored form.
+func (s Subscription) MarshalJSON() ([]byte, error) {
+	p := public{
+		ID: s.ID, URL: s.URL, Events: s.Events, Description: s.Description, Active: s.Active,
+		MaxInFlight: s.MaxInFlight, DisabledReason: s.DisabledReason, DisabledAt: s.DisabledAt,
+		FailingSince: s.FailingSince, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
+	}
+	if s.Timeout > 0 {
+		p.Timeout = s.Timeout.String()
+	}
+	return json.Marshal(p)
+}
+
+// UnmarshalJSON decodes the form MarshalJSON writes; the secrets stay empty.
 func (s *Subscription) UnmarshalJSON(b []byte) error {
-	var w wire
-	if err := json.Unmarshal(b, &w); err != nil {
+	var p public
+	if err := json.Unmarshal(b, &p); err != nil {
 		return err
 	}
-	var timeout time.Duration
-	if w.Timeout != "" {
-		d, err := time.ParseDuration(w.Timeout)
-		if err != nil {
-			return fmt.Errorf("subscriptions: timeout %q: %w", w.Timeout, err)
-		}
-		timeout = d
+	timeout, err := parseTimeout(p.Timeout)
+	if err != nil {
+		return err
 	}
-	*s = Subscription{ID: w.ID, URL: w.URL, Events: w.Events, Description: w.Description, Timeout: timeout, Active: w.Active,
-		Secret: w.Secret, PreviousSecrets: w.PreviousSecrets, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt}
+	*s = Subscription{
+		ID: p.ID, URL: p.URL, Events: p.Events, Description: p.Description, Timeout: timeout, Active: p.Active,
+		MaxInFlight: p.MaxInFlight, DisabledReason: p.DisabledReason, DisabledAt: p.DisabledAt,
+		FailingSince: p.FailingSince, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+	}
 	return nil
+}
+
+func parseTimeout(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("subscriptions: timeout %q: %w", v, err)
+	}
+	return d, nil
 }

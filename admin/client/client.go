@@ -26,6 +26,31 @@ type Subscription struct {
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 	Secret      string    `json:"secret,omitempty"`
+	// MaxInFlight caps the attempts in flight to the endpoint; 0 means the
+	// server's default.
+	MaxInFlight int `json:"max_in_flight"`
+	// DisabledReason and DisabledAt are set when the dispatcher disabled the
+	// subscription ("endpoint_gone", "failing"); resume clears them.
+	DisabledReason string    `json:"disabled_reason,omitempty"`
+	DisabledAt     time.Time `json:"disabled_at,omitzero"`
+	// FailingSince is when the current run of failed attempts began (read-only).
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	// Health is the endpoint as the answering replica sees it: its circuit
+	// breaker, failures in a row, attempts in flight (read-only).
+	Health *EndpointHealth `json:"health,omitempty"`
+}
+
+// State is "active", "paused" (by an operator) or "disabled" (by the
+// dispatcher, see DisabledReason).
+func (s Subscription) State() string {
+	switch {
+	case s.Active:
+		return "active"
+	case s.DisabledReason != "":
+		return "disabled"
+	default:
+		return "paused"
+	}
 }
 
 // SubscriptionInput creates a subscription.
@@ -34,6 +59,7 @@ type SubscriptionInput struct {
 	Events      []string `json:"events"`
 	Description string   `json:"description,omitempty"`
 	Timeout     string   `json:"timeout,omitempty"`
+	MaxInFlight int      `json:"max_in_flight,omitempty"` // 0 to 1000; 0 means the server's default
 }
 
 // SubscriptionPatch changes the fields that are set.
@@ -42,7 +68,8 @@ type SubscriptionPatch struct {
 	Events      *[]string `json:"events,omitempty"`
 	Description *string   `json:"description,omitempty"`
 	Timeout     *string   `json:"timeout,omitempty"`
-	Active      *bool     `json:"active,omitempty"`
+	Active      *bool     `json:"active,omitempty"` // false pauses; true resumes, re-enabling a disabled subscription
+	MaxInFlight *int      `json:"max_in_flight,omitempty"`
 }
 
 // Attempt is one delivery attempt.

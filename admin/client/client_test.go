@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -28,4 +29,19 @@ func TestNewRejectsBadServer(t *testing.T) {
 	}
 	_, err := client.New("http://127.0.0.1:8080/", "t")
 	require.NoError(t, err)
+}
+
+func TestSubscriptionState(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "active", client.Subscription{Active: true}.State())
+	require.Equal(t, "paused", client.Subscription{}.State())
+	require.Equal(t, "disabled", client.Subscription{DisabledReason: "failing"}.State())
+
+	// The health fields are omitted while empty; max_in_flight is always shown.
+	b, err := json.Marshal(client.Subscription{ID: "x"})
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"max_in_flight":0`)
+	for _, k := range []string{"disabled_reason", "disabled_at", "failing_since", "secret"} {
+		require.NotContains(t, string(b), k)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -21,7 +22,7 @@ func (a *app) subscriptionsCommand() *cobra.Command {
 	cmd.AddCommand(a.subCreate(), a.subList(), a.subGet(), a.subUpdate(), a.subDelete(),
 		a.subAction("pause", "Stop deliveries; events that arrive meanwhile are kept and sent on resume",
 			"  webhookctl subscriptions pause 6f1c…"),
-		a.subAction("resume", "Start deliveries again and send the ones held while paused, oldest first",
+		a.subAction("resume", "Start deliveries again (also after the dispatcher disabled it) and send the ones held, oldest first",
 			"  webhookctl subscriptions resume 6f1c…"),
 		a.subAction("rotate-secret", "Issue a new secret; the old one keeps signing during the grace period",
 			"  webhookctl subscriptions rotate-secret 6f1c…"))
@@ -35,13 +36,43 @@ func (a *app) printSubscription(s client.Subscription) error {
 		row(w, "EVENTS", strings.Join(s.Events, ","))
 		row(w, "DESCRIPTION", orDash(s.Description))
 		row(w, "TIMEOUT", s.Timeout)
-		row(w, "ACTIVE", s.Active)
+		row(w, "MAX IN FLIGHT", maxInFlight(s))
+		row(w, "STATUS", status(s))
+		if !s.DisabledAt.IsZero() {
+			row(w, "DISABLED AT", ts(s.DisabledAt))
+		}
+		if !s.FailingSince.IsZero() {
+			row(w, "FAILING SINCE", ts(s.FailingSince))
+		}
+		if h := s.Health; h != nil {
+			breaker := h.Breaker
+			if !h.OpenUntil.IsZero() {
+				breaker += " until " + ts(h.OpenUntil)
+			}
+			row(w, "BREAKER", breaker)
+			row(w, "FAILURES IN A ROW", h.ConsecutiveFailures)
+		}
 		row(w, "CREATED", ts(s.CreatedAt))
 		row(w, "UPDATED", ts(s.UpdatedAt))
 		if s.Secret != "" {
 			row(w, "SECRET", s.Secret+"   (shown only now: store it with the receiver)")
 		}
 	})
+}
+
+// status is "active", "paused" or "disabled (reason)".
+func status(s client.Subscription) string {
+	if st := s.State(); st != "disabled" {
+		return st
+	}
+	return "disabled (" + s.DisabledReason + ")"
+}
+
+func maxInFlight(s client.Subscription) string {
+	if s.MaxInFlight == 0 {
+		return "default"
+	}
+	return strconv.Itoa(s.MaxInFlight)
 }
 
 func (a *app) subCreate() *cobra.Command {
@@ -51,7 +82,8 @@ func (a *app) subCreate() *cobra.Command {
 		Use:   "create --url URL --events a,b",
 		Short: "Create a subscription and print its id and secret",
 		Example: `  webhookctl subscriptions create --url https://example.com/hook --events task.completed,task.failed
-  webhookctl subscriptions create --url https://example.com/robots --events 'robot.>' --timeout 10s --description "fleet board"`,
+  webhookctl subscriptions create --url https://example.com/robots --events 'robot.>' --timeout 10s --description "fleet board"
+  webhookctl subscriptions create --url https://slow.example.com/hook --events 'task.*' --max-in-flight 4`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -70,6 +102,7 @@ func (a *app) subCreate() *cobra.Command {
 	cmd.Flags().StringVar(&events, "events", "", "event types or patterns, comma-separated (required)")
 	cmd.Flags().StringVar(&in.Description, "description", "", "free text")
 	cmd.Flags().StringVar(&in.Timeout, "timeout", "", "timeout of one attempt, e.g. 10s (default: the server's)")
+	cmd.Flags().IntVar(&in.MaxInFlight, "max-in-flight", 0, "attempts in flight to this endpoint at most, 1 to 1000 (default 0: the server's)")
 	_ = cmd.MarkFlagRequired("url")
 	_ = cmd.MarkFlagRequired("events")
 	return cmd
@@ -101,9 +134,9 @@ func (a *app) subList() *cobra.Command {
 				return err
 			}
 			return a.print(client.List[client.Subscription]{Items: subs}, func(w *tabwriter.Writer) {
-				row(w, "ID", "URL", "EVENTS", "ACTIVE", "TIMEOUT", "CREATED")
+				row(w, "ID", "URL", "EVENTS", "STATUS", "TIMEOUT", "MAX-IN-FLIGHT", "CREATED")
 				for _, s := range subs {
-					row(w, s.ID, s.URL, strings.Join(s.Events, ","), s.Active, s.Timeout, ts(s.CreatedAt))
+					row(w, s.ID, s.URL, strings.Join(s.Events, ","), status(s), s.Timeout, maxInFlight(s), ts(s.CreatedAt))
 				}
 			})
 		},
@@ -132,10 +165,11 @@ func (a *app) subGet() *cobra.Command {
 
 func (a *app) subUpdate() *cobra.Command {
 	var url, events, description, timeout string
+	var inFlight int
 	cmd := &cobra.Command{
-		Use:     "update ID [--url URL] [--events a,b] [--description D] [--timeout 10s]",
+		Use:     "update ID [--url URL] [--events a,b] [--description D] [--timeout 10s] [--max-in-flight N]",
 		Short:   "Change the given fields of a subscription",
-		Example: "  webhookctl subscriptions update 6f1c… --events 'task.*' --timeout 5s",
+		Example: "  webhookctl subscriptions update 6f1c… --events 'task.*' --timeout 5s\n  webhookctl subscriptions update 6f1c… --max-in-flight 0   # back to the server's default",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -157,6 +191,9 @@ func (a *app) subUpdate() *cobra.Command {
 			if f.Changed("timeout") {
 				p.Timeout = &timeout
 			}
+			if f.Changed("max-in-flight") {
+				p.MaxInFlight = &inFlight
+			}
 			s, err := c.UpdateSubscription(cmd.Context(), args[0], p)
 			if err != nil {
 				return err
@@ -168,6 +205,7 @@ func (a *app) subUpdate() *cobra.Command {
 	cmd.Flags().StringVar(&events, "events", "", "new event types or patterns, comma-separated")
 	cmd.Flags().StringVar(&description, "description", "", "new description")
 	cmd.Flags().StringVar(&timeout, "timeout", "", "new timeout of one attempt")
+	cmd.Flags().IntVar(&inFlight, "max-in-flight", 0, "new cap on attempts in flight, 1 to 1000 (0: the server's default)")
 	return cmd
 }
 

@@ -62,6 +62,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	key, err := secretKey(cfg) // before anything starts: a bad key fails fast
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -117,7 +121,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return fmt.Errorf("open subscription bucket: %w", err)
 	}
-	subs, err := subscriptions.Open(kv, db, log)
+	var subOpts []subscriptions.Option
+	if key != nil {
+		subOpts = append(subOpts, subscriptions.WithSecretKey(key))
+		log.Info().Str("key_id", key.ID()).Msg("subscription secrets are encrypted at rest")
+	}
+	subs, err := subscriptions.Open(kv, db, log, subOpts...)
 	if err != nil {
 		return err
 	}
@@ -265,6 +274,28 @@ func checkDataDir(dir string) error {
 		return fmt.Errorf("data dir %s is writable by its group or others (mode %04o); fix with: chmod 700 %s", dir, perm, dir)
 	}
 	return nil
+}
+
+// secretKey returns the key that encrypts subscription secrets at rest, from
+// --secret-key-file or WEBHOOKD_SECRET_KEY, or nil when neither is set. Its
+// errors never include the key.
+func secretKey(cfg config.Config) (*subscriptions.Key, error) {
+	b64, from := cfg.SecretKey, config.EnvSecretKey
+	switch {
+	case cfg.SecretKeyFile != "":
+		b, err := os.ReadFile(cfg.SecretKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("secret-key-file: %w", err)
+		}
+		b64, from = string(b), "secret-key-file "+cfg.SecretKeyFile
+	case b64 == "":
+		return nil, nil
+	}
+	key, err := subscriptions.ParseKey(b64)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	return key, nil
 }
 
 // tokenFile is where a generated admin token is kept, readable only by its owner.
