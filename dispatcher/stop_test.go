@@ -44,7 +44,7 @@ func TestWorkerKilledMidAttemptRetriesTheSameAttempt(t *testing.T) {
 	a.crash()
 
 	b := setup(t, options{server: a.ns})
-	second := rcv.next(t, 10*time.Second) // after AckWait (2s in tests)
+	second := rcv.next(t, 20*time.Second) // after AckWait (5s in tests)
 	require.Equal(t, first.header.Get("X-Webhook-Delivery"), second.header.Get("X-Webhook-Delivery"))
 	require.Equal(t, "1", second.header.Get("X-Webhook-Attempt"), "the interrupted attempt was not counted")
 	release()

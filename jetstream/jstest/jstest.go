@@ -51,7 +51,7 @@ func RunServer(t testing.TB) *Server {
 func Provisioning() jetstream.Provisioning {
 	return jetstream.Provisioning{
 		AuditRetention: time.Hour, MaxEventBytes: 1 << 20,
-		AckWait: 2 * time.Second, MaxAckPending: 1000,
+		AckWait: 5 * time.Second, MaxAckPending: 1000, // long enough for a loaded CI machine
 	}
 }
 
