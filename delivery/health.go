@@ -24,6 +24,9 @@ type HealthConfig struct {
 	// DisableAfter disables a subscription that has failed without a single
 	// success for this long (0: never).
 	DisableAfter time.Duration
+	// MaxQueued is how many jobs may wait in memory per endpoint for a slot
+	// (default 64; the dispatcher sets its number of workers).
+	MaxQueued int
 	// BusyDelay bounds how long a job waits when its endpoint is at its
 	// cap (default 2s). The wait follows how long the endpoint's attempts
 	// take (at least 5ms), spread ±50%: a fast endpoint's jobs come back
@@ -102,6 +105,9 @@ func NewEndpoints(cfg HealthConfig, log zerolog.Logger) *Endpoints {
 	if cfg.BusyDelay <= 0 {
 		cfg.BusyDelay = 2 * time.Second
 	}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = 64
+	}
 	return &Endpoints{
 		cfg: cfg, log: log.With().Str("component", "endpoints").Logger(), now: time.Now,
 		eps: map[string]*endpoint{}, rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -122,7 +128,7 @@ type Endpoint struct {
 // Queued is how a job waits in memory for a slot of a full endpoint: the
 // attempt that frees a slot hands it over (Done and Cancel return the
 // Handoff), so a busy endpoint's slots stay busy without its jobs going
-// back to JetStream and forth. At most the cap's number of jobs wait per
+// back to JetStream and forth. At most HealthConfig.MaxQueued jobs wait per
 // endpoint; a job that gets no slot within MaxWait is expired instead.
 type Queued struct {
 	MaxWait time.Duration
@@ -186,7 +192,7 @@ func (e *Endpoints) Acquire(ep Endpoint, tries uint64, q *Queued) (slot *Slot, w
 	}
 	limit := e.limit(ep)
 	if !probe && s.inFlight >= limit {
-		if q != nil && !e.closed && len(s.waiters) < limit {
+		if q != nil && !e.closed && len(s.waiters) < e.cfg.MaxQueued {
 			w := &waiter{q: q, tries: tries}
 			w.timer = time.AfterFunc(q.MaxWait, func() { e.expire(ep, w) })
 			s.waiters = append(s.waiters, w)
@@ -281,10 +287,10 @@ const minBusyDelay = 5 * time.Millisecond
 
 // busyDelay estimates when a slot of a full endpoint frees up: the longest
 // of its attempts' average duration, the age of its oldest attempt in
-// flight and minBusyDelay doubled for each earlier try, within
+// flight and minBusyDelay doubled for each earlier try (up to 100ms), within
 // [minBusyDelay, BusyDelay].
 func (e *Endpoints) busyDelay(s *endpoint, now time.Time, tries uint64) time.Duration {
-	d := max(s.avg, minBusyDelay<<min(max(tries, 1)-1, 16))
+	d := max(s.avg, min(minBusyDelay<<min(max(tries, 1)-1, 16), 100*time.Millisecond))
 	for slot := range s.slots {
 		d = max(d, now.Sub(slot.start))
 	}

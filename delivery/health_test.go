@@ -50,8 +50,8 @@ func TestEndpointCapDefersWithoutCounting(t *testing.T) {
 	full, wait := acquire(e, ep, 0)
 	require.Nil(t, full, "the third attempt waits")
 	require.LessOrEqual(t, wait, 8*time.Millisecond, "slots just taken: a short wait")
-	_, wait = acquire(e, ep, 6)
-	require.GreaterOrEqual(t, wait, 80*time.Millisecond, "a job that keeps finding it full waits longer each time")
+	_, wait = acquire(e, ep, 5)
+	require.GreaterOrEqual(t, wait, 40*time.Millisecond, "a job that keeps finding it full waits longer each time")
 	clk.advance(400 * time.Millisecond)
 	_, wait = acquire(e, ep, 0)
 	require.GreaterOrEqual(t, wait, 200*time.Millisecond, "the slots are held long: wait about as long")
@@ -149,7 +149,7 @@ func TestGoneAndFailingTooLongDisable(t *testing.T) {
 
 func TestJobsWaitInMemoryForABusyEndpoint(t *testing.T) {
 	t.Parallel()
-	e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1, BreakerFailures: 1, BreakerCooldown: time.Minute})
+	e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1, MaxQueued: 1, BreakerFailures: 1, BreakerCooldown: time.Minute})
 	ep := Endpoint{SubscriptionID: "s1"}
 	first, _ := acquire(e, ep, 1)
 	require.NotNil(t, first)
@@ -169,7 +169,7 @@ func TestJobsWaitInMemoryForABusyEndpoint(t *testing.T) {
 		return queued
 	}
 	require.True(t, queue("a", time.Minute))
-	require.False(t, queue("b", time.Minute), "at most the cap's number of jobs wait")
+	require.False(t, queue("b", time.Minute), "at most MaxQueued jobs wait")
 
 	_, next := first.Done(ok)
 	require.NotNil(t, next, "the freed slot goes to the waiting job")

@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	defer deliverer.Close()
 	endpoints := delivery.NewEndpoints(delivery.HealthConfig{
 		MaxInFlight: cfg.MaxInFlight, BreakerFailures: cfg.BreakerFailures,
-		BreakerCooldown: cfg.BreakerCooldown, DisableAfter: cfg.DisableAfter,
+		BreakerCooldown: cfg.BreakerCooldown, DisableAfter: cfg.DisableAfter, MaxQueued: cfg.Workers,
 	}, log)
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
