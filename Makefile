@@ -2,6 +2,8 @@
 GO      ?= go
 BIN     ?= bin
 ARGS    ?=
+FUZZTIME  ?= 60s
+FUZZFLAGS ?=
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := help
@@ -32,10 +34,15 @@ lint: ## gofmt check, go vet, staticcheck
 bench: ## benchmarks: signing, matching, and publish-to-receipt latency through the whole pipeline
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
 
-fuzz: ## run each fuzz target for 30s
-	$(GO) test -run '^$$' -fuzz FuzzMatchPattern -fuzztime 30s ./subscriptions
-	$(GO) test -run '^$$' -fuzz FuzzParseBackoff -fuzztime 30s ./config
-	$(GO) test -run '^$$' -fuzz FuzzDecodeSecret -fuzztime 30s ./delivery/signature
+# The fuzzer also minimizes each input that finds new coverage, up to 60s by
+# default, with no execs meanwhile: -fuzzminimizetime 5s keeps it fuzzing.
+fuzz: ## run every fuzz target of every package in turn, FUZZTIME each (FUZZFLAGS="-parallel 2" on a shared machine)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$t ($$pkg)"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $(FUZZFLAGS) $$pkg; \
+		done; \
+	done
 
 clean: ## remove build outputs (not ./data)
 	rm -rf $(BIN)
