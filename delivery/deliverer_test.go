@@ -170,6 +170,13 @@ func TestPayloadRejectsNonObjects(t *testing.T) {
 	for _, bad := range []string{``, `   `, `[]`, `"s"`, `42`, `null`, `{"a":`, `not json`, `{"a":1} trailing`, "{\"a\":\"\xff\"}"} {
 		require.ErrorIs(t, delivery.CheckData([]byte(bad)), delivery.ErrNotObject, bad)
 	}
+	nested := func(n int) []byte { // an object n levels deep in all
+		return []byte(`{"a":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + `}`)
+	}
+	require.NoError(t, delivery.CheckData(nested(delivery.MaxDepth)))
+	require.ErrorContains(t, delivery.CheckData(nested(delivery.MaxDepth+1)), "nested deeper",
+		"Go's decoder refuses 10 000 levels, Python's near 1 000: such data would reach no receiver")
+	require.NoError(t, delivery.CheckData([]byte(`{"s":"`+strings.Repeat("[{", 1000)+`\"]"}`)), "brackets in strings do not nest")
 }
 
 func TestAttemptBoundsWhatAReceiverSends(t *testing.T) {
@@ -245,6 +252,15 @@ func TestJobTravelsUnchanged(t *testing.T) {
 	require.Equal(t, job.ID+"/attempt/2", back.MsgID())
 	require.False(t, back.NotBefore.IsZero())
 
+	for h, v := range map[string]string{
+		"Webhook-Attempt":    "9223372036854775807", // its retry would overflow
+		"Webhook-Event-Time": "9999-12-31T23:59:59-23:59",
+	} {
+		bad := job.Msg("x")
+		bad.Header.Set(h, v)
+		_, err := delivery.DecodeJob(bad.Header, data)
+		require.ErrorIs(t, err, delivery.ErrBadJob, "%s: %s", h, v)
+	}
 	for _, h := range []string{"Webhook-Delivery", "Webhook-Attempt", "Webhook-Event-Time"} {
 		bad := job.Msg("x")
 		bad.Header.Del(h)

@@ -23,8 +23,14 @@ type Event struct {
 // ErrNotObject is returned by CheckData for a body that is not a JSON object.
 var ErrNotObject = errors.New("delivery: event data is not a JSON object")
 
+// MaxDepth bounds the nesting of event data: receivers' JSON parsers have
+// limits of their own (Go's 10 000, Python's recursion near 1 000), and
+// the envelope adds a level.
+const MaxDepth = 512
+
 // CheckData returns an error wrapping ErrNotObject unless data is one JSON
-// object in valid UTF-8 (white space around it allowed).
+// object in valid UTF-8 (white space around it allowed), nested at most
+// MaxDepth deep.
 func CheckData(data []byte) error {
 	d := bytes.TrimSpace(data)
 	if len(d) == 0 {
@@ -39,7 +45,36 @@ func CheckData(data []byte) error {
 	if !json.Valid(d) {
 		return fmt.Errorf("%w: invalid JSON", ErrNotObject)
 	}
+	if depth(d) > MaxDepth {
+		return fmt.Errorf("%w: nested deeper than %d levels", ErrNotObject, MaxDepth)
+	}
 	return nil
+}
+
+// depth returns the deepest nesting of objects and arrays in valid JSON.
+func depth(d []byte) int {
+	deepest, level, inString, escaped := 0, 0, false, false
+	for _, c := range d {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			level++
+			deepest = max(deepest, level)
+		case c == '}' || c == ']':
+			level--
+		}
+	}
+	return deepest
 }
 
 // namespace is the UUIDv5 namespace of ids derived by webhookd.

@@ -219,12 +219,7 @@ func FuzzDecodeJob(f *testing.F) {
 			t.Fatalf("data changed: %q, want %q", job.Data, data)
 		}
 		if !writable(job.EventTime) || !writable(job.CreatedAt) || !writable(job.NotBefore) || job.Attempt == math.MaxInt {
-			// Two inputs DecodeJob accepts that no retry can carry: a time
-			// whose offset moves it past year 9999 (or before year 0) in
-			// UTC, where RFC 3339 cannot write it, and the largest attempt
-			// number, which Retry overflows. Only webhookd publishes jobs,
-			// with UTC times and small attempt numbers.
-			return
+			t.Fatalf("accepted a job whose retry cannot be written: %+v", job)
 		}
 		next := job.Retry(job.CreatedAt)
 		m := next.Msg("deliveries.x")

@@ -126,6 +126,23 @@ func (j Job) Msg(subject string) *nats.Msg {
 // ErrBadJob is wrapped by DecodeJob's errors.
 var ErrBadJob = errors.New("delivery: bad job")
 
+// maxAttempt bounds a job's attempt number: no policy comes near it, and
+// a forged header cannot overflow the next attempt's number.
+const maxAttempt = 100_000
+
+// parseTime reads a job's time header: RFC 3339, within years 0 to 9999
+// once in UTC, so the job's next attempt can write it back.
+func parseTime(name, v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s: %w", ErrBadJob, name, err)
+	}
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return time.Time{}, fmt.Errorf("%w: %s %q: year out of range", ErrBadJob, name, v)
+	}
+	return t, nil
+}
+
 // DecodeJob parses a job message's headers and body.
 func DecodeJob(h nats.Header, data []byte) (Job, error) {
 	j := Job{
@@ -136,14 +153,14 @@ func DecodeJob(h nats.Header, data []byte) (Job, error) {
 		return Job{}, fmt.Errorf("%w: missing %s, %s, %s or %s header", ErrBadJob, hdrDelivery, hdrEventID, hdrEvent, hdrSubscription)
 	}
 	var err error
-	if j.EventTime, err = time.Parse(time.RFC3339Nano, h.Get(hdrEventTime)); err != nil {
-		return Job{}, fmt.Errorf("%w: %s: %w", ErrBadJob, hdrEventTime, err)
+	if j.EventTime, err = parseTime(hdrEventTime, h.Get(hdrEventTime)); err != nil {
+		return Job{}, err
 	}
-	if j.CreatedAt, err = time.Parse(time.RFC3339Nano, h.Get(hdrCreated)); err != nil {
-		return Job{}, fmt.Errorf("%w: %s: %w", ErrBadJob, hdrCreated, err)
+	if j.CreatedAt, err = parseTime(hdrCreated, h.Get(hdrCreated)); err != nil {
+		return Job{}, err
 	}
-	if j.Attempt, err = strconv.Atoi(h.Get(hdrAttempt)); err != nil || j.Attempt < 1 {
-		return Job{}, fmt.Errorf("%w: %s %q: want a number from 1", ErrBadJob, hdrAttempt, h.Get(hdrAttempt))
+	if j.Attempt, err = strconv.Atoi(h.Get(hdrAttempt)); err != nil || j.Attempt < 1 || j.Attempt > maxAttempt {
+		return Job{}, fmt.Errorf("%w: %s %q: want a number from 1 to %d", ErrBadJob, hdrAttempt, h.Get(hdrAttempt), maxAttempt)
 	}
 	if v := h.Get(hdrBase); v != "" {
 		if j.Base, err = strconv.Atoi(v); err != nil || j.Base < 0 || j.Base >= j.Attempt {
@@ -151,8 +168,8 @@ func DecodeJob(h nats.Header, data []byte) (Job, error) {
 		}
 	}
 	if v := h.Get(hdrNotBefore); v != "" {
-		if j.NotBefore, err = time.Parse(time.RFC3339Nano, v); err != nil {
-			return Job{}, fmt.Errorf("%w: %s: %w", ErrBadJob, hdrNotBefore, err)
+		if j.NotBefore, err = parseTime(hdrNotBefore, v); err != nil {
+			return Job{}, err
 		}
 	}
 	return j, nil
