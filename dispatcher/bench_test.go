@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -115,7 +116,10 @@ func BenchmarkIsolation(b *testing.B) {
 	rates := map[string]float64{}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			bb := setup(b, options{workers: 64})
+			// webhookd's defaults: 64 workers, the 5s/10s/15s schedule, a
+			// cap of 8 and a breaker after 5 failures with a 30s cool-down.
+			bb := setup(b, options{workers: 64, policy: delivery.Schedule(5*time.Second, 10*time.Second, 15*time.Second),
+				health: delivery.HealthConfig{BreakerFailures: 5}})
 			healthy := newReceiverQuiet(b, http.StatusOK)
 			bb.subscribe(b, healthy.URL, "task.completed")
 			if c.bad != nil {

@@ -156,9 +156,11 @@ func (d *Dispatcher) run(ctx context.Context, m natsjs.Msg, job delivery.Job, su
 	}
 	health, next := slot.Done(res)
 	if health.FailingSinceChanged {
-		if err := d.deps.Subscriptions.SetFailingSince(context.WithoutCancel(ctx), sub.ID, health.FailingSince); err != nil {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		if err := d.deps.Subscriptions.SetFailingSince(fctx, sub.ID, health.FailingSince); err != nil {
 			log.Warn().Err(err).Msg("recording when the endpoint began failing")
 		}
+		cancel()
 	}
 	if health.Disable != "" {
 		d.disable(ctx, sub, health.Disable, res, log)
