@@ -6,7 +6,8 @@
 //
 // Secrets appear only in the answers of create and rotate-secret; they are
 // never logged (request logs carry method, path, status and duration only).
-// Operator requeues (redeliver, replay, resume) keep the delivery id, record
-// the delivery as pending and publish the kept job again; attempt numbers
-// continue and the retry policy starts afresh.
+// Operator requeues (redeliver, replay, resume, and cancelling the held
+// deliveries of a deleted subscription) are carried out by dispatcher.Queue,
+// next to the workers: they keep the delivery id, publish the kept job again
+// and then record the delivery as pending; attempt numbers continue.
 package admin

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -53,8 +52,6 @@ type Deps struct {
 	Endpoints *delivery.Endpoints
 	// Ready reports whether the replica can serve (nil error) for /readyz.
 	Ready func() error
-	// Background is the context of work that outlives a request (resume).
-	Background context.Context
 	// Counters returns this replica's pipeline counters for /v1/status.
 	Counters func() map[string]uint64
 }
@@ -80,9 +77,6 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	}
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = 1 << 20
-	}
-	if deps.Background == nil {
-		deps.Background = context.Background()
 	}
 	catalog := map[string]bool{}
 	for _, t := range cfg.EventTypes {

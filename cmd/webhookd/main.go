@@ -161,7 +161,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, MaxEventBytes: int(maxEvent),
 	}, admin.Deps{
-		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Background: gctx,
+		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready: func() error {
 			select {
