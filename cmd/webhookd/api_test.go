@@ -355,3 +355,34 @@ func TestAPIReplaySendsFailedDeliveriesAgain(t *testing.T) {
 	}
 	require.True(t, seen[list.Items[0].ID] && seen[list.Items[1].ID])
 }
+
+// A receiver failing in a row opens its subscription's circuit breaker: the
+// state, the failure count and the last status show in the subscription and
+// in /v1/status, as the answering replica sees them.
+func TestAPIShowsTheBreaker(t *testing.T) {
+	t.Parallel()
+	d := start(t, "--breaker-failures", "2", "--breaker-cooldown", "1h", "--retry-backoff", "50ms,50ms,50ms")
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	t.Cleanup(rcv.Close)
+	var sub client.Subscription
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+rcv.URL+`","events":["task.failed"]}`, &sub))
+	require.NotNil(t, sub.Health)
+	require.Equal(t, "closed", sub.Health.Breaker)
+	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"task.failed","data":{},"id":"e-b"}`, nil))
+
+	waitFor(t, func() bool {
+		require.Equal(t, http.StatusOK, d.call(t, "GET", "/v1/subscriptions/"+sub.ID, d.token, "", &sub))
+		// Opening also persists when the failures began, a moment later.
+		return sub.Health.Breaker == "open" && !sub.FailingSince.IsZero()
+	})
+	require.Equal(t, 2, sub.Health.ConsecutiveFailures)
+	require.Equal(t, http.StatusBadGateway, sub.Health.LastStatusCode)
+	require.False(t, sub.Health.OpenUntil.IsZero())
+
+	var st client.Status
+	require.Equal(t, http.StatusOK, d.call(t, "GET", "/v1/status", d.token, "", &st))
+	require.Len(t, st.Endpoints, 1)
+	require.Equal(t, sub.ID, st.Endpoints[0].SubscriptionID)
+	require.Equal(t, "open", st.Endpoints[0].Breaker)
+	require.Contains(t, d.logs.String(), "circuit breaker open")
+}
