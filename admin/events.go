@@ -29,8 +29,8 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Data) > s.cfg.MaxEventBytes {
 		return apiError(http.StatusRequestEntityTooLarge, client.CodeTooLarge, "data: %d bytes, at most %d", len(req.Data), s.cfg.MaxEventBytes)
 	}
-	if len(req.ID) > 256 {
-		return invalid("id: at most 256 bytes")
+	if len(req.ID) > delivery.MaxEventIDBytes {
+		return invalid("id: at most %d bytes", delivery.MaxEventIDBytes)
 	}
 	m := nats.NewMsg(jetstream.EventSubject(req.Event))
 	m.Data = req.Data

@@ -80,6 +80,10 @@ func depth(d []byte) int {
 // namespace is the UUIDv5 namespace of ids derived by webhookd.
 var namespace = uuid.MustParse("5b2f6f0e-8d0c-4c84-9a57-3a4c1a9e2f10")
 
+// MaxEventIDBytes bounds an event id (Nats-Msg-Id): the history is indexed
+// by it, and an index key cannot be arbitrarily long.
+const MaxEventIDBytes = 256
+
 // EventIDFromSequence derives the id of an event published without a
 // Nats-Msg-Id from its EVENTS stream sequence, so a redelivered event keeps
 // its id.

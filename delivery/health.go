@@ -253,9 +253,9 @@ func (e *Endpoints) handoff(s *endpoint, ep Endpoint, now time.Time) (Handoff, [
 	for len(s.waiters) > 0 && s.inFlight < e.limit(ep) {
 		w := s.waiters[0]
 		s.waiters = s.waiters[1:]
-		if !w.timer.Stop() {
-			continue // expiring right now
-		}
+		// Taking w off the list under e.mu makes it ours: a timer that
+		// fired meanwhile finds it gone and leaves it alone (expire).
+		w.timer.Stop()
 		slot := e.admit(s, ep, false, now)
 		return func() Handoff { return w.q.Run(slot) }, nil
 	}
@@ -266,18 +266,27 @@ func (e *Endpoints) handoff(s *endpoint, ep Endpoint, now time.Time) (Handoff, [
 // (shutdown).
 func (e *Endpoints) Flush() {
 	e.mu.Lock()
+	gone := e.flushLocked()
+	e.mu.Unlock()
+	e.expireGone(gone)
+}
+
+// flushLocked takes every waiting job off its list and stops queueing.
+// Called with e.mu held.
+func (e *Endpoints) flushLocked() []*waiter {
 	e.closed = true
 	var gone []*waiter
 	for _, s := range e.eps {
-		for _, w := range s.waiters {
-			if w.timer.Stop() {
-				gone = append(gone, w)
-			}
-		}
+		gone = append(gone, s.waiters...)
 		s.waiters = nil
 	}
-	e.mu.Unlock()
+	return gone
+}
+
+// expireGone puts back at once jobs taken off their lists by Flush.
+func (e *Endpoints) expireGone(gone []*waiter) {
 	for _, w := range gone {
+		w.timer.Stop()
 		w.q.Expire(0)
 	}
 }
@@ -355,15 +364,15 @@ func (s *Slot) Cancel() Handoff {
 // expireAll puts back jobs that can no longer wait (the breaker opened).
 func (e *Endpoints) expireAll(st *endpoint, gone []*waiter) {
 	for _, w := range gone {
-		if w.timer.Stop() {
-			e.mu.Lock()
-			wait := e.jitter(e.busyDelay(st, e.now(), w.tries+1))
-			if st.state == BreakerOpen {
-				wait = st.openUntil.Sub(e.now()) + e.jitter(e.cfg.BreakerCooldown/10)
-			}
-			e.mu.Unlock()
-			w.q.Expire(wait)
+		// Taken off the list under e.mu, w is ours even if its timer fired.
+		w.timer.Stop()
+		e.mu.Lock()
+		wait := e.jitter(e.busyDelay(st, e.now(), w.tries+1))
+		if st.state == BreakerOpen {
+			wait = st.openUntil.Sub(e.now()) + e.jitter(e.cfg.BreakerCooldown/10)
 		}
+		e.mu.Unlock()
+		w.q.Expire(wait)
 	}
 }
 

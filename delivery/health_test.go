@@ -205,3 +205,91 @@ func TestJobsWaitInMemoryForABusyEndpoint(t *testing.T) {
 	require.False(t, queued)
 	_ = held.Cancel()
 }
+
+// fireWhileLocked makes the timer of ep's only waiting job fire while the
+// test holds e.mu, so its expiry is blocked on the lock exactly when
+// whoever holds it takes the job off the list (a slot's release, the
+// breaker opening, Flush). It returns the locked state and a channel
+// closed once the timer's expiry has run. The caller unlocks e.mu.
+func fireWhileLocked(t *testing.T, e *Endpoints, ep Endpoint) (*endpoint, chan struct{}) {
+	t.Helper()
+	e.mu.Lock()
+	st := e.eps[ep.SubscriptionID]
+	require.Len(t, st.waiters, 1)
+	w := st.waiters[0]
+	require.True(t, w.timer.Stop())
+	fired, done := make(chan struct{}), make(chan struct{})
+	w.timer = time.AfterFunc(0, func() { close(fired); e.expire(ep, w); close(done) })
+	<-fired // its expiry now waits for e.mu
+	return st, done
+}
+
+// A waiting job whose timer fires just as it is taken off the list is run
+// or put back, never dropped: dropped, its message stays unsettled until
+// JetStream's AckWait runs out.
+func TestWaitingJobIsNotDroppedWhenItsTimerFiresAtHandoff(t *testing.T) {
+	t.Parallel()
+	ep := Endpoint{SubscriptionID: "s1"}
+	type settled struct {
+		ran, expired chan struct{}
+	}
+	queue := func(e *Endpoints) settled {
+		s := settled{ran: make(chan struct{}, 2), expired: make(chan struct{}, 2)}
+		_, _, queued := e.Acquire(ep, 1, &Queued{
+			MaxWait: time.Hour,
+			Run: func(slot *Slot) Handoff {
+				s.ran <- struct{}{}
+				return slot.Cancel()
+			},
+			Expire: func(time.Duration) { s.expired <- struct{}{} },
+		})
+		require.True(t, queued)
+		return s
+	}
+	once := func(t *testing.T, s settled) {
+		t.Helper()
+		require.Equal(t, 1, len(s.ran)+len(s.expired), "the waiting job is settled exactly once")
+	}
+
+	t.Run("slot freed", func(t *testing.T) {
+		e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1})
+		busy, _ := acquire(e, ep, 1)
+		s := queue(e)
+		st, done := fireWhileLocked(t, e, ep)
+		busy.release(st, e.now())
+		h, gone := e.handoff(st, ep, e.now())
+		e.mu.Unlock()
+		e.expireAll(st, gone)
+		for h != nil {
+			h = h()
+		}
+		<-done
+		once(t, s)
+	})
+	t.Run("breaker opened", func(t *testing.T) {
+		e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1, BreakerFailures: 1})
+		busy, _ := acquire(e, ep, 1)
+		s := queue(e)
+		st, done := fireWhileLocked(t, e, ep)
+		busy.release(st, e.now())
+		st.state, st.openUntil = BreakerOpen, e.now().Add(time.Minute)
+		h, gone := e.handoff(st, ep, e.now())
+		e.mu.Unlock()
+		require.Nil(t, h)
+		e.expireAll(st, gone)
+		<-done
+		once(t, s)
+	})
+	t.Run("flushed", func(t *testing.T) {
+		e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1})
+		busy, _ := acquire(e, ep, 1)
+		s := queue(e)
+		_, done := fireWhileLocked(t, e, ep)
+		gone := e.flushLocked()
+		e.mu.Unlock()
+		e.expireGone(gone)
+		<-done
+		once(t, s)
+		_ = busy.Cancel()
+	})
+}

@@ -6,7 +6,9 @@
 // The router consumes EVENTS (a work queue) through the shared durable
 // consumer "router". An event is checked first: its type must be in the
 // catalog, its data at most Config.MaxEventBytes and one JSON object in
-// valid UTF-8. A bad event is recorded as rejected with its reason and
+// valid UTF-8, and its id (Nats-Msg-Id) at most delivery.MaxEventIDBytes (else
+// it is recorded under the id derived from its sequence). A bad event is
+// recorded as rejected with its reason and
 // acked at once: it is never retried and never blocks later events. A good
 // event is fanned out into one job per matching subscription, published to
 // DELIVERIES with Nats-Msg-Id = delivery id, and acked only when every job

@@ -496,3 +496,29 @@ func TestPauseAndResumeAcrossReplicas(t *testing.T) {
 	waitUntil(t, 10*time.Second, func() bool { return a.workersIdle(t) }, "queue empty")
 	require.Empty(t, rcv.reqs, "once per delivery id")
 }
+
+// A robot's Nats-Msg-Id too long to index (bbolt keys are at most 32 KiB)
+// is rejected by the router with its reason, under the id derived from the
+// stream sequence: delivered, its audit records would fail every index
+// batch they fall into, for good.
+func TestOverlongEventIDIsRejected(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{workers: 2})
+	rcv := newReceiver(t, always(http.StatusOK))
+	sub := b.subscribe(t, rcv.URL, "task.completed")
+
+	seq := b.publish(t, "task.completed", `{"n":1}`, strings.Repeat("i", 40<<10))
+	good := b.deliver(t, sub, "task.completed", `{"n":2}`, "good")
+
+	id := delivery.EventIDFromSequence(seq)
+	var ds []delivery.Delivery
+	waitUntil(t, 10*time.Second, func() bool {
+		ds, _, _ = b.store.List(delivery.Query{EventID: id})
+		return len(ds) == 1
+	}, "the overlong id recorded as rejected")
+	require.Equal(t, delivery.StatusRejected, ds[0].Status)
+	require.Contains(t, ds[0].Reason, "Nats-Msg-Id")
+	b.waitDelivery(t, good, delivery.StatusSucceeded)
+	r := rcv.next(t, 10*time.Second)
+	require.Equal(t, "good", r.event["id"], "only the good event reaches the receiver")
+}

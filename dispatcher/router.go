@@ -39,6 +39,14 @@ func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 	if ev.ID == "" {
 		ev.ID = delivery.EventIDFromSequence(ev.Seq)
 	}
+	if len(ev.ID) > delivery.MaxEventIDBytes {
+		// Recorded under the derived id: the robot's is too long to index.
+		reason := fmt.Sprintf("event id (Nats-Msg-Id %q) is %d bytes, over the limit of %d",
+			truncate(ev.ID, 64), len(ev.ID), delivery.MaxEventIDBytes)
+		ev.ID = delivery.EventIDFromSequence(ev.Seq)
+		d.reject(ctx, m, ev, reason)
+		return
+	}
 	log := d.log.With().Str("event_id", ev.ID).Str("event_type", ev.Type).Logger()
 
 	if reason := d.check(ev); reason != "" {
