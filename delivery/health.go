@@ -24,6 +24,13 @@ type HealthConfig struct {
 	// DisableAfter disables a subscription that has failed without a single
 	// success for this long (0: never).
 	DisableAfter time.Duration
+	// MaxHeldBack disables a subscription (reason DisabledBacklog) whose
+	// open breaker held back more jobs than this in one cool-down: each of
+	// them holds a slot of the consumer's shared MaxAckPending, so a dead
+	// endpoint's growing backlog would otherwise stall every subscription.
+	// Disabled, its deliveries are held out of the queue until an operator
+	// re-enables it. 0: never.
+	MaxHeldBack int
 	// MaxQueued is how many jobs may wait in memory per endpoint for a slot
 	// (default 64; the dispatcher sets its number of workers).
 	MaxQueued int
@@ -47,6 +54,9 @@ const (
 	DisabledGone = "endpoint_gone"
 	// DisabledFailing: no success for HealthConfig.DisableAfter.
 	DisabledFailing = "failing"
+	// DisabledBacklog: its breaker held back more than
+	// HealthConfig.MaxHeldBack jobs in one cool-down.
+	DisabledBacklog = "backlog"
 )
 
 // EndpointHealth is a subscription's endpoint as this replica sees it.
@@ -86,6 +96,7 @@ type endpoint struct {
 	state        string
 	openUntil    time.Time
 	probing      bool
+	heldBack     int // jobs held back by the open breaker since it last opened
 	lastStatus   int
 	lastReason   string
 	failingSince time.Time
@@ -179,6 +190,7 @@ func (e *Endpoints) Acquire(ep Endpoint, tries uint64, q *Queued) (slot *Slot, w
 	switch s.state {
 	case BreakerOpen:
 		if now.Before(s.openUntil) {
+			s.heldBack++
 			return nil, s.openUntil.Sub(now) + e.jitter(e.cfg.BreakerCooldown/10), false
 		}
 		s.state = BreakerHalfOpen
@@ -430,7 +442,7 @@ func (s *Slot) done(res Result) (Verdict, *endpoint) {
 		if st.state == BreakerClosed {
 			v.FailingSinceChanged = s.ep.FailingSince.IsZero()
 		}
-		st.state, st.openUntil = BreakerOpen, now.Add(e.cfg.BreakerCooldown)
+		st.state, st.openUntil, st.heldBack = BreakerOpen, now.Add(e.cfg.BreakerCooldown), 0
 		log.Warn().Int("consecutive_failures", st.failures).Str("reason", res.Reason).
 			Dur("cooldown", e.cfg.BreakerCooldown).Msg("circuit breaker open")
 	}
@@ -448,6 +460,16 @@ func countsForBreaker(res Result) bool {
 		return false
 	}
 	return res.Reason != ReasonBlockedTarget && res.Reason != ReasonBadRequest && res.Reason != ReasonCancelled
+}
+
+// Backlogged reports whether subscription subID's open breaker has held
+// back more than MaxHeldBack jobs since it opened: the subscription should
+// be disabled (DisabledBacklog) so its jobs leave the queue.
+func (e *Endpoints) Backlogged(subID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.eps[subID]
+	return e.cfg.MaxHeldBack > 0 && st != nil && st.state == BreakerOpen && st.heldBack > e.cfg.MaxHeldBack
 }
 
 // All returns the endpoints this replica tracks: those with attempts in

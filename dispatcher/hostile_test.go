@@ -522,3 +522,39 @@ func TestOverlongEventIDIsRejected(t *testing.T) {
 	r := rcv.next(t, 10*time.Second)
 	require.Equal(t, "good", r.event["id"], "only the good event reaches the receiver")
 }
+
+// Jobs held back by an open breaker hold slots of the consumer's pending
+// limit, which every subscription shares: a dead endpoint whose backlog
+// outgrows MaxHeldBack is disabled, so its jobs leave the queue (held,
+// kept) and the others keep flowing.
+func TestDeadEndpointsBacklogIsDisabledBeforeItStallsOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{
+		workers: 8,
+		prov:    func(p *jetstream.Provisioning) { p.MaxAckPending = 40 },
+		health:  delivery.HealthConfig{BreakerFailures: 2, BreakerCooldown: 2 * time.Second, MaxHeldBack: 10},
+	})
+	dead := newReceiver(t, always(http.StatusServiceUnavailable))
+	healthy := newReceiver(t, always(http.StatusOK))
+	deadSub := b.subscribe(t, dead.URL, "alert.triggered")
+	b.subscribe(t, healthy.URL, "task.completed")
+	const backlog = 60 // more than the pending limit
+	for i := range backlog {
+		b.publish(t, "alert.triggered", `{}`, fmt.Sprintf("dead-%d", i))
+	}
+	waitUntil(t, 30*time.Second, func() bool {
+		s, _ := b.subs.Get(deadSub.ID)
+		return !s.Active && s.DisabledReason == delivery.DisabledBacklog
+	}, "the backlogged subscription disabled")
+	for i := range 50 {
+		b.publish(t, "task.completed", `{}`, fmt.Sprintf("ok-%d", i))
+	}
+	for range 50 {
+		healthy.next(t, 20*time.Second)
+	}
+	waitUntil(t, 30*time.Second, func() bool {
+		ds, _, err := b.store.List(delivery.Query{SubscriptionID: deadSub.ID, Status: delivery.StatusPaused, Limit: 1000})
+		require.NoError(t, err)
+		return len(ds) == backlog
+	}, "every dead delivery held, none lost")
+}

@@ -106,6 +106,13 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 	switch {
 	case queued:
 		return settlement{act: waits}, nil
+	case slot == nil && d.deps.Endpoints.Backlogged(sub.ID):
+		// Its held-back jobs would fill the consumer's shared pending
+		// limit: disable it, so they leave the queue (held, kept).
+		d.disable(ctx, sub, delivery.DisabledBacklog, delivery.Result{}, log)
+		sub.Active, sub.DisabledReason = false, delivery.DisabledBacklog
+		d.held.Add(1)
+		return d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job), nil
 	case slot == nil:
 		d.deferred.Add(1)
 		return settlement{act: nak, delay: wait}, nil

@@ -140,6 +140,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	endpoints := delivery.NewEndpoints(delivery.HealthConfig{
 		MaxInFlight: cfg.MaxInFlight, BreakerFailures: cfg.BreakerFailures,
 		BreakerCooldown: cfg.BreakerCooldown, DisableAfter: cfg.DisableAfter, MaxQueued: cfg.Workers,
+		// A quarter of the pending limit all subscriptions share.
+		MaxHeldBack: cfg.MaxAckPending / 4,
 	}, log)
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
