@@ -129,6 +129,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 // index applies a batch of records in one transaction and acks them.
 func (ix *Indexer) index(batch []natsjs.Msg) {
 	recs := make([]Record, 0, len(batch))
+	msgs := make([]natsjs.Msg, 0, len(batch))
 	var high uint64
 	for _, m := range batch {
 		if md, err := m.Metadata(); err == nil {
@@ -140,14 +141,33 @@ func (ix *Indexer) index(batch []natsjs.Msg) {
 			_ = m.Term()
 			continue
 		}
-		recs = append(recs, rec)
+		recs, msgs = append(recs, rec), append(msgs, m)
 	}
 	if err := ix.store.Apply(recs...); err != nil {
-		ix.log.Error().Err(err).Int("records", len(recs)).Msg("indexing audit records failed; they will be redelivered")
-		for _, m := range batch {
-			_ = m.NakWithDelay(time.Second)
+		// One record the store refuses must not hold back the batch for
+		// good: apply them one by one and drop only the ones refused. A
+		// store that refuses them all (disk full) has them redelivered.
+		errs := make([]error, len(recs))
+		failed := 0
+		for i, rec := range recs {
+			if errs[i] = ix.store.Apply(rec); errs[i] != nil {
+				failed++
+			}
 		}
-		return
+		if failed == len(recs) {
+			ix.log.Error().Err(err).Int("records", len(recs)).Msg("indexing audit records failed; they will be redelivered")
+			for _, m := range msgs {
+				_ = m.NakWithDelay(time.Second)
+			}
+			return
+		}
+		for i, err := range errs {
+			if err != nil {
+				ix.log.Error().Err(err).Str("delivery_id", truncate(recs[i].DeliveryID, 64)).
+					Msg("dropping an audit record the index refuses; it stays in the AUDIT stream")
+				_ = msgs[i].Term()
+			}
+		}
 	}
 	for _, m := range batch {
 		if err := m.Ack(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
