@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/netip"
@@ -244,7 +245,10 @@ func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) erro
 	s.log.Info().Str("subscription_id", id).Msg("subscription deleted")
 	// Jobs still queued are cancelled by the workers; the ones held while
 	// paused are no longer queued, so they are cancelled here.
-	if _, err := s.deps.Queue.CancelHeld(r.Context(), id); err != nil {
+	// The subscription is gone: finish the job even if the client hangs up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Minute)
+	defer cancel()
+	if _, err := s.deps.Queue.CancelHeld(ctx, id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

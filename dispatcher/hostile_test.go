@@ -371,7 +371,11 @@ func TestUnrecordedAttemptIsNeverAcked(t *testing.T) {
 func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	// Not parallel: heavy enough that it would slow its neighbours past their timeouts.
 	const deliveries, attempts = 40, 5
-	gap := 2 * time.Second
+	// Long enough that no third attempt is due while A is killed, even if
+	// a loaded machine spreads the second attempts over seconds: a kill
+	// mid-attempt would make that attempt twice, which at-least-once allows
+	// but this test does not measure.
+	gap := 4 * time.Second
 	policy := delivery.Schedule(gap, gap, gap, gap)
 	health := delivery.HealthConfig{MaxInFlight: deliveries}
 	a := setup(t, options{policy: policy, workers: 8, health: health})
@@ -404,7 +408,7 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	require.NoError(t, err)
 	// Kill A once every delivery has made two attempts and its third waits
 	// in the queue (one message per delivery: none is mid-settlement).
-	waitUntil(t, 20*time.Second, func() bool {
+	waitUntil(t, 30*time.Second, func() bool {
 		info, err := str.Info(context.Background())
 		require.NoError(t, err)
 		return twoEach() && info.State.Msgs == deliveries
@@ -413,7 +417,12 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 
 	b := setup(t, options{server: a.ns, policy: policy, workers: 8, health: health})
 	for _, id := range ids {
-		d := b.waitDelivery(t, id, delivery.StatusFailed)
+		var d delivery.Delivery
+		waitUntil(t, time.Minute, func() bool {
+			var err error
+			d, err = b.store.Get(id)
+			return err == nil && d.Status == delivery.StatusFailed
+		}, "delivery "+id+" to fail")
 		require.Len(t, d.Attempts, attempts, "B indexed all five attempts of %s", id)
 	}
 	mu.Lock()

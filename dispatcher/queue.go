@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -51,7 +53,10 @@ type Queue struct {
 	now  func() time.Time
 	// ResumeRate is how many held deliveries per second a resume requeues.
 	resumeRate float64
-	tasks      chan func(context.Context)
+
+	mu      sync.Mutex
+	resumes []string      // subscriptions to resume, each once, oldest first
+	wake    chan struct{} // signalled when resumes grows
 }
 
 // NewQueue returns a Queue; Run carries out its background work (resumes).
@@ -60,17 +65,26 @@ func NewQueue(deps QueueDeps, resumeRate float64, log zerolog.Logger) *Queue {
 		resumeRate = 200
 	}
 	return &Queue{deps: deps, log: log.With().Str("component", "queue").Logger(), now: time.Now,
-		resumeRate: resumeRate, tasks: make(chan func(context.Context), 64)}
+		resumeRate: resumeRate, wake: make(chan struct{}, 1)}
 }
 
-// Run carries out background requeues until ctx ends.
+// Run carries out background requeues (resumes) until ctx ends.
 func (q *Queue) Run(ctx context.Context) error {
 	for {
+		q.mu.Lock()
+		var subID string
+		if len(q.resumes) > 0 {
+			subID, q.resumes = q.resumes[0], q.resumes[1:]
+		}
+		q.mu.Unlock()
+		if subID != "" {
+			q.resume(ctx, subID)
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case task := <-q.tasks:
-			task(ctx)
+		case <-q.wake:
 		}
 	}
 }
@@ -211,15 +225,28 @@ func (q *Queue) Replay(ctx context.Context, query delivery.Query, perSecond floa
 // replica has indexed the subscription's last audit record, so holds
 // recorded by other replicas are not missed. Workers check the record of
 // truth before holding a job, so nothing is held after the resume.
+//
+// It never blocks: a subscription already waiting to be resumed is not
+// queued twice.
 func (q *Queue) Resume(subID string) {
-	q.tasks <- func(ctx context.Context) {
-		n, held, err := q.forHeld(ctx, subID, q.resumeRate, q.requeue)
-		ev := q.log.Info()
-		if err != nil {
-			ev = q.log.Error().Err(err)
-		}
-		ev.Str("subscription_id", subID).Int("requeued", n).Int("held", held).Msg("held deliveries requeued")
+	q.mu.Lock()
+	if !slices.Contains(q.resumes, subID) {
+		q.resumes = append(q.resumes, subID)
 	}
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *Queue) resume(ctx context.Context, subID string) {
+	n, held, err := q.forHeld(ctx, subID, q.resumeRate, q.requeue)
+	ev := q.log.Info()
+	if err != nil {
+		ev = q.log.Error().Err(err)
+	}
+	ev.Str("subscription_id", subID).Int("requeued", n).Int("held", held).Msg("held deliveries requeued")
 }
 
 // CancelHeld records the deliveries held for a deleted subscription as
