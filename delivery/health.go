@@ -96,7 +96,8 @@ type endpoint struct {
 	state        string
 	openUntil    time.Time
 	probing      bool
-	heldBack     int // jobs held back by the open breaker since it last opened
+	heldBack     int       // jobs held back by the open breaker since it last opened
+	goneAt       time.Time // when the endpoint last answered 410 Gone
 	lastStatus   int
 	lastReason   string
 	failingSince time.Time
@@ -134,6 +135,9 @@ type Endpoint struct {
 	// FailingSince is the persisted start of the current run of failures,
 	// so a restart does not reset the clock of DisableAfter.
 	FailingSince time.Time
+	// Updated is when the subscription last changed: a re-enabled one is
+	// newer than its last 410.
+	Updated time.Time
 }
 
 // Queued is how a job waits in memory for a slot of a full endpoint: the
@@ -430,7 +434,7 @@ func (s *Slot) done(res Result) (Verdict, *endpoint) {
 	}
 	v.FailingSince = st.failingSince
 	if res.StatusCode == http.StatusGone {
-		v.Disable = DisabledGone
+		v.Disable, st.goneAt = DisabledGone, now
 	} else if e.cfg.DisableAfter > 0 && now.Sub(st.failingSince) >= e.cfg.DisableAfter {
 		v.Disable = DisabledFailing
 	}
@@ -460,6 +464,23 @@ func countsForBreaker(res Result) bool {
 		return false
 	}
 	return res.Reason != ReasonBlockedTarget && res.Reason != ReasonBadRequest && res.Reason != ReasonCancelled
+}
+
+// Gone reports whether ep's endpoint answered 410 Gone since the
+// subscription last changed: no new attempt should start, even before the
+// subscription reads as disabled everywhere.
+func (e *Endpoints) Gone(ep Endpoint) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.eps[ep.SubscriptionID]
+	if st == nil || st.goneAt.IsZero() {
+		return false
+	}
+	if ep.Updated.After(st.goneAt) { // re-enabled since
+		st.goneAt = time.Time{}
+		return false
+	}
+	return true
 }
 
 // Backlogged reports whether subscription subID's open breaker has held

@@ -293,3 +293,21 @@ func TestWaitingJobIsNotDroppedWhenItsTimerFiresAtHandoff(t *testing.T) {
 		_ = busy.Cancel()
 	})
 }
+
+func TestGoneStopsNewAttemptsUntilReenabled(t *testing.T) {
+	t.Parallel()
+	e, clk := newTestEndpoints(t, HealthConfig{MaxInFlight: 8})
+	changed := clk.t.Add(-time.Hour)
+	ep := Endpoint{SubscriptionID: "s1", Updated: changed}
+	a, _ := acquire(e, ep, 1)
+	b, _ := acquire(e, ep, 1) // in flight when the 410 comes: cannot be recalled
+	require.False(t, e.Gone(ep))
+	require.Equal(t, DisabledGone, verdict(a, failed(410, "http_410")).Disable)
+	require.True(t, e.Gone(ep), "no new attempt after a 410, even before the subscription reads as disabled")
+	_ = verdict(b, failed(410, "http_410"))
+
+	clk.advance(time.Minute)
+	reenabled := Endpoint{SubscriptionID: "s1", Updated: clk.t}
+	require.False(t, e.Gone(reenabled), "re-enabled since the 410")
+	require.False(t, e.Gone(ep), "and it stays cleared")
+}

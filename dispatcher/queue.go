@@ -55,8 +55,16 @@ type Queue struct {
 	resumeRate float64
 
 	mu      sync.Mutex
-	resumes []string      // subscriptions to resume, each once, oldest first
+	resumes []resumeTask  // in order of being asked for
 	wake    chan struct{} // signalled when resumes grows
+}
+
+// resumeTask is a resume to carry out at due; recheck marks the second
+// look a resume takes (see resumeRecheck).
+type resumeTask struct {
+	subID   string
+	due     time.Time
+	recheck bool
 }
 
 // NewQueue returns a Queue; Run carries out its background work (resumes).
@@ -71,25 +79,55 @@ func NewQueue(deps QueueDeps, resumeRate float64, log zerolog.Logger) *Queue {
 // Run carries out background requeues (resumes) until ctx ends.
 func (q *Queue) Run(ctx context.Context) error {
 	for {
-		q.mu.Lock()
-		var subID string
-		if len(q.resumes) > 0 {
-			subID, q.resumes = q.resumes[0], q.resumes[1:]
-		}
-		q.mu.Unlock()
-		if subID != "" {
-			q.resume(ctx, subID)
+		task, next, ok := q.nextResume()
+		if ok {
+			q.resume(ctx, task)
 			continue
+		}
+		var timer <-chan time.Time
+		if !next.IsZero() {
+			timer = time.After(time.Until(next))
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-q.wake:
+		case <-timer:
 		}
 	}
 }
 
-// publishTimeout bounds one requeue's publish and record; they outlive the
+// nextResume pops the first resume that is due, or returns when the next
+// one will be (zero: none waits).
+func (q *Queue) nextResume() (task resumeTask, next time.Time, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.now()
+	for i, t := range q.resumes {
+		if !t.due.After(now) {
+			q.resumes = slices.Delete(q.resumes, i, i+1)
+			return t, time.Time{}, true
+		}
+		if next.IsZero() || t.due.Before(next) {
+			next = t.due
+		}
+	}
+	return resumeTask{}, next, false
+}
+
+func (q *Queue) enqueue(t resumeTask) {
+	q.mu.Lock()
+	if !slices.ContainsFunc(q.resumes, func(o resumeTask) bool { return o.subID == t.subID && o.recheck == t.recheck }) {
+		q.resumes = append(q.resumes, t)
+	}
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// requeueTimeout bounds one requeue's publish and record; they outlive the
 // HTTP request that asked for them.
 const requeueTimeout = 10 * time.Second
 
@@ -227,27 +265,27 @@ func (q *Queue) Replay(ctx context.Context, query delivery.Query, perSecond floa
 // truth before holding a job, so nothing is held after the resume.
 //
 // It never blocks: a subscription already waiting to be resumed is not
-// queued twice.
+// queued twice. A second look follows after resumeRecheck.
 func (q *Queue) Resume(subID string) {
-	q.mu.Lock()
-	if !slices.Contains(q.resumes, subID) {
-		q.resumes = append(q.resumes, subID)
-	}
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.enqueue(resumeTask{subID: subID, due: q.now()})
 }
 
-func (q *Queue) resume(ctx context.Context, subID string) {
-	n, held, err := q.forHeld(ctx, subID, q.resumeRate, q.requeue)
+func (q *Queue) resume(ctx context.Context, t resumeTask) {
+	n, held, err := q.forHeld(ctx, t.subID, q.resumeRate, q.requeue)
+	if err == nil && !t.recheck {
+		q.enqueue(resumeTask{subID: t.subID, due: q.now().Add(resumeRecheck), recheck: true})
+	}
 	ev := q.log.Info()
 	if err != nil {
 		ev = q.log.Error().Err(err)
 	}
-	ev.Str("subscription_id", subID).Int("requeued", n).Int("held", held).Msg("held deliveries requeued")
+	ev.Str("subscription_id", t.subID).Int("requeued", n).Int("held", held).Bool("recheck", t.recheck).Msg("held deliveries requeued")
 }
+
+// resumeRecheck is when a resume looks for held deliveries a second time:
+// a worker that read the subscription as inactive just before the resume
+// may record its hold just after the first scan, but within recordTimeout.
+const resumeRecheck = recordTimeout + time.Second
 
 // CancelHeld records the deliveries held for a deleted subscription as
 // cancelled (its queued jobs are cancelled by the workers).

@@ -148,6 +148,11 @@ func (d *Dispatcher) admissible(ctx context.Context, job delivery.Job) (subscrip
 	case !sub.Active:
 		d.held.Add(1)
 		return sub, d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job), false
+	case d.deps.Endpoints.Gone(endpoint(sub)):
+		// Answered 410 a moment ago; the disabling is on its way.
+		sub.DisabledReason = delivery.DisabledGone
+		d.held.Add(1)
+		return sub, d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job), false
 	}
 	return sub, settlement{}, true
 }
@@ -304,7 +309,7 @@ func (d *Dispatcher) subscription(ctx context.Context, id string) (subscriptions
 
 // endpoint describes sub's endpoint to the health tracker.
 func endpoint(sub subscriptions.Subscription) delivery.Endpoint {
-	return delivery.Endpoint{SubscriptionID: sub.ID, URL: sub.URL, MaxInFlight: sub.MaxInFlight, FailingSince: sub.FailingSince}
+	return delivery.Endpoint{SubscriptionID: sub.ID, URL: sub.URL, MaxInFlight: sub.MaxInFlight, FailingSince: sub.FailingSince, Updated: sub.UpdatedAt}
 }
 
 // holdReason says why an inactive subscription's job is held.
