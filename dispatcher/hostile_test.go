@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -406,13 +407,28 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	}
 	str, err := a.ns.JS.Stream(context.Background(), jetstream.StreamDeliveries)
 	require.NoError(t, err)
-	// Kill A once every delivery has made two attempts and its third waits
-	// in the queue (one message per delivery: none is mid-settlement).
-	waitUntil(t, 30*time.Second, func() bool {
+	// Kill A once every delivery has made two attempts and is settled: the
+	// queue holds exactly one job per delivery, each for attempt 3 (a
+	// delivery recorded but not yet settled still has its attempt-2 job).
+	thirdQueued := func() bool {
 		info, err := str.Info(context.Background())
 		require.NoError(t, err)
-		return twoEach() && info.State.Msgs == deliveries
-	}, "two attempts each, the third queued")
+		if info.State.Msgs != deliveries {
+			return false
+		}
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+			m, err := str.GetMsg(context.Background(), seq)
+			if errors.Is(err, natsjs.ErrMsgNotFound) {
+				continue // acked and removed
+			}
+			require.NoError(t, err)
+			if m.Header.Get("Webhook-Attempt") != "3" {
+				return false
+			}
+		}
+		return true
+	}
+	waitUntil(t, 30*time.Second, func() bool { return twoEach() && thirdQueued() }, "two attempts each, the third queued")
 	a.crash()
 
 	b := setup(t, options{server: a.ns, policy: policy, workers: 8, health: health})
