@@ -2,19 +2,17 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/jetstream/jstest"
-	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/substest"
 )
 
 func TestStatusColumn(t *testing.T) {
@@ -29,27 +27,6 @@ func TestStatusColumn(t *testing.T) {
 	}
 	require.Equal(t, "default", maxInFlight(client.Subscription{}))
 	require.Equal(t, "12", maxInFlight(client.Subscription{MaxInFlight: 12}))
-}
-
-// dispatcherStore opens the subscription store another replica's dispatcher
-// would hold on the bucket of the NATS server at ns, until the test ends.
-func dispatcherStore(t *testing.T, ns *jstest.Server) *subscriptions.Store {
-	t.Helper()
-	kv, err := ns.JS.KeyValue(context.Background(), jetstream.BucketSubscriptions)
-	require.NoError(t, err)
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "replica.db"), 0o600, &bolt.Options{Timeout: time.Second})
-	require.NoError(t, err)
-	s, err := subscriptions.Open(kv, db, zerolog.New(zerolog.NewTestWriter(t)))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-		require.NoError(t, db.Close())
-	})
-	return s
 }
 
 func TestCLIMaxInFlightAndStatus(t *testing.T) {
@@ -87,7 +64,7 @@ func TestCLIMaxInFlightAndStatus(t *testing.T) {
 
 	// The dispatcher (of another replica) disables it.
 	ctl("subscriptions", "resume", sub.ID)
-	_, changed, err := dispatcherStore(t, ns).Disable(context.Background(), sub.ID, "endpoint_gone", time.Time{})
+	_, changed, err := substest.Replica(t, kvOf(t, ns)).Disable(context.Background(), sub.ID, "endpoint_gone", time.Time{})
 	require.NoError(t, err)
 	require.True(t, changed)
 	waitFor(t, 10*time.Second, func() bool {
@@ -105,4 +82,11 @@ func TestCLIMaxInFlightAndStatus(t *testing.T) {
 	out = ctl("subscriptions", "resume", sub.ID)
 	require.Regexp(t, `(?m)^STATUS\s+active$`, out)
 	require.NotContains(t, out, "DISABLED AT")
+}
+
+func kvOf(t *testing.T, ns *jstest.Server) natsjs.KeyValue {
+	t.Helper()
+	kv, err := ns.JS.KeyValue(context.Background(), jetstream.BucketSubscriptions)
+	require.NoError(t, err)
+	return kv
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/jetstream/jstest"
 	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/substest"
 )
 
 // noRedirects is a client that reports a redirect instead of following it.
@@ -86,30 +86,6 @@ func TestAPIBadIDsAnswer404(t *testing.T) {
 	require.NotContains(t, d.logs.String(), `"level":"error"`, "no request logged an error")
 }
 
-// startReplica runs a subscription store of another replica on kv, as the
-// dispatcher of another webhookd would hold it, until the test ends.
-func startReplica(t *testing.T, kv natsjs.KeyValue) *subscriptions.Store {
-	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "replica.db"), 0o600, &bolt.Options{Timeout: time.Second})
-	require.NoError(t, err)
-	s, err := subscriptions.Open(kv, db, zerolog.New(zerolog.NewTestWriter(t)))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-		require.NoError(t, db.Close())
-	})
-	select {
-	case <-s.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("replica mirror not ready")
-	}
-	return s
-}
-
 func bucketOf(t *testing.T, ns *jstest.Server) natsjs.KeyValue {
 	t.Helper()
 	kv, err := ns.JS.KeyValue(context.Background(), jetstream.BucketSubscriptions)
@@ -121,7 +97,7 @@ func TestAPIEndpointHealthFields(t *testing.T) {
 	t.Parallel()
 	ns := jstest.RunServer(t)
 	d := start(t, "--nats-url", ns.ClientURL())
-	other := startReplica(t, bucketOf(t, ns))
+	other := substest.Replica(t, bucketOf(t, ns))
 	ctx := context.Background()
 
 	// max_in_flight: set on create and update, validated, shown.
