@@ -11,20 +11,9 @@ import (
 // key. Records written before encryption hold plaintext secrets and the same
 // field names, so they still decode.
 type stored struct {
-	ID              string           `json:"id"`
-	URL             string           `json:"url"`
-	Events          []string         `json:"events"`
-	Description     string           `json:"description,omitempty"`
-	Timeout         string           `json:"timeout,omitempty"`
-	Active          bool             `json:"active"`
-	MaxInFlight     int              `json:"max_in_flight,omitempty"`
-	DisabledReason  string           `json:"disabled_reason,omitempty"`
-	DisabledAt      time.Time        `json:"disabled_at,omitzero"`
-	FailingSince    time.Time        `json:"failing_since,omitzero"`
+	public
 	Secret          string           `json:"secret"`
 	PreviousSecrets []storedPrevious `json:"previous_secrets,omitempty"`
-	CreatedAt       time.Time        `json:"created_at"`
-	UpdatedAt       time.Time        `json:"updated_at"`
 }
 
 type storedPrevious struct {
@@ -47,14 +36,7 @@ func (c codec) encode(sub Subscription) ([]byte, error) {
 		}
 		return c.key.seal(sub.ID, v)
 	}
-	r := stored{
-		ID: sub.ID, URL: sub.URL, Events: sub.Events, Description: sub.Description, Active: sub.Active,
-		MaxInFlight: sub.MaxInFlight, DisabledReason: sub.DisabledReason, DisabledAt: sub.DisabledAt,
-		FailingSince: sub.FailingSince, CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt,
-	}
-	if sub.Timeout > 0 {
-		r.Timeout = sub.Timeout.String()
-	}
+	r := stored{public: publicOf(sub)}
 	var err error
 	if r.Secret, err = secret(sub.Secret); err != nil {
 		return nil, err
@@ -82,8 +64,7 @@ func (c codec) decode(b []byte) (sub Subscription, plain bool, err error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return Subscription{}, false, fmt.Errorf("subscriptions: decode record: %w", err)
 	}
-	timeout, err := parseTimeout(r.Timeout)
-	if err != nil {
+	if sub, err = r.subscription(); err != nil {
 		return Subscription{}, false, err
 	}
 	secret := func(v string) (string, error) {
@@ -92,11 +73,6 @@ func (c codec) decode(b []byte) (sub Subscription, plain bool, err error) {
 			return v, nil
 		}
 		return c.key.open(r.ID, v)
-	}
-	sub = Subscription{
-		ID: r.ID, URL: r.URL, Events: r.Events, Description: r.Description, Timeout: timeout, Active: r.Active,
-		MaxInFlight: r.MaxInFlight, DisabledReason: r.DisabledReason, DisabledAt: r.DisabledAt,
-		FailingSince: r.FailingSince, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 	if sub.Secret, err = secret(r.Secret); err != nil {
 		return Subscription{}, false, err

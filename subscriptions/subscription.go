@@ -202,18 +202,36 @@ type public struct {
 	UpdatedAt      time.Time `json:"updated_at"`
 }
 
+// publicOf returns sub's fields but the secrets.
+func publicOf(sub Subscription) public {
+	p := public{
+		ID: sub.ID, URL: sub.URL, Events: sub.Events, Description: sub.Description, Active: sub.Active,
+		MaxInFlight: sub.MaxInFlight, DisabledReason: sub.DisabledReason, DisabledAt: sub.DisabledAt,
+		FailingSince: sub.FailingSince, CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt,
+	}
+	if sub.Timeout > 0 {
+		p.Timeout = sub.Timeout.String()
+	}
+	return p
+}
+
+// subscription returns the subscription p describes, without secrets.
+func (p public) subscription() (Subscription, error) {
+	timeout, err := parseTimeout(p.Timeout)
+	if err != nil {
+		return Subscription{}, err
+	}
+	return Subscription{
+		ID: p.ID, URL: p.URL, Events: p.Events, Description: p.Description, Timeout: timeout, Active: p.Active,
+		MaxInFlight: p.MaxInFlight, DisabledReason: p.DisabledReason, DisabledAt: p.DisabledAt,
+		FailingSince: p.FailingSince, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+	}, nil
+}
+
 // MarshalJSON encodes the subscription without its secrets, so logging or
 // printing one as JSON cannot leak them. The store uses its own stored form.
 func (s Subscription) MarshalJSON() ([]byte, error) {
-	p := public{
-		ID: s.ID, URL: s.URL, Events: s.Events, Description: s.Description, Active: s.Active,
-		MaxInFlight: s.MaxInFlight, DisabledReason: s.DisabledReason, DisabledAt: s.DisabledAt,
-		FailingSince: s.FailingSince, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
-	}
-	if s.Timeout > 0 {
-		p.Timeout = s.Timeout.String()
-	}
-	return json.Marshal(p)
+	return json.Marshal(publicOf(s))
 }
 
 // UnmarshalJSON decodes the form MarshalJSON writes; the secrets stay empty.
@@ -222,15 +240,11 @@ func (s *Subscription) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return err
 	}
-	timeout, err := parseTimeout(p.Timeout)
+	sub, err := p.subscription()
 	if err != nil {
 		return err
 	}
-	*s = Subscription{
-		ID: p.ID, URL: p.URL, Events: p.Events, Description: p.Description, Timeout: timeout, Active: p.Active,
-		MaxInFlight: p.MaxInFlight, DisabledReason: p.DisabledReason, DisabledAt: p.DisabledAt,
-		FailingSince: p.FailingSince, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
-	}
+	*s = sub
 	return nil
 }
 
