@@ -133,7 +133,7 @@ func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subs
 	h := req.Header
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", d.cfg.UserAgent)
-	h.Set(HeaderSignature, signature.Sign(sub.Secret, body))
+	h.Set(HeaderSignature, signature.SignAll(sub.LiveSecrets(start), body))
 	h.Set(HeaderEvent, job.Event)
 	h.Set(HeaderSubscription, sub.ID)
 	h.Set(HeaderDelivery, job.ID)

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -197,6 +200,14 @@ func next(t *testing.T, ch chan received) received {
 	}
 }
 
+// hmacHex is the seed's recipe, written out: hex HMAC-SHA256 of the body
+// keyed with the secret string.
+func hmacHex(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
 func verifies(t *testing.T, secret string, r received) bool {
 	t.Helper()
 	wh, err := standardwebhooks.NewWebhook(secret)
@@ -225,13 +236,18 @@ func TestAPISecretRotationAndSecrecy(t *testing.T) {
 	require.NotEmpty(t, rotated.Secret)
 	require.NotEqual(t, created.Secret, rotated.Secret)
 
-	// During the grace period a receiver holding either secret verifies.
+	// During the grace period a receiver holding either secret verifies,
+	// in both schemes.
 	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"alert.triggered","data":{"n":1}}`, nil))
 	r := next(t, got)
 	require.True(t, verifies(t, created.Secret, r), "old secret verifies during the grace period")
 	require.True(t, verifies(t, rotated.Secret, r), "new secret verifies")
-	require.True(t, signature.Verify(rotated.Secret, r.body, r.header.Get("X-Webhook-Signature")), "the seed signature uses the newest secret")
 	require.Len(t, strings.Fields(r.header.Get("webhook-signature")), 2)
+	seed := strings.Split(r.header.Get("X-Webhook-Signature"), ",")
+	require.Equal(t, []string{hmacHex(rotated.Secret, r.body), hmacHex(created.Secret, r.body)}, seed,
+		"X-Webhook-Signature: one lowercase hex HMAC per live secret, newest first")
+	require.True(t, signature.Verify(created.Secret, r.body, r.header.Get("X-Webhook-Signature")), "a receiver still on the old secret")
+	require.True(t, signature.Verify(rotated.Secret, r.body, r.header.Get("X-Webhook-Signature")), "a receiver on the new secret")
 
 	// After it, only the new one.
 	time.Sleep(time.Until(rotatedAt.Add(grace + 500*time.Millisecond))) // wait out the grace period itself
@@ -240,6 +256,8 @@ func TestAPISecretRotationAndSecrecy(t *testing.T) {
 	require.False(t, verifies(t, created.Secret, r), "old secret no longer verifies")
 	require.True(t, verifies(t, rotated.Secret, r))
 	require.Len(t, strings.Fields(r.header.Get("webhook-signature")), 1)
+	require.Equal(t, hmacHex(rotated.Secret, r.body), r.header.Get("X-Webhook-Signature"), "outside a grace period exactly one value, as the seed has it")
+	require.False(t, signature.Verify(created.Secret, r.body, r.header.Get("X-Webhook-Signature")))
 
 	logs := d.logs.String()
 	require.NotContains(t, logs, created.Secret)

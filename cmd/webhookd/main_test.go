@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -58,7 +59,22 @@ type daemon struct {
 
 // start runs webhookd on free ports and a temporary data dir, with loopback
 // targets allowed and short retries, and waits until /readyz answers 200.
+// A port taken by a parallel test between freeAddr and the listen is
+// retried with new ports.
 func start(t *testing.T, extra ...string) *daemon {
+	t.Helper()
+	for try := 1; ; try++ {
+		d, err := tryStart(t, extra...)
+		if err == nil {
+			return d
+		}
+		if !strings.Contains(err.Error(), "address already in use") || try == 3 {
+			t.Fatal(err)
+		}
+	}
+}
+
+func tryStart(t *testing.T, extra ...string) (*daemon, error) {
 	t.Helper()
 	d := &daemon{dataDir: t.TempDir(), logs: &syncBuffer{}}
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
@@ -77,7 +93,6 @@ func start(t *testing.T, extra ...string) *daemon {
 		once.Do(func() { cancel(); stopErr = <-done })
 		return stopErr
 	}
-	t.Cleanup(func() { require.NoError(t, d.stop()) })
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -90,20 +105,22 @@ func start(t *testing.T, extra ...string) *daemon {
 		}
 		select {
 		case err := <-done:
-			done <- err // for the cleanup's stop, which would otherwise wait forever
-			t.Fatalf("webhookd exited before ready: %v\n%s", err, d.logs.String())
+			cancel()
+			return nil, fmt.Errorf("webhookd exited before ready: %v\n%s", err, d.logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("webhookd not ready\n%s", d.logs.String())
+			_ = d.stop()
+			return nil, fmt.Errorf("webhookd not ready\n%s", d.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Cleanup(func() { require.NoError(t, d.stop()) })
 	b, err := os.ReadFile(filepath.Join(d.dataDir, tokenFile))
 	if err == nil {
 		d.token = strings.TrimSpace(string(b))
 	}
-	return d
+	return d, nil
 }
 
 // call sends one API request and decodes the JSON answer into out (if any).

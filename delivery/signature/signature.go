@@ -2,7 +2,9 @@
 // to check the two signatures every delivery carries:
 //
 //   - X-Webhook-Signature: lowercase hex HMAC-SHA256 of the raw body, keyed
-//     with the secret string's bytes (the whole "whsec_..." string);
+//     with the secret string's bytes (the whole "whsec_..." string). During a
+//     secret rotation one value per live secret is sent, comma-separated,
+//     newest first;
 //   - webhook-signature (Standard Webhooks): "v1,<base64 HMAC-SHA256 of
 //     id.timestamp.body>" keyed with the base64-decoded part of the secret
 //     after "whsec_". During a secret rotation one "v1," entry per live secret
@@ -72,10 +74,31 @@ func Sign(secret string, body []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// Verify reports whether sig is Sign(secret, body), in constant time.
-func Verify(secret string, body []byte, sig string) bool {
-	want := Sign(secret, body)
-	return hmac.Equal([]byte(want), []byte(strings.ToLower(strings.TrimSpace(sig))))
+// SignAll returns the X-Webhook-Signature value for a delivery signed with
+// secrets (the live ones, newest first): one Sign value per secret,
+// comma-separated. Outside a rotation's grace period there is one secret
+// and so exactly one value.
+func SignAll(secrets []string, body []byte) string {
+	parts := make([]string, len(secrets))
+	for i, s := range secrets {
+		parts[i] = Sign(s, body)
+	}
+	return strings.Join(parts, ",")
+}
+
+// Verify reports whether any comma-separated value of header is
+// Sign(secret, body), comparing in constant time. During a secret
+// rotation the header carries one value per live secret, so a receiver
+// holding either the old or the new secret verifies.
+func Verify(secret string, body []byte, header string) bool {
+	want := []byte(Sign(secret, body))
+	ok := false
+	for _, sig := range strings.Split(header, ",") {
+		if hmac.Equal(want, []byte(strings.ToLower(strings.TrimSpace(sig)))) {
+			ok = true
+		}
+	}
+	return ok
 }
 
 // SignStandard returns the webhook-signature value for msgID, ts and body: one

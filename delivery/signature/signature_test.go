@@ -120,3 +120,21 @@ func BenchmarkSignBoth(b *testing.B) {
 		}
 	}
 }
+
+func TestVerifyAcceptsAnyListedSignature(t *testing.T) {
+	t.Parallel()
+	oldSecret, err := signature.NewSecret()
+	require.NoError(t, err)
+	newSecret, err := signature.NewSecret()
+	require.NoError(t, err)
+	other, err := signature.NewSecret()
+	require.NoError(t, err)
+	body := []byte(`{"id":"e1"}`)
+	header := signature.SignAll([]string{newSecret, oldSecret}, body)
+	require.Equal(t, signature.Sign(newSecret, body)+","+signature.Sign(oldSecret, body), header, "newest first")
+	require.True(t, signature.Verify(newSecret, body, header))
+	require.True(t, signature.Verify(oldSecret, body, header))
+	require.False(t, signature.Verify(other, body, header))
+	require.Equal(t, signature.Sign(newSecret, body), signature.SignAll([]string{newSecret}, body), "one secret: one value")
+	require.False(t, signature.Verify(newSecret, []byte(`{"id":"e2"}`), header), "another body")
+}
