@@ -34,11 +34,22 @@ func NewRecorder(js natsjs.JetStream, store *Store, replica string) *Recorder {
 // stored record stands and this one was not written. On error the caller
 // must not settle the job as done.
 func (r *Recorder) Publish(ctx context.Context, rec Record, keep *Job) (dup bool, err error) {
+	return r.publish(ctx, r.stamp(rec), keep)
+}
+
+// stamp marks rec as this replica's and bounds its free-text fields.
+func (r *Recorder) stamp(rec Record) Record {
 	rec.Replica = r.replica
 	if rec.Attempt != nil {
-		rec.Attempt.Replica = r.replica
+		a := *rec.Attempt
+		a.Replica = r.replica
+		rec.Attempt = &a
 	}
 	rec.Bound()
+	return rec
+}
+
+func (r *Recorder) publish(ctx context.Context, rec Record, keep *Job) (dup bool, err error) {
 	id := recordID(rec)
 	if keep != nil {
 		ack, err := r.js.PublishMsg(ctx, keep.Msg(jetstream.AuditJobSubject(rec.SubscriptionID)), natsjs.WithMsgID(id+"/job"))
@@ -61,12 +72,11 @@ func (r *Recorder) Publish(ctx context.Context, rec Record, keep *Job) (dup bool
 // Record publishes rec like Publish and applies it to this replica's store
 // at once, so an API answer that follows reads its own write.
 func (r *Recorder) Record(ctx context.Context, rec Record) error {
-	dup, err := r.Publish(ctx, rec, nil)
+	rec = r.stamp(rec)
+	dup, err := r.publish(ctx, rec, nil)
 	if err != nil || dup {
 		return err
 	}
-	rec.Replica = r.replica
-	rec.Bound()
 	return r.store.Apply(rec)
 }
 
