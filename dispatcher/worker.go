@@ -58,6 +58,7 @@ type settlement struct {
 	log   func(*zerolog.Event) *zerolog.Event
 	msg   string // log message; "" logs nothing
 	level zerolog.Level
+	took  time.Duration // with an attempt record: the attempt's duration
 }
 
 // work runs one job: decide whether it may be attempted now, attempt,
@@ -199,7 +200,7 @@ func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, r
 	if res.Err != nil {
 		rec.Attempt.Error = res.Err.Error()
 	}
-	s := settlement{rec: &rec, msg: "delivery.attempted", level: zerolog.InfoLevel,
+	s := settlement{rec: &rec, msg: "delivery.attempted", level: zerolog.InfoLevel, took: res.Duration,
 		log: func(e *zerolog.Event) *zerolog.Event {
 			return e.Int("max_attempts", rec.Attempt.MaxAttempts).Str("outcome", string(res.Outcome)).
 				Str("reason", res.Reason).Int("status_code", res.StatusCode).Str("delivery_status", string(dec.Status)).
@@ -259,8 +260,12 @@ func (d *Dispatcher) settle(ctx context.Context, m natsjs.Msg, job delivery.Job,
 			// A worker that died after recording this attempt: the stored
 			// record stands, and this run is a repeat, not a new attempt.
 			log.Warn().Msg("attempt was already recorded by an earlier run of this job; settling as it says")
-		} else if s.rec.Attempt != nil {
-			d.attempts.Add(1)
+		} else {
+			if s.rec.Attempt != nil {
+				d.attempts.Add(1)
+				d.deps.Observer.Attempt(s.rec.SubscriptionID, s.rec.Attempt.Reason, s.took)
+			}
+			d.deps.Observer.Finished(s.rec.SubscriptionID, s.rec.Status)
 		}
 	}
 	if s.next != nil {
