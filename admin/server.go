@@ -38,6 +38,8 @@ type Config struct {
 	SecretGrace time.Duration
 	// MaxEventBytes bounds the data of an event published over HTTP (default 1 MiB).
 	MaxEventBytes int
+	// MetricsRequireToken makes GET /metrics ask for Token too.
+	MetricsRequireToken bool
 }
 
 // Deps are the API's collaborators.
@@ -54,6 +56,9 @@ type Deps struct {
 	Ready func() error
 	// Counters returns this replica's pipeline counters for /v1/status.
 	Counters func() map[string]uint64
+	// Metrics serves GET /metrics (nil: not mounted), without a token
+	// unless Config.MetricsRequireToken.
+	Metrics http.Handler
 }
 
 // Server is the HTTP surface of one replica.
@@ -105,6 +110,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+	if s.deps.Metrics != nil {
+		mux.Handle("GET /metrics", s.metrics())
+	}
 	v1 := map[string]handlerFunc{
 		"POST /v1/subscriptions":                    s.createSubscription,
 		"GET /v1/subscriptions":                     s.listSubscriptions,
@@ -129,6 +137,17 @@ func (s *Server) Handler() http.Handler {
 		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route")
 	}))
 	return s.logged(s.cleanPaths(mux))
+}
+
+// metrics returns the /metrics handler, behind the token when configured.
+func (s *Server) metrics() http.Handler {
+	if !s.cfg.MetricsRequireToken {
+		return s.deps.Metrics
+	}
+	return s.authorized(func(w http.ResponseWriter, r *http.Request) error {
+		s.deps.Metrics.ServeHTTP(w, r)
+		return nil
+	})
 }
 
 // cleanPaths answers 404 for an API path with an empty or dot segment

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -124,7 +125,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	s.log.Info().Str("subscription_id", sub.ID).Str("url", sub.URL).Strs("events", sub.Events).Msg("subscription created")
+	s.log.Info().Str("subscription_id", sub.ID).Str("host", delivery.Host(sub.URL)).Strs("events", sub.Events).Msg("subscription created")
 	writeJSON(w, http.StatusCreated, s.view(sub, true))
 	return nil
 }

@@ -98,6 +98,9 @@ type Config struct {
 	// file, so it stays out of process listings and config files) and is
 	// never printed.
 	SecretKey string
+	// MetricsRequireToken (metrics-require-token) makes /metrics ask for
+	// the admin token like the API; without it /metrics is open.
+	MetricsRequireToken bool
 }
 
 // MinAdminTokenLen is the shortest admin token accepted, in bytes: 32
@@ -188,6 +191,9 @@ type field struct {
 // keyAllowAnonymous is the one bool key: its flag may be given without a
 // value. (Listed apart from field so the field literals stay as they are.)
 const keyAllowAnonymous = "nats-allow-anonymous"
+
+// keyMetricsRequireToken is the other bool key.
+const keyMetricsRequireToken = "metrics-require-token"
 
 func fields() []field {
 	str := func(name, usage string, p func(*Config) *string) field {
@@ -309,6 +315,7 @@ func fields() []field {
 		{"event-types", "event types accepted in addition to the built-in catalog, comma-separated",
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
+		boolean(keyMetricsRequireToken, "/metrics asks for the admin token (Authorization: Bearer) like the API; without it /metrics needs no token", func(c *Config) *bool { return &c.MetricsRequireToken }),
 	}
 }
 
@@ -333,7 +340,7 @@ func EnvName(key string) string {
 // to usage; with --help Load returns flag.ErrHelp.
 func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("webhookd", flag.ContinueOnError)
-	boolKeys := map[string]bool{keyAllowAnonymous: true}
+	boolKeys := map[string]bool{keyAllowAnonymous: true, keyMetricsRequireToken: true}
 	fs.SetOutput(usage)
 	all := fields()
 	def := Default()

@@ -218,6 +218,8 @@ func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, r
 		s.keep, s.act, s.why = &next, term, rec.Reason
 	default:
 		s.keep, s.act, s.why, s.level = &job, term, "max attempts reached", zerolog.WarnLevel
+		attempted, host := s.log, delivery.Host(sub.URL) // the host only: a path or query may carry tokens
+		s.log = func(e *zerolog.Event) *zerolog.Event { return attempted(e).Str("host", host) }
 	}
 	return s
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/metrics"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -143,12 +145,18 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		// A quarter of the pending limit all subscriptions share.
 		MaxHeldBack: cfg.MaxAckPending / 4,
 	}, log)
+	version, revision := buildInfo()
+	met, err := metrics.New(metrics.Config{EventTypes: cfg.AllEventTypes(), Version: version, Revision: revision},
+		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints}, log)
+	if err != nil {
+		return err
+	}
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
 		EventTypes: cfg.AllEventTypes(), MaxEventBytes: int(maxEvent),
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
-		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints,
+		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met,
 	}, log)
 	if err != nil {
 		return err
@@ -162,8 +170,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, MaxEventBytes: int(maxEvent),
+		MetricsRequireToken: cfg.MetricsRequireToken,
 	}, admin.Deps{
-		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints,
+		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready: func() error {
 			select {
@@ -232,6 +241,21 @@ func newLogger(cfg config.Config, out io.Writer) (zerolog.Logger, error) {
 		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger(), nil
+}
+
+// buildInfo returns the main module's version and VCS revision, as the Go
+// toolchain stamped them ("" when it did not).
+func buildInfo() (version, revision string) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", ""
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			revision = s.Value
+		}
+	}
+	return bi.Main.Version, revision
 }
 
 func policy(b config.Backoff) *delivery.Policy {
