@@ -19,8 +19,11 @@ deps: ## download the Go modules (needs Go 1.26 and a C compiler for -race)
 build: ## build bin/webhookd and bin/webhookctl
 	$(GO) build -o $(BIN)/ ./cmd/webhookd ./cmd/webhookctl
 
+# Console logs on a terminal; JSON when stdout is a pipe or a file, for log collectors.
 run: build ## run webhookd with its embedded NATS, data in ./data (extra flags: make run ARGS="--allow-targets 127.0.0.0/8")
-	./$(BIN)/webhookd --log-format console $(ARGS)
+	@if test -t 1; then format=console; else format=json; fi; \
+	echo ./$(BIN)/webhookd --log-format $$format $(ARGS); \
+	exec ./$(BIN)/webhookd --log-format $$format $(ARGS)
 
 test: ## go vet, then every test with the race detector
 	$(GO) vet ./...
