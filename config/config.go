@@ -265,7 +265,7 @@ func fields() []field {
 				c.StoreSync = v
 				return nil
 			}},
-		str("http-addr", "address of the admin API, /healthz and /readyz", func(c *Config) *string { return &c.HTTPAddr }),
+		str("http-addr", "address of the admin API, /healthz, /readyz and /metrics", func(c *Config) *string { return &c.HTTPAddr }),
 		str("admin-token", "bearer token of the admin API (empty: generated once into <data-dir>/admin-token)", func(c *Config) *string { return &c.AdminToken }),
 		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
 		{"retry-backoff", `retry delays, "5s,10s,15s" (one retry each) or "exp:INITIAL:MAX:RETRIES[:JITTER]"`,
