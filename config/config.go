@@ -188,12 +188,12 @@ type field struct {
 	set   func(*Config, string) error
 }
 
-// keyAllowAnonymous is the one bool key: its flag may be given without a
-// value. (Listed apart from field so the field literals stay as they are.)
-const keyAllowAnonymous = "nats-allow-anonymous"
-
-// keyMetricsRequireToken is the other bool key.
-const keyMetricsRequireToken = "metrics-require-token"
+// The bool keys: their flags may be given without a value. (Listed apart
+// from field so the field literals stay as they are.)
+const (
+	keyAllowAnonymous      = "nats-allow-anonymous"
+	keyMetricsRequireToken = "metrics-require-token"
+)
 
 func fields() []field {
 	str := func(name, usage string, p func(*Config) *string) field {
