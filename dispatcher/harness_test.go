@@ -55,6 +55,8 @@ type options struct {
 	recorder func(dispatcher.Recorder) dispatcher.Recorder
 	// attempter wraps the replica's attempter (to count or break attempts).
 	attempter func(dispatcher.Attempter) dispatcher.Attempter
+	// observer is told what the replica did (metrics); nil: none.
+	observer dispatcher.Observer
 }
 
 func setup(t testing.TB, o options) *bundle {
@@ -125,6 +127,7 @@ func setup(t testing.TB, o options) *bundle {
 		EventTypes: config.Catalog(), MaxEventBytes: o.maxEventBytes,
 	}, dispatcher.Deps{
 		JS: js, Subscriptions: subs, Attempter: att, Recorder: rec, Policy: o.policy, Endpoints: endpoints,
+		Observer: o.observer,
 	}, log)
 	require.NoError(t, err)
 	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: time.Hour}, js, store, log)
