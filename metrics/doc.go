@@ -47,5 +47,6 @@
 // then held in a lock-free map: a hook is a map load and an atomic add. The
 // JetStream state (consumer info, the oldest waiting message) is read on
 // scrape, at most once a second whatever the number of scrapers, with a
-// timeout: three or four small JetStream API requests.
+// timeout: a consumer info per stage, and one message read per stage with
+// a backlog.
 package metrics
