@@ -242,6 +242,7 @@ func TestPostsNeedTheSessionsFormToken(t *testing.T) {
 	ck2 := b.login(t)
 	csrf2 := csrfOf(t, b.do(t, http.MethodGet, "/ui/subscriptions", ck2, nil).body)
 	require.NotEqual(t, csrf, csrf2, "one form token per session")
+	require.NotContains(t, ck.Value, csrf, "the form token is not part of the cookie")
 	require.Equal(t, http.StatusForbidden, b.do(t, http.MethodPost, pause, ck, url.Values{"csrf": {csrf2}}).status, "another session's token")
 	require.Equal(t, http.StatusForbidden, b.do(t, http.MethodPost, pause, nil, url.Values{"csrf": {csrf}}).status, "no session")
 	require.Equal(t, http.StatusForbidden, b.do(t, http.MethodPost, pause, ck, url.Values{"csrf": {csrf}}, "Origin", "https://evil.example").status, "cross-origin")
