@@ -311,6 +311,7 @@ func TestUntrustedDataRendersInert(t *testing.T) {
 	one := b.do(t, http.MethodGet, "/ui/deliveries/"+delID, ck, nil).body
 	require.Contains(t, one, "payload", "an unknown delivery field (the payload) is shown")
 	require.Contains(t, one, "request_headers", "and an unknown attempt field")
+	require.Contains(t, one, "<h3>Attempt 1 <span", "the attempt's number")
 }
 
 func TestDeliveriesFiltersPassToTheAPI(t *testing.T) {
