@@ -253,6 +253,15 @@ func TestPostsNeedTheSessionsFormToken(t *testing.T) {
 	require.Equal(t, "/ui/subscriptions?done=pause", a.header.Get("Location"))
 	require.Contains(t, b.api.called(), "POST /v1/subscriptions/"+subID+"/pause Bearer "+token)
 
+	b.api.answer["POST /v1/subscriptions/"+subID+"/resume"] = `{}`
+	a = b.do(t, http.MethodPost, "/ui/subscriptions/"+subID+"/reenable", ck, url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusSeeOther, a.status, a.body)
+	require.Contains(t, b.api.called(), "POST /v1/subscriptions/"+subID+"/resume Bearer "+token, "re-enable is the API's resume")
+	before := paused()
+	a = b.do(t, http.MethodPost, "/ui/subscriptions/"+subID+"/delete", ck, url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusNotFound, a.status, "only pause, resume and re-enable")
+	require.Equal(t, before, paused())
+
 	a = b.do(t, http.MethodPost, "/ui/logout", ck, url.Values{"csrf": {csrf}})
 	require.Equal(t, http.StatusSeeOther, a.status)
 	require.Contains(t, a.header.Get("Set-Cookie"), "Max-Age=0")
