@@ -356,3 +356,31 @@ func TestDeliveriesFiltersPassToTheAPI(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, a.status, "an API error is shown with its status")
 	require.Contains(t, a.body, "no stub for GET /v1/deliveries")
 }
+
+func TestChartCountsDeliveriesPerMinuteByStatus(t *testing.T) {
+	t.Parallel()
+	b := setup(t, token)
+	ck := b.login(t)
+	// The clock is 13:00:00; the chart covers 12:01 to 13:01.
+	item := func(at, status string) string {
+		return `{"id":"` + delID + `","status":"` + status + `","created_at":"2026-11-29T` + at + `Z","attempts":[]}`
+	}
+	b.api.answer["GET /v1/deliveries"] = `{"items":[` + strings.Join([]string{
+		item("12:59:10", "failed"), item("12:59:50", "succeeded"), item("12:59:59", "succeeded"),
+		item("12:30:00", "retrying"), item("11:00:00", "succeeded"), // the last one is outside the window
+	}, ",") + `],"next_cursor":""}`
+	body := b.do(t, http.MethodGet, "/ui/subscriptions", ck, nil).body
+	require.Contains(t, body, "<title>12:59 succeeded: 2</title>")
+	require.Contains(t, body, "<title>12:59 failed: 1</title>")
+	require.Contains(t, body, "<title>12:30 retrying: 1</title>")
+	require.Contains(t, body, "12:01 to 13:01 UTC: 4 deliveries, at most 3 in a minute.")
+	require.NotContains(t, body, "only the newest")
+	// The 12:59 bar is full height (120), failed stacked on succeeded.
+	require.Contains(t, body, `<rect x="580" y="40" width="9" height="80" class="st-succeeded">`)
+	require.Contains(t, body, `<rect x="580" y="0" width="9" height="40" class="st-failed">`)
+
+	// More pages than the chart reads: it says so.
+	b.api.answer["GET /v1/deliveries"] = `{"items":[` + item("12:59:10", "failed") + `],"next_cursor":"more"}`
+	body = b.do(t, http.MethodGet, "/ui/subscriptions", ck, nil).body
+	require.Contains(t, body, "5 deliveries, at most 5 in a minute (only the newest 5000 counted).")
+}
