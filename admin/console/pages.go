@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,7 +68,7 @@ func object[T any](raw json.RawMessage) (T, map[string]any, error) {
 	if err := json.Unmarshal(raw, &typed); err != nil {
 		return typed, nil, fmt.Errorf("console: decode: %w", err)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil {
 		return typed, nil, fmt.Errorf("console: decode: %w", err)
