@@ -142,6 +142,9 @@ func (s *Server) routes() *routeMux {
 		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route")
 	}))
 	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/", http.StatusSeeOther) // a browser pointed at the server finds the console
+	})
 	mux.Handle("/ui/", s.console.Handler(s.cleanPaths(mux.ServeMux)))
 	return mux
 }

@@ -346,6 +346,10 @@ func TestDeliveriesFiltersPassToTheAPI(t *testing.T) {
 		"since": {"2026-11-29T12:45:00Z"}, "until": {"2026-11-29T12:50:00Z"}, "cursor": {"c1"}, "limit": {"50"}}, got)
 	require.Contains(t, a.body, `id="next"`, "a next page link")
 	require.Contains(t, a.body, "cursor=c2")
+	require.Regexp(t, `<a href="/ui/deliveries\?event=e1&amp;event_type=task.completed&amp;since=-15m&amp;status=failed&amp;subscription=`+subID+`&amp;until=2026-11-29T12%3A50" id="first">`,
+		a.body, "a first page link, with the filters and without the cursor")
+	a = b.do(t, http.MethodGet, "/ui/deliveries", ck, nil)
+	require.NotContains(t, a.body, `id="first"`, "already on the first page")
 
 	a = b.do(t, http.MethodGet, "/ui/deliveries?since=yesterday", ck, nil)
 	require.Equal(t, http.StatusBadRequest, a.status)

@@ -166,6 +166,8 @@ type deliveriesData struct {
 	Statuses  []string
 	Items     []client.Delivery
 	Next      template.URL // query of the next page (url.Values.Encode), empty on the last
+	First     template.URL // query of the first page (the filters)
+	Later     bool         // a page after the first
 	Filtered  bool
 	PageLimit int
 }
@@ -242,14 +244,16 @@ func (h handlers) deliveries(w http.ResponseWriter, r *http.Request, p *page) {
 		return
 	}
 	d.Items = list.Items
-	if list.NextCursor != "" {
-		next := url.Values{"cursor": {list.NextCursor}}
-		for k, v := range d.Filters {
-			if v != "" {
-				next.Set(k, v)
-			}
+	filters := url.Values{}
+	for k, v := range d.Filters {
+		if v != "" {
+			filters.Set(k, v)
 		}
-		d.Next = template.URL(next.Encode())
+	}
+	d.First, d.Later = template.URL(filters.Encode()), q.Get("cursor") != ""
+	if list.NextCursor != "" {
+		filters.Set("cursor", list.NextCursor)
+		d.Next = template.URL(filters.Encode())
 	}
 	h.c.render(w, http.StatusOK, "deliveries", p)
 }

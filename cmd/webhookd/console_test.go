@@ -101,9 +101,9 @@ func TestConsoleOverTheRealStack(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 
-	status, body := get("/ui/")
+	status, body := get("/")
 	require.Equal(t, http.StatusOK, status)
-	require.Contains(t, body, `name="token"`, "sent to the login page")
+	require.Contains(t, body, `name="token"`, "/ sends a browser to the console, and it to the login page")
 	status, body = post("/ui/login", url.Values{"token": {"wrong"}})
 	require.Equal(t, http.StatusUnauthorized, status)
 	require.Contains(t, body, "Wrong token.")
