@@ -190,10 +190,14 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *page) {
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
+// setCookie sets the session cookie: Secure when the browser reached us over
+// TLS, directly or through a proxy that says so with X-Forwarded-Proto (a
+// forged header can only make the sender's own cookie stricter).
 func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
 		Name: cookieName, Value: value, Path: "/ui", MaxAge: maxAge,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"),
 	})
 }
 

@@ -181,6 +181,8 @@ func TestLoginSetsASignedSessionCookie(t *testing.T) {
 	b.h.ServeHTTP(rec, req)
 	require.Equal(t, http.StatusSeeOther, rec.Code)
 	require.True(t, rec.Result().Cookies()[0].Secure)
+	a = b.do(t, http.MethodPost, "/ui/login", nil, url.Values{"token": {token}}, "X-Forwarded-Proto", "https")
+	require.Contains(t, a.header.Get("Set-Cookie"), "; Secure", "and behind a TLS proxy")
 }
 
 func TestSessionsAreRefusedWhenForgedExpiredOrFromAnotherToken(t *testing.T) {
