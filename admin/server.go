@@ -58,7 +58,7 @@ type Deps struct {
 	Ready func() error
 	// Counters returns this replica's pipeline counters for /v1/status.
 	Counters func() map[string]uint64
-	// Metrics serves GET /metrics (nil: not mounted), without a token
+	// Metrics serves GET /metrics (nil: it answers 404), without a token
 	// unless Config.MetricsRequireToken.
 	Metrics http.Handler
 }
@@ -123,9 +123,7 @@ func (s *Server) routes() *routeMux {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	if s.deps.Metrics != nil {
-		mux.Handle("GET /metrics", s.metrics())
-	}
+	mux.Handle("GET /metrics", s.metrics())
 	v1 := map[string]handlerFunc{
 		"POST /v1/subscriptions":                    s.createSubscription,
 		"GET /v1/subscriptions":                     s.listSubscriptions,
@@ -157,13 +155,20 @@ func (s *Server) routes() *routeMux {
 	return mux
 }
 
-// metrics returns the /metrics handler, behind the token when configured.
+// metrics returns the /metrics handler, behind the token when configured;
+// without Deps.Metrics it answers 404.
 func (s *Server) metrics() http.Handler {
+	h := s.deps.Metrics
+	if h == nil {
+		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, apiError(http.StatusNotFound, client.CodeNotFound, "no metrics on this server"))
+		})
+	}
 	if !s.cfg.MetricsRequireToken {
-		return s.deps.Metrics
+		return h
 	}
 	return s.authorized(func(w http.ResponseWriter, r *http.Request) error {
-		s.deps.Metrics.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 		return nil
 	})
 }
