@@ -141,8 +141,9 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 	return m, nil
 }
 
-// Handler serves the registry in the Prometheus text (or OpenMetrics)
-// format. A collector that fails is logged and left out; the rest is served.
+// Handler serves the registry in the Prometheus text format (or protobuf,
+// when the scraper asks for it). A collector that fails is logged and left
+// out; the rest is served.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(prometheus.GathererFunc(m.gather), promhttp.HandlerOpts{
 		ErrorLog: errorLog{m.log}, ErrorHandling: promhttp.ContinueOnError, Registry: m.reg,
