@@ -48,6 +48,12 @@ func TestOutcome(t *testing.T) {
 		require.Equal(t, tc.want, Outcome(tc.reason), tc.reason)
 		require.Contains(t, Outcomes, Outcome(tc.reason))
 	}
+	require.Len(t, Statuses, numStatuses)
+	for i, st := range Statuses {
+		require.Equal(t, i, statusIndex(st), st)
+	}
+	require.Equal(t, -1, statusIndex(delivery.StatusRetrying), "retrying is not final")
+	require.Equal(t, -1, statusIndex(delivery.StatusPending), "pending is not final")
 	// The classifier's own answers for real status codes stay in the set.
 	for code := 100; code < 600; code++ {
 		_, reason := delivery.Classify(code, nil)
