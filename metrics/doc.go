@@ -20,7 +20,7 @@
 //   - webhookd_events_total{event_type, result}: result is routed,
 //     no_subscriber or rejected; event_type is a catalog type, or "unknown";
 //   - webhookd_attempts_total{subscription, outcome}: outcome is succeeded
-//     or a failure from the closed set of Outcomes;
+//     or a failure from the closed set Outcomes returns;
 //   - webhookd_deliveries_finished_total{subscription, status}: succeeded,
 //     failed, cancelled, paused (held for a paused or disabled
 //     subscription) or rejected (an event refused before routing: it has no

@@ -44,10 +44,6 @@ type Deps struct {
 	Endpoints     *delivery.Endpoints
 }
 
-// AttemptBuckets are the bounds of webhookd_attempt_duration_seconds, from
-// a fast local receiver up to the longest timeouts.
-var AttemptBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
-
 var _ dispatcher.Observer = (*Metrics)(nil)
 
 // Metrics holds one process's collectors and counts what the dispatcher
@@ -77,8 +73,6 @@ type subSeries struct {
 	finished [numStatuses]atomic.Pointer[prometheus.Counter]
 }
 
-const numStatuses = 5 // len(Statuses)
-
 // New returns the metrics with a registry of their own.
 func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 	if cfg.StateTimeout <= 0 {
@@ -104,9 +98,10 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 			Help: "Deliveries that left the queue, by subscription and status (succeeded, failed, cancelled, paused, rejected).",
 		}, []string{"subscription", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "webhookd_attempt_duration_seconds",
-			Help:    "Duration of recorded HTTP delivery attempts, by subscription.",
-			Buckets: AttemptBuckets,
+			Name: "webhookd_attempt_duration_seconds",
+			Help: "Duration of recorded HTTP delivery attempts, by subscription.",
+			// From a fast local receiver up to the longest timeouts.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"subscription"}),
 	}
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -116,7 +111,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 	m.events = make(map[string]*[3]prometheus.Counter, len(cfg.EventTypes)+1)
 	for _, t := range append([]string{UnknownEventType}, cfg.EventTypes...) {
 		var cs [3]prometheus.Counter
-		for i, r := range Results {
+		for i, r := range Results() {
 			cs[i] = events.WithLabelValues(t, r)
 		}
 		m.events[t] = &cs
@@ -190,7 +185,7 @@ func (m *Metrics) Event(eventType, result string) {
 func (m *Metrics) Attempt(subID, reason string, took time.Duration) {
 	s := m.series(subID)
 	i := outcomeIndex(reason)
-	counter(&s.attempts[i], m.attempts, subID, Outcomes[i]).Inc()
+	counter(&s.attempts[i], m.attempts, subID, outcomes[i]).Inc()
 	s.duration.Observe(took.Seconds())
 }
 

@@ -46,10 +46,10 @@ func TestOutcome(t *testing.T) {
 		{"something_new", "other"},
 	} {
 		require.Equal(t, tc.want, Outcome(tc.reason), tc.reason)
-		require.Contains(t, Outcomes, Outcome(tc.reason))
+		require.Contains(t, Outcomes(), Outcome(tc.reason))
 	}
-	require.Len(t, Statuses, numStatuses)
-	for i, st := range Statuses {
+	require.Len(t, Statuses(), numStatuses)
+	for i, st := range Statuses() {
 		require.Equal(t, i, statusIndex(st), st)
 	}
 	require.Equal(t, -1, statusIndex(delivery.StatusRetrying), "retrying is not final")
@@ -57,7 +57,7 @@ func TestOutcome(t *testing.T) {
 	// The classifier's own answers for real status codes stay in the set.
 	for code := 100; code < 600; code++ {
 		_, reason := delivery.Classify(code, nil)
-		require.Contains(t, Outcomes, Outcome(reason), code)
+		require.Contains(t, Outcomes(), Outcome(reason), code)
 		if code >= 300 {
 			require.Equal(t, fmt.Sprintf("http_%dxx", code/100), Outcome(reason), code)
 		}

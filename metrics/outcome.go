@@ -2,10 +2,10 @@ package metrics
 
 import "github.com/robotlab/webhookd/delivery"
 
-// Outcomes is the closed set of webhookd_attempts_total's outcome label:
+// outcomes is the closed set of webhookd_attempts_total's outcome label:
 // "succeeded" or why the attempt failed. A non-2xx answer is grouped by its
-// class; a reason this version does not know is "other".
-var Outcomes = []string{
+// class; a reason this version does not know is "other". Never written.
+var outcomes = [numOutcomes]string{
 	delivery.ReasonSucceeded,
 	"http_3xx", "http_4xx", "http_5xx", "http_other",
 	delivery.ReasonTimeout,
@@ -19,7 +19,10 @@ var Outcomes = []string{
 	"other",
 }
 
-// Indexes into Outcomes.
+// Outcomes returns the closed set of the outcome label, in a new slice.
+func Outcomes() []string { return append([]string(nil), outcomes[:]...) }
+
+// Indexes into outcomes.
 const (
 	outSucceeded = iota
 	outHTTP3xx
@@ -40,7 +43,7 @@ const (
 
 // Outcome maps an attempt's reason (delivery.Classify) onto the closed set
 // Outcomes.
-func Outcome(reason string) string { return Outcomes[outcomeIndex(reason)] }
+func Outcome(reason string) string { return outcomes[outcomeIndex(reason)] }
 
 func outcomeIndex(reason string) int {
 	switch reason {
@@ -82,14 +85,18 @@ func outcomeIndex(reason string) int {
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
-// Statuses is the closed set of webhookd_deliveries_finished_total's status
-// label.
-var Statuses = []delivery.Status{
-	delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCancelled,
-	delivery.StatusPaused, delivery.StatusRejected,
+// Statuses returns the closed set of webhookd_deliveries_finished_total's
+// status label, in statusIndex order.
+func Statuses() []delivery.Status {
+	return []delivery.Status{
+		delivery.StatusSucceeded, delivery.StatusFailed, delivery.StatusCancelled,
+		delivery.StatusPaused, delivery.StatusRejected,
+	}
 }
 
-// statusIndex returns s's index in Statuses, or -1 when s is not final
+const numStatuses = 5 // len(Statuses())
+
+// statusIndex returns s's index in Statuses(), or -1 when s is not final
 // (pending, retrying).
 func statusIndex(s delivery.Status) int {
 	switch s {
@@ -107,9 +114,9 @@ func statusIndex(s delivery.Status) int {
 	return -1
 }
 
-// Results is the closed set of webhookd_events_total's result label (the
-// values of dispatcher's Result constants).
-var Results = []string{"routed", "no_subscriber", "rejected"}
+// Results returns the closed set of webhookd_events_total's result label
+// (the values of dispatcher's Result constants), in resultIndex order.
+func Results() []string { return []string{"routed", "no_subscriber", "rejected"} }
 
 func resultIndex(r string) int {
 	switch r {
