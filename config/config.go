@@ -142,6 +142,8 @@ func Catalog() []string {
 		"task.failed", "alert.triggered", "maintenance.due",
 		// Operational events webhookd publishes itself; robots may not.
 		"webhook.subscription_disabled", "webhook.delivery_exhausted",
+		// The test event of "subscriptions ping", sent to one endpoint, never routed.
+		"webhook.ping",
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -145,7 +146,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}, log)
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
-		EventTypes: cfg.AllEventTypes(), MaxEventBytes: int(maxEvent),
+		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent),
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
 		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints,
@@ -164,6 +165,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, MaxEventBytes: int(maxEvent),
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints,
+		Pinger: deliverer, Recorder: recorder,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready: func() error {
 			select {
@@ -232,6 +234,12 @@ func newLogger(cfg config.Config, out io.Writer) (zerolog.Logger, error) {
 		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger(), nil
+}
+
+// routable is the catalog but the ping event, which only the ping command
+// sends to one endpoint: published on NATS, it is rejected, not routed.
+func routable(types []string) []string {
+	return slices.DeleteFunc(types, func(t string) bool { return t == admin.EventPing })
 }
 
 func policy(b config.Backoff) *delivery.Policy {
