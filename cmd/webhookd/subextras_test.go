@@ -13,6 +13,7 @@ import (
 
 	"github.com/robotlab/webhookd/admin"
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/jetstream/jstest"
 )
 
 // answering is a receiver that answers status with body, counts requests
@@ -178,4 +179,25 @@ func TestCustomHeadersAndRetryPolicyThroughTheAPI(t *testing.T) {
 		require.NotContains(t, string(raw), s, "values never shown")
 		require.NotContains(t, d.logs.String(), s, "values never logged")
 	}
+}
+
+// On an external NATS without credentials anyone may publish to
+// events.webhook.ping: the router rejects it instead of routing it.
+func TestForgedPingOnExternalNATSIsRejected(t *testing.T) {
+	t.Parallel()
+	ns := jstest.RunServer(t)
+	d := start(t, "--nats-url", ns.ClientURL())
+	rcv, got := receiver(t)
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+rcv.URL+`","events":[">"]}`, nil))
+	require.NoError(t, publishAsRobot(t, ns.ClientURL(), "webhook.ping", `{}`, "forged-ping"))
+	require.NoError(t, publishAsRobot(t, ns.ClientURL(), "task.completed", `{}`, "real-event"))
+	require.Equal(t, "task.completed", next(t, got).header.Get("X-Webhook-Event"))
+	var page client.List[client.Delivery]
+	waitFor(t, func() bool {
+		require.Equal(t, 200, d.call(t, "GET", "/v1/deliveries?status=rejected", d.token, "", &page))
+		return len(page.Items) == 1
+	})
+	require.Equal(t, "webhook.ping", page.Items[0].Event)
+	require.Equal(t, "forged-ping", page.Items[0].EventID)
+	require.Empty(t, got, "the rejected ping reached no receiver")
 }
