@@ -3,6 +3,7 @@ package subscriptions_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -189,4 +190,23 @@ func TestHeadersSealedAtRestAndRoundTrip(t *testing.T) {
 		_, ok := updated.Retry()
 		require.False(t, ok)
 	}
+}
+
+// FuzzValidateHeader: no input panics, and an accepted header is one
+// net/http sends as given (no CR/LF, a valid token name).
+func FuzzValidateHeader(f *testing.F) {
+	for _, s := range [][2]string{{"X-Api-Key", "abc"}, {"Connection", "close"}, {"X-A", "a\r\nb"}, {"", ""}, {"X-Webhook-ID", "x"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, name, value string) {
+		if subscriptions.ValidateHeader(name, value) != nil {
+			return
+		}
+		if strings.ContainsAny(value, "\r\n\x00") || strings.ContainsAny(name, " :\r\n") {
+			t.Fatalf("accepted %q: %q", name, value)
+		}
+		if _, err := subscriptions.ParseRetryPolicy(value); err != nil && !errors.Is(err, subscriptions.ErrInvalid) {
+			t.Fatalf("policy error not wrapping ErrInvalid: %v", err)
+		}
+	})
 }
