@@ -201,3 +201,35 @@ func TestForgedPingOnExternalNATSIsRejected(t *testing.T) {
 	require.Equal(t, "forged-ping", page.Items[0].EventID)
 	require.Empty(t, got, "the rejected ping reached no receiver")
 }
+
+// A ping goes through the outbound guard and keeps to the subscription's
+// timeout, like any delivery.
+func TestPingKeepsToTheGuardAndTheTimeout(t *testing.T) {
+	t.Parallel()
+	d := start(t, "--allow-targets", "192.0.2.0/24") // the last flag wins: loopback is guarded
+	rcv, got, _ := answering(t, http.StatusOK, "")
+	local := strings.Replace(rcv.URL, "127.0.0.1", "localhost", 1) // a name: accepted, checked at connection
+	var sub client.Subscription
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+local+`","events":["task.completed"]}`, &sub))
+	var res client.PingResult
+	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/ping", d.token, "", &res))
+	require.Equal(t, "failed", res.Outcome)
+	require.Equal(t, "blocked_target", res.Reason)
+	require.Empty(t, got, "the guard refused the connection")
+
+	slow := start(t)
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) }) // runs first: Close waits for the handler
+	require.Equal(t, 201, slow.call(t, "POST", "/v1/subscriptions", slow.token, `{"url":"`+hang.URL+`","events":["task.completed"],"timeout":"1s"}`, &sub))
+	require.Equal(t, 200, slow.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/ping", slow.token, "", &res))
+	require.Equal(t, "timeout", res.Reason)
+	require.InDelta(t, 1000, res.DurationMS, 900, "the subscription's 1s timeout")
+}
