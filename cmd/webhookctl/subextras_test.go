@@ -125,6 +125,11 @@ func TestCLIRotateGraceAndExpireSecret(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Regexp(t, `(?m)^GRACE ENDS\s+now\s+\(only the new secret signs\)`, out)
 
+	// Without --grace: the server's --secret-grace (24h by default).
+	var dflt client.Subscription
+	d.ctlJSON(t, &dflt, "subscriptions", "rotate-secret", created.ID)
+	require.WithinDuration(t, time.Now().Add(24*time.Hour), dflt.PreviousSecretExpiresAt, time.Minute)
+
 	oneLineError(t, d, "--grace", "subscriptions", "rotate-secret", created.ID, "--grace", "soon")
 	oneLineError(t, d, "720h", "subscriptions", "rotate-secret", created.ID, "--grace", "1000h")
 	oneLineError(t, d, "want 0 or more", "subscriptions", "rotate-secret", created.ID, "--grace", "-1s")
