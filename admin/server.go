@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/admin/console"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -70,6 +72,7 @@ type Server struct {
 	catalog map[string]bool
 	guard   *delivery.Guard
 	token   [32]byte
+	console *console.Console
 }
 
 // New returns the server; Handler serves it.
@@ -87,9 +90,14 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
 	}
+	ui, err := console.New(console.Config{Token: cfg.Token}, log)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
 	return &Server{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
 		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
+		console: ui,
 	}, nil
 }
 
@@ -99,7 +107,12 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
+	return s.logged(s.cleanPaths(s.routes()))
+}
+
+// routes registers every route on a new mux.
+func (s *Server) routes() *routeMux {
+	mux := newRouteMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -135,7 +148,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/", s.authorized(func(http.ResponseWriter, *http.Request) error {
 		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route")
 	}))
-	return s.logged(s.cleanPaths(mux))
+	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/", http.StatusSeeOther) // a browser pointed at the server finds the console
+	})
+	mux.Handle("/ui/", s.console.Handler(s.cleanPaths(mux.ServeMux)))
+	return mux
 }
 
 // cleanPaths answers 404 for an API path with an empty or dot segment
