@@ -57,6 +57,10 @@ type Queue struct {
 	mu      sync.Mutex
 	resumes []resumeTask  // in order of being asked for
 	wake    chan struct{} // signalled when resumes grows
+	replays []*replay     // running and recently finished, oldest first
+
+	starts  chan *replay  // replays for Run to start
+	stopped chan struct{} // closed when Run has returned
 }
 
 // resumeTask is a resume to carry out at due; recheck marks the second
@@ -67,17 +71,42 @@ type resumeTask struct {
 	recheck bool
 }
 
-// NewQueue returns a Queue; Run carries out its background work (resumes).
+// NewQueue returns a Queue; Run carries out its background work (resumes
+// and replays).
 func NewQueue(deps QueueDeps, resumeRate float64, log zerolog.Logger) *Queue {
 	if resumeRate <= 0 {
 		resumeRate = 200
 	}
 	return &Queue{deps: deps, log: log.With().Str("component", "queue").Logger(), now: time.Now,
-		resumeRate: resumeRate, wake: make(chan struct{}, 1)}
+		resumeRate: resumeRate, wake: make(chan struct{}, 1),
+		starts: make(chan *replay), stopped: make(chan struct{})}
 }
 
-// Run carries out background requeues (resumes) until ctx ends.
+// Run carries out background requeues (resumes, replays) until ctx ends,
+// then waits for the requeues in flight (each bounded by requeueTimeout).
+// It is called once.
 func (q *Queue) Run(ctx context.Context) error {
+	var replays sync.WaitGroup
+	replays.Add(1)
+	go func() { // replays run beside the resumes, each in its own goroutine
+		defer replays.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case r := <-q.starts:
+				replays.Add(1)
+				go func() {
+					defer replays.Done()
+					q.runReplay(ctx, r)
+				}()
+			}
+		}
+	}()
+	defer func() {
+		close(q.stopped)
+		replays.Wait()
+	}()
 	for {
 		task, next, ok := q.nextResume()
 		if ok {
@@ -233,29 +262,6 @@ func (q *Queue) Each(query delivery.Query, fn func(delivery.Delivery) error) err
 		}
 		query.Cursor = next
 	}
-}
-
-// Replay requeues the failed deliveries query selects at perSecond and
-// returns how many it requeued. It stops at ctx's end or at the first
-// requeue error other than a conflict (conflicts are counted in skipped).
-func (q *Queue) Replay(ctx context.Context, query delivery.Query, perSecond float64) (requeued, skipped int, err error) {
-	query.Status = delivery.StatusFailed
-	lim := rate.NewLimiter(rate.Limit(perSecond), 1)
-	err = q.Each(query, func(d delivery.Delivery) error {
-		if err := lim.Wait(ctx); err != nil {
-			return fmt.Errorf("replay stopped: %w", err)
-		}
-		switch err := q.requeue(ctx, d); {
-		case errors.Is(err, ErrConflict):
-			skipped++
-		case err != nil:
-			return err
-		default:
-			requeued++
-		}
-		return nil
-	})
-	return requeued, skipped, err
 }
 
 // Resume requeues, in the background, the deliveries held while
