@@ -88,6 +88,11 @@ func (q *Queue) StartReplay(ctx context.Context, query delivery.Query, perSecond
 	if perSecond <= 0 || math.IsInf(perSecond, 0) || math.IsNaN(perSecond) {
 		return ReplayStatus{}, false, fmt.Errorf("dispatcher: replay rate %g: want a positive number", perSecond)
 	}
+	select {
+	case <-q.stopped:
+		return ReplayStatus{}, false, ErrQueueStopped
+	default:
+	}
 	query.Status, query.Cursor = delivery.StatusFailed, ""
 	q.mu.Lock()
 	for _, r := range q.replays {
