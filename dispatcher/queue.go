@@ -58,6 +58,7 @@ type Queue struct {
 	resumes []resumeTask  // in order of being asked for
 	wake    chan struct{} // signalled when resumes grows
 	replays []*replay     // running and recently finished, oldest first
+	audit   natsjs.Stream // the AUDIT stream's handle, once looked up
 
 	starts  chan *replay  // replays for Run to start
 	stopped chan struct{} // closed when Run has returned
@@ -225,9 +226,9 @@ func (q *Queue) requeue(ctx context.Context, d delivery.Delivery) error {
 
 // keptJob reads the job kept in AUDIT at seq for delivery id.
 func (q *Queue) keptJob(ctx context.Context, seq uint64, id string) (delivery.Job, error) {
-	str, err := q.deps.JS.Stream(ctx, jetstream.StreamAudit)
+	str, err := q.auditStream(ctx)
 	if err != nil {
-		return delivery.Job{}, fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
+		return delivery.Job{}, err
 	}
 	raw, err := str.GetMsg(ctx, seq)
 	if errors.Is(err, natsjs.ErrMsgNotFound) {
@@ -241,6 +242,22 @@ func (q *Queue) keptJob(ctx context.Context, seq uint64, id string) (delivery.Jo
 		return delivery.Job{}, fmt.Errorf("%w: AUDIT sequence %d holds no job of delivery %s", ErrConflict, seq, id)
 	}
 	return job, nil
+}
+
+// auditStream returns the AUDIT stream's handle, looked up once: a lookup
+// is a round trip to the server, and a replay reads thousands of jobs.
+func (q *Queue) auditStream(ctx context.Context) (natsjs.Stream, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.audit != nil {
+		return q.audit, nil
+	}
+	str, err := q.deps.JS.Stream(ctx, jetstream.StreamAudit)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
+	}
+	q.audit = str
+	return str, nil
 }
 
 // Each calls fn for every delivery q selects, oldest first, page by page

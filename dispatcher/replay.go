@@ -63,9 +63,12 @@ func (r *replay) update(fn func(*ReplayStatus)) {
 }
 
 const (
-	// replayParallel requeues run at once in a replay: each is three round
-	// trips to NATS, so one at a time would fall short of the top rate.
-	replayParallel = 16
+	// replayParallel bounds the requeues in flight in a replay: each is
+	// three round trips to NATS and a batched bbolt write (tens of ms on a
+	// busy machine), so one at a time would fall far short of the top rate.
+	// A replay keeps about a fifteenth of its rate in flight (one at a time
+	// at 15/s or less, so slow replays keep to oldest first).
+	replayParallel = 64
 	// replayMaxFailuresInRow ends a replay whose requeues keep failing (NATS
 	// unavailable) instead of failing every delivery that is left.
 	replayMaxFailuresInRow = 20
@@ -184,7 +187,7 @@ func (q *Queue) runReplay(ctx context.Context, r *replay) {
 	// without sending a second's worth at once.
 	lim := rate.NewLimiter(rate.Limit(rate0), max(1, int(rate0/20)))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(replayParallel)
+	g.SetLimit(min(replayParallel, max(1, int(math.Ceil(rate0/15)))))
 	var mu sync.Mutex
 	inRow := 0
 	errTooMany := errors.New("too many requeues failed in a row")
