@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/robotlab/webhookd/delivery"
@@ -330,18 +332,13 @@ func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn
 	if err := q.catchUp(ctx, subID); err != nil {
 		return 0, 0, err
 	}
-	var lim *rate.Limiter
-	if perSecond > 0 {
-		lim = rate.NewLimiter(rate.Limit(perSecond), 1)
-	}
-	err = q.Each(delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused}, func(d delivery.Delivery) error {
+	var mu sync.Mutex
+	err = q.paced(ctx, delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused}, perSecond, func(ctx context.Context, d delivery.Delivery) error {
+		err := fn(ctx, d)
+		mu.Lock()
+		defer mu.Unlock()
 		held++
-		if lim != nil {
-			if err := lim.Wait(ctx); err != nil {
-				return err
-			}
-		}
-		switch err := fn(ctx, d); {
+		switch {
 		case errors.Is(err, ErrConflict):
 			q.log.Warn().Err(err).Str("delivery_id", d.ID).Msg("held delivery left as it is")
 		case err != nil:
@@ -352,6 +349,38 @@ func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn
 		return nil
 	})
 	return done, held, err
+}
+
+// paced calls fn for every delivery query selects, oldest first, at
+// perSecond (0: no limit), with up to replayParallel calls at once (about
+// a fifteenth of the rate, so slow ones run one at a time, in order). The
+// first error fn returns stops it and is returned.
+func (q *Queue) paced(ctx context.Context, query delivery.Query, perSecond float64, fn func(context.Context, delivery.Delivery) error) error {
+	parallel := replayParallel
+	var lim *rate.Limiter
+	if perSecond > 0 {
+		// A burst of a twentieth of a second keeps the pace at high rates
+		// without sending a second's worth at once.
+		lim = rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/20)))
+		parallel = min(replayParallel, max(1, int(math.Ceil(perSecond/15))))
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	err := q.Each(query, func(d delivery.Delivery) error {
+		if lim != nil {
+			if err := lim.Wait(gctx); err != nil {
+				return err
+			}
+		} else if err := gctx.Err(); err != nil {
+			return err
+		}
+		g.Go(func() error { return fn(gctx, d) })
+		return nil
+	})
+	if gerr := g.Wait(); gerr != nil {
+		return gerr
+	}
+	return err
 }
 
 // catchUp waits until this replica's index holds subID's last audit record.

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"github.com/robotlab/webhookd/delivery"
 )
@@ -182,50 +180,38 @@ func (q *Queue) Replay(id string) (ReplayStatus, bool) {
 
 // runReplay carries out r until its end or ctx's.
 func (q *Queue) runReplay(ctx context.Context, r *replay) {
-	rate0 := r.status().Rate
-	// A burst of a twentieth of a second keeps the pace at high rates
-	// without sending a second's worth at once.
-	lim := rate.NewLimiter(rate.Limit(rate0), max(1, int(rate0/20)))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(min(replayParallel, max(1, int(math.Ceil(rate0/15)))))
 	var mu sync.Mutex
 	inRow := 0
 	errTooMany := errors.New("too many requeues failed in a row")
 	var lastErr error
-	err := q.Each(r.query, func(d delivery.Delivery) error {
-		if err := lim.Wait(gctx); err != nil {
-			return err
-		}
-		g.Go(func() error {
-			err := q.requeue(gctx, d)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, ErrConflict):
-				r.update(func(s *ReplayStatus) { s.Skipped++ })
-			case err != nil:
-				r.update(func(s *ReplayStatus) { s.Failed++ })
-				q.log.Warn().Err(err).Str("delivery_id", d.ID).Msg("replay: requeue failed")
-				if inRow++; inRow >= replayMaxFailuresInRow {
-					lastErr = err
-					return errTooMany
-				}
-			default:
-				inRow = 0
-				r.update(func(s *ReplayStatus) { s.Sent++ })
+	gerr := q.paced(ctx, r.query, r.status().Rate, func(ctx context.Context, d delivery.Delivery) error {
+		err := q.requeue(ctx, d)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, ErrConflict):
+			r.update(func(s *ReplayStatus) { s.Skipped++ })
+		case err != nil:
+			r.update(func(s *ReplayStatus) { s.Failed++ })
+			q.log.Warn().Err(err).Str("delivery_id", d.ID).Msg("replay: requeue failed")
+			if inRow++; inRow >= replayMaxFailuresInRow {
+				lastErr = err
+				return errTooMany
 			}
-			return nil
-		})
+		default:
+			inRow = 0
+			r.update(func(s *ReplayStatus) { s.Sent++ })
+		}
 		return nil
 	})
-	gerr := g.Wait()
+	var err error
 	switch {
 	case errors.Is(gerr, errTooMany):
 		err = fmt.Errorf("stopped: %d requeues failed in a row, the last: %w", replayMaxFailuresInRow, lastErr)
 	case ctx.Err() != nil:
 		err = errors.New("stopped: webhookd is shutting down; replay again to send what is left")
-	case err != nil:
-		err = fmt.Errorf("stopped: %w", err)
+	case gerr != nil:
+		err = fmt.Errorf("stopped: %w", gerr)
 	}
 	r.update(func(s *ReplayStatus) {
 		s.Done, s.FinishedAt = true, q.now().UTC()
