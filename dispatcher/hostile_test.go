@@ -369,9 +369,16 @@ func TestUnrecordedAttemptIsNeverAcked(t *testing.T) {
 // A replica killed while it retries leaves nothing to re-count: the
 // replica that takes over, with an empty index, continues every delivery's
 // attempts from the job itself, each attempt exactly once.
+//
+// A's history is WEBHOOKD_TEST_HISTORY successful deliveries, which B's
+// index has to catch up on while it takes over: none of them is sent
+// again. The default, 2,000, keeps the test near a minute with -race on a
+// loaded machine; the 20,000 took 2m36s to build there (run it with
+// WEBHOOKD_TEST_HISTORY=20000).
 func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	// Not parallel: heavy enough that it would slow its neighbours past their timeouts.
 	const deliveries, attempts = 40, 5
+	past := testSize(t, "WEBHOOKD_TEST_HISTORY", 2_000)
 	// Long enough that no third attempt is due while A is killed, even if
 	// a loaded machine spreads the second attempts over seconds: a kill
 	// mid-attempt would make that attempt twice, which at-least-once allows
@@ -379,7 +386,8 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	gap := 4 * time.Second
 	policy := delivery.Schedule(gap, gap, gap, gap)
 	health := delivery.HealthConfig{MaxInFlight: deliveries}
-	a := setup(t, options{policy: policy, workers: 8, health: health})
+	a := setup(t, options{policy: policy, workers: 32, health: health})
+	done, pastSub := history(t, a, past)
 	var mu sync.Mutex
 	seen := map[string][]string{}
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -431,7 +439,15 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	waitUntil(t, 30*time.Second, func() bool { return twoEach() && thirdQueued() }, "two attempts each, the third queued")
 	a.crash()
 
+	started := time.Now()
 	b := setup(t, options{server: a.ns, policy: policy, workers: 8, health: health})
+	serving := time.Since(started)
+	waitUntil(t, time.Minute, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen[ids[0]]) == 3
+	}, "B's first attempt")
+	firstAttempt := time.Since(started)
 	for _, id := range ids {
 		var d delivery.Delivery
 		waitUntil(t, time.Minute, func() bool {
@@ -441,11 +457,19 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 		}, "delivery "+id+" to fail")
 		require.Len(t, d.Attempts, attempts, "B indexed all five attempts of %s", id)
 	}
+	indexed := indexedHistory(t, b, pastSub, past)
+	require.Equal(t, past, indexed, "B indexed the whole history")
+	t.Logf("B with an empty data dir: serving after %s, first attempt (3 of 5, due 4s after the second) after %s, "+
+		"its index held all %d past deliveries after %s", serving.Round(time.Millisecond), firstAttempt.Round(time.Millisecond),
+		indexed, time.Since(started).Round(time.Millisecond))
 	mu.Lock()
 	defer mu.Unlock()
 	for _, id := range ids {
 		require.Equal(t, []string{"1", "2", "3", "4", "5"}, seen[id], "delivery %s", id)
 	}
+	distinct, total := done.counts()
+	require.Equal(t, past, distinct)
+	require.Equal(t, past, total, "no finished delivery is sent again")
 }
 
 // Operators' requeues: a failed delivery is sent again as the next attempt
