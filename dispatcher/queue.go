@@ -34,6 +34,7 @@ type QueueDeps struct {
 	}
 	Subscriptions interface {
 		Get(id string) (subscriptions.Subscription, bool)
+		List() []subscriptions.Subscription
 	}
 	// Index is this replica's audit indexer: a resume waits for it to
 	// reach the subscription's last record, so no held delivery is missed.
@@ -55,6 +56,12 @@ type Queue struct {
 	now  func() time.Time
 	// ResumeRate is how many held deliveries per second a resume requeues.
 	resumeRate float64
+
+	// HeldSweep is how often Run looks for held deliveries of active
+	// subscriptions (a resume cut off by a shutdown, or a hold recorded
+	// after every look of its resume) and resumes them. Set it before Run;
+	// zero means a minute.
+	HeldSweep time.Duration
 
 	mu      sync.Mutex
 	resumes []resumeTask  // in order of being asked for
@@ -110,6 +117,13 @@ func (q *Queue) Run(ctx context.Context) error {
 		close(q.stopped)
 		replays.Wait()
 	}()
+	every := q.HeldSweep
+	if every <= 0 {
+		every = time.Minute
+	}
+	sweep := time.NewTicker(every)
+	defer sweep.Stop()
+	q.sweepHeld()
 	for {
 		task, next, ok := q.nextResume()
 		if ok {
@@ -125,6 +139,30 @@ func (q *Queue) Run(ctx context.Context) error {
 			return nil
 		case <-q.wake:
 		case <-timer:
+		case <-sweep.C:
+			q.sweepHeld()
+		}
+	}
+}
+
+// sweepHeld resumes every active subscription that this replica's index
+// shows with held deliveries: nothing held stays stranded when the resume
+// that should have sent it was cut off (its replica shut down) or missed it.
+// Resumes are idempotent, so a sweep that finds a resume under way costs a
+// scan, not a duplicate.
+func (q *Queue) sweepHeld() {
+	for _, sub := range q.deps.Subscriptions.List() {
+		if !sub.Active {
+			continue
+		}
+		held, _, err := q.deps.Store.List(delivery.Query{SubscriptionID: sub.ID, Status: delivery.StatusPaused, Limit: 1})
+		if err != nil {
+			q.log.Warn().Err(err).Str("subscription_id", sub.ID).Msg("looking for stranded held deliveries failed")
+			continue
+		}
+		if len(held) > 0 {
+			q.log.Info().Str("subscription_id", sub.ID).Msg("active subscription has held deliveries: resuming them")
+			q.Resume(sub.ID)
 		}
 	}
 }

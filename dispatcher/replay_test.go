@@ -170,3 +170,36 @@ func TestReplayStopsAtShutdownAndTheNextSendsTheRest(t *testing.T) {
 		require.Len(t, attempts, 1, "delivery %s sent once", id)
 	}
 }
+
+// Held deliveries of a subscription that is active again are resumed even
+// when no resume was asked of this replica (the replica that was asked
+// shut down mid-way): the Queue's sweep finds and sends them, once each.
+func TestHeldDeliveriesOfAnActiveSubscriptionAreNotStranded(t *testing.T) {
+	t.Parallel()
+	const held = 50
+	b := setup(t, options{heldSweep: 300 * time.Millisecond})
+	rcv := newReceiver(t, always(http.StatusOK))
+	sub := b.subscribe(t, rcv.URL, "maintenance.due")
+	_, err := b.subs.Update(context.Background(), sub.ID, func(s *subscriptions.Subscription) error { s.Active = false; return nil })
+	require.NoError(t, err)
+	for i := range held {
+		b.publish(t, "maintenance.due", `{}`, fmt.Sprintf("stranded-%d", i))
+	}
+	waitUntil(t, 30*time.Second, func() bool { return b.disp.Stats().Held == held }, "all held")
+
+	// Resumed in the record of truth only: no Queue.Resume call.
+	_, err = b.subs.Update(context.Background(), sub.ID, func(s *subscriptions.Subscription) error { s.Active = true; return nil })
+	require.NoError(t, err)
+	got := map[string]int{}
+	for range held {
+		got[rcv.next(t, 30*time.Second).header.Get("X-Webhook-Delivery")]++
+	}
+	require.Len(t, got, held)
+	waitUntil(t, 10*time.Second, func() bool { return b.workersIdle(t) }, "queue empty")
+	waitUntil(t, 10*time.Second, func() bool {
+		ds, _, err := b.store.List(delivery.Query{SubscriptionID: sub.ID, Status: delivery.StatusPaused})
+		require.NoError(t, err)
+		return len(ds) == 0
+	}, "nothing left held")
+	require.Empty(t, rcv.reqs, "once each, though the sweep keeps looking")
+}
