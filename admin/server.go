@@ -138,6 +138,7 @@ func (s *Server) routes() *routeMux {
 		"GET /v1/deliveries/{id}":                   s.getDelivery,
 		"POST /v1/deliveries/{id}/redeliver":        s.redeliver,
 		"POST /v1/deliveries/replay":                s.replay,
+		"GET /v1/replays/{id}":                      s.getReplay,
 		"POST /v1/events":                           s.publish,
 		"GET /v1/event-types":                       s.eventTypes,
 		"GET /v1/status":                            s.status,

@@ -169,16 +169,42 @@ type ReplayRequest struct {
 	Rate         float64   `json:"rate,omitempty"` // deliveries per second
 }
 
-// ReplayResult lists what a replay sent (or would send, on a dry run).
+// ReplayResult answers a dry run: what a replay would send.
 type ReplayResult struct {
 	DryRun bool `json:"dry_run"`
-	// Count is how many deliveries were requeued (or, on a dry run, would be).
+	// Count is how many deliveries would be requeued.
 	Count int `json:"count"`
-	// Skipped counts failed deliveries that cannot be sent again (their
-	// subscription was deleted, or their kept job has expired).
-	Skipped int `json:"skipped,omitempty"`
-	// Items lists them on a dry run.
+	// Items lists them, oldest first.
 	Items []Delivery `json:"items"`
+}
+
+// Replay is a replay running (or run) in the replica that answers
+// POST /v1/deliveries/replay: its progress, as GET /v1/replays/{id} shows
+// it. Replays live in that replica's memory; other replicas do not know them.
+type Replay struct {
+	ID           string    `json:"id"`
+	Replica      string    `json:"replica"`
+	Subscription string    `json:"subscription"`
+	Since        time.Time `json:"since"`
+	Until        time.Time `json:"until,omitzero"`
+	Rate         float64   `json:"rate"` // deliveries per second
+	// Planned is how many failed deliveries there were when it began.
+	Planned int `json:"planned"`
+	// Sent were queued again; Skipped could not be (no longer failed, kept
+	// job expired, subscription deleted); Failed were not, because of an
+	// error (see the server log).
+	Sent    int `json:"sent"`
+	Skipped int `json:"skipped"`
+	Failed  int `json:"failed"`
+	// Done is set once it has ended; Error says why it stopped early.
+	Done       bool      `json:"done"`
+	Error      string    `json:"error,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// Joined is set in the answer to a request that found the same replay
+	// (subscription and range) running, and joined it instead of starting
+	// a second one.
+	Joined bool `json:"joined,omitempty"`
 }
 
 // PublishRequest publishes an event over HTTP.
@@ -433,10 +459,25 @@ func (c *Client) Redeliver(ctx context.Context, id string) (Delivery, error) {
 	return d, c.do(ctx, http.MethodPost, "/v1/deliveries/"+url.PathEscape(id)+"/redeliver", nil, &d)
 }
 
-// Replay sends the failed deliveries of a subscription again (or lists them).
-func (c *Client) Replay(ctx context.Context, r ReplayRequest) (ReplayResult, error) {
+// PlanReplay lists the failed deliveries a replay of r would send (a dry run).
+func (c *Client) PlanReplay(ctx context.Context, r ReplayRequest) (ReplayResult, error) {
+	r.DryRun = true
 	var res ReplayResult
 	return res, c.do(ctx, http.MethodPost, "/v1/deliveries/replay", r, &res)
+}
+
+// StartReplay starts sending the failed deliveries r selects again, in the
+// server at r.Rate; GetReplay follows its progress on the same replica.
+func (c *Client) StartReplay(ctx context.Context, r ReplayRequest) (Replay, error) {
+	r.DryRun = false
+	var res Replay
+	return res, c.do(ctx, http.MethodPost, "/v1/deliveries/replay", r, &res)
+}
+
+// GetReplay returns a replay's progress.
+func (c *Client) GetReplay(ctx context.Context, id string) (Replay, error) {
+	var res Replay
+	return res, c.do(ctx, http.MethodGet, "/v1/replays/"+url.PathEscape(id), nil, &res)
 }
 
 // Publish publishes an event through the EVENTS stream.
