@@ -8,6 +8,10 @@
 //
 // Secrets appear only in the answers of create and rotate-secret; they are
 // never logged (request logs carry method, path, status and duration only).
+// Custom header values are never shown at all (RedactedValue). A ping
+// (POST /v1/subscriptions/{id}/ping) makes one attempt itself, through the
+// same Deliverer, and records it as a test (PingReason) without a kept job,
+// so it is never retried, redelivered or replayed.
 // Operator requeues (redeliver, replay, resume, and cancelling the held
 // deliveries of a deleted subscription) are carried out by dispatcher.Queue,
 // next to the workers: they keep the delivery id, publish the kept job again

@@ -125,6 +125,7 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"PublishRequest": client.PublishRequest{}, "Published": client.Published{}, "Status": client.Status{},
 		"EndpointHealth": client.EndpointHealth{}, "StreamStatus": client.StreamStatus{},
 		"ConsumerStatus": client.ConsumerStatus{}, "DeliveryList": client.List[client.Delivery]{},
+		"RotateRequest": client.RotateRequest{}, "PingResult": client.PingResult{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]

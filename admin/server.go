@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -61,6 +62,10 @@ type Deps struct {
 	// Metrics serves GET /metrics (nil: it answers 404), without a token
 	// unless Config.MetricsRequireToken.
 	Metrics http.Handler
+	// Pinger makes the attempt of a test ping; Recorder writes its audit
+	// record. Without them ping answers 503.
+	Pinger   Pinger
+	Recorder *delivery.Recorder
 }
 
 // Server is the HTTP surface of one replica.
@@ -131,12 +136,15 @@ func (s *Server) routes() *routeMux {
 		"PATCH /v1/subscriptions/{id}":              s.updateSubscription,
 		"DELETE /v1/subscriptions/{id}":             s.deleteSubscription,
 		"POST /v1/subscriptions/{id}/rotate-secret": s.rotateSecret,
+		"POST /v1/subscriptions/{id}/expire-secret": s.expireSecret,
+		"POST /v1/subscriptions/{id}/ping":          s.ping,
 		"POST /v1/subscriptions/{id}/pause":         s.setActive(false),
 		"POST /v1/subscriptions/{id}/resume":        s.setActive(true),
 		"GET /v1/deliveries":                        s.listDeliveries,
 		"GET /v1/deliveries/{id}":                   s.getDelivery,
 		"POST /v1/deliveries/{id}/redeliver":        s.redeliver,
 		"POST /v1/deliveries/replay":                s.replay,
+		"GET /v1/replays/{id}":                      s.getReplay,
 		"POST /v1/events":                           s.publish,
 		"GET /v1/event-types":                       s.eventTypes,
 		"GET /v1/status":                            s.status,
@@ -279,6 +287,27 @@ func decode(r *http.Request, limit int64, v any) error {
 		return invalid("body: trailing data after the JSON object")
 	}
 	return nil
+}
+
+// decodeOptional is decode for a body that may be left out: an empty body
+// leaves v as it is.
+func decodeOptional(r *http.Request, limit int64, v any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return apiError(http.StatusRequestEntityTooLarge, client.CodeTooLarge, "body larger than %d bytes", tooBig.Limit)
+	}
+	if err != nil {
+		return invalid("body: %s", err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	return decode(r, limit, v)
 }
 
 func parseTime(field, v string) (time.Time, error) {

@@ -57,6 +57,8 @@ type options struct {
 	attempter func(dispatcher.Attempter) dispatcher.Attempter
 	// observer is told what the replica did (metrics); nil: none.
 	observer dispatcher.Observer
+	// heldSweep is the Queue's HeldSweep (default: a minute).
+	heldSweep time.Duration
 }
 
 func setup(t testing.TB, o options) *bundle {
@@ -132,6 +134,7 @@ func setup(t testing.TB, o options) *bundle {
 	require.NoError(t, err)
 	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: time.Hour}, js, store, log)
 	queue := dispatcher.NewQueue(dispatcher.QueueDeps{JS: js, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer}, 1000, log)
+	queue.HeldSweep = o.heldSweep
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 4)

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -153,7 +154,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
-		EventTypes: cfg.AllEventTypes(), MaxEventBytes: int(maxEvent),
+		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent),
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
 		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met,
@@ -173,6 +174,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		MetricsRequireToken: cfg.MetricsRequireToken,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
+		Pinger: deliverer, Recorder: recorder,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready: func() error {
 			select {
@@ -256,6 +258,12 @@ func buildInfo() (version, revision string) {
 		}
 	}
 	return bi.Main.Version, revision
+}
+
+// routable is the catalog but the ping event, which only the ping command
+// sends to one endpoint: published on NATS, it is rejected, not routed.
+func routable(types []string) []string {
+	return slices.DeleteFunc(types, func(t string) bool { return t == admin.EventPing })
 }
 
 func policy(b config.Backoff) *delivery.Policy {
