@@ -30,6 +30,7 @@ import (
 	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/internal/version"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -50,8 +51,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if len(args) > 0 && args[0] == "compact" {
 		return compact(args[1:], lookupEnv, stdout)
 	}
+	if wantsVersion(args) {
+		_, err := fmt.Fprintln(stdout, version.Read().String("webhookd"))
+		return err
+	}
 	cfg, err := config.Load(args, lookupEnv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "  --version\n        print the version, VCS revision and Go version, and exit\n")
 		fmt.Fprintf(stdout, "\nSubcommands:\n  compact [--data-dir DIR]\n        %s\n", compactUsage)
 		return nil
 	}
@@ -214,6 +220,20 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	err = g.Wait()
 	log.Info().Err(err).Msg("webhookd stopped")
 	return err
+}
+
+// wantsVersion reports whether args ask for --version (or -version), before
+// any "--" that ends the flags.
+func wantsVersion(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--version", "-version":
+			return true
+		}
+	}
+	return false
 }
 
 func natsDescription(cfg config.Config, conn *jetstream.Conn) string {
