@@ -26,7 +26,7 @@ func (a *app) subscriptionsCommand() *cobra.Command {
 			"  webhookctl subscriptions resume 6f1c…"),
 		a.subAction("rotate-secret", "Issue a new secret; the old one keeps signing during the grace period",
 			"  webhookctl subscriptions rotate-secret 6f1c…"))
-	return cmd
+	return group(cmd)
 }
 
 func (a *app) printSubscription(s client.Subscription) error {
@@ -172,6 +172,9 @@ func (a *app) subUpdate() *cobra.Command {
 		Example: "  webhookctl subscriptions update 6f1c… --events 'task.*' --timeout 5s\n  webhookctl subscriptions update 6f1c… --max-in-flight 0   # back to the server's default",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireAChange(cmd); err != nil {
+				return err
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
