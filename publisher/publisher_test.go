@@ -186,7 +186,7 @@ func TestAsyncDeliversEverything(t *testing.T) {
 	require.NoError(t, err)
 
 	a, err := publisher.NewAsync(connect(t, d.NATSURL()), publisher.AsyncConfig{
-		OnFailure: func(f publisher.Failure) { t.Errorf("failure reported: %s: %v", f.ID, f.Err) },
+		OnFailure:  func(f publisher.Failure) { t.Errorf("failure reported: %s: %v", f.ID, f.Err) },
 		MaxPending: 16,
 	})
 	require.NoError(t, err)
