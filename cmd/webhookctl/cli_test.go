@@ -67,6 +67,8 @@ func TestUnknownCommandsExit1WithASuggestion(t *testing.T) {
 		{[]string{"--token", "x", "frobnicate"}, `unknown command "frobnicate" for "webhookctl"; want one of `},
 		{[]string{"events", "zzz"}, `want one of "publish" or "types"`},
 		{[]string{"subscriptions", "list", "extra"}, `unknown command "extra" for "webhookctl subscriptions list"`},
+		{[]string{"help", "subscriptions", "lst"}, `did you mean "list"`},
+		{[]string{"help", "statsu"}, `did you mean "status"?`},
 	} {
 		out, errOut, code := ctlNoServer(t, nil, tc.args...)
 		requireOneLineError(t, tc.args, out, errOut, code, tc.want)
@@ -75,11 +77,18 @@ func TestUnknownCommandsExit1WithASuggestion(t *testing.T) {
 
 func TestGroupsAloneShowTheirHelp(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{}, {"subscriptions"}, {"deliveries"}, {"events"}} {
+	for _, args := range [][]string{{}, {"subscriptions"}, {"deliveries"}, {"events"}, {"help"}, {"help", "deliveries"}} {
 		out, errOut, code := ctlNoServer(t, nil, args...)
 		require.Equal(t, 0, code, "%v: %s", args, errOut)
 		require.Contains(t, out, "Available Commands:", "%v", args)
 	}
+}
+
+func TestHelpOfACommand(t *testing.T) {
+	t.Parallel()
+	out, errOut, code := ctlNoServer(t, nil, "help", "deliveries", "replay")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "--dry-run")
 }
 
 func TestVersion(t *testing.T) {

@@ -94,6 +94,20 @@ Times in tables are UTC (RFC 3339, ending in Z), as in webhookd's logs.`,
 	pf.StringVar(&a.dataDir, "data-dir", def("WEBHOOK_DATA_DIR", "./data"), "webhookd data dir to read the generated admin-token from")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(a.subscriptionsCommand(), a.deliveriesCommand(), a.eventsCommand(), a.statusCommand())
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(_ *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) > 0 {
+				return unknownCommand(cmd, rest[0])
+			}
+			return cmd.Help()
+		},
+	})
 	return group(root)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -43,4 +44,15 @@ func TestVersionOfABuiltBinaryNamesTheRevision(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(out), "(revision "+strings.TrimSpace(string(head)))
 	require.Contains(t, string(out), runtime.Version())
+}
+
+func TestRunSuggestsCompactForATypo(t *testing.T) {
+	t.Parallel()
+	for _, typo := range []string{"compcat", "compac", "Compact", "comapct"} {
+		err := run(context.Background(), []string{typo}, noEnv, io.Discard)
+		require.EqualError(t, err, `unknown command "`+typo+`"; did you mean "compact"?`)
+	}
+	err := run(context.Background(), []string{"frobnicate"}, noEnv, io.Discard)
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "compact")
 }
