@@ -31,8 +31,11 @@ type AsyncConfig struct {
 	// MaxPending bounds the events waiting for their ack; Publish waits for
 	// room when it is reached. Default 4096.
 	MaxPending int
-	// AckTimeout is how long an event may wait for its ack before it is
-	// reported as failed. Default 5s.
+	// AckTimeout is how long an event may wait for its ack, counted from
+	// Publish (so time queued behind MaxPending others included), before it
+	// is reported as failed. Default 30s. A timed-out event may still have
+	// been stored: publish it again with its id, and the stream drops the
+	// duplicate.
 	AckTimeout time.Duration
 }
 
@@ -42,6 +45,7 @@ type AsyncConfig struct {
 type Async struct {
 	js     natsjs.JetStream
 	opts   options
+	stall  time.Duration // how long Publish waits for room
 	acked  atomic.Int64
 	failed atomic.Int64
 }
@@ -55,13 +59,13 @@ func NewAsync(nc *nats.Conn, cfg AsyncConfig, opts ...Option) (*Async, error) {
 		cfg.MaxPending = 4096
 	}
 	if cfg.AckTimeout <= 0 {
-		cfg.AckTimeout = 5 * time.Second
+		cfg.AckTimeout = 30 * time.Second
 	}
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	a := &Async{opts: o}
+	a := &Async{opts: o, stall: cfg.AckTimeout}
 	a.js, err = natsjs.New(nc,
 		natsjs.WithPublishAsyncMaxPending(cfg.MaxPending),
 		natsjs.WithPublishAsyncTimeout(cfg.AckTimeout),
@@ -82,15 +86,16 @@ func NewAsync(nc *nats.Conn, cfg AsyncConfig, opts ...Option) (*Async, error) {
 }
 
 // Publish queues one event and returns its id without waiting for the ack.
-// It waits only while MaxPending events are unacknowledged. data is as for
-// Publisher.Publish. An error (bad input, or no room within AckTimeout)
-// means the event was not queued and OnFailure will not hear of it.
+// It waits only while MaxPending events are unacknowledged, for up to
+// AckTimeout. data is as for Publisher.Publish. An error (bad input, or no
+// room within AckTimeout) means the event was not queued and OnFailure will
+// not hear of it.
 func (a *Async) Publish(eventType EventType, data any, opts ...PublishOption) (string, error) {
 	m, id, err := a.opts.message(eventType, data, opts)
 	if err != nil {
 		return "", err
 	}
-	if _, err := a.js.PublishMsgAsync(m); err != nil {
+	if _, err := a.js.PublishMsgAsync(m, natsjs.WithStallWait(a.stall)); err != nil {
 		return "", &Error{ID: id, Type: eventType, Err: err}
 	}
 	return id, nil

@@ -220,6 +220,7 @@ func TestAsyncReportsEveryFailure(t *testing.T) {
 		b := &bundle{failures: map[string]error{}}
 		var err error
 		b.a, err = publisher.NewAsync(connect(t, url), publisher.AsyncConfig{
+			AckTimeout: 20 * time.Second,
 			OnFailure: func(f publisher.Failure) {
 				b.mu.Lock()
 				defer b.mu.Unlock()
@@ -229,7 +230,6 @@ func TestAsyncReportsEveryFailure(t *testing.T) {
 				require.JSONEq(t, `{"ok":false}`, string(f.Data))
 				b.failures[f.ID] = f.Err
 			},
-			AckTimeout: 2 * time.Second,
 		})
 		require.NoError(t, err)
 		return b
@@ -282,6 +282,45 @@ func TestAsyncReportsEveryFailure(t *testing.T) {
 			require.True(t, publisher.Retryable(err), "%s: %v", id, err)
 		}
 	})
+}
+
+// Something answers nothing on the subject (no stream, but a subscriber, so
+// no "no responders" either): every event times out and is reported.
+func TestAsyncReportsAckTimeouts(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := jstest.RunServer(t)
+	sink, err := ns.NC.Subscribe("events.>", func(*nats.Msg) {})
+	require.NoError(t, err)
+	require.NoError(t, ns.NC.Flush())
+	t.Cleanup(func() { _ = sink.Unsubscribe() })
+	var mu sync.Mutex
+	failed := map[string]error{}
+	a, err := publisher.NewAsync(connect(t, ns.ClientURL()), publisher.AsyncConfig{
+		AckTimeout: 200 * time.Millisecond,
+		OnFailure: func(f publisher.Failure) {
+			mu.Lock()
+			defer mu.Unlock()
+			failed[f.ID] = f.Err
+		},
+	})
+	require.NoError(t, err)
+	ids := map[string]bool{}
+	for range 5 {
+		id, err := a.Publish(publisher.MaintenanceDue, []byte(`{"robot_id":"R001"}`))
+		require.NoError(t, err)
+		ids[id] = true
+	}
+	require.NoError(t, a.Flush(ctx))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, failed, 5)
+	for id, err := range failed {
+		require.True(t, ids[id], id)
+		require.ErrorIs(t, err, natsjs.ErrAsyncPublishTimeout)
+		require.True(t, publisher.Retryable(err))
+	}
 }
 
 func TestAsyncNeedsAFailureCallback(t *testing.T) {
