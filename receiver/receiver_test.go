@@ -288,3 +288,75 @@ func TestRealDeliveries(t *testing.T) {
 			len(page.Items[0].Attempts) == 1 && page.Items[0].Attempts[0].StatusCode == http.StatusUnauthorized
 	}, 30*time.Second, 20*time.Millisecond, "webhookd records the 401")
 }
+
+// During a rotation's grace period a receiver holding the old secret and
+// one holding the new both verify real deliveries, in both schemes; after
+// it, only the new one does.
+func TestRealDeliveriesDuringARotation(t *testing.T) {
+	t.Parallel()
+	const grace = 5 * time.Second
+	d := daemontest.Start(t, webhookdBin, "--secret-grace", grace.String())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := d.Client(t)
+
+	type result struct {
+		id  string
+		oks map[string]bool // verifier name → accepted
+	}
+	got := make(chan result, 16)
+	mux := http.NewServeMux()
+	rcv := httptest.NewServer(mux)
+	t.Cleanup(rcv.Close)
+	sub, err := admin.CreateSubscription(ctx, client.SubscriptionInput{URL: rcv.URL + "/", Events: []string{"task.*"}})
+	require.NoError(t, err)
+	oldS := sub.Secret
+	rotated, err := admin.SubscriptionAction(ctx, sub.ID, "rotate-secret")
+	require.NoError(t, err)
+	rotatedAt := time.Now()
+	newS := rotated.Secret
+	require.NotEqual(t, oldS, newS)
+
+	verifiers := map[string]*receiver.Verifier{}
+	for name, cfg := range map[string]receiver.Config{
+		"old/standard": {Secrets: []string{oldS}, Scheme: receiver.SchemeStandard},
+		"old/x":        {Secrets: []string{oldS}, Scheme: receiver.SchemeXWebhook},
+		"new/standard": {Secrets: []string{newS}, Scheme: receiver.SchemeStandard},
+		"new/x":        {Secrets: []string{newS}, Scheme: receiver.SchemeXWebhook},
+	} {
+		verifiers[name], err = receiver.New(cfg)
+		require.NoError(t, err)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		res := result{oks: map[string]bool{}}
+		for name, v := range verifiers {
+			ev, err := v.Verify(r.Header, raw)
+			res.oks[name] = err == nil
+			if err == nil {
+				res.id = ev.ID
+			}
+		}
+		got <- res
+	})
+	publish := func(id string) result {
+		t.Helper()
+		_, err := admin.Publish(ctx, client.PublishRequest{Event: "task.created", ID: id, Data: json.RawMessage(`{"task_id":"T1"}`)})
+		require.NoError(t, err)
+		select {
+		case res := <-got:
+			require.Equal(t, id, res.id)
+			return res
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s not delivered", id)
+			return result{}
+		}
+	}
+	during := publish("evt-during")
+	require.Less(t, time.Since(rotatedAt), grace, "the machine is too slow to publish within the grace period")
+	require.Equal(t, map[string]bool{"old/standard": true, "old/x": true, "new/standard": true, "new/x": true}, during.oks)
+
+	require.Eventually(t, func() bool { return time.Since(rotatedAt) > grace+time.Second }, 2*grace, 50*time.Millisecond)
+	after := publish("evt-after")
+	require.Equal(t, map[string]bool{"old/standard": false, "old/x": false, "new/standard": true, "new/x": true}, after.oks)
+}
