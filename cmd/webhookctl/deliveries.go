@@ -21,7 +21,7 @@ func (a *app) deliveriesCommand() *cobra.Command {
   webhookctl deliveries redeliver 5920a252-…`,
 	}
 	cmd.AddCommand(a.dlList(), a.dlGet(), a.dlRedeliver(), a.dlReplay())
-	return cmd
+	return group(cmd)
 }
 
 // parseSince accepts an RFC 3339 time or a duration back from now ("2h").

@@ -91,7 +91,7 @@ func TestCLIRotateGraceAndExpireSecret(t *testing.T) {
 	out, errOut, code := d.ctl("subscriptions", "rotate-secret", created.ID, "--grace", "2h")
 	require.Equal(t, 0, code, errOut)
 	require.Regexp(t, `(?m)^SECRET\s+whsec_\S+\s+\(shown only now`, out)
-	require.Regexp(t, `(?m)^GRACE ENDS\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d.*the previous secret signs too until then`, out)
+	require.Regexp(t, `(?m)^GRACE ENDS\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ .*the previous secret signs too until then`, out)
 	d.ctlJSON(t, &rotated, "subscriptions", "get", created.ID)
 	require.WithinDuration(t, time.Now().Add(2*time.Hour), rotated.PreviousSecretExpiresAt, time.Minute)
 	newSecret := strings.Fields(strings.SplitN(strings.SplitN(out, "SECRET", 2)[1], "\n", 2)[0])[0]

@@ -29,7 +29,7 @@ func (a *app) subscriptionsCommand() *cobra.Command {
 		a.subAction("resume", "Start deliveries again (also after the dispatcher disabled it) and send the ones held, oldest first",
 			"  webhookctl subscriptions resume 6f1c…"),
 		a.subRotate(), a.subExpireSecret(), a.subPing())
-	return cmd
+	return group(cmd)
 }
 
 func (a *app) printSubscription(s client.Subscription) error {
@@ -246,6 +246,9 @@ func (a *app) subUpdate() *cobra.Command {
   webhookctl subscriptions update 6f1c… --retry-policy default`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireAChange(cmd); err != nil {
+				return err
+			}
 			c, err := a.client()
 			if err != nil {
 				return err

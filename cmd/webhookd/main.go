@@ -32,6 +32,7 @@ import (
 	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/internal/version"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/metrics"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -53,8 +54,16 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if len(args) > 0 && args[0] == "compact" {
 		return compact(args[1:], lookupEnv, stdout)
 	}
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' && closeTo(args[0], "compact") {
+		return fmt.Errorf("unknown command %q; did you mean \"compact\"?", args[0])
+	}
+	if wantsVersion(args) {
+		_, err := fmt.Fprintln(stdout, version.Read().String("webhookd"))
+		return err
+	}
 	cfg, err := config.Load(args, lookupEnv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "  --version\n        print the version, VCS revision and Go version, and exit\n")
 		fmt.Fprintf(stdout, "\nSubcommands:\n  compact [--data-dir DIR]\n        %s\n", compactUsage)
 		return nil
 	}
@@ -225,6 +234,42 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	err = g.Wait()
 	log.Info().Err(err).Msg("webhookd stopped")
 	return err
+}
+
+// wantsVersion reports whether args ask for --version (or -version), before
+// any "--" that ends the flags.
+func wantsVersion(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--version", "-version":
+			return true
+		}
+	}
+	return false
+}
+
+// closeTo reports whether a typed word is a likely typo of name: at most two
+// edits (insertions, deletions, substitutions) away.
+func closeTo(typed, name string) bool {
+	prev := make([]int, len(name)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(typed); i++ {
+		cur := make([]int, len(name)+1)
+		cur[0] = i
+		for j := 1; j <= len(name); j++ {
+			cost := 1
+			if typed[i-1] == name[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(name)] <= 2
 }
 
 func natsDescription(cfg config.Config, conn *jetstream.Conn) string {

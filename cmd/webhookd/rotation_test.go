@@ -164,4 +164,7 @@ func TestRotationGraceValidation(t *testing.T) {
 	var rotated client.Subscription
 	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/rotate-secret", d.token, "", &rotated))
 	require.WithinDuration(t, time.Now().Add(24*time.Hour), rotated.PreviousSecretExpiresAt, time.Minute, "no body: --secret-grace")
+	// A shorter grace on the next rotation also cuts the earlier secret's.
+	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/rotate-secret", d.token, `{"grace":"10m"}`, &rotated))
+	require.WithinDuration(t, time.Now().Add(10*time.Minute), rotated.PreviousSecretExpiresAt, time.Minute)
 }

@@ -102,6 +102,8 @@ func TestPingSendsOneSignedTestEvent(t *testing.T) {
 	// Nobody publishes webhook.ping: not over the API, not as a robot.
 	require.Equal(t, http.StatusBadRequest, d.call(t, "POST", "/v1/events", d.token, `{"event":"webhook.ping","data":{}}`, &e))
 	require.Contains(t, e.Error.Message, "ping")
+	require.Equal(t, http.StatusBadRequest, d.call(t, "POST", "/v1/events", d.token, `{"event":"webhook.subscription_disabled","data":{}}`, &e),
+		"nor webhookd's other operational events")
 	require.Error(t, publishAsRobot(t, d.nats, "webhook.ping", `{}`, "forged-ping"))
 	require.Equal(t, http.StatusNotFound, d.call(t, "POST", "/v1/subscriptions/6f1c0000-0000-4000-8000-000000000001/ping", d.token, "", &e))
 	require.Zero(t, otherCount.Load())
