@@ -29,6 +29,8 @@ type Options struct {
 	Name string
 	// ConnectTimeout bounds the first connection to an external server.
 	ConnectTimeout time.Duration
+	// Client authenticates to and secures an external server (URL set).
+	Client Client
 
 	// The fields below apply to the embedded server only.
 
@@ -113,23 +115,31 @@ func dial(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 	}
+	client, err := o.Client.options()
+	if err != nil {
+		return nil, err
+	}
 	closed := make(chan struct{})
-	nc, err := nats.Connect(o.URL,
+	nc, err := nats.Connect(o.URL, append(client,
 		nats.Name(o.Name),
 		nats.CustomInboxPrefix(InboxPrefix),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.Timeout(timeout),
-		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn().Err(err).Msg("nats disconnected")
+			log.Warn().Err(err).Msg("nats disconnected; reconnecting")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("nats reconnected")
+			log.Info().Str("url", nc.ConnectedUrlRedacted()).Str("server", nc.ConnectedServerName()).Msg("nats reconnected")
 		}),
-	)
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn().Err(err).Msg("nats asynchronous error")
+		}),
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, redact(o.URL), err)
 	}
+	log.Info().Str("url", nc.ConnectedUrlRedacted()).Str("server", nc.ConnectedServerName()).
+		Str("name", o.Name).Msg("nats connected")
 	js, err := natsjs.New(nc)
 	if err != nil {
 		nc.Close()
