@@ -123,8 +123,10 @@ func checkCreds(path string) error {
 	if err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "open "+path+": "))
 	}
-	if _, err := nkeys.ParseDecoratedJWT(b); err != nil {
-		return fmt.Errorf("no user JWT: %w", err)
+	// Without a decorated JWT block ParseDecoratedJWT returns the whole
+	// file: a JWT has a JSON header, "eyJ" in base64.
+	if jwt, err := nkeys.ParseDecoratedJWT(b); err != nil || !strings.HasPrefix(jwt, "eyJ") || strings.Count(jwt, ".") != 2 {
+		return errors.New("no user JWT in it (want a .creds file from nsc or your NATS operator)")
 	}
 	kp, err := nkeys.ParseDecoratedNKey(b)
 	if err != nil {

@@ -270,3 +270,25 @@ func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(form
 func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
 func (l serverLogger) Debugf(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
 func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+
+// Check reports why this replica cannot work now, or nil: the connection
+// must be up and the streams, the shared consumers and the subscription
+// bucket must exist (they can be missing on a server that lost its store,
+// or unreachable while a cluster has no leader for them). It asks the
+// server, bounded by ctx.
+func (c *Conn) Check(ctx context.Context) error {
+	if !c.NC.IsConnected() {
+		return fmt.Errorf("nats %s", strings.ToLower(c.NC.Status().String()))
+	}
+	for _, name := range []string{StreamEvents, StreamDeliveries, StreamAudit, "KV_" + BucketSubscriptions} {
+		if _, err := c.JS.Stream(ctx, name); err != nil {
+			return fmt.Errorf("nats stream %s: %w", name, err)
+		}
+	}
+	for stream, consumer := range map[string]string{StreamEvents: ConsumerRouter, StreamDeliveries: ConsumerWorkers} {
+		if _, err := c.JS.Consumer(ctx, stream, consumer); err != nil {
+			return fmt.Errorf("nats consumer %s/%s: %w", stream, consumer, err)
+		}
+	}
+	return nil
+}
