@@ -18,7 +18,8 @@ import (
 
 // Options says which NATS to use.
 type Options struct {
-	// URL of external servers (comma-separated). Empty starts an embedded server.
+	// URL of external servers (comma-separated, every node of a cluster).
+	// Empty starts an embedded server.
 	URL string
 	// StoreDir is the embedded server's JetStream directory (<data-dir>/jetstream).
 	StoreDir string
