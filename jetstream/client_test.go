@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
@@ -209,4 +210,44 @@ func TestReconnectDelayBacksOffWithJitter(t *testing.T) {
 			require.GreaterOrEqual(t, d, want-want/5, "round %d: at most a fifth of jitter", round)
 		}
 	}
+}
+
+func TestOpenWithCredsFile(t *testing.T) {
+	t.Parallel()
+	// An operator-mode server trusting one operator, which signed one
+	// account, which signed webhookd's user: what nsc sets up.
+	okp, err := nkeys.CreateOperator()
+	require.NoError(t, err)
+	opub, err := okp.PublicKey()
+	require.NoError(t, err)
+	oc := jwt.NewOperatorClaims(opub)
+	akp, err := nkeys.CreateAccount()
+	require.NoError(t, err)
+	apub, err := akp.PublicKey()
+	require.NoError(t, err)
+	ajwt, err := jwt.NewAccountClaims(apub).Encode(okp)
+	require.NoError(t, err)
+	ukp, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	upub, err := ukp.PublicKey()
+	require.NoError(t, err)
+	ujwt, err := jwt.NewUserClaims(upub).Encode(akp)
+	require.NoError(t, err)
+	useed, err := ukp.Seed()
+	require.NoError(t, err)
+	creds, err := jwt.FormatUserConfig(ujwt, useed)
+	require.NoError(t, err)
+
+	resolver := &server.MemAccResolver{}
+	require.NoError(t, resolver.Store(apub, ajwt))
+	o := server.Options{TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver}
+	o.NoLog, o.NoSigs, o.Host, o.Port = true, true, "127.0.0.1", -1
+	ns, err := server.NewServer(&o)
+	require.NoError(t, err)
+	ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+
+	require.NoError(t, open(t, ns.ClientURL(), jetstream.Client{Creds: writeFile(t, "webhookd.creds", string(creds))}))
+	require.ErrorIs(t, open(t, ns.ClientURL(), jetstream.Client{}), jetstream.ErrUnavailable, "no credentials: refused")
 }
