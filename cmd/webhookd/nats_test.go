@@ -34,6 +34,8 @@ func TestReadyzFollowsTheNATSConnection(t *testing.T) {
 	d := start(t, "--nats-url", ns.URL)
 	code, reason := d.readyz(t)
 	require.Equal(t, http.StatusOK, code, reason)
+	rcv, got := receiver(t)
+	require.Equal(t, http.StatusCreated, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+rcv.URL+`","events":["task.completed"]}`, nil))
 
 	// The server sees the connection under the replica's name.
 	replica := replicaOf(t, d.logs.String())
@@ -63,6 +65,9 @@ func TestReadyzFollowsTheNATSConnection(t *testing.T) {
 		code, reason = d.readyz(t)
 		return code == http.StatusOK
 	}, 30*time.Second, 50*time.Millisecond, "ready again after the reconnect")
+	// And it works again: an event published now is delivered.
+	require.NoError(t, publishAsRobot(t, ns.URL, "task.completed", `{"after":"restart"}`, "evt-after-restart"))
+	require.Equal(t, "task.completed", next(t, got).header.Get("X-Webhook-Event"))
 	require.Equal(t, "warn", logLevelOf(t, d.logs.String(), "nats disconnected; reconnecting"))
 	require.Equal(t, "info", logLevelOf(t, d.logs.String(), "nats reconnected"))
 }
