@@ -167,6 +167,8 @@ func Catalog() []string {
 		"task.failed", "alert.triggered", "maintenance.due",
 		// Operational events webhookd publishes itself; robots may not.
 		"webhook.subscription_disabled", "webhook.delivery_exhausted",
+		// The test event of "subscriptions ping", sent to one endpoint, never routed.
+		"webhook.ping",
 	}
 }
 
@@ -542,6 +544,19 @@ func (c Config) Validate() error {
 	if c.Retention < time.Hour {
 		return bad("retention", "%s: want at least 1h", c.Retention)
 	}
+	// A delivery's records and index entry expire --retention after it was
+	// created: one still retrying then would lose the start of its history.
+	if longest := c.RetryBackoff.Longest() + time.Duration(c.RetryBackoff.Attempts())*c.DeliveryTimeout; c.Retention <= longest {
+		return bad("retention", "%s: want longer than the longest retry schedule, %s (the retry-backoff delays plus %d attempts of delivery-timeout)",
+			c.Retention, longest, c.RetryBackoff.Attempts())
+	}
+	// An attempt repeated after a crash is recognised by its record's and
+	// next job's message ids within the streams' duplicate window: its job
+	// comes back after ack-wait, and its attempt lasts up to delivery-timeout.
+	if c.AckWait+c.DeliveryTimeout+dedupMargin >= DuplicateWindow {
+		return bad("ack-wait", "%s: ack-wait plus delivery-timeout (%s) plus %s must stay under the %s duplicate window, or an attempt repeated after a crash could queue the next attempt twice",
+			c.AckWait, c.DeliveryTimeout, dedupMargin, DuplicateWindow)
+	}
 	if c.SecretGrace < 0 {
 		return bad("secret-grace", "must not be negative, got %s", c.SecretGrace)
 	}
@@ -573,6 +588,14 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// DuplicateWindow is how long the streams remember a message id (the
+// jetstream package's default); dedupMargin is the time a worker may take
+// to record an attempt.
+const (
+	DuplicateWindow = 2 * time.Minute
+	dedupMargin     = 10 * time.Second
+)
 
 // NATSHostPort splits NATSListen into host and port.
 func (c Config) NATSHostPort() (string, int, error) { return splitHostPort(c.NATSListen) }

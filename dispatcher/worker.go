@@ -185,7 +185,7 @@ func (d *Dispatcher) run(ctx context.Context, m natsjs.Msg, job delivery.Job, su
 // retrying (queue the next attempt, ack this one), held (the subscription
 // was just disabled) or failed after the last attempt (keep the job, term).
 func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, res delivery.Result) settlement {
-	policy := d.deps.Policy
+	policy := d.policy(sub) // the subscription's own, or the default
 	dec := policy.Decide(res, job.Attempt-job.Base)
 	if dec.Status == delivery.StatusRetrying && !sub.Active {
 		dec = delivery.Decision{Status: delivery.StatusPaused}
