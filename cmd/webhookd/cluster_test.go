@@ -183,7 +183,10 @@ func TestNodeLossLosesNoEvent(t *testing.T) {
 					return
 				}
 				if acked.Add(1) == events/3 {
-					c.Kill(victim)
+					if err := c.Kill(victim); err != nil {
+						errs <- err
+						return
+					}
 					killed <- time.Now()
 				}
 			}

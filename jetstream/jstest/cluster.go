@@ -198,13 +198,14 @@ func (c *ClusterOf) WaitForMetaLeader(t testing.TB, timeout time.Duration) {
 }
 
 // Kill ends node i with SIGKILL, as a crash would, and waits for its exit.
-func (c *ClusterOf) Kill(i int) {
+// It may be called from any goroutine.
+func (c *ClusterOf) Kill(i int) error {
 	n := c.Nodes[i]
-	n.t.Helper()
 	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		n.t.Fatalf("jstest: kill %s: %v", n.cfg.Name, err)
+		return fmt.Errorf("jstest: kill %s: %w", n.cfg.Name, err)
 	}
 	<-n.exited
+	return nil
 }
 
 // Restart starts node i again on its ports and store directory.
