@@ -106,7 +106,7 @@ type ClusterOf struct {
 // random ports, routes to every other node and its file store in a
 // temporary directory. It returns once the cluster has a JetStream meta
 // leader, and stops every node when the test ends. Kill ends a node with
-// SIGKILL, Restart brings it back on the same ports and store.
+// SIGKILL.
 func Cluster(t testing.TB, n int) *ClusterOf {
 	t.Helper()
 	dir := t.TempDir()
@@ -208,19 +208,10 @@ func (c *ClusterOf) Kill(i int) error {
 	return nil
 }
 
-// Restart starts node i again on its ports and store directory.
-func (c *ClusterOf) Restart(i int) {
-	c.Nodes[i].t.Helper()
-	c.Nodes[i].launch()()
-}
-
 // launch starts the node's process and returns a function that waits until
 // it is ready, failing the test if it does not get there.
 func (n *Node) launch() func() {
 	n.t.Helper()
-	if n.stdin != nil {
-		_ = n.stdin.Close() // the previous run's
-	}
 	raw, err := json.Marshal(n.cfg)
 	if err != nil {
 		n.t.Fatalf("jstest: %v", err)
