@@ -112,6 +112,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		SyncAlways: cfg.StoreSync.Always, SyncInterval: cfg.StoreSync.Interval,
 		// Room for a job: the largest event plus its headers.
 		MaxPayload: int32(cfg.MaxEventSize + 64<<10),
+		Client: jetstream.Client{
+			Creds: cfg.NATSCreds, NKeySeed: cfg.NATSNKeySeed, User: cfg.NATSUser, Password: cfg.NATSPassword,
+			PasswordFile: cfg.NATSPasswordFile, Token: cfg.NATSToken, TokenFile: cfg.NATSTokenFile,
+			TLSCA: cfg.NATSTLSCA, TLSCert: cfg.NATSTLSCert, TLSKey: cfg.NATSTLSKey,
+		},
 	}, log)
 	if err != nil {
 		return err
@@ -125,7 +130,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	if err := jetstream.Provision(ctx, conn.JS, jetstream.Provisioning{
 		AuditRetention: cfg.Retention, AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending,
-		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore,
+		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore, Replicas: cfg.StreamReplicas,
 	}); err != nil {
 		return err
 	}
@@ -191,10 +196,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			default:
 				return errors.New("subscription mirror catching up")
 			}
-			if !conn.NC.IsConnected() {
-				return errors.New("nats disconnected")
-			}
-			return nil
+			cctx, cancel := context.WithTimeout(gctx, 2*time.Second)
+			defer cancel()
+			return conn.Check(cctx)
 		},
 	}, log)
 	if err != nil {
