@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/robotlab/webhookd/delivery"
@@ -302,7 +303,7 @@ func listStore(f *testing.F) *delivery.Store {
 		case <-timer.C:
 		}
 	})
-	s, err := delivery.OpenStore(db)
+	s, err := delivery.OpenStore(db, zerolog.Nop())
 	if err != nil {
 		f.Fatal(err)
 	}
