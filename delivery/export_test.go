@@ -1,5 +1,16 @@
 package delivery
 
+import (
+	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
+)
+
+// OpenStoreChunked is OpenStore with chunk deliveries per rebuild
+// transaction, so a test can rebuild across several with few deliveries.
+func OpenStoreChunked(db *bolt.DB, log zerolog.Logger, chunk int) (*Store, error) {
+	return openStore(db, log, chunk)
+}
+
 // Decoded returns how many deliveries List has decoded since the store was
 // opened, so tests can check that a query walks an index.
 func (s *Store) Decoded() int64 { return s.decoded.Load() }

@@ -63,6 +63,10 @@ type Store struct {
 // version (another index format) is re-indexed from its deliveries first,
 // with a log line; no delivery is lost.
 func OpenStore(db *bolt.DB, log zerolog.Logger) (*Store, error) {
+	return openStore(db, log, reindexChunk)
+}
+
+func openStore(db *bolt.DB, log zerolog.Logger, chunk int) (*Store, error) {
 	var version uint64
 	empty := true
 	err := db.Update(func(tx *bolt.Tx) error {
@@ -99,7 +103,7 @@ func OpenStore(db *bolt.DB, log zerolog.Logger) (*Store, error) {
 		start := time.Now()
 		log.Warn().Uint64("from_format", version).Uint64("to_format", indexVersion).
 			Msg("delivery store: rebuilding the delivery indexes from the stored deliveries (an upgrade; the admin API waits for it)")
-		n, err := s.reindex()
+		n, err := s.reindex(chunk)
 		if err != nil {
 			return nil, fmt.Errorf("delivery: open store: rebuild indexes: %w", err)
 		}
@@ -114,7 +118,7 @@ const reindexChunk = 20_000
 // reindex drops every index bucket, the old ones included, and the
 // counters, and rebuilds them from the deliveries, a chunk per transaction.
 // The format version is written last: a crash part way starts it afresh.
-func (s *Store) reindex() (int, error) {
+func (s *Store) reindex(chunk int) (int, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		drop := append(slices.Clone(oldIndexBuckets), bucketStats)
 		for _, ix := range indexes {
@@ -147,7 +151,7 @@ func (s *Store) reindex() (int, error) {
 					k, v = c.Next()
 				}
 			}
-			for i := 0; i < reindexChunk; i++ {
+			for range chunk {
 				if k == nil {
 					done = true
 					return tx.Bucket(bucketMeta).Put(keyIndexVersion, binary.BigEndian.AppendUint64(nil, indexVersion))

@@ -294,3 +294,56 @@ func TestStoreKeepsTheURLOfEachAttempt(t *testing.T) {
 	require.Equal(t, "https://old.example/hook", d.Attempts[0].URL)
 	require.Equal(t, "https://new.example/hook", d.Attempts[1].URL)
 }
+
+// Health counts each attempt once, whichever replica recorded it and
+// however often its record is applied, over the last hour and 24 hours,
+// and follows the newest attempt for failures in a row and the last code.
+func TestStoreHealth(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	now := time.Date(2026, 1, 2, 12, 30, 0, 0, time.UTC)
+	ok := func(id string, n int, at time.Time) delivery.Record {
+		r := attemptRec(id, "s1", "e-"+id, n, delivery.StatusSucceeded, at)
+		r.Attempt.Outcome, r.Attempt.StatusCode, r.Attempt.Reason, r.Replica = delivery.OutcomeSucceeded, 200, "succeeded", "r2"
+		return r
+	}
+	fail := func(id string, n int, at time.Time) delivery.Record {
+		r := attemptRec(id, "s1", "e-"+id, n, delivery.StatusRetrying, at) // 503
+		r.Replica = "r1"
+		return r
+	}
+	recs := []delivery.Record{
+		ok("old", 1, now.Add(-30*time.Hour)),   // outside both windows
+		ok("a", 1, now.Add(-5*time.Hour)),      // 24 h only
+		fail("b", 1, now.Add(-3*time.Hour)),    // 24 h only
+		ok("c", 1, now.Add(-50*time.Minute)),   // both
+		fail("d", 1, now.Add(-20*time.Minute)), // both
+		fail("d", 2, now.Add(-10*time.Minute)),
+		fail("d", 3, now.Add(-time.Minute)),
+	}
+	require.NoError(t, s.Apply(recs[3:]...))
+	require.NoError(t, s.Apply(recs...)) // again, and the older ones late
+	require.NoError(t, s.Apply(attemptRec("other", "s2", "e", 1, delivery.StatusRetrying, now.Add(-time.Minute))))
+
+	h, err := s.Health(now, "s1", "s2", "none")
+	require.NoError(t, err)
+	require.Equal(t, delivery.Health{
+		Attempts1h: 4, Succeeded1h: 1, Attempts24h: 6, Succeeded24h: 2,
+		ConsecutiveFailures: 3, LastStatusCode: 503, LastReason: "http_503", LastAttemptAt: now.Add(-time.Minute),
+	}, h["s1"])
+	require.Equal(t, 1, h["s2"].Attempts1h)
+	require.Equal(t, delivery.Health{}, h["none"])
+	rate, known := delivery.SuccessRate(h["s1"].Succeeded1h, h["s1"].Attempts1h)
+	require.True(t, known)
+	require.InDelta(t, 0.25, rate, 1e-9)
+	_, known = delivery.SuccessRate(0, 0)
+	require.False(t, known)
+
+	// A success resets the run of failures.
+	require.NoError(t, s.Apply(ok("d", 4, now)))
+	h, err = s.Health(now, "s1")
+	require.NoError(t, err)
+	require.Zero(t, h["s1"].ConsecutiveFailures)
+	require.Equal(t, 200, h["s1"].LastStatusCode)
+	require.Equal(t, 5, h["s1"].Attempts1h)
+}
