@@ -62,3 +62,66 @@ func openBenchStore(b *testing.B) *delivery.Store {
 	}
 	return s
 }
+
+// BenchmarkStoreList1M builds a store of 1,000,000 deliveries (50
+// subscriptions, 7 event types, 4% failed, 1% held, over 30 days) in a
+// temporary directory, once, and times the first page (50) of each kind of
+// filter. Building takes a minute or more; it runs only with -bench.
+func BenchmarkStoreList1M(b *testing.B) {
+	const total = 1_000_000
+	s := openBenchStore(b)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	step := 30 * 24 * time.Hour / total
+	types := []string{"robot.connected", "robot.disconnected", "task.created", "task.completed", "task.failed", "alert.triggered", "maintenance.due"}
+	start := time.Now()
+	recs := make([]delivery.Record, 0, 10_000)
+	for i := range total {
+		st, outcome, code := delivery.StatusSucceeded, delivery.OutcomeSucceeded, 200
+		switch i % 100 {
+		case 3, 17, 42, 77:
+			st, outcome, code = delivery.StatusFailed, delivery.OutcomeFailed, 503
+		case 55:
+			st = delivery.StatusPaused
+		}
+		created := t0.Add(time.Duration(i) * step)
+		recs = append(recs, delivery.Record{
+			DeliveryID: fmt.Sprintf("%08x-0000-5000-8000-%012d", i, i), EventID: fmt.Sprintf("evt-%d", i/2), Event: types[i%len(types)],
+			SubscriptionID: fmt.Sprintf("sub-%02d", i%50), URL: "https://example.com/hook", Status: st, Reason: string(outcome),
+			At: created.Add(time.Second), CreatedAt: created, Replica: "r1",
+			Attempt: &delivery.AttemptInfo{Attempt: 1, MaxAttempts: 4, At: created, URL: "https://example.com/hook",
+				StatusCode: code, DurationMS: 12, Outcome: outcome, Reason: string(outcome)},
+		})
+		if len(recs) == cap(recs) || i == total-1 {
+			if err := s.Apply(recs...); err != nil {
+				b.Fatal(err)
+			}
+			recs = recs[:0]
+		}
+	}
+	b.Logf("built a store of %d deliveries in %s", total, time.Since(start).Round(time.Millisecond))
+	mid := t0.Add(15 * 24 * time.Hour)
+	for _, bc := range []struct {
+		name string
+		q    delivery.Query
+	}{
+		{"all", delivery.Query{}},
+		{"subscription", delivery.Query{SubscriptionID: "sub-07"}},
+		{"subscription+failed", delivery.Query{SubscriptionID: "sub-17", Status: delivery.StatusFailed}},
+		{"held-oldest-first", delivery.Query{SubscriptionID: "sub-05", Status: delivery.StatusPaused, OldestFirst: true}},
+		{"status-failed", delivery.Query{Status: delivery.StatusFailed}},
+		{"event-type", delivery.Query{EventType: "task.failed"}},
+		{"event-id", delivery.Query{EventID: "evt-250000"}},
+		{"until-mid", delivery.Query{Until: mid}},
+		{"subscription-since-until", delivery.Query{SubscriptionID: "sub-07", Since: mid.Add(-time.Hour), Until: mid}},
+		{"type+subscription", delivery.Query{SubscriptionID: "sub-07", EventType: "task.failed"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				page, _, err := s.List(bc.q)
+				if err != nil || len(page) == 0 {
+					b.Fatalf("List(%+v) = %d deliveries, %v", bc.q, len(page), err)
+				}
+			}
+		})
+	}
+}
