@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"time"
+
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 )
@@ -17,3 +19,15 @@ func (s *Store) Decoded() int64 { return s.decoded.Load() }
 
 // Visited returns how many index keys List has stepped over.
 func (s *Store) Visited() int64 { return s.visited.Load() }
+
+// SetNow sets the store's clock (the counters' sweep).
+func (s *Store) SetNow(now func() time.Time) { s.now = now }
+
+// StatKeys counts the keys of the per-subscription counters.
+func (s *Store) StatKeys() (n int) {
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketStats).Stats().KeyN
+		return nil
+	})
+	return n
+}

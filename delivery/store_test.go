@@ -354,3 +354,24 @@ func TestStoreHealth(t *testing.T) {
 	require.Equal(t, 200, h["s1"].LastStatusCode)
 	require.Equal(t, 5, h["s1"].Attempts1h)
 }
+
+// The sweep drops the counters no Health window reaches, and keeps the
+// ones it does.
+func TestStoreSweepDropsOldCounters(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	now := time.Date(2026, 1, 2, 12, 30, 0, 0, time.UTC)
+	s.SetNow(func() time.Time { return now })
+	require.NoError(t, s.Apply(
+		attemptRec("old", "s1", "e1", 1, delivery.StatusRetrying, now.Add(-48*time.Hour)),
+		attemptRec("new", "s1", "e2", 1, delivery.StatusRetrying, now.Add(-time.Minute)),
+	))
+	require.Equal(t, 5, s.StatKeys()) // two minutes, two hours, the last attempt
+	_, err := s.Sweep(now.Add(-72 * time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 3, s.StatKeys())
+	h, err := s.Health(now, "s1")
+	require.NoError(t, err)
+	require.Equal(t, 1, h["s1"].Attempts1h)
+	require.Equal(t, 1, h["s1"].Attempts24h)
+}
