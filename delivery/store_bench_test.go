@@ -13,12 +13,17 @@ import (
 )
 
 // BenchmarkStoreApply times Apply as the indexer calls it: batches of
-// attempt records, a new delivery's first attempt and a retry of an older
+// attempt records (the indexer's are up to 512), a new delivery's first attempt and a retry of an older
 // one, which moves it between statuses.
 func BenchmarkStoreApply(b *testing.B) {
+	for _, batch := range []int{64, 512} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchmarkApply(b, batch) })
+	}
+}
+
+func benchmarkApply(b *testing.B, batch int) {
 	s := openBenchStore(b)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	const batch = 64
 	recs := make([]delivery.Record, batch)
 	b.ReportAllocs()
 	b.ResetTimer()

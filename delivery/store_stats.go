@@ -53,9 +53,9 @@ func SuccessRate(succeeded, attempts int) (float64, bool) {
 }
 
 func statKey(p []byte, kind byte, slot uint32) []byte {
-	k := append(append(bytes.Clone(p), kind), 0, 0, 0, 0)
-	binary.BigEndian.PutUint32(k[len(k)-4:], slot)
-	return k
+	k := make([]byte, 0, len(p)+5)
+	k = append(append(k, p...), kind)
+	return binary.BigEndian.AppendUint32(k, slot)
 }
 
 func minuteOf(t time.Time) uint32 { return uint32(max(t.Unix(), 0) / 60) }
@@ -83,7 +83,7 @@ func countAttempt(tx *bolt.Tx, subID string, a AttemptInfo) error {
 			return err
 		}
 	}
-	lk := append(p, statLast)
+	lk := append(p, statLast) // p has room: see prefix
 	last := decodeLast(b.Get(lk))
 	if a.At.Before(last.at) {
 		return nil // an older attempt, applied late
