@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Delivery is one event's delivery to one subscription, with every attempt.
@@ -125,7 +126,7 @@ func (s *Store) reindex(chunk int) (int, error) {
 			drop = append(drop, ix.bucket)
 		}
 		for _, b := range drop {
-			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 				return err
 			}
 			if !slices.ContainsFunc(oldIndexBuckets, func(o []byte) bool { return bytes.Equal(o, b) }) {
@@ -324,7 +325,7 @@ func (s *Store) sweepBatch(cutoff time.Time, limit int) (int, error) {
 		end := timeKey(cutoff)
 		var keys [][]byte
 		c := byTime.Cursor()
-		for k, _ := c.First(); k != nil && len(k) >= 8 && bytes.Compare(k[:8], end) < 0 && len(keys) < limit; k, _ = c.Next() {
+		for k, _ := c.First(); len(k) >= 8 && bytes.Compare(k[:8], end) < 0 && len(keys) < limit; k, _ = c.Next() {
 			keys = append(keys, bytes.Clone(k))
 		}
 		for _, k := range keys {
