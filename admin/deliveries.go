@@ -21,6 +21,8 @@ import (
 const (
 	defaultRate = 10.0
 	maxRate     = 1000.0
+	// maxFilter bounds a list filter's value (ids and event types are far shorter).
+	maxFilter = 1024
 )
 
 func deliveryView(d delivery.Delivery) client.Delivery {
@@ -46,6 +48,11 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	query := delivery.Query{SubscriptionID: q.Get("subscription"), EventID: q.Get("event"), EventType: q.Get("type"), Cursor: q.Get("cursor")}
+	for _, k := range []string{"subscription", "event", "type"} {
+		if len(q.Get(k)) > maxFilter {
+			return invalid("%s: at most %d bytes", k, maxFilter)
+		}
+	}
 	if v := q.Get("status"); v != "" {
 		st, ok := delivery.ParseStatus(v)
 		if !ok {
