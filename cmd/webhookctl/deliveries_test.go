@@ -64,9 +64,14 @@ func TestCLIDeliveryDetailAndHealth(t *testing.T) {
 		require.Contains(t, errOut, "cursor", errOut)
 	}
 
+	out, errOut, code := d.ctl("deliveries", "list", "--type", strings.Repeat("x", 2000))
+	require.Equal(t, 1, code)
+	require.Empty(t, out)
+	require.Contains(t, errOut, "type: at most 1024 bytes")
+
 	// The receiver moves; the redelivery goes to the new URL, and the
 	// trail keeps where each attempt went.
-	_, errOut, code := d.ctl("subscriptions", "update", sub.ID, "--url", up.URL)
+	_, errOut, code = d.ctl("subscriptions", "update", sub.ID, "--url", up.URL)
 	require.Equal(t, 0, code, errOut)
 	_, errOut, code = d.ctl("deliveries", "redeliver", failed.ID)
 	require.Equal(t, 0, code, errOut)
