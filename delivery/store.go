@@ -91,6 +91,12 @@ func openStore(db *bolt.DB, log zerolog.Logger, chunk int) (*Store, error) {
 		k, _ := tx.Bucket(bucketDeliveries).Cursor().First()
 		empty = k == nil
 		if empty && version != indexVersion {
+			// Nothing to rebuild: drop the old format's (empty) buckets.
+			for _, b := range oldIndexBuckets {
+				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+					return err
+				}
+			}
 			version = indexVersion
 			return meta.Put(keyIndexVersion, binary.BigEndian.AppendUint64(nil, indexVersion))
 		}

@@ -136,3 +136,20 @@ func TestOpenStoreUpgradesAnOldStore(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, logs.String())
 }
+
+// An old store without deliveries needs no rebuild: its empty buckets go.
+func TestOpenStoreUpgradesAnEmptyOldStore(t *testing.T) {
+	t.Parallel()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	writeOldStore(t, db, 0, time.Now())
+	var logs bytes.Buffer
+	_, err = delivery.OpenStore(db, zerolog.New(&logs))
+	require.NoError(t, err)
+	require.Empty(t, logs.String())
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		require.Nil(t, tx.Bucket([]byte("idx_time")))
+		return nil
+	}))
+}
