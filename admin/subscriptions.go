@@ -54,7 +54,32 @@ func (s *Server) view(sub subscriptions.Subscription, withSecret bool) client.Su
 		h := endpointView(s.deps.Endpoints.Health(sub.ID))
 		v.Health = &h
 	}
+	if s.deps.Store != nil {
+		v.Stats = s.statsView(sub.ID)
+	}
 	return v
+}
+
+// statsView is a subscription's delivery health from the history of every
+// replica; nil when the store cannot be read (logged).
+func (s *Server) statsView(id string) *client.DeliveryStats {
+	hs, err := s.deps.Store.Health(s.now(), id)
+	if err != nil {
+		s.log.Error().Err(err).Str("subscription_id", id).Msg("reading delivery health")
+		return nil
+	}
+	h := hs[id]
+	st := &client.DeliveryStats{
+		Attempts1h: h.Attempts1h, Attempts24h: h.Attempts24h, ConsecutiveFailures: h.ConsecutiveFailures,
+		LastStatusCode: h.LastStatusCode, LastReason: h.LastReason, LastAttemptAt: h.LastAttemptAt,
+	}
+	if r, ok := delivery.SuccessRate(h.Succeeded1h, h.Attempts1h); ok {
+		st.SuccessRate1h = &r
+	}
+	if r, ok := delivery.SuccessRate(h.Succeeded24h, h.Attempts24h); ok {
+		st.SuccessRate24h = &r
+	}
+	return st
 }
 
 // checkURL applies the API's URL rules: absolute http(s) with a host, not a

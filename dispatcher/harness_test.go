@@ -101,7 +101,7 @@ func setup(t testing.TB, o options) *bundle {
 	require.NoError(t, err)
 	subs, err := subscriptions.Open(kv, db, log)
 	require.NoError(t, err)
-	store, err := delivery.OpenStore(db)
+	store, err := delivery.OpenStore(db, zerolog.Nop())
 	require.NoError(t, err)
 	replica := strconv.FormatInt(time.Now().UnixNano(), 36)
 	deliverer := delivery.NewDeliverer(delivery.Config{

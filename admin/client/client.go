@@ -48,6 +48,25 @@ type Subscription struct {
 	// rotation ends: until then the previous secret signs too. Zero when
 	// only the current secret signs.
 	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at,omitzero"`
+	// Stats is the subscription's delivery health from the attempts of
+	// every replica (read-only).
+	Stats *DeliveryStats `json:"stats,omitempty"`
+}
+
+// DeliveryStats is a subscription's delivery health from the delivery
+// history, across every replica: attempts and success rate (0 to 1, absent
+// without attempts) over the last hour (the current minute and the 59
+// before) and the last 24 hours (the current hour and the 23 before), and
+// the newest attempt.
+type DeliveryStats struct {
+	Attempts1h          int       `json:"attempts_1h"`
+	SuccessRate1h       *float64  `json:"success_rate_1h,omitempty"`
+	Attempts24h         int       `json:"attempts_24h"`
+	SuccessRate24h      *float64  `json:"success_rate_24h,omitempty"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	LastStatusCode      int       `json:"last_status_code,omitempty"`
+	LastReason          string    `json:"last_reason,omitempty"`
+	LastAttemptAt       time.Time `json:"last_attempt_at,omitzero"`
 }
 
 // RedactedValue stands for a custom header's value in every answer.
@@ -129,6 +148,9 @@ type Attempt struct {
 	Error      string    `json:"error,omitempty"`
 	Response   string    `json:"response,omitempty"`
 	Replica    string    `json:"replica,omitempty"`
+	// RequestHeaders are the headers the attempt was sent with, signatures
+	// redacted (GET /v1/deliveries/{id} only).
+	RequestHeaders map[string]string `json:"request_headers,omitempty"`
 }
 
 // Delivery is the API's delivery object, attempts oldest first.
@@ -143,6 +165,13 @@ type Delivery struct {
 	Attempts       []Attempt `json:"attempts"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
+	// Payload is the body POSTed to the receiver ({"id","event",
+	// "timestamp","data"}), shown by GET /v1/deliveries/{id} when the
+	// event's job is kept: for deliveries that failed or were held (the
+	// audit trail does not copy event data). PayloadNote says why it is
+	// missing otherwise.
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	PayloadNote string          `json:"payload_note,omitempty"`
 }
 
 // List is a page of items.
@@ -151,12 +180,13 @@ type List[T any] struct {
 	NextCursor string `json:"next_cursor"`
 }
 
-// DeliveryQuery filters GET /v1/deliveries.
+// DeliveryQuery filters GET /v1/deliveries. Event is an event id, Type an
+// event type.
 type DeliveryQuery struct {
-	Subscription, Event, Status string
-	Since, Until                time.Time
-	Limit                       int
-	Cursor                      string
+	Subscription, Event, Type, Status string
+	Since, Until                      time.Time
+	Limit                             int
+	Cursor                            string
 }
 
 // ReplayRequest asks for the failed deliveries of a subscription since a time
@@ -432,6 +462,7 @@ func (c *Client) ListDeliveries(ctx context.Context, q DeliveryQuery) (List[Deli
 	}
 	set("subscription", q.Subscription)
 	set("event", q.Event)
+	set("type", q.Type)
 	set("status", q.Status)
 	set("cursor", q.Cursor)
 	if !q.Since.IsZero() {

@@ -203,9 +203,9 @@ func (a *app) subList() *cobra.Command {
 				return err
 			}
 			return a.print(client.List[client.Subscription]{Items: subs}, func(w *tabwriter.Writer) {
-				row(w, "ID", "URL", "EVENTS", "STATUS", "TIMEOUT", "MAX-IN-FLIGHT", "CREATED")
+				row(w, append(append([]any{"ID", "URL", "EVENTS", "STATUS"}, healthColumns...), "CREATED")...)
 				for _, s := range subs {
-					row(w, s.ID, s.URL, strings.Join(s.Events, ","), status(s), s.Timeout, maxInFlight(s), ts(s.CreatedAt))
+					row(w, append(append([]any{s.ID, s.URL, strings.Join(s.Events, ","), status(s)}, healthCells(s)...), ts(s.CreatedAt))...)
 				}
 			})
 		},

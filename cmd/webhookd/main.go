@@ -147,7 +147,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
-	store, err := delivery.OpenStore(db)
+	store, err := delivery.OpenStore(db, log)
 	if err != nil {
 		return err
 	}
