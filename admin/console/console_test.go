@@ -342,13 +342,13 @@ func TestDeliveriesFiltersPassToTheAPI(t *testing.T) {
 		}))
 	}()
 	api.answer["GET /v1/deliveries"] = `{"items":[],"next_cursor":"c2"}`
-	a := b.do(t, http.MethodGet, "/ui/deliveries?subscription="+subID+"&status=failed&event=e1&event_type=task.completed&since=-15m&until=2026-11-29T12:50&cursor=c1", ck, nil)
+	a := b.do(t, http.MethodGet, "/ui/deliveries?subscription="+subID+"&status=failed&event=e1&type=task.completed&since=-15m&until=2026-11-29T12:50&cursor=c1", ck, nil)
 	require.Equal(t, http.StatusOK, a.status, a.body)
-	require.Equal(t, url.Values{"subscription": {subID}, "status": {"failed"}, "event": {"e1"}, "event_type": {"task.completed"},
+	require.Equal(t, url.Values{"subscription": {subID}, "status": {"failed"}, "event": {"e1"}, "type": {"task.completed"},
 		"since": {"2026-11-29T12:45:00Z"}, "until": {"2026-11-29T12:50:00Z"}, "cursor": {"c1"}, "limit": {"50"}}, got)
 	require.Contains(t, a.body, `id="next"`, "a next page link")
 	require.Contains(t, a.body, "cursor=c2")
-	require.Regexp(t, `<a href="/ui/deliveries\?event=e1&amp;event_type=task.completed&amp;since=-15m&amp;status=failed&amp;subscription=`+subID+`&amp;until=2026-11-29T12%3A50" id="first">`,
+	require.Regexp(t, `<a href="/ui/deliveries\?event=e1&amp;since=-15m&amp;status=failed&amp;subscription=`+subID+`&amp;type=task.completed&amp;until=2026-11-29T12%3A50" id="first">`,
 		a.body, "a first page link, with the filters and without the cursor")
 	a = b.do(t, http.MethodGet, "/ui/deliveries", ck, nil)
 	require.NotContains(t, a.body, `id="first"`, "already on the first page")

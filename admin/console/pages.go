@@ -157,8 +157,8 @@ func (h handlers) subscriptionAction(w http.ResponseWriter, r *http.Request, p *
 }
 
 // filters are the deliveries view's query fields, passed to the API under
-// the same names (event_type included, for servers that have it).
-var filterNames = []string{"subscription", "status", "event", "event_type", "since", "until"}
+// the same names (type is the event type).
+var filterNames = []string{"subscription", "status", "event", "type", "since", "until"}
 
 type deliveriesData struct {
 	Filters   map[string]string
