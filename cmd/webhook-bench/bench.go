@@ -57,6 +57,22 @@ func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.out, format+"\n", args...)
 }
 
+// consumers reads the shared consumers' state from webhookd's /v1/status
+// (the bench's own NATS user, a robot's, may not use the JetStream API).
+func (b *bench) consumers(ctx context.Context, api *client.Client) []consumerState {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	st, err := api.Status(ctx)
+	if err != nil {
+		return nil
+	}
+	var cs []consumerState
+	for _, c := range st.Consumers {
+		cs = append(cs, consumerState{Name: c.Name, Pending: c.Pending, InFlight: c.InFlight, Redelivered: c.Redelivered})
+	}
+	return cs
+}
+
 func (b *bench) run(ctx context.Context) (*Result, error) {
 	o := b.opts
 	res := &Result{Started: time.Now().UTC(), Args: os.Args[1:], Fanout: o.fanout, Rate: o.rate, Size: o.size,
@@ -124,7 +140,7 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 			res.IdleRSSMiB = mib(ps.RSS)
 		}
 	}
-	if err := b.load(ctx, js, &ackErrs, res); err != nil {
+	if err := b.load(ctx, js, api, &ackErrs, res); err != nil {
 		return nil, err
 	}
 	res.LoadAvgEnd = loadAvg()
@@ -134,7 +150,7 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 		}
 		b.target.stop = nil
 	}
-	if err := res.write(o.out); err != nil {
+	if err := res.write(o.out, b.target.logPath); err != nil {
 		return nil, err
 	}
 	res.print(b.out)
@@ -168,7 +184,7 @@ func (b *bench) startTarget(ctx context.Context) error {
 
 // load publishes the events and waits for their deliveries, sampling the
 // target every second and printing a progress line.
-func (b *bench) load(ctx context.Context, js natsjs.JetStream, ackErrs *atomic.Int64, res *Result) error {
+func (b *bench) load(ctx context.Context, js natsjs.JetStream, api *client.Client, ackErrs *atomic.Int64, res *Result) error {
 	o := b.opts
 	start := time.Now()
 	col := newCollector(start)
@@ -231,6 +247,7 @@ func (b *bench) load(ctx context.Context, js natsjs.JetStream, ackErrs *atomic.I
 					lastCPU = ps.CPU
 				}
 			}
+			col.sampleConsumers(now, b.consumers(ctx, api))
 			if !o.quiet {
 				fmt.Fprintf(b.progress, "\r%5.0fs  published %9d  delivered %9d  outstanding %8d  last-second p99 %7.2f ms   ",
 					now.Sub(start).Seconds(), published.Load(), col.delivered.Load(),

@@ -25,6 +25,16 @@ type second struct {
 	lat       []uint32 // publish to receipt, microseconds
 	rss       int64
 	cpu       time.Duration // webhookd's CPU time used in this second
+	consumers []consumerState
+}
+
+// consumerState is one shared consumer at the end of a second, as
+// webhookd's /v1/status shows it.
+type consumerState struct {
+	Name        string `json:"name"`
+	Pending     uint64 `json:"pending"`
+	InFlight    int    `json:"in_flight"`
+	Redelivered int    `json:"redelivered"`
 }
 
 func newCollector(start time.Time) *collector { return &collector{start: start} }
@@ -64,6 +74,12 @@ func (c *collector) sample(now time.Time, rss int64, cpu time.Duration) {
 	c.mu.Lock()
 	s := c.at(now.Add(-time.Millisecond)) // the second just ended
 	s.rss, s.cpu = rss, cpu
+	c.mu.Unlock()
+}
+
+func (c *collector) sampleConsumers(now time.Time, cs []consumerState) {
+	c.mu.Lock()
+	c.at(now.Add(-time.Millisecond)).consumers = cs
 	c.mu.Unlock()
 }
 

@@ -56,6 +56,7 @@ type Result struct {
 
 	JSONFile string `json:"-"`
 	SVGFile  string `json:"-"`
+	LogFile  string `json:"-"` // the started webhookd's log, copied beside them
 }
 
 // Point is one second of the run.
@@ -67,6 +68,8 @@ type Point struct {
 	P99ms     float64 `json:"p99_ms"`
 	RSSMiB    float64 `json:"rss_mib,omitempty"`
 	CPUCores  float64 `json:"cpu_cores,omitempty"`
+	// Consumers are webhookd's shared consumers at the end of the second.
+	Consumers []consumerState `json:"consumers,omitempty"`
 }
 
 func ms(us uint32) float64           { return float64(us) / 1000 }
@@ -114,7 +117,7 @@ func (r *Result) fill(col *collector, published, pubErrs int64, start, pubStop, 
 	}
 	for i, s := range secs {
 		r.Series = append(r.Series, Point{T: i, Published: s.published, Delivered: s.delivered,
-			P50ms: ms(quantile(s.lat, 0.5)), P99ms: ms(quantile(s.lat, 0.99)), RSSMiB: mib(s.rss), CPUCores: s.cpu.Seconds()})
+			P50ms: ms(quantile(s.lat, 0.5)), P99ms: ms(quantile(s.lat, 0.99)), RSSMiB: mib(s.rss), CPUCores: s.cpu.Seconds(), Consumers: s.consumers})
 	}
 	_ = end
 }
@@ -141,10 +144,14 @@ func (r *Result) print(w io.Writer) {
 		fmt.Fprintf(w, "vs loopback    %.0f deliveries/s is %.1f %% of the raw loopback HTTP rate, %.0f requests/s\n", r.DeliveriesPerSec, r.RawShare, r.RawPerSec)
 	}
 	fmt.Fprintf(w, "result         %s\nplot           %s\n", r.JSONFile, r.SVGFile)
+	if r.LogFile != "" {
+		fmt.Fprintf(w, "webhookd log   %s\n", r.LogFile)
+	}
 }
 
-// write saves the JSON result and the SVG plot in dir.
-func (r *Result) write(dir string) error {
+// write saves the JSON result, the SVG plot and a copy of webhookd's log
+// (when logPath is not "") in dir.
+func (r *Result) write(dir, logPath string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("result dir: %w", err)
 	}
@@ -166,6 +173,14 @@ func (r *Result) write(dir string) error {
 	}
 	if err := os.WriteFile(r.SVGFile, []byte(r.svg()), 0o644); err != nil {
 		return fmt.Errorf("write plot: %w", err)
+	}
+	if logPath != "" {
+		if b, err := os.ReadFile(logPath); err == nil {
+			r.LogFile = base + ".webhookd.log"
+			if err := os.WriteFile(r.LogFile, b, 0o644); err != nil {
+				return fmt.Errorf("copy webhookd log: %w", err)
+			}
+		}
 	}
 	return nil
 }
