@@ -156,11 +156,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("dispatcher: bind workers consumer: %w", err)
 	}
 	// Small client buffers: a buffered message's AckWait is already running.
-	routerIt, err := routerCons.Messages(natsjs.PullMaxMessages(4 * d.cfg.Routers))
+	// Short pull requests: the client notices a pull the server no longer
+	// serves by its missing heartbeats (half the expiry apart), so a stalled
+	// pull costs about pullExpiry (two missed heartbeats), not the default 30s
+	// expiry.
+	routerIt, err := routerCons.Messages(natsjs.PullMaxMessages(4*d.cfg.Routers), natsjs.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("dispatcher: router messages: %w", err)
 	}
-	workerIt, err := workerCons.Messages(natsjs.PullMaxMessages(d.cfg.Workers))
+	workerIt, err := workerCons.Messages(natsjs.PullMaxMessages(d.cfg.Workers), natsjs.PullExpiry(pullExpiry))
 	if err != nil {
 		routerIt.Stop()
 		return fmt.Errorf("dispatcher: worker messages: %w", err)
@@ -177,6 +181,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			m, err := it.Next()
 			if errors.Is(err, natsjs.ErrMsgIteratorClosed) {
 				return
+			}
+			if errors.Is(err, natsjs.ErrNoHeartbeat) {
+				// The iterator has already asked again; waiting would only
+				// prolong the stall.
+				d.log.Debug().Err(err).Msg("pull request lost; pulled again")
+				continue
 			}
 			if err != nil {
 				d.log.Warn().Err(err).Msg("pull failed; retrying")
@@ -234,6 +244,10 @@ func (d *Dispatcher) safely(ctx context.Context, m natsjs.Msg, handle func(conte
 	}()
 	handle(ctx, m)
 }
+
+// pullExpiry is how long one pull request waits on the server; its
+// heartbeats come every half of it.
+const pullExpiry = 2 * time.Second
 
 // panicDelay is how long a message whose handling panicked waits.
 const panicDelay = 30 * time.Second
