@@ -61,6 +61,14 @@ type Recorder interface {
 	Publish(ctx context.Context, rec delivery.Record, keep *delivery.Job) (dup bool, err error)
 }
 
+// AsyncRecorder is a Recorder that can also start writing a record without
+// waiting (see delivery.Recorder.PublishAsync). With one, workers hand each
+// settlement to the settlers and go on to the next job; the job is settled
+// only once the future confirms its record.
+type AsyncRecorder interface {
+	PublishAsync(rec delivery.Record) (natsjs.PubAckFuture, error)
+}
+
 // Deps are the Dispatcher's collaborators.
 type Deps struct {
 	JS            natsjs.JetStream
@@ -98,6 +106,10 @@ type Dispatcher struct {
 	now     func() time.Time
 	catalog map[string]bool
 	room    *room
+	// async is Deps.Recorder when it is an AsyncRecorder, else nil;
+	// settling feeds the settlers the jobs whose records are on their way.
+	async    AsyncRecorder
+	settling chan pendingSettle
 
 	routed, noSubscriber, rejected, jobs, attempts, deferred, held atomic.Uint64
 }
@@ -123,10 +135,14 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "dispatcher").Logger(), now: time.Now,
 		catalog: catalog, room: &room{js: deps.JS},
-	}, nil
+	}
+	if a, ok := deps.Recorder.(AsyncRecorder); ok {
+		d.async, d.settling = a, make(chan pendingSettle, cfg.Workers)
+	}
+	return d, nil
 }
 
 // Stats returns the counters.
@@ -175,6 +191,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer cancelWork(ErrStopping)
 	var stopping atomic.Bool
 	var wg sync.WaitGroup
+	var settlers sync.WaitGroup
+	if d.settling != nil {
+		for range settlerCount {
+			settlers.Add(1)
+			go func() {
+				defer settlers.Done()
+				for p := range d.settling {
+					d.confirm(p)
+				}
+			}()
+		}
+		// Every worker has returned (wg) before the settlers are told to
+		// finish: the jobs they handed over are settled before Run returns.
+		defer func() { close(d.settling); settlers.Wait() }()
+	}
 	loop := func(it natsjs.MessagesContext, handle func(context.Context, natsjs.Msg)) {
 		defer wg.Done()
 		for {
@@ -244,6 +275,11 @@ func (d *Dispatcher) safely(ctx context.Context, m natsjs.Msg, handle func(conte
 	}()
 	handle(ctx, m)
 }
+
+// settlerCount is how many goroutines settle jobs whose records are on
+// their way: most of their time is spent waiting for acknowledgements that
+// arrive in order.
+const settlerCount = 4
 
 // pullExpiry is how long one pull request waits on the server; its
 // heartbeats come every half of it.
