@@ -305,7 +305,7 @@ func (b *bench) publish(ctx context.Context, js natsjs.JetStream, col *collector
 		if o.rate > 0 {
 			n = int64(now.Sub(start).Seconds()*float64(o.rate)) - int64(seq)
 		} else if b.hold == nil {
-			n = min(n, int64(o.window)-(published.Load()-col.delivered.Load()/fan))
+			n = min(n, (int64(o.window)-(published.Load()*fan-col.delivered.Load()))/fan)
 		}
 		if o.count > 0 {
 			n = min(n, int64(o.count)-int64(seq))

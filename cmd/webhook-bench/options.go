@@ -24,7 +24,7 @@ type options struct {
 	duration     time.Duration // how long to publish (unless count)
 	count        int           // events to publish; 0: for duration
 	size         int           // bytes of event data
-	window       int           // flat out: events published but not yet delivered everywhere, at most
+	window       int           // flat out: deliveries published but not yet received, at most
 	backlog      bool          // receivers hold every request until all events are published
 	raw          time.Duration // how long the raw loopback baseline runs; 0 skips it
 	conns        int           // concurrent requests of the raw baseline (webhookd's workers)
@@ -49,7 +49,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to publish (ignored with --count)")
 	fs.IntVar(&o.count, "count", 0, "events to publish; 0: publish for --duration")
 	fs.IntVar(&o.size, "size", 1024, "bytes of event data")
-	fs.IntVar(&o.window, "window", 20_000, "flat out: events published but not yet delivered everywhere, at most")
+	fs.IntVar(&o.window, "window", 20_000, "flat out: deliveries (events × fan-out) published but not yet received, at most")
 	fs.BoolVar(&o.backlog, "backlog", false, "queue first: receivers hold every request until all --count events are published, then the drain is measured")
 	fs.DurationVar(&o.raw, "raw", 5*time.Second, "how long to measure the raw loopback HTTP rate first; 0 skips it")
 	fs.IntVar(&o.conns, "conns", 64, "concurrent requests of the raw loopback measurement (webhookd's --workers)")
@@ -76,8 +76,8 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		return o, errors.New("--backlog needs --count (the events to queue)")
 	case o.size < 64 || o.size > 1<<20:
 		return o, fmt.Errorf("--size %d: want 64 to 1048576 bytes", o.size)
-	case o.window < 1:
-		return o, fmt.Errorf("--window %d: want at least 1", o.window)
+	case o.window < o.fanout:
+		return o, fmt.Errorf("--window %d: want at least --fanout (%d)", o.window, o.fanout)
 	case o.conns < 1 || o.conns > 4096:
 		return o, fmt.Errorf("--conns %d: want 1 to 4096", o.conns)
 	case o.attach != "" && (o.token == "" || o.natsURL == ""):
