@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -269,7 +270,7 @@ func (b *bench) load(ctx context.Context, js natsjs.JetStream, api *client.Clien
 	}
 	end := time.Now()
 	pubStop := time.Unix(0, pubEnd.Load())
-	res.fill(col, published.Load(), ackErrs.Load(), start, pubStop, end, released)
+	res.fill(col, published.Load(), ackErrs.Load(), start, pubStop, released)
 	if b.target.pid != 0 {
 		ps, err := readProc(b.target.pid)
 		if err != nil {
@@ -381,7 +382,7 @@ func (b *bench) rawRate(ctx context.Context) (float64, error) {
 		go func(url string) {
 			defer wg.Done()
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytesReader(body))
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 				if err == nil {
 					req.Header = header.Clone()
 					var resp *http.Response

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -72,16 +71,15 @@ type Point struct {
 	Consumers []consumerState `json:"consumers,omitempty"`
 }
 
-func ms(us uint32) float64           { return float64(us) / 1000 }
-func mib(b int64) float64            { return float64(b) / (1 << 20) }
-func numCPU() int                    { return runtime.NumCPU() }
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+func ms(us uint32) float64 { return float64(us) / 1000 }
+func mib(b int64) float64  { return float64(b) / (1 << 20) }
+func numCPU() int          { return runtime.NumCPU() }
 
 // fill computes the figures from what the collector saw. The delivery rate
 // is taken over the seconds of publishing for a duration run (the pipeline's
 // steady rate), from the first publish to the last receipt for a count run,
 // and from the release to the last receipt for a backlog run (the drain).
-func (r *Result) fill(col *collector, published, pubErrs int64, start, pubStop, end, released time.Time) {
+func (r *Result) fill(col *collector, published, pubErrs int64, start, pubStop, released time.Time) {
 	all, secs := col.snapshot()
 	r.Published, r.PublishErrors = published, pubErrs
 	r.PublishSeconds = pubStop.Sub(start).Seconds()
@@ -119,7 +117,6 @@ func (r *Result) fill(col *collector, published, pubErrs int64, start, pubStop, 
 		r.Series = append(r.Series, Point{T: i, Published: s.published, Delivered: s.delivered,
 			P50ms: ms(quantile(s.lat, 0.5)), P99ms: ms(quantile(s.lat, 0.99)), RSSMiB: mib(s.rss), CPUCores: s.cpu.Seconds(), Consumers: s.consumers})
 	}
-	_ = end
 }
 
 // print writes the report.
