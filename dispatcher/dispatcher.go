@@ -282,8 +282,11 @@ func (d *Dispatcher) safely(ctx context.Context, m natsjs.Msg, handle func(conte
 const settlerCount = 4
 
 // pullExpiry is how long one pull request waits on the server; its
-// heartbeats come every half of it.
-const pullExpiry = 2 * time.Second
+// heartbeats come every half of it. Shorter, a starved machine misses
+// heartbeats that were sent: the client then asks for a second batch while
+// the first is still coming, and the surplus waits in its buffer with its
+// AckWait running.
+const pullExpiry = 5 * time.Second
 
 // panicDelay is how long a message whose handling panicked waits.
 const panicDelay = 30 * time.Second
