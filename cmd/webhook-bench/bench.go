@@ -277,7 +277,7 @@ func (b *bench) load(ctx context.Context, js natsjs.JetStream, api *client.Clien
 			return err
 		}
 		res.CPUSeconds = (ps.CPU - cpu0).Seconds()
-		res.PeakRSSMiB, res.EndRSSMiB = mib(ps.PeakRSS), mib(ps.RSS)
+		res.PeakRSSMiB, res.EndRSSMiB, res.EndRSSFileMiB = mib(ps.PeakRSS), mib(ps.RSS), mib(ps.RSSFile)
 		if res.Delivered > 0 {
 			res.CPUPerDeliveryUS = res.CPUSeconds * 1e6 / float64(res.Delivered)
 		}

@@ -123,6 +123,7 @@ type procStat struct {
 	CPU     time.Duration // user + system
 	RSS     int64         // resident now, bytes
 	PeakRSS int64         // high-water mark (VmHWM), bytes
+	RSSFile int64         // of RSS, file pages mapped (the bbolt file, binaries), bytes
 }
 
 // clockTick is USER_HZ: Linux reports CPU times in /proc in 1/100 s on
@@ -167,6 +168,8 @@ func readProc(pid int) (procStat, error) {
 			p = &s.RSS
 		case "VmHWM":
 			p = &s.PeakRSS
+		case "RssFile":
+			p = &s.RSSFile
 		default:
 			continue
 		}

@@ -47,6 +47,9 @@ type Result struct {
 	IdleRSSMiB       float64 `json:"idle_rss_mib"`
 	PeakRSSMiB       float64 `json:"peak_rss_mib"`
 	EndRSSMiB        float64 `json:"end_rss_mib"`
+	// EndRSSFileMiB is the part of EndRSSMiB that is mapped files (bbolt's
+	// mmap), not heap.
+	EndRSSFileMiB float64 `json:"end_rss_file_mib"`
 
 	RawPerSec float64 `json:"raw_loopback_per_sec"`
 	RawShare  float64 `json:"raw_share_percent"`
@@ -134,8 +137,8 @@ func (r *Result) print(w io.Writer) {
 	fmt.Fprintf(w, "deliveries/s   %.0f (%s)\n", r.DeliveriesPerSec, r.RateBasis)
 	fmt.Fprintf(w, "latency        publish to receipt p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n", r.P50ms, r.P90ms, r.P99ms, r.Maxms)
 	if r.CPUSeconds > 0 || r.PeakRSSMiB > 0 {
-		fmt.Fprintf(w, "webhookd       %.1f CPU seconds (%.2f cores, %.1f µs per delivery), RSS idle %.1f MiB, peak %.1f MiB, at end %.1f MiB\n",
-			r.CPUSeconds, r.CPUCores, r.CPUPerDeliveryUS, r.IdleRSSMiB, r.PeakRSSMiB, r.EndRSSMiB)
+		fmt.Fprintf(w, "webhookd       %.1f CPU seconds (%.2f cores, %.1f µs per delivery), RSS idle %.1f MiB, peak %.1f MiB, at end %.1f MiB (%.1f MiB of it mapped files)\n",
+			r.CPUSeconds, r.CPUCores, r.CPUPerDeliveryUS, r.IdleRSSMiB, r.PeakRSSMiB, r.EndRSSMiB, r.EndRSSFileMiB)
 	}
 	if r.RawPerSec > 0 {
 		fmt.Fprintf(w, "vs loopback    %.0f deliveries/s is %.1f %% of the raw loopback HTTP rate, %.0f requests/s\n", r.DeliveriesPerSec, r.RawShare, r.RawPerSec)
