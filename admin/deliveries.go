@@ -141,8 +141,8 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) error {
 		return invalid("rate: %g must be from 0 (default %g) to %g per second", req.Rate, defaultRate, maxRate)
 	}
 	q := delivery.Query{SubscriptionID: req.Subscription, Status: delivery.StatusFailed, Since: req.Since, Until: req.Until}
-	res := client.ReplayResult{DryRun: req.DryRun, Items: []client.Delivery{}}
-	if req.DryRun {
+	if req.DryRun { // synchronous: it only reads the history index
+		res := client.ReplayResult{DryRun: true, Items: []client.Delivery{}}
 		err := s.deps.Queue.Each(q, func(d delivery.Delivery) error {
 			res.Items = append(res.Items, deliveryView(d))
 			return nil
@@ -154,13 +154,41 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, res)
 		return nil
 	}
-	n, skipped, err := s.deps.Queue.Replay(r.Context(), q, req.Rate)
-	s.log.Info().Err(err).Str("subscription_id", req.Subscription).Int("replayed", n).Int("skipped", skipped).
-		Msg("failed deliveries replayed")
-	if err != nil {
-		return err // the log says how far it got; replaying again resends only what is still failed
+	st, joined, err := s.deps.Queue.StartReplay(r.Context(), q, req.Rate)
+	switch {
+	case errors.Is(err, dispatcher.ErrQueueStopped):
+		return apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "webhookd is stopping; replay on another replica")
+	case err != nil:
+		return requeueError(err)
 	}
-	res.Count, res.Skipped = n, skipped
-	writeJSON(w, http.StatusOK, res)
+	if !joined {
+		s.log.Info().Str("replay_id", st.ID).Str("subscription_id", req.Subscription).Int("planned", st.Planned).
+			Float64("rate", req.Rate).Msg("replay started")
+	}
+	v := s.replayView(st)
+	v.Joined = joined
+	writeJSON(w, http.StatusAccepted, v)
+	return nil
+}
+
+func (s *Server) replayView(st dispatcher.ReplayStatus) client.Replay {
+	return client.Replay{
+		ID: st.ID, Replica: s.cfg.Replica, Subscription: st.SubscriptionID, Since: st.Since, Until: st.Until,
+		Rate: st.Rate, Planned: st.Planned, Sent: st.Sent, Skipped: st.Skipped, Failed: st.Failed,
+		Done: st.Done, Error: st.Err, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt,
+	}
+}
+
+func (s *Server) getReplay(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "replay")
+	if err != nil {
+		return err
+	}
+	st, ok := s.deps.Queue.Replay(id)
+	if !ok {
+		return apiError(http.StatusNotFound, client.CodeNotFound,
+			"replay %q not found on replica %s: a replay is known only to the replica that runs it, and not after its restart", id, s.cfg.Replica)
+	}
+	writeJSON(w, http.StatusOK, s.replayView(st))
 	return nil
 }

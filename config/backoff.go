@@ -97,3 +97,32 @@ func (b Backoff) String() string {
 	}
 	return s
 }
+
+// Attempts is the number of attempts b allows: one plus its retries.
+func (b Backoff) Attempts() int {
+	if b.Exponential() {
+		return b.Retries + 1
+	}
+	return len(b.Delays) + 1
+}
+
+// Longest is the longest time b can wait between a delivery's first attempt
+// and its last: the sum of its delays, each at its cap and jitter's upper
+// end. A receiver's Retry-After can stretch a retry further (up to 1h).
+func (b Backoff) Longest() time.Duration {
+	var total time.Duration
+	if !b.Exponential() {
+		for _, d := range b.Delays {
+			total += d
+		}
+		return total
+	}
+	d := b.Initial
+	for range b.Retries {
+		total += time.Duration(float64(d) * (1 + b.Jitter))
+		if d = 2 * d; d > b.Max {
+			d = b.Max
+		}
+	}
+	return total
+}

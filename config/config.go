@@ -102,6 +102,9 @@ type Config struct {
 	// (/debug/pprof/) listen; empty (the default) serves none. A bare port
 	// or ":port" binds loopback (see PprofListen).
 	PprofAddr string
+	// MetricsRequireToken (metrics-require-token) makes /metrics ask for
+	// the admin token like the API; without it /metrics is open.
+	MetricsRequireToken bool
 }
 
 // MinAdminTokenLen is the shortest admin token accepted, in bytes: 32
@@ -146,6 +149,8 @@ func Catalog() []string {
 		"task.failed", "alert.triggered", "maintenance.due",
 		// Operational events webhookd publishes itself; robots may not.
 		"webhook.subscription_disabled", "webhook.delivery_exhausted",
+		// The test event of "subscriptions ping", sent to one endpoint, never routed.
+		"webhook.ping",
 	}
 }
 
@@ -189,9 +194,12 @@ type field struct {
 	set   func(*Config, string) error
 }
 
-// keyAllowAnonymous is the one bool key: its flag may be given without a
-// value. (Listed apart from field so the field literals stay as they are.)
-const keyAllowAnonymous = "nats-allow-anonymous"
+// The bool keys: their flags may be given without a value. (Listed apart
+// from field so the field literals stay as they are.)
+const (
+	keyAllowAnonymous      = "nats-allow-anonymous"
+	keyMetricsRequireToken = "metrics-require-token"
+)
 
 func fields() []field {
 	str := func(name, usage string, p func(*Config) *string) field {
@@ -263,7 +271,7 @@ func fields() []field {
 				c.StoreSync = v
 				return nil
 			}},
-		str("http-addr", "address of the admin API, /healthz and /readyz", func(c *Config) *string { return &c.HTTPAddr }),
+		str("http-addr", "address of the admin API, /healthz, /readyz and /metrics", func(c *Config) *string { return &c.HTTPAddr }),
 		str("admin-token", "bearer token of the admin API (empty: generated once into <data-dir>/admin-token)", func(c *Config) *string { return &c.AdminToken }),
 		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
 		{"retry-backoff", `retry delays, "5s,10s,15s" (one retry each) or "exp:INITIAL:MAX:RETRIES[:JITTER]"`,
@@ -314,6 +322,7 @@ func fields() []field {
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
 		str("pprof-addr", "serve Go's profiler (/debug/pprof/) at this address, e.g. :6060 (a bare port binds 127.0.0.1); empty: off. It has no authentication: keep it on loopback", func(c *Config) *string { return &c.PprofAddr }),
+		boolean(keyMetricsRequireToken, "/metrics asks for the admin token (Authorization: Bearer) like the API; without it /metrics needs no token", func(c *Config) *bool { return &c.MetricsRequireToken }),
 	}
 }
 
@@ -338,7 +347,7 @@ func EnvName(key string) string {
 // to usage; with --help Load returns flag.ErrHelp.
 func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("webhookd", flag.ContinueOnError)
-	boolKeys := map[string]bool{keyAllowAnonymous: true}
+	boolKeys := map[string]bool{keyAllowAnonymous: true, keyMetricsRequireToken: true}
 	fs.SetOutput(usage)
 	all := fields()
 	def := Default()
@@ -507,6 +516,19 @@ func (c Config) Validate() error {
 	if c.Retention < time.Hour {
 		return bad("retention", "%s: want at least 1h", c.Retention)
 	}
+	// A delivery's records and index entry expire --retention after it was
+	// created: one still retrying then would lose the start of its history.
+	if longest := c.RetryBackoff.Longest() + time.Duration(c.RetryBackoff.Attempts())*c.DeliveryTimeout; c.Retention <= longest {
+		return bad("retention", "%s: want longer than the longest retry schedule, %s (the retry-backoff delays plus %d attempts of delivery-timeout)",
+			c.Retention, longest, c.RetryBackoff.Attempts())
+	}
+	// An attempt repeated after a crash is recognised by its record's and
+	// next job's message ids within the streams' duplicate window: its job
+	// comes back after ack-wait, and its attempt lasts up to delivery-timeout.
+	if c.AckWait+c.DeliveryTimeout+dedupMargin >= DuplicateWindow {
+		return bad("ack-wait", "%s: ack-wait plus delivery-timeout (%s) plus %s must stay under the %s duplicate window, or an attempt repeated after a crash could queue the next attempt twice",
+			c.AckWait, c.DeliveryTimeout, dedupMargin, DuplicateWindow)
+	}
 	if c.SecretGrace < 0 {
 		return bad("secret-grace", "must not be negative, got %s", c.SecretGrace)
 	}
@@ -559,6 +581,13 @@ func (c Config) PprofListen() string {
 	}
 	return addr
 }
+// DuplicateWindow is how long the streams remember a message id (the
+// jetstream package's default); dedupMargin is the time a worker may take
+// to record an attempt.
+const (
+	DuplicateWindow = 2 * time.Minute
+	dedupMargin     = 10 * time.Second
+)
 
 // NATSHostPort splits NATSListen into host and port.
 func (c Config) NATSHostPort() (string, int, error) { return splitHostPort(c.NATSListen) }

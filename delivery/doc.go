@@ -3,8 +3,8 @@
 // classification, the retry policy, and the audit trail.
 //
 // An attempt (Deliverer.Attempt) builds no state of its own: it signs the
-// job's payload with the subscription's live secrets, POSTs it within the
-// subscription's timeout, follows no redirect, refuses internal addresses
+// job's payload with the subscription's live secrets, POSTs it with the
+// subscription's custom headers within its timeout, follows no redirect, refuses internal addresses
 // after name resolution (Guard), and returns a Result. A receiver's non-2xx
 // answer or a network failure is data (Result.Reason, see Classify), never a
 // Go error: Go errors mean our own fault, such as an audit record that could

@@ -89,6 +89,22 @@
 // attempts may finish for Config.ShutdownTimeout, after which their context
 // is cancelled with ErrStopping and the job is nak'ed unrecorded.
 //
+// # Queue
+//
+// Queue carries out operators' requeues: redeliver, replay, resume after a
+// pause, cancel on delete. A requeue publishes the kept job first, under
+// the message id "<delivery>/requeue/<kept job's AUDIT sequence>" (a double
+// submit queues it once), then records the delivery as pending. Replays
+// and resumes run in Queue.Run, under the daemon's errgroup, never in the
+// HTTP request that asked for them: paced at their rate with up to 64
+// requeues in flight, paging through every selected delivery (no cap), and
+// stopped at shutdown (requeues already started finish). A replay's
+// progress is kept in memory by its replica (StartReplay, Replay); one per
+// subscription runs at a time, and asking again for the same range joins
+// it. Every minute (HeldSweep) Run also resumes the held deliveries of
+// subscriptions that are active again, so a resume cut off by a shutdown
+// strands nothing.
+//
 // # Guarantees
 //
 // At-least-once delivery, no ordering. A receiver may see an attempt twice

@@ -55,6 +55,10 @@ type options struct {
 	recorder func(dispatcher.Recorder) dispatcher.Recorder
 	// attempter wraps the replica's attempter (to count or break attempts).
 	attempter func(dispatcher.Attempter) dispatcher.Attempter
+	// observer is told what the replica did (metrics); nil: none.
+	observer dispatcher.Observer
+	// heldSweep is the Queue's HeldSweep (default: a minute).
+	heldSweep time.Duration
 }
 
 func setup(t testing.TB, o options) *bundle {
@@ -125,10 +129,12 @@ func setup(t testing.TB, o options) *bundle {
 		EventTypes: config.Catalog(), MaxEventBytes: o.maxEventBytes,
 	}, dispatcher.Deps{
 		JS: js, Subscriptions: subs, Attempter: att, Recorder: rec, Policy: o.policy, Endpoints: endpoints,
+		Observer: o.observer,
 	}, log)
 	require.NoError(t, err)
 	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: time.Hour}, js, store, log)
 	queue := dispatcher.NewQueue(dispatcher.QueueDeps{JS: js, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer}, 1000, log)
+	queue.HeldSweep = o.heldSweep
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 4)

@@ -369,9 +369,16 @@ func TestUnrecordedAttemptIsNeverAcked(t *testing.T) {
 // A replica killed while it retries leaves nothing to re-count: the
 // replica that takes over, with an empty index, continues every delivery's
 // attempts from the job itself, each attempt exactly once.
+//
+// A's history is WEBHOOKD_TEST_HISTORY successful deliveries, which B's
+// index has to catch up on while it takes over: none of them is sent
+// again. The default, 2,000, keeps the test near a minute with -race on a
+// loaded machine; the issue's 20,000 took 2m36s to build there (run it with
+// WEBHOOKD_TEST_HISTORY=20000).
 func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	// Not parallel: heavy enough that it would slow its neighbours past their timeouts.
 	const deliveries, attempts = 40, 5
+	past := testSize(t, "WEBHOOKD_TEST_HISTORY", 2_000)
 	// Long enough that no third attempt is due while A is killed, even if
 	// a loaded machine spreads the second attempts over seconds: a kill
 	// mid-attempt would make that attempt twice, which at-least-once allows
@@ -379,7 +386,8 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	gap := 4 * time.Second
 	policy := delivery.Schedule(gap, gap, gap, gap)
 	health := delivery.HealthConfig{MaxInFlight: deliveries}
-	a := setup(t, options{policy: policy, workers: 8, health: health})
+	a := setup(t, options{policy: policy, workers: 32, health: health})
+	done, pastSub := history(t, a, past)
 	var mu sync.Mutex
 	seen := map[string][]string{}
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -431,7 +439,15 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	waitUntil(t, 30*time.Second, func() bool { return twoEach() && thirdQueued() }, "two attempts each, the third queued")
 	a.crash()
 
+	started := time.Now()
 	b := setup(t, options{server: a.ns, policy: policy, workers: 8, health: health})
+	serving := time.Since(started)
+	waitUntil(t, time.Minute, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen[ids[0]]) == 3
+	}, "B's first attempt")
+	firstAttempt := time.Since(started)
 	for _, id := range ids {
 		var d delivery.Delivery
 		waitUntil(t, time.Minute, func() bool {
@@ -441,11 +457,19 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 		}, "delivery "+id+" to fail")
 		require.Len(t, d.Attempts, attempts, "B indexed all five attempts of %s", id)
 	}
+	indexed := indexedHistory(t, b, pastSub, past)
+	require.Equal(t, past, indexed, "B indexed the whole history")
+	t.Logf("B with an empty data dir: serving after %s, first attempt (3 of 5, due 4s after the second) after %s, "+
+		"its index held all %d past deliveries after %s", serving.Round(time.Millisecond), firstAttempt.Round(time.Millisecond),
+		indexed, time.Since(started).Round(time.Millisecond))
 	mu.Lock()
 	defer mu.Unlock()
 	for _, id := range ids {
 		require.Equal(t, []string{"1", "2", "3", "4", "5"}, seen[id], "delivery %s", id)
 	}
+	distinct, total := done.counts()
+	require.Equal(t, past, distinct)
+	require.Equal(t, past, total, "no finished delivery is sent again")
 }
 
 // Operators' requeues: a failed delivery is sent again as the next attempt
@@ -492,33 +516,37 @@ func TestRequeueContinuesTheAttemptsOnce(t *testing.T) {
 }
 
 // Pause, then resume across two replicas: every held job is delivered
-// after the resume, once per delivery id, whichever replica held it.
+// after the resume, once per delivery id, whichever replica held it. Its
+// size is WEBHOOKD_TEST_HELD held jobs: 2,000 by default, to stay near a
+// minute with -race on a loaded machine; run the issue's 20,000 by hand.
 func TestPauseAndResumeAcrossReplicas(t *testing.T) {
 	// Not parallel: heavy enough that it would slow its neighbours past their timeouts.
-	a := setup(t, options{workers: 8})
-	b := setup(t, options{server: a.ns, workers: 8})
+	held := testSize(t, "WEBHOOKD_TEST_HELD", 2_000)
+	a := setup(t, options{workers: 16})
+	b := setup(t, options{server: a.ns, workers: 16})
 	rcv := newReceiver(t, always(http.StatusOK))
 	sub := a.subscribe(t, rcv.URL, "robot.connected")
 	_, err := a.subs.Update(context.Background(), sub.ID, func(s *subscriptions.Subscription) error { s.Active = false; return nil })
 	require.NoError(t, err)
-	const held = 300
-	for i := range held {
-		a.publish(t, "robot.connected", `{}`, fmt.Sprintf("p-%d", i))
-	}
-	waitUntil(t, time.Minute, func() bool { return a.disp.Stats().Held+b.disp.Stats().Held == held }, "all held")
+	start := time.Now()
+	publishMany(t, a, "robot.connected", "p", held)
+	waitUntil(t, 5*time.Minute, func() bool { return a.disp.Stats().Held+b.disp.Stats().Held == uint64(held) }, "all held")
 	require.NotZero(t, a.disp.Stats().Held)
 	require.NotZero(t, b.disp.Stats().Held, "both replicas held some")
 	require.Empty(t, rcv.reqs)
+	t.Logf("%d jobs held in %s (A %d, B %d)", held, time.Since(start).Round(time.Millisecond), a.disp.Stats().Held, b.disp.Stats().Held)
 
 	_, err = b.subs.Update(context.Background(), sub.ID, func(s *subscriptions.Subscription) error { s.Active = true; return nil })
 	require.NoError(t, err)
+	resumed := time.Now()
 	a.queue.Resume(sub.ID) // A resumes, though B held half of them
 	got := map[string]int{}
 	for range held {
 		got[rcv.next(t, time.Minute).header.Get("X-Webhook-Delivery")]++
 	}
+	t.Logf("resume of %d held jobs: all delivered %s after it", held, time.Since(resumed).Round(time.Millisecond))
 	require.Len(t, got, held)
-	waitUntil(t, 10*time.Second, func() bool { return a.workersIdle(t) }, "queue empty")
+	waitUntil(t, time.Minute, func() bool { return a.workersIdle(t) }, "queue empty")
 	require.Empty(t, rcv.reqs, "once per delivery id")
 }
 

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/robotlab/webhookd/delivery"
@@ -32,6 +34,7 @@ type QueueDeps struct {
 	}
 	Subscriptions interface {
 		Get(id string) (subscriptions.Subscription, bool)
+		List() []subscriptions.Subscription
 	}
 	// Index is this replica's audit indexer: a resume waits for it to
 	// reach the subscription's last record, so no held delivery is missed.
@@ -54,9 +57,20 @@ type Queue struct {
 	// ResumeRate is how many held deliveries per second a resume requeues.
 	resumeRate float64
 
+	// HeldSweep is how often Run looks for held deliveries of active
+	// subscriptions (a resume cut off by a shutdown, or a hold recorded
+	// after every look of its resume) and resumes them. Set it before Run;
+	// zero means a minute.
+	HeldSweep time.Duration
+
 	mu      sync.Mutex
 	resumes []resumeTask  // in order of being asked for
 	wake    chan struct{} // signalled when resumes grows
+	replays []*replay     // running and recently finished, oldest first
+	audit   natsjs.Stream // the AUDIT stream's handle, once looked up
+
+	starts  chan *replay  // replays for Run to start
+	stopped chan struct{} // closed when Run has returned
 }
 
 // resumeTask is a resume to carry out at due; recheck marks the second
@@ -67,17 +81,49 @@ type resumeTask struct {
 	recheck bool
 }
 
-// NewQueue returns a Queue; Run carries out its background work (resumes).
+// NewQueue returns a Queue; Run carries out its background work (resumes
+// and replays).
 func NewQueue(deps QueueDeps, resumeRate float64, log zerolog.Logger) *Queue {
 	if resumeRate <= 0 {
 		resumeRate = 200
 	}
 	return &Queue{deps: deps, log: log.With().Str("component", "queue").Logger(), now: time.Now,
-		resumeRate: resumeRate, wake: make(chan struct{}, 1)}
+		resumeRate: resumeRate, wake: make(chan struct{}, 1),
+		starts: make(chan *replay), stopped: make(chan struct{})}
 }
 
-// Run carries out background requeues (resumes) until ctx ends.
+// Run carries out background requeues (resumes, replays) until ctx ends,
+// then waits for the requeues in flight (each bounded by requeueTimeout).
+// It is called once.
 func (q *Queue) Run(ctx context.Context) error {
+	var replays sync.WaitGroup
+	replays.Add(1)
+	go func() { // replays run beside the resumes, each in its own goroutine
+		defer replays.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case r := <-q.starts:
+				replays.Add(1)
+				go func() {
+					defer replays.Done()
+					q.runReplay(ctx, r)
+				}()
+			}
+		}
+	}()
+	defer func() {
+		close(q.stopped)
+		replays.Wait()
+	}()
+	every := q.HeldSweep
+	if every <= 0 {
+		every = time.Minute
+	}
+	sweep := time.NewTicker(every)
+	defer sweep.Stop()
+	q.sweepHeld()
 	for {
 		task, next, ok := q.nextResume()
 		if ok {
@@ -93,6 +139,30 @@ func (q *Queue) Run(ctx context.Context) error {
 			return nil
 		case <-q.wake:
 		case <-timer:
+		case <-sweep.C:
+			q.sweepHeld()
+		}
+	}
+}
+
+// sweepHeld resumes every active subscription that this replica's index
+// shows with held deliveries: nothing held stays stranded when the resume
+// that should have sent it was cut off (its replica shut down) or missed it.
+// Resumes are idempotent, so a sweep that finds a resume under way costs a
+// scan, not a duplicate.
+func (q *Queue) sweepHeld() {
+	for _, sub := range q.deps.Subscriptions.List() {
+		if !sub.Active {
+			continue
+		}
+		held, _, err := q.deps.Store.List(delivery.Query{SubscriptionID: sub.ID, Status: delivery.StatusPaused, Limit: 1})
+		if err != nil {
+			q.log.Warn().Err(err).Str("subscription_id", sub.ID).Msg("looking for stranded held deliveries failed")
+			continue
+		}
+		if len(held) > 0 {
+			q.log.Info().Str("subscription_id", sub.ID).Msg("active subscription has held deliveries: resuming them")
+			q.Resume(sub.ID)
 		}
 	}
 }
@@ -196,9 +266,9 @@ func (q *Queue) requeue(ctx context.Context, d delivery.Delivery) error {
 
 // keptJob reads the job kept in AUDIT at seq for delivery id.
 func (q *Queue) keptJob(ctx context.Context, seq uint64, id string) (delivery.Job, error) {
-	str, err := q.deps.JS.Stream(ctx, jetstream.StreamAudit)
+	str, err := q.auditStream(ctx)
 	if err != nil {
-		return delivery.Job{}, fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
+		return delivery.Job{}, err
 	}
 	raw, err := str.GetMsg(ctx, seq)
 	if errors.Is(err, natsjs.ErrMsgNotFound) {
@@ -212,6 +282,22 @@ func (q *Queue) keptJob(ctx context.Context, seq uint64, id string) (delivery.Jo
 		return delivery.Job{}, fmt.Errorf("%w: AUDIT sequence %d holds no job of delivery %s", ErrConflict, seq, id)
 	}
 	return job, nil
+}
+
+// auditStream returns the AUDIT stream's handle, looked up once: a lookup
+// is a round trip to the server, and a replay reads thousands of jobs.
+func (q *Queue) auditStream(ctx context.Context) (natsjs.Stream, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.audit != nil {
+		return q.audit, nil
+	}
+	str, err := q.deps.JS.Stream(ctx, jetstream.StreamAudit)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
+	}
+	q.audit = str
+	return str, nil
 }
 
 // Each calls fn for every delivery q selects, oldest first, page by page
@@ -233,29 +319,6 @@ func (q *Queue) Each(query delivery.Query, fn func(delivery.Delivery) error) err
 		}
 		query.Cursor = next
 	}
-}
-
-// Replay requeues the failed deliveries query selects at perSecond and
-// returns how many it requeued. It stops at ctx's end or at the first
-// requeue error other than a conflict (conflicts are counted in skipped).
-func (q *Queue) Replay(ctx context.Context, query delivery.Query, perSecond float64) (requeued, skipped int, err error) {
-	query.Status = delivery.StatusFailed
-	lim := rate.NewLimiter(rate.Limit(perSecond), 1)
-	err = q.Each(query, func(d delivery.Delivery) error {
-		if err := lim.Wait(ctx); err != nil {
-			return fmt.Errorf("replay stopped: %w", err)
-		}
-		switch err := q.requeue(ctx, d); {
-		case errors.Is(err, ErrConflict):
-			skipped++
-		case err != nil:
-			return err
-		default:
-			requeued++
-		}
-		return nil
-	})
-	return requeued, skipped, err
 }
 
 // Resume requeues, in the background, the deliveries held while
@@ -307,18 +370,13 @@ func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn
 	if err := q.catchUp(ctx, subID); err != nil {
 		return 0, 0, err
 	}
-	var lim *rate.Limiter
-	if perSecond > 0 {
-		lim = rate.NewLimiter(rate.Limit(perSecond), 1)
-	}
-	err = q.Each(delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused}, func(d delivery.Delivery) error {
+	var mu sync.Mutex
+	err = q.paced(ctx, delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused}, perSecond, func(ctx context.Context, d delivery.Delivery) error {
+		err := fn(ctx, d)
+		mu.Lock()
+		defer mu.Unlock()
 		held++
-		if lim != nil {
-			if err := lim.Wait(ctx); err != nil {
-				return err
-			}
-		}
-		switch err := fn(ctx, d); {
+		switch {
 		case errors.Is(err, ErrConflict):
 			q.log.Warn().Err(err).Str("delivery_id", d.ID).Msg("held delivery left as it is")
 		case err != nil:
@@ -329,6 +387,38 @@ func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn
 		return nil
 	})
 	return done, held, err
+}
+
+// paced calls fn for every delivery query selects, oldest first, at
+// perSecond (0: no limit), with up to replayParallel calls at once (about
+// a fifteenth of the rate, so slow ones run one at a time, in order). The
+// first error fn returns stops it and is returned.
+func (q *Queue) paced(ctx context.Context, query delivery.Query, perSecond float64, fn func(context.Context, delivery.Delivery) error) error {
+	parallel := replayParallel
+	var lim *rate.Limiter
+	if perSecond > 0 {
+		// A burst of a twentieth of a second keeps the pace at high rates
+		// without sending a second's worth at once.
+		lim = rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/20)))
+		parallel = min(replayParallel, max(1, int(math.Ceil(perSecond/15))))
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	err := q.Each(query, func(d delivery.Delivery) error {
+		if lim != nil {
+			if err := lim.Wait(gctx); err != nil {
+				return err
+			}
+		} else if err := gctx.Err(); err != nil {
+			return err
+		}
+		g.Go(func() error { return fn(gctx, d) })
+		return nil
+	})
+	if gerr := g.Wait(); gerr != nil {
+		return gerr
+	}
+	return err
 }
 
 // catchUp waits until this replica's index holds subID's last audit record.

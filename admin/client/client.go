@@ -38,7 +38,20 @@ type Subscription struct {
 	// Health is the endpoint as the answering replica sees it: its circuit
 	// breaker, failures in a row, attempts in flight (read-only).
 	Health *EndpointHealth `json:"health,omitempty"`
+	// Headers are the custom headers sent with every request, by name; the
+	// values are never shown (RedactedValue).
+	Headers map[string]string `json:"headers,omitempty"`
+	// RetryPolicy is the subscription's own retry schedule ("5s,1m,10m" or
+	// "exp:INITIAL:MAX:RETRIES[:JITTER]"); empty means the server's default.
+	RetryPolicy string `json:"retry_policy,omitempty"`
+	// PreviousSecretExpiresAt is when the grace period of the last secret
+	// rotation ends: until then the previous secret signs too. Zero when
+	// only the current secret signs.
+	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at,omitzero"`
 }
+
+// RedactedValue stands for a custom header's value in every answer.
+const RedactedValue = "[redacted]"
 
 // State is "active", "paused" (by an operator) or "disabled" (by the
 // dispatcher, see DisabledReason).
@@ -60,6 +73,10 @@ type SubscriptionInput struct {
 	Description string   `json:"description,omitempty"`
 	Timeout     string   `json:"timeout,omitempty"`
 	MaxInFlight int      `json:"max_in_flight,omitempty"` // 0 to 1000; 0 means the server's default
+	// Headers are custom headers to send with every request (name → value).
+	Headers map[string]string `json:"headers,omitempty"`
+	// RetryPolicy overrides the server's retry schedule; empty: the default.
+	RetryPolicy string `json:"retry_policy,omitempty"`
 }
 
 // SubscriptionPatch changes the fields that are set.
@@ -70,6 +87,35 @@ type SubscriptionPatch struct {
 	Timeout     *string   `json:"timeout,omitempty"`
 	Active      *bool     `json:"active,omitempty"` // false pauses; true resumes, re-enabling a disabled subscription
 	MaxInFlight *int      `json:"max_in_flight,omitempty"`
+	// Headers sets the custom headers given; a null value removes one.
+	// Headers not named are kept.
+	Headers map[string]*string `json:"headers,omitempty"`
+	// RetryPolicy sets the retry schedule; "" goes back to the default.
+	RetryPolicy *string `json:"retry_policy,omitempty"`
+}
+
+// RotateRequest is the optional body of rotate-secret.
+type RotateRequest struct {
+	// Grace is how long the previous secret keeps signing, a Go duration
+	// ("0s" ends it at once); empty means the server's --secret-grace.
+	Grace string `json:"grace,omitempty"`
+}
+
+// PingResult is the outcome of a test ping (a signed webhook.ping event
+// sent to one subscription's endpoint, once, never retried).
+type PingResult struct {
+	DeliveryID     string `json:"delivery_id"`
+	EventID        string `json:"event_id"`
+	SubscriptionID string `json:"subscription_id"`
+	URL            string `json:"url"`
+	// Outcome is "succeeded" (a 2xx) or "failed"; Reason says why.
+	Outcome    string `json:"outcome"`
+	Reason     string `json:"reason"`
+	StatusCode int    `json:"status_code,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
+	// Response is the start of the response body (at most 1 KiB).
+	Response string `json:"response,omitempty"`
 }
 
 // Attempt is one delivery attempt.
@@ -123,16 +169,42 @@ type ReplayRequest struct {
 	Rate         float64   `json:"rate,omitempty"` // deliveries per second
 }
 
-// ReplayResult lists what a replay sent (or would send, on a dry run).
+// ReplayResult answers a dry run: what a replay would send.
 type ReplayResult struct {
 	DryRun bool `json:"dry_run"`
-	// Count is how many deliveries were requeued (or, on a dry run, would be).
+	// Count is how many deliveries would be requeued.
 	Count int `json:"count"`
-	// Skipped counts failed deliveries that cannot be sent again (their
-	// subscription was deleted, or their kept job has expired).
-	Skipped int `json:"skipped,omitempty"`
-	// Items lists them on a dry run.
+	// Items lists them, oldest first.
 	Items []Delivery `json:"items"`
+}
+
+// Replay is a replay running (or run) in the replica that answers
+// POST /v1/deliveries/replay: its progress, as GET /v1/replays/{id} shows
+// it. Replays live in that replica's memory; other replicas do not know them.
+type Replay struct {
+	ID           string    `json:"id"`
+	Replica      string    `json:"replica"`
+	Subscription string    `json:"subscription"`
+	Since        time.Time `json:"since"`
+	Until        time.Time `json:"until,omitzero"`
+	Rate         float64   `json:"rate"` // deliveries per second
+	// Planned is how many failed deliveries there were when it began.
+	Planned int `json:"planned"`
+	// Sent were queued again; Skipped could not be (no longer failed, kept
+	// job expired, subscription deleted); Failed were not, because of an
+	// error (see the server log).
+	Sent    int `json:"sent"`
+	Skipped int `json:"skipped"`
+	Failed  int `json:"failed"`
+	// Done is set once it has ended; Error says why it stopped early.
+	Done       bool      `json:"done"`
+	Error      string    `json:"error,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// Joined is set in the answer to a request that found the same replay
+	// (subscription and range) running, and joined it instead of starting
+	// a second one.
+	Joined bool `json:"joined,omitempty"`
 }
 
 // PublishRequest publishes an event over HTTP.
@@ -324,6 +396,32 @@ func (c *Client) SubscriptionAction(ctx context.Context, id, action string) (Sub
 	return s, c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/"+action, nil, &s)
 }
 
+// RotateSecret issues a new secret; the answer carries it and when the
+// previous one stops signing. A nil grace uses the server's default; 0 ends
+// the grace period at once.
+func (c *Client) RotateSecret(ctx context.Context, id string, grace *time.Duration) (Subscription, error) {
+	var in any // no body: the server's default
+	if grace != nil {
+		in = RotateRequest{Grace: grace.String()}
+	}
+	var s Subscription
+	return s, c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/rotate-secret", in, &s)
+}
+
+// ExpireSecret ends a rotation's grace period now: only the current secret
+// signs from then on.
+func (c *Client) ExpireSecret(ctx context.Context, id string) (Subscription, error) {
+	var s Subscription
+	return s, c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/expire-secret", nil, &s)
+}
+
+// Ping sends a signed webhook.ping event to the subscription's endpoint
+// and returns the outcome. A receiver's failure is an outcome, not an error.
+func (c *Client) Ping(ctx context.Context, id string) (PingResult, error) {
+	var p PingResult
+	return p, c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/ping", nil, &p)
+}
+
 // ListDeliveries returns one page of deliveries, newest first.
 func (c *Client) ListDeliveries(ctx context.Context, q DeliveryQuery) (List[Delivery], error) {
 	v := url.Values{}
@@ -361,10 +459,25 @@ func (c *Client) Redeliver(ctx context.Context, id string) (Delivery, error) {
 	return d, c.do(ctx, http.MethodPost, "/v1/deliveries/"+url.PathEscape(id)+"/redeliver", nil, &d)
 }
 
-// Replay sends the failed deliveries of a subscription again (or lists them).
-func (c *Client) Replay(ctx context.Context, r ReplayRequest) (ReplayResult, error) {
+// PlanReplay lists the failed deliveries a replay of r would send (a dry run).
+func (c *Client) PlanReplay(ctx context.Context, r ReplayRequest) (ReplayResult, error) {
+	r.DryRun = true
 	var res ReplayResult
 	return res, c.do(ctx, http.MethodPost, "/v1/deliveries/replay", r, &res)
+}
+
+// StartReplay starts sending the failed deliveries r selects again, in the
+// server at r.Rate; GetReplay follows its progress on the same replica.
+func (c *Client) StartReplay(ctx context.Context, r ReplayRequest) (Replay, error) {
+	r.DryRun = false
+	var res Replay
+	return res, c.do(ctx, http.MethodPost, "/v1/deliveries/replay", r, &res)
+}
+
+// GetReplay returns a replay's progress.
+func (c *Client) GetReplay(ctx context.Context, id string) (Replay, error) {
+	var res Replay
+	return res, c.do(ctx, http.MethodGet, "/v1/replays/"+url.PathEscape(id), nil, &res)
 }
 
 // Publish publishes an event through the EVENTS stream.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/time/rate"
 
 	"github.com/robotlab/webhookd/admin/client"
 )
@@ -22,7 +21,7 @@ func (a *app) deliveriesCommand() *cobra.Command {
   webhookctl deliveries redeliver 5920a252-…`,
 	}
 	cmd.AddCommand(a.dlList(), a.dlGet(), a.dlRedeliver(), a.dlReplay())
-	return cmd
+	return group(cmd)
 }
 
 // parseSince accepts an RFC 3339 time or a duration back from now ("2h").
@@ -181,6 +180,11 @@ func (a *app) dlReplay() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "replay --subscription ID --since TIME [--dry-run] [--rate N]",
 		Short: "Send the failed deliveries of a subscription again, oldest first, at a bounded rate",
+		Long: `Send the failed deliveries of a subscription again, oldest first, at a bounded rate.
+
+The replica that answers runs the replay itself; webhookctl follows its progress
+until it ends. Interrupting webhookctl does not stop it. A replay stops when
+that replica shuts down: replay again to send what is left.`,
 		Example: `  webhookctl deliveries replay --subscription 6f1c… --since 2h --dry-run
   webhookctl deliveries replay --subscription 6f1c… --since 2024-01-15T10:00:00Z --rate 5`,
 		Args: cobra.NoArgs,
@@ -196,13 +200,12 @@ func (a *app) dlReplay() *cobra.Command {
 			if perSecond <= 0 || perSecond > 1000 {
 				return fmt.Errorf("--rate %g: want more than 0 and at most 1000 per second", perSecond)
 			}
-			// The dry run lists what would be sent; the CLI then sends it
-			// itself, one delivery at a time, to show progress.
-			plan, err := c.Replay(cmd.Context(), client.ReplayRequest{Subscription: sub, Since: from, DryRun: true})
-			if err != nil {
-				return err
-			}
+			req := client.ReplayRequest{Subscription: sub, Since: from, Rate: perSecond}
 			if dryRun {
+				plan, err := c.PlanReplay(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
 				return a.print(plan, func(w *tabwriter.Writer) {
 					row(w, "ID", "EVENT", "EVENT ID", "ATTEMPTS", "LAST", "CREATED")
 					for _, d := range plan.Items {
@@ -212,33 +215,29 @@ func (a *app) dlReplay() *cobra.Command {
 					row(w, fmt.Sprintf("%d failed deliveries would be sent again (dry run)", plan.Count))
 				})
 			}
-			lim := rate.NewLimiter(rate.Limit(perSecond), 1)
-			done := client.ReplayResult{Items: []client.Delivery{}}
-			for i, d := range plan.Items {
-				if err := lim.Wait(cmd.Context()); err != nil {
-					return fmt.Errorf("replay stopped after %d of %d: %w", i, plan.Count, err)
-				}
-				nd, err := c.Redeliver(cmd.Context(), d.ID)
-				if err != nil {
-					return fmt.Errorf("replay stopped after %d of %d: %s: %w", i, plan.Count, d.ID, err)
-				}
-				done.Items = append(done.Items, nd)
-				fmt.Fprintf(a.stderr, "\rreplayed %d/%d", i+1, plan.Count)
+			rp, err := c.StartReplay(cmd.Context(), req)
+			if err != nil {
+				return err
 			}
-			if plan.Count > 0 {
-				fmt.Fprintln(a.stderr)
+			if rp, err = a.followReplay(cmd.Context(), c, rp); err != nil {
+				return err
 			}
-			done.Count = len(done.Items)
-			return a.print(done, func(w *tabwriter.Writer) {
-				row(w, fmt.Sprintf("%d failed deliveries queued again", done.Count))
-			})
+			if err := a.print(rp, func(w *tabwriter.Writer) {
+				row(w, fmt.Sprintf("%d failed deliveries queued again, %d skipped, %d failed", rp.Sent, rp.Skipped, rp.Failed))
+			}); err != nil {
+				return err
+			}
+			if rp.Error != "" {
+				return fmt.Errorf("replay %s %s", rp.ID, rp.Error)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&sub, "subscription", "", "subscription whose failed deliveries to send (required)")
 	f.StringVar(&since, "since", "", "failed deliveries created at or after (RFC 3339, or a duration back from now) (required)")
 	f.BoolVar(&dryRun, "dry-run", false, "only list what would be sent")
-	f.Float64Var(&perSecond, "rate", 10, "deliveries per second")
+	f.Float64Var(&perSecond, "rate", 10, "deliveries per second, at most 1000")
 	_ = cmd.MarkFlagRequired("subscription")
 	_ = cmd.MarkFlagRequired("since")
 	return cmd

@@ -120,6 +120,7 @@ func TestAPIValidation(t *testing.T) {
 		{"unknown query", "GET", "/v1/deliveries?colour=red", ``, 400, "invalid_request", "colour"},
 		{"replay without since", "POST", "/v1/deliveries/replay", `{"subscription":"` + sub.ID + `"}`, 400, "invalid_request", "since"},
 		{"replay unknown sub", "POST", "/v1/deliveries/replay", `{"subscription":"nope","since":"2024-01-01T00:00:00Z"}`, 404, "not_found", "nope"},
+		{"unknown replay", "GET", "/v1/replays/" + sub.ID, ``, 404, "not_found", "replica"},
 		{"replay bad rate", "POST", "/v1/deliveries/replay", `{"subscription":"` + sub.ID + `","since":"2024-01-01T00:00:00Z","rate":5000}`, 400, "invalid_request", "rate"},
 		{"publish unknown type", "POST", "/v1/events", `{"event":"task.exploded","data":{}}`, 400, "invalid_request", "event"},
 		{"publish array data", "POST", "/v1/events", `{"event":"task.completed","data":[1]}`, 400, "invalid_request", "data"},
@@ -356,11 +357,17 @@ func TestAPIReplaySendsFailedDeliveriesAgain(t *testing.T) {
 		return len(list.Items) == 2
 	})
 	healthy.Store(true)
-	var res client.ReplayResult
-	require.Equal(t, 200, d.call(t, "POST", "/v1/deliveries/replay", d.token,
+	var res client.Replay
+	require.Equal(t, 202, d.call(t, "POST", "/v1/deliveries/replay", d.token,
 		`{"subscription":"`+sub.ID+`","since":"`+since+`","rate":100}`, &res))
-	require.False(t, res.DryRun)
-	require.Equal(t, 2, res.Count)
+	require.Equal(t, 2, res.Planned)
+	require.Equal(t, sub.ID, res.Subscription)
+	waitFor(t, func() bool {
+		require.Equal(t, 200, d.call(t, "GET", "/v1/replays/"+res.ID, d.token, "", &res))
+		return res.Done
+	})
+	require.Equal(t, 2, res.Sent)
+	require.Empty(t, res.Error)
 	seen := map[string]bool{}
 	for range 2 {
 		select {
