@@ -581,6 +581,7 @@ func (c Config) PprofListen() string {
 	}
 	return addr
 }
+
 // DuplicateWindow is how long the streams remember a message id (the
 // jetstream package's default); dedupMargin is the time a worker may take
 // to record an attempt.
