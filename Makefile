@@ -46,6 +46,11 @@ lint: ## gofmt check, go vet, staticcheck
 bench: ## benchmarks: signing, matching, and publish-to-receipt latency through the whole pipeline
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
 
+.PHONY: bench-load
+bench-load: build ## load test: webhookd as a child process, loopback receivers; results in bench-results/ (ARGS="--fanout 10 --duration 60s", see --help)
+	$(GO) build -o $(BIN)/ ./cmd/webhook-bench
+	./$(BIN)/webhook-bench --webhookd $(BIN)/webhookd $(ARGS)
+
 # The fuzzer also minimizes each input that finds new coverage, up to 60s by
 # default, with no execs meanwhile: -fuzzminimizetime 5s keeps it fuzzing.
 fuzz: ## run every fuzz target of every package in turn, FUZZTIME each (FUZZFLAGS="-parallel 2" on a shared machine)

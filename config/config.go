@@ -123,6 +123,10 @@ type Config struct {
 	// file, so it stays out of process listings and config files) and is
 	// never printed.
 	SecretKey string
+	// PprofAddr (pprof-addr) is where the Go profiler's HTTP endpoints
+	// (/debug/pprof/) listen; empty (the default) serves none. A bare port
+	// or ":port" binds loopback (see PprofListen).
+	PprofAddr string
 	// MetricsRequireToken (metrics-require-token) makes /metrics ask for
 	// the admin token like the API; without it /metrics is open.
 	MetricsRequireToken bool
@@ -354,6 +358,7 @@ func fields() []field {
 		{"event-types", "event types accepted in addition to the built-in catalog, comma-separated",
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
+		str("pprof-addr", "serve Go's profiler (/debug/pprof/) at this address, e.g. :6060 (a bare port binds 127.0.0.1); empty: off. It has no authentication: keep it on loopback", func(c *Config) *string { return &c.PprofAddr }),
 		boolean(keyMetricsRequireToken, "/metrics asks for the admin token (Authorization: Bearer) like the API; without it /metrics needs no token", func(c *Config) *bool { return &c.MetricsRequireToken }),
 	}
 }
@@ -588,12 +593,33 @@ func (c Config) Validate() error {
 	if c.SecretKeyFile != "" && c.SecretKey != "" {
 		return bad("secret-key-file", "set either it or %s, not both", EnvSecretKey)
 	}
+	if c.PprofAddr != "" {
+		if _, _, err := splitHostPort(c.PprofListen()); err != nil {
+			return bad("pprof-addr", "%q: %v", c.PprofAddr, err)
+		}
+	}
 	for _, t := range c.EventTypes {
 		if !ValidEventType(t) {
 			return bad("event-types", "%q: want dot-separated tokens of letters, digits, '_' or '-'", t)
 		}
 	}
 	return nil
+}
+
+// PprofListen returns the address the profiler listens on: PprofAddr, with
+// 127.0.0.1 when it names no host (":6060" or "6060"); "" when off.
+func (c Config) PprofListen() string {
+	addr := strings.TrimSpace(c.PprofAddr)
+	if addr == "" {
+		return ""
+	}
+	if !strings.Contains(addr, ":") {
+		addr = ":" + addr
+	}
+	if host, port, err := net.SplitHostPort(addr); err == nil && host == "" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }
 
 // DuplicateWindow is how long the streams remember a message id (the

@@ -178,6 +178,7 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"users file with external nats", []string{"--nats-url", "nats://n1:4222", "--nats-users-file", "robots.yaml"}, nil, "", "nats-users-file"},
 		{"unknown yaml key", nil, nil, "data_dir: x\n", "data_dir"},
 		{"bad yaml value", nil, nil, "workers: [a, {b: c}]\n", "workers"},
+		{"bad pprof addr", []string{"--pprof-addr", "localhost:sixty"}, nil, "", "pprof-addr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -257,4 +258,19 @@ func FuzzParseBackoff(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestPprofListen(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(nil, env(nil), io.Discard)
+	require.NoError(t, err)
+	require.Empty(t, cfg.PprofListen(), "off by default")
+	for in, want := range map[string]string{
+		"6060": "127.0.0.1:6060", ":6060": "127.0.0.1:6060",
+		"localhost:6060": "localhost:6060", "0.0.0.0:6060": "0.0.0.0:6060",
+	} {
+		cfg, err := config.Load([]string{"--pprof-addr", in}, env(nil), io.Discard)
+		require.NoError(t, err, in)
+		require.Equal(t, want, cfg.PprofListen(), in)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robotlab/webhookd/jetstream"
@@ -67,6 +68,28 @@ func (r *Recorder) publish(ctx context.Context, rec Record, keep *Job) (dup bool
 		return false, fmt.Errorf("delivery: publish record %s: %w", id, err)
 	}
 	return ack.Duplicate, nil
+}
+
+// PublishAsync starts publishing rec, a record without a kept job, to
+// AUDIT and returns at once with the future of the stream's
+// acknowledgement, so a worker need not wait for it. The record counts as
+// written only when the future resolves with a PubAck (Duplicate: an
+// earlier run had recorded it, as with Publish); until then, or on its
+// error, the caller must not settle the job as done.
+func (r *Recorder) PublishAsync(rec Record) (natsjs.PubAckFuture, error) {
+	rec = r.stamp(rec)
+	id := recordID(rec)
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: encode record: %w", err)
+	}
+	m := nats.NewMsg(jetstream.AuditSubject(rec.SubscriptionID))
+	m.Data = b
+	f, err := r.js.PublishMsgAsync(m, natsjs.WithMsgID(id))
+	if err != nil {
+		return nil, fmt.Errorf("delivery: publish record %s: %w", id, err)
+	}
+	return f, nil
 }
 
 // Record publishes rec like Publish and applies it to this replica's store

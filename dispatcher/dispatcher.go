@@ -61,6 +61,14 @@ type Recorder interface {
 	Publish(ctx context.Context, rec delivery.Record, keep *delivery.Job) (dup bool, err error)
 }
 
+// AsyncRecorder is a Recorder that can also start writing a record without
+// waiting (see delivery.Recorder.PublishAsync). With one, workers hand each
+// settlement to the settlers and go on to the next job; the job is settled
+// only once the future confirms its record.
+type AsyncRecorder interface {
+	PublishAsync(rec delivery.Record) (natsjs.PubAckFuture, error)
+}
+
 // Observer is told what the dispatcher did, once each fact is durable: for
 // metrics. It is called from every router and worker goroutine, so it must
 // be safe for concurrent use and cheap.
@@ -131,6 +139,10 @@ type Dispatcher struct {
 	now     func() time.Time
 	catalog map[string]bool
 	room    *room
+	// async is Deps.Recorder when it is an AsyncRecorder, else nil;
+	// settling feeds the settlers the jobs whose records are on their way.
+	async    AsyncRecorder
+	settling chan pendingSettle
 
 	routed, noSubscriber, rejected, jobs, attempts, deferred, held atomic.Uint64
 }
@@ -159,10 +171,14 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "dispatcher").Logger(), now: time.Now,
 		catalog: catalog, room: &room{js: deps.JS},
-	}, nil
+	}
+	if a, ok := deps.Recorder.(AsyncRecorder); ok {
+		d.async, d.settling = a, make(chan pendingSettle, cfg.Workers)
+	}
+	return d, nil
 }
 
 // Stats returns the counters.
@@ -192,11 +208,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("dispatcher: bind workers consumer: %w", err)
 	}
 	// Small client buffers: a buffered message's AckWait is already running.
-	routerIt, err := routerCons.Messages(natsjs.PullMaxMessages(4 * d.cfg.Routers))
+	// Short pull requests: the client notices a pull the server no longer
+	// serves by its missing heartbeats (half the expiry apart), so a stalled
+	// pull costs about pullExpiry (two missed heartbeats), not the default 30s
+	// expiry.
+	routerIt, err := routerCons.Messages(natsjs.PullMaxMessages(4*d.cfg.Routers), natsjs.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("dispatcher: router messages: %w", err)
 	}
-	workerIt, err := workerCons.Messages(natsjs.PullMaxMessages(d.cfg.Workers))
+	workerIt, err := workerCons.Messages(natsjs.PullMaxMessages(d.cfg.Workers), natsjs.PullExpiry(pullExpiry))
 	if err != nil {
 		routerIt.Stop()
 		return fmt.Errorf("dispatcher: worker messages: %w", err)
@@ -207,12 +227,33 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer cancelWork(ErrStopping)
 	var stopping atomic.Bool
 	var wg sync.WaitGroup
+	var settlers sync.WaitGroup
+	if d.settling != nil {
+		for range settlerCount {
+			settlers.Add(1)
+			go func() {
+				defer settlers.Done()
+				for p := range d.settling {
+					d.confirm(p)
+				}
+			}()
+		}
+		// Every worker has returned (wg) before the settlers are told to
+		// finish: the jobs they handed over are settled before Run returns.
+		defer func() { close(d.settling); settlers.Wait() }()
+	}
 	loop := func(it natsjs.MessagesContext, handle func(context.Context, natsjs.Msg)) {
 		defer wg.Done()
 		for {
 			m, err := it.Next()
 			if errors.Is(err, natsjs.ErrMsgIteratorClosed) {
 				return
+			}
+			if errors.Is(err, natsjs.ErrNoHeartbeat) {
+				// The iterator has already asked again; waiting would only
+				// prolong the stall.
+				d.log.Debug().Err(err).Msg("pull request lost; pulled again")
+				continue
 			}
 			if err != nil {
 				d.log.Warn().Err(err).Msg("pull failed; retrying")
@@ -270,6 +311,18 @@ func (d *Dispatcher) safely(ctx context.Context, m natsjs.Msg, handle func(conte
 	}()
 	handle(ctx, m)
 }
+
+// settlerCount is how many goroutines settle jobs whose records are on
+// their way: most of their time is spent waiting for acknowledgements that
+// arrive in order.
+const settlerCount = 4
+
+// pullExpiry is how long one pull request waits on the server; its
+// heartbeats come every half of it. Shorter, a starved machine misses
+// heartbeats that were sent: the client then asks for a second batch while
+// the first is still coming, and the surplus waits in its buffer with its
+// AckWait running.
+const pullExpiry = 5 * time.Second
 
 // panicDelay is how long a message whose handling panicked waits.
 const panicDelay = 30 * time.Second

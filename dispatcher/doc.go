@@ -70,6 +70,13 @@
 // Operational events about operational events are not published, so a
 // failing receiver of them cannot feed itself.
 //
+// The audit writes are pipelined: a worker publishes a record without a
+// kept job asynchronously and hands the job to a few settlers, which
+// settle it only once AUDIT has confirmed the record (on an error or no
+// confirmation within 10s, the job is nak'ed and its attempt re-run). So a
+// worker waits for its HTTP attempt, not for the stream, and the rule
+// "recorded before settled" still holds.
+//
 // While an attempt runs the worker sends InProgress every AckWait/3, so a
 // slow receiver causes no early redelivery and AckWait can stay short: a
 // crashed worker's job comes back after AckWait. A panic while handling a

@@ -249,15 +249,61 @@ func (d *Dispatcher) settle(ctx context.Context, m natsjs.Msg, job delivery.Job,
 	if s.act == waits {
 		return
 	}
+	if s.rec != nil && s.keep == nil && d.async != nil {
+		// Pipelined: the settlers finish once AUDIT confirms the record.
+		if f, err := d.async.PublishAsync(*s.rec); err == nil {
+			d.settling <- pendingSettle{ctx: ctx, m: m, job: job, s: s, log: log, ack: f}
+			return
+		}
+		// Not even sent (the publisher is stalled): write it below, waiting.
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
+	dup := false
 	if s.rec != nil {
-		dup, err := d.deps.Recorder.Publish(rctx, *s.rec, s.keep)
+		var err error
+		dup, err = d.deps.Recorder.Publish(rctx, *s.rec, s.keep)
 		if err != nil {
 			log.Error().Err(err).Msg("recording failed; the job will run again")
 			_ = m.NakWithDelay(retryAfterOwnFailure)
 			return
 		}
+	}
+	d.settled(rctx, m, job, s, log, dup)
+}
+
+// pendingSettle is a job whose record is on its way to AUDIT.
+type pendingSettle struct {
+	ctx context.Context
+	m   natsjs.Msg
+	job delivery.Job
+	s   settlement
+	log zerolog.Logger
+	ack natsjs.PubAckFuture
+}
+
+// confirm waits for p's record to be confirmed and then settles the job;
+// if the record fails or is not confirmed within recordTimeout, the job is
+// nak'ed and its attempt re-run, never acked.
+func (d *Dispatcher) confirm(p pendingSettle) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), recordTimeout)
+	defer cancel()
+	select {
+	case ack := <-p.ack.Ok():
+		d.settled(rctx, p.m, p.job, p.s, p.log, ack.Duplicate)
+	case err := <-p.ack.Err():
+		p.log.Error().Err(err).Msg("recording failed; the job will run again")
+		_ = p.m.NakWithDelay(retryAfterOwnFailure)
+	case <-rctx.Done():
+		p.log.Error().Msg("recording not confirmed in time; the job will run again")
+		_ = p.m.NakWithDelay(retryAfterOwnFailure)
+	}
+}
+
+// settled finishes settling once the record (if any) is written: queue the
+// next attempt, then ack, nak or term, then log.
+func (d *Dispatcher) settled(rctx context.Context, m natsjs.Msg, job delivery.Job, s settlement, log zerolog.Logger, dup bool) {
+	if s.rec != nil {
 		if dup {
 			// A worker that died after recording this attempt: the stored
 			// record stands, and this run is a repeat, not a new attempt.

@@ -94,7 +94,7 @@ func Open(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 	closed := make(chan struct{})
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(o.Name), nats.MaxReconnects(-1),
 		nats.UserInfo(internalUser, a.password), nats.CustomInboxPrefix(InboxPrefix),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }), nats.ErrorHandler(asyncErrors(log)))
 	if err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("%w: in-process connection: %w", ErrUnavailable, err)
@@ -132,9 +132,7 @@ func dial(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("url", nc.ConnectedUrlRedacted()).Str("server", nc.ConnectedServerName()).Msg("nats reconnected")
 		}),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			log.Warn().Err(err).Msg("nats asynchronous error")
-		}),
+		nats.ErrorHandler(asyncErrors(log)),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, redact(o.URL), err)
@@ -292,4 +290,17 @@ func (c *Conn) Check(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// asyncErrors logs the connection's asynchronous errors, such as a slow
+// consumer: a subscription that dropped messages because its buffer was
+// full (a dropped job waits for its AckWait).
+func asyncErrors(log zerolog.Logger) nats.ErrHandler {
+	return func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		ev := log.Warn().Err(err)
+		if sub != nil {
+			ev = ev.Str("subject", sub.Subject)
+		}
+		ev.Msg("nats asynchronous error")
+	}
 }

@@ -209,6 +209,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
 	}
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if addr := cfg.PprofListen(); addr != "" {
+		if err := startPprof(gctx, g, addr, log); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 
 	g.Go(func() error { return subs.Run(gctx) })
 	g.Go(func() error { return indexer.Run(gctx) })

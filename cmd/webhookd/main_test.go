@@ -240,3 +240,19 @@ func TestRunStopsCleanly(t *testing.T) {
 	require.NoError(t, <-errc)
 	require.NotContains(t, logs.String(), "admin token generated", "the token is kept across restarts")
 }
+
+func TestRunServesPprofOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	d := start(t, "--pprof-addr", addr)
+	resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, d.logs.String(), "profiler listening")
+	// The admin API does not serve it.
+	require.Equal(t, http.StatusNotFound, d.call(t, http.MethodGet, "/debug/pprof/cmdline", d.token, "", nil))
+
+	off := start(t)
+	require.NotContains(t, off.logs.String(), "profiler listening", "off by default")
+}

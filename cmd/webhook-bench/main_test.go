@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The net/http transport's idle connections close asynchronously.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// buildWebhookd builds the real webhookd into a temp dir.
+func buildWebhookd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "webhookd")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/robotlab/webhookd/cmd/webhookd")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+// TestSmoke runs a tiny benchmark against the real webhookd, started as a
+// child process, and checks that the report's numbers are sane: every
+// event delivered to every receiver with valid signatures, latencies
+// ordered, CPU and RSS read, the raw rate measured, the files written. It
+// asserts no timing.
+func TestSmoke(t *testing.T) {
+	t.Parallel()
+	bin := buildWebhookd(t)
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var report strings.Builder
+	res, err := run(ctx, []string{"--webhookd", bin, "--count", "300", "--fanout", "2", "--raw", "200ms",
+		"--conns", "4", "--size", "256", "--drain-timeout", "20s", "--out", out, "--quiet", "--webhookd-args", "--workers 8"}, &report, io.Discard)
+	require.NoError(t, err)
+	t.Log(report.String())
+
+	require.EqualValues(t, 300, res.Published)
+	require.Zero(t, res.PublishErrors)
+	require.EqualValues(t, 600, res.Expected)
+	require.EqualValues(t, 600, res.Delivered, "every event reached both receivers")
+	require.Zero(t, res.BadSignatures, "both signatures verified on every request")
+	require.Zero(t, res.Unreadable)
+	require.Positive(t, res.DeliveriesPerSec)
+	require.Positive(t, res.PublishedPerSec)
+	require.Positive(t, res.P50ms)
+	require.LessOrEqual(t, res.P50ms, res.P90ms)
+	require.LessOrEqual(t, res.P90ms, res.P99ms)
+	require.LessOrEqual(t, res.P99ms, res.Maxms)
+	require.Positive(t, res.CPUSeconds, "webhookd's CPU time read from /proc")
+	require.Positive(t, res.IdleRSSMiB)
+	require.GreaterOrEqual(t, res.PeakRSSMiB, res.IdleRSSMiB)
+	require.Positive(t, res.RawPerSec)
+	require.InDelta(t, 100*res.DeliveriesPerSec/res.RawPerSec, res.RawShare, 1e-9)
+	require.NotEmpty(t, res.Series)
+	sum := 0
+	for _, p := range res.Series {
+		sum += p.Delivered
+	}
+	require.Equal(t, 600, sum, "the series accounts for every delivery")
+
+	b, err := os.ReadFile(res.JSONFile)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"delivered": 600`)
+	svg, err := os.ReadFile(res.SVGFile)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(svg), "<svg"))
+	require.Contains(t, string(svg), "polyline")
+	require.Contains(t, report.String(), "% of the raw loopback HTTP rate")
+}
+
+func TestBadOptions(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"--fanout", "0"}, {"--rate", "-1"}, {"--backlog"}, {"--size", "10"},
+		{"--attach", "http://127.0.0.1:1"}, {"--pid", "1"}, {"extra"}, {"--duration", "0s"},
+	} {
+		_, err := run(context.Background(), append(args, "--webhookd", "/nonexistent"), io.Discard, io.Discard)
+		require.Error(t, err, args)
+		require.NotContains(t, err.Error(), "\n", "one line")
+	}
+}
