@@ -7,7 +7,11 @@ FUZZFLAGS ?=
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test lint bench fuzz clean
+PREFIX  ?= $(shell $(GO) env GOPATH)
+# -buildvcs=auto stamps the commit into the binaries (--version) even where
+# GOFLAGS turns it off; outside a git checkout nothing is stamped.
+BUILDFLAGS ?= -buildvcs=auto
+.PHONY: help deps build install run test lint bench fuzz clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -17,10 +21,18 @@ deps: ## download the Go modules (needs Go 1.26 and a C compiler for -race)
 	$(GO) version
 
 build: ## build bin/webhookd and bin/webhookctl
-	$(GO) build -o $(BIN)/ ./cmd/webhookd ./cmd/webhookctl
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/ ./cmd/webhookd ./cmd/webhookctl
 
+install: ## install webhookd and webhookctl into $(go env GOPATH)/bin, or PREFIX/bin (make install PREFIX=/usr/local)
+	mkdir -p $(PREFIX)/bin
+	$(GO) build $(BUILDFLAGS) -o $(PREFIX)/bin/ ./cmd/webhookd ./cmd/webhookctl
+	@echo "installed $(PREFIX)/bin/webhookd and $(PREFIX)/bin/webhookctl"
+
+# Console logs on a terminal; JSON when stdout is a pipe or a file, for log collectors.
 run: build ## run webhookd with its embedded NATS, data in ./data (extra flags: make run ARGS="--allow-targets 127.0.0.0/8")
-	./$(BIN)/webhookd --log-format console $(ARGS)
+	@if test -t 1; then format=console; else format=json; fi; \
+	echo ./$(BIN)/webhookd --log-format $$format $(ARGS); \
+	exec ./$(BIN)/webhookd --log-format $$format $(ARGS)
 
 test: ## go vet, then every test with the race detector
 	$(GO) vet ./...

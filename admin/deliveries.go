@@ -1,19 +1,28 @@
 package admin
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/jetstream"
 )
 
 const (
 	defaultRate = 10.0
 	maxRate     = 1000.0
+	// maxFilter bounds a list filter's value (ids and event types are far shorter).
+	maxFilter = 1024
 )
 
 func deliveryView(d delivery.Delivery) client.Delivery {
@@ -33,12 +42,17 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	for k := range q {
 		switch k {
-		case "subscription", "event", "status", "since", "until", "limit", "cursor":
+		case "subscription", "event", "type", "status", "since", "until", "limit", "cursor":
 		default:
 			return invalid("%s: unknown query parameter", k)
 		}
 	}
-	query := delivery.Query{SubscriptionID: q.Get("subscription"), EventID: q.Get("event"), Cursor: q.Get("cursor")}
+	query := delivery.Query{SubscriptionID: q.Get("subscription"), EventID: q.Get("event"), EventType: q.Get("type"), Cursor: q.Get("cursor")}
+	for _, k := range []string{"subscription", "event", "type"} {
+		if len(q.Get(k)) > maxFilter {
+			return invalid("%s: at most %d bytes", k, maxFilter)
+		}
+	}
 	if v := q.Get("status"); v != "" {
 		st, ok := delivery.ParseStatus(v)
 		if !ok {
@@ -62,7 +76,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	}
 	ds, next, err := s.deps.Store.List(query)
 	if errors.Is(err, delivery.ErrBadCursor) {
-		return invalid("cursor: not a cursor this server issued for these filters")
+		return invalid("cursor: %s", strings.TrimPrefix(err.Error(), delivery.ErrBadCursor.Error()+": "))
 	}
 	if err != nil {
 		return err
@@ -93,8 +107,57 @@ func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, deliveryView(d))
+	writeJSON(w, http.StatusOK, s.detailView(r.Context(), d))
 	return nil
+}
+
+// detailView is deliveryView with what the delivery went through: each
+// attempt's request headers (derived, signatures redacted) and the payload
+// from the job kept in AUDIT, when there is one.
+func (s *Server) detailView(ctx context.Context, d delivery.Delivery) client.Delivery {
+	v := deliveryView(d)
+	for i := range v.Attempts {
+		v.Attempts[i].RequestHeaders = delivery.RequestHeaders(d, d.Attempts[i])
+	}
+	v.Payload, v.PayloadNote = s.payload(ctx, d)
+	return v
+}
+
+// payload returns the body POSTed for d, read from its job kept in AUDIT,
+// or a note that says why there is none.
+func (s *Server) payload(ctx context.Context, d delivery.Delivery) (json.RawMessage, string) {
+	if d.Status == delivery.StatusRejected {
+		return nil, "a rejected event is not delivered; its reason says why"
+	}
+	seq, err := s.deps.Store.JobSeq(d.ID)
+	if errors.Is(err, delivery.ErrNotFound) {
+		return nil, "the event data is kept only for deliveries that failed or were held: the audit trail does not copy it"
+	}
+	if err != nil {
+		return nil, "the kept job could not be read: " + err.Error()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	str, err := s.deps.JS.Stream(ctx, jetstream.StreamAudit)
+	if err != nil {
+		return nil, "the kept job could not be read: " + err.Error()
+	}
+	raw, err := str.GetMsg(ctx, seq)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return nil, "the kept job has left the AUDIT stream (retention or size limit)"
+	}
+	if err != nil {
+		return nil, "the kept job could not be read: " + err.Error()
+	}
+	job, err := delivery.DecodeJob(raw.Header, raw.Data)
+	if err != nil || job.ID != d.ID {
+		return nil, fmt.Sprintf("AUDIT sequence %d holds no job of this delivery", seq)
+	}
+	body := job.Envelope()
+	if !json.Valid(body) {
+		return nil, "the kept event data is not JSON"
+	}
+	return body, ""
 }
 
 func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) error {
@@ -108,7 +171,7 @@ func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) error {
 	if d, err = s.delivery(r); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, deliveryView(d))
+	writeJSON(w, http.StatusAccepted, s.detailView(r.Context(), d))
 	return nil
 }
 

@@ -23,6 +23,10 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	if !s.catalog[req.Event] {
 		return invalid("event: %q is not in the catalog (GET /v1/event-types)", req.Event)
 	}
+	if strings.HasPrefix(req.Event, "webhook.") {
+		// As for robots on NATS: webhookd's own events are not forged.
+		return invalid("event: %q is sent by webhookd itself and cannot be published (a test event: POST /v1/subscriptions/{id}/ping)", req.Event)
+	}
 	if err := delivery.CheckData(req.Data); err != nil {
 		return invalid("data: %s", strings.TrimPrefix(err.Error(), "delivery: "))
 	}

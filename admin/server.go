@@ -1,10 +1,12 @@
 package admin
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -17,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/admin/console"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -38,6 +41,8 @@ type Config struct {
 	SecretGrace time.Duration
 	// MaxEventBytes bounds the data of an event published over HTTP (default 1 MiB).
 	MaxEventBytes int
+	// MetricsRequireToken makes GET /metrics ask for Token too.
+	MetricsRequireToken bool
 }
 
 // Deps are the API's collaborators.
@@ -54,6 +59,13 @@ type Deps struct {
 	Ready func() error
 	// Counters returns this replica's pipeline counters for /v1/status.
 	Counters func() map[string]uint64
+	// Metrics serves GET /metrics (nil: it answers 404), without a token
+	// unless Config.MetricsRequireToken.
+	Metrics http.Handler
+	// Pinger makes the attempt of a test ping; Recorder writes its audit
+	// record. Without them ping answers 503.
+	Pinger   Pinger
+	Recorder *delivery.Recorder
 }
 
 // Server is the HTTP surface of one replica.
@@ -65,6 +77,7 @@ type Server struct {
 	catalog map[string]bool
 	guard   *delivery.Guard
 	token   [32]byte
+	console *console.Console
 }
 
 // New returns the server; Handler serves it.
@@ -82,9 +95,14 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
 	}
+	ui, err := console.New(console.Config{Token: cfg.Token}, log)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
 	return &Server{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
 		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
+		console: ui,
 	}, nil
 }
 
@@ -94,7 +112,12 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
+	return s.logged(s.cleanPaths(s.routes()))
+}
+
+// routes registers every route on a new mux.
+func (s *Server) routes() *routeMux {
+	mux := newRouteMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -105,6 +128,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+	mux.Handle("GET /metrics", s.metrics())
 	v1 := map[string]handlerFunc{
 		"POST /v1/subscriptions":                    s.createSubscription,
 		"GET /v1/subscriptions":                     s.listSubscriptions,
@@ -112,6 +136,8 @@ func (s *Server) Handler() http.Handler {
 		"PATCH /v1/subscriptions/{id}":              s.updateSubscription,
 		"DELETE /v1/subscriptions/{id}":             s.deleteSubscription,
 		"POST /v1/subscriptions/{id}/rotate-secret": s.rotateSecret,
+		"POST /v1/subscriptions/{id}/expire-secret": s.expireSecret,
+		"POST /v1/subscriptions/{id}/ping":          s.ping,
 		"POST /v1/subscriptions/{id}/pause":         s.setActive(false),
 		"POST /v1/subscriptions/{id}/resume":        s.setActive(true),
 		"GET /v1/deliveries":                        s.listDeliveries,
@@ -129,7 +155,30 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/", s.authorized(func(http.ResponseWriter, *http.Request) error {
 		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route")
 	}))
-	return s.logged(s.cleanPaths(mux))
+	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/", http.StatusSeeOther) // a browser pointed at the server finds the console
+	})
+	mux.Handle("/ui/", s.console.Handler(s.cleanPaths(mux.ServeMux)))
+	return mux
+}
+
+// metrics returns the /metrics handler, behind the token when configured;
+// without Deps.Metrics it answers 404.
+func (s *Server) metrics() http.Handler {
+	h := s.deps.Metrics
+	if h == nil {
+		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, apiError(http.StatusNotFound, client.CodeNotFound, "no metrics on this server"))
+		})
+	}
+	if !s.cfg.MetricsRequireToken {
+		return h
+	}
+	return s.authorized(func(w http.ResponseWriter, r *http.Request) error {
+		h.ServeHTTP(w, r)
+		return nil
+	})
 }
 
 // cleanPaths answers 404 for an API path with an empty or dot segment
@@ -238,6 +287,27 @@ func decode(r *http.Request, limit int64, v any) error {
 		return invalid("body: trailing data after the JSON object")
 	}
 	return nil
+}
+
+// decodeOptional is decode for a body that may be left out: an empty body
+// leaves v as it is.
+func decodeOptional(r *http.Request, limit int64, v any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return apiError(http.StatusRequestEntityTooLarge, client.CodeTooLarge, "body larger than %d bytes", tooBig.Limit)
+	}
+	if err != nil {
+		return invalid("body: %s", err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	return decode(r, limit, v)
 }
 
 func parseTime(field, v string) (time.Time, error) {

@@ -3,13 +3,16 @@ package admin
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -35,11 +38,48 @@ func (s *Server) view(sub subscriptions.Subscription, withSecret bool) client.Su
 	if withSecret {
 		v.Secret = sub.Secret
 	}
+	v.RetryPolicy = sub.RetryPolicy
+	if len(sub.Headers) > 0 {
+		v.Headers = make(map[string]string, len(sub.Headers))
+		for _, h := range sub.Headers {
+			v.Headers[h.Name] = client.RedactedValue
+		}
+	}
+	for _, p := range sub.PreviousSecrets {
+		if s.now().Before(p.ExpiresAt) && p.ExpiresAt.After(v.PreviousSecretExpiresAt) {
+			v.PreviousSecretExpiresAt = p.ExpiresAt.UTC()
+		}
+	}
 	if s.deps.Endpoints != nil {
 		h := endpointView(s.deps.Endpoints.Health(sub.ID))
 		v.Health = &h
 	}
+	if s.deps.Store != nil {
+		v.Stats = s.statsView(sub.ID)
+	}
 	return v
+}
+
+// statsView is a subscription's delivery health from the history of every
+// replica; nil when the store cannot be read (logged).
+func (s *Server) statsView(id string) *client.DeliveryStats {
+	hs, err := s.deps.Store.Health(s.now(), id)
+	if err != nil {
+		s.log.Error().Err(err).Str("subscription_id", id).Msg("reading delivery health")
+		return nil
+	}
+	h := hs[id]
+	st := &client.DeliveryStats{
+		Attempts1h: h.Attempts1h, Attempts24h: h.Attempts24h, ConsecutiveFailures: h.ConsecutiveFailures,
+		LastStatusCode: h.LastStatusCode, LastReason: h.LastReason, LastAttemptAt: h.LastAttemptAt,
+	}
+	if r, ok := delivery.SuccessRate(h.Succeeded1h, h.Attempts1h); ok {
+		st.SuccessRate1h = &r
+	}
+	if r, ok := delivery.SuccessRate(h.Succeeded24h, h.Attempts24h); ok {
+		st.SuccessRate24h = &r
+	}
+	return st
 }
 
 // checkURL applies the API's URL rules: absolute http(s) with a host, not a
@@ -86,6 +126,33 @@ func (s *Server) checkEvents(events []string) error {
 	return nil
 }
 
+// setHeaders sets the custom headers of set, then applies patch: a value
+// sets the header, nil removes it. Each header is checked before any is
+// applied; the store checks the whole (count, size) on write.
+func setHeaders(sub *subscriptions.Subscription, set map[string]string, patch map[string]*string) error {
+	if len(set)+len(patch) > 4*subscriptions.MaxHeaders {
+		return invalid("headers: %d given: want at most %d", len(set)+len(patch), subscriptions.MaxHeaders)
+	}
+	for _, name := range slices.Sorted(maps.Keys(set)) {
+		if err := subscriptions.ValidateHeader(name, set[name]); err != nil {
+			return invalidSubscription(err)
+		}
+		sub.SetHeader(name, set[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(patch)) {
+		v := patch[name]
+		if v == nil {
+			sub.RemoveHeader(name)
+			continue
+		}
+		if err := subscriptions.ValidateHeader(name, *v); err != nil {
+			return invalidSubscription(err)
+		}
+		sub.SetHeader(name, *v)
+	}
+	return nil
+}
+
 func parseTimeout(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
@@ -115,16 +182,25 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 	if len(in.Description) > maxDescription {
 		return invalid("description: at most %d bytes", maxDescription)
 	}
-	sub, err := s.deps.Subs.Create(r.Context(), subscriptions.Subscription{
+	policy, err := subscriptions.ParseRetryPolicy(in.RetryPolicy)
+	if err != nil {
+		return invalidSubscription(err)
+	}
+	sub := subscriptions.Subscription{
 		URL: in.URL, Events: in.Events, Description: in.Description, Timeout: timeout, MaxInFlight: in.MaxInFlight,
-	})
+		RetryPolicy: policy,
+	}
+	if err := setHeaders(&sub, in.Headers, nil); err != nil {
+		return err
+	}
+	sub, err = s.deps.Subs.Create(r.Context(), sub)
 	if errors.Is(err, subscriptions.ErrInvalid) {
 		return invalidSubscription(err)
 	}
 	if err != nil {
 		return err
 	}
-	s.log.Info().Str("subscription_id", sub.ID).Str("url", sub.URL).Strs("events", sub.Events).Msg("subscription created")
+	s.log.Info().Str("subscription_id", sub.ID).Str("host", delivery.Host(sub.URL)).Strs("events", sub.Events).Msg("subscription created")
 	writeJSON(w, http.StatusCreated, s.view(sub, true))
 	return nil
 }
@@ -195,7 +271,20 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 	if p.Description != nil && len(*p.Description) > maxDescription {
 		return invalid("description: at most %d bytes", maxDescription)
 	}
+	var policy string
+	if p.RetryPolicy != nil {
+		var err error
+		if policy, err = subscriptions.ParseRetryPolicy(*p.RetryPolicy); err != nil {
+			return invalidSubscription(err)
+		}
+	}
 	sub, err := s.update(r, func(sub *subscriptions.Subscription) error {
+		if err := setHeaders(sub, nil, p.Headers); err != nil {
+			return err
+		}
+		if p.RetryPolicy != nil {
+			sub.RetryPolicy = policy
+		}
 		if p.URL != nil {
 			sub.URL = *p.URL
 		}
@@ -255,17 +344,39 @@ func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
+// maxGrace bounds the grace period a rotation may ask for.
+const maxGrace = 30 * 24 * time.Hour
+
+// rotateSecret issues a new secret. The previous ones keep signing for the
+// grace period (the body's "grace", else --secret-grace), never longer than
+// they already would: with grace 0 only the new secret signs.
 func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) error {
+	var in client.RotateRequest
+	if err := decodeOptional(r, 4<<10, &in); err != nil {
+		return err
+	}
+	grace := s.cfg.SecretGrace
+	if in.Grace != "" {
+		d, err := time.ParseDuration(in.Grace)
+		if err != nil || d < 0 || d > maxGrace {
+			return invalid("grace: %q must be a duration from 0s (end it at once) to %s", in.Grace, maxGrace)
+		}
+		grace = d
+	}
 	secret, err := signature.NewSecret()
 	if err != nil {
 		return err
 	}
 	now := s.now().UTC()
+	ends := now.Add(grace)
 	sub, err := s.update(r, func(sub *subscriptions.Subscription) error {
-		kept := []subscriptions.PreviousSecret{{Secret: sub.Secret, ExpiresAt: now.Add(s.cfg.SecretGrace)}}
-		for _, p := range sub.PreviousSecrets {
-			if now.Before(p.ExpiresAt) {
-				kept = append(kept, p)
+		var kept []subscriptions.PreviousSecret
+		if grace > 0 {
+			kept = append(kept, subscriptions.PreviousSecret{Secret: sub.Secret, ExpiresAt: ends})
+			for _, p := range sub.PreviousSecrets {
+				if now.Before(p.ExpiresAt) {
+					kept = append(kept, subscriptions.PreviousSecret{Secret: p.Secret, ExpiresAt: minTime(p.ExpiresAt, ends)})
+				}
 			}
 		}
 		sub.Secret, sub.PreviousSecrets = secret, kept
@@ -274,9 +385,33 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info().Str("subscription_id", sub.ID).Dur("grace", s.cfg.SecretGrace).Msg("subscription secret rotated")
+	s.log.Info().Str("subscription_id", sub.ID).Dur("grace", grace).Time("grace_ends_at", ends).Msg("subscription secret rotated")
 	writeJSON(w, http.StatusOK, s.view(sub, true))
 	return nil
+}
+
+// expireSecret ends a rotation's grace period now: the previous secrets
+// stop signing, only the current one is left. It is idempotent.
+func (s *Server) expireSecret(w http.ResponseWriter, r *http.Request) error {
+	var had int
+	sub, err := s.update(r, func(sub *subscriptions.Subscription) error {
+		had = len(sub.PreviousSecrets)
+		sub.PreviousSecrets = nil
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str("subscription_id", sub.ID).Int("expired", had).Msg("previous subscription secrets expired")
+	writeJSON(w, http.StatusOK, s.view(sub, false))
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // setActive returns the pause (false) or resume (true) handler. Resuming

@@ -25,6 +25,31 @@ type Config struct {
 	// NATSURL (nats-url) is an external NATS server or cluster; empty runs the
 	// embedded server.
 	NATSURL string
+	// NATSCreds (nats-creds) is a NATS credentials file (user JWT and NKey
+	// seed) for the connection to an external NATS.
+	NATSCreds string
+	// NATSNKeySeed (nats-nkey-seed) is a file holding a user NKey seed (SU…)
+	// for the connection to an external NATS.
+	NATSNKeySeed string
+	// NATSUser (nats-user) and NATSPassword (nats-password, or the file
+	// NATSPasswordFile, nats-password-file) authenticate to an external NATS.
+	NATSUser         string
+	NATSPassword     string
+	NATSPasswordFile string
+	// NATSToken (nats-token, or the file NATSTokenFile, nats-token-file)
+	// authenticates to an external NATS with a token.
+	NATSToken     string
+	NATSTokenFile string
+	// NATSTLSCA (nats-tls-ca) is a PEM file of the CAs that sign the external
+	// NATS servers' certificates; NATSTLSCert and NATSTLSKey (nats-tls-cert,
+	// nats-tls-key) are an optional client certificate and its key.
+	NATSTLSCA   string
+	NATSTLSCert string
+	NATSTLSKey  string
+	// StreamReplicas (stream-replicas) is how many NATS servers hold a copy
+	// of each stream and of the subscription bucket: 1, or 3 (up to 5) on a
+	// cluster. Changing it updates the existing streams.
+	StreamReplicas int
 	// NATSListen (nats-listen) is the embedded server's client address.
 	NATSListen string
 	// NATSUsersFile (nats-users-file) lists the robots that may connect to
@@ -98,6 +123,9 @@ type Config struct {
 	// file, so it stays out of process listings and config files) and is
 	// never printed.
 	SecretKey string
+	// MetricsRequireToken (metrics-require-token) makes /metrics ask for
+	// the admin token like the API; without it /metrics is open.
+	MetricsRequireToken bool
 }
 
 // MinAdminTokenLen is the shortest admin token accepted, in bytes: 32
@@ -142,6 +170,8 @@ func Catalog() []string {
 		"task.failed", "alert.triggered", "maintenance.due",
 		// Operational events webhookd publishes itself; robots may not.
 		"webhook.subscription_disabled", "webhook.delivery_exhausted",
+		// The test event of "subscriptions ping", sent to one endpoint, never routed.
+		"webhook.ping",
 	}
 }
 
@@ -150,6 +180,7 @@ func Default() Config {
 	return Config{
 		DataDir:         "./data",
 		NATSListen:      "127.0.0.1:4222",
+		StreamReplicas:  1,
 		StoreSync:       StoreSync{Interval: time.Second},
 		HTTPAddr:        "127.0.0.1:8080",
 		DeliveryTimeout: 30 * time.Second,
@@ -185,9 +216,12 @@ type field struct {
 	set   func(*Config, string) error
 }
 
-// keyAllowAnonymous is the one bool key: its flag may be given without a
-// value. (Listed apart from field so the field literals stay as they are.)
-const keyAllowAnonymous = "nats-allow-anonymous"
+// The bool keys: their flags may be given without a value. (Listed apart
+// from field so the field literals stay as they are.)
+const (
+	keyAllowAnonymous      = "nats-allow-anonymous"
+	keyMetricsRequireToken = "metrics-require-token"
+)
 
 func fields() []field {
 	str := func(name, usage string, p func(*Config) *string) field {
@@ -246,6 +280,17 @@ func fields() []field {
 	return []field{
 		str("data-dir", "directory for the bbolt file and the embedded NATS store (created when missing)", func(c *Config) *string { return &c.DataDir }),
 		str("nats-url", "external NATS server(s), comma-separated; empty runs an embedded server", func(c *Config) *string { return &c.NATSURL }),
+		str("nats-creds", "credentials file (user JWT and NKey seed) for --nats-url", func(c *Config) *string { return &c.NATSCreds }),
+		str("nats-nkey-seed", "file holding a user NKey seed (SU...) for --nats-url", func(c *Config) *string { return &c.NATSNKeySeed }),
+		str("nats-user", "user name for --nats-url; the password comes from --nats-password, WEBHOOKD_NATS_PASSWORD or --nats-password-file", func(c *Config) *string { return &c.NATSUser }),
+		str("nats-password", "password of --nats-user (prefer WEBHOOKD_NATS_PASSWORD or --nats-password-file: flags show in process listings); never logged", func(c *Config) *string { return &c.NATSPassword }),
+		str("nats-password-file", "file holding the password of --nats-user", func(c *Config) *string { return &c.NATSPasswordFile }),
+		str("nats-token", "token for --nats-url (prefer WEBHOOKD_NATS_TOKEN or --nats-token-file); never logged", func(c *Config) *string { return &c.NATSToken }),
+		str("nats-token-file", "file holding the token for --nats-url", func(c *Config) *string { return &c.NATSTokenFile }),
+		str("nats-tls-ca", "PEM file of the CAs that sign the NATS servers' certificates (turns TLS on)", func(c *Config) *string { return &c.NATSTLSCA }),
+		str("nats-tls-cert", "PEM client certificate for NATS TLS (with --nats-tls-key)", func(c *Config) *string { return &c.NATSTLSCert }),
+		str("nats-tls-key", "PEM key of --nats-tls-cert", func(c *Config) *string { return &c.NATSTLSKey }),
+		num("stream-replicas", "copies of every stream and of the subscription bucket: 1, or 3 on a NATS cluster (1 to 5; above 1 needs --nats-url); changing it updates the existing streams", func(c *Config) *int { return &c.StreamReplicas }),
 		str("nats-listen", "client address of the embedded NATS server; anything but loopback needs --nats-users-file or --nats-allow-anonymous", func(c *Config) *string { return &c.NATSListen }),
 		str("nats-users-file", "YAML or JSON file of robots that may connect to the embedded NATS server (users with a password or bcrypt hash, or NKey public keys); giving one turns anonymous robots off unless --nats-allow-anonymous", func(c *Config) *string { return &c.NATSUsersFile }),
 		boolean(keyAllowAnonymous, "accept robots without credentials on the embedded NATS server (they may only publish events.>); without it anonymous robots are accepted only on a loopback listener without --nats-users-file", func(c *Config) *bool { return &c.NATSAllowAnonymous }),
@@ -259,7 +304,7 @@ func fields() []field {
 				c.StoreSync = v
 				return nil
 			}},
-		str("http-addr", "address of the admin API, /healthz and /readyz", func(c *Config) *string { return &c.HTTPAddr }),
+		str("http-addr", "address of the admin API, /healthz, /readyz and /metrics", func(c *Config) *string { return &c.HTTPAddr }),
 		str("admin-token", "bearer token of the admin API (empty: generated once into <data-dir>/admin-token)", func(c *Config) *string { return &c.AdminToken }),
 		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
 		{"retry-backoff", `retry delays, "5s,10s,15s" (one retry each) or "exp:INITIAL:MAX:RETRIES[:JITTER]"`,
@@ -309,6 +354,7 @@ func fields() []field {
 		{"event-types", "event types accepted in addition to the built-in catalog, comma-separated",
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
+		boolean(keyMetricsRequireToken, "/metrics asks for the admin token (Authorization: Bearer) like the API; without it /metrics needs no token", func(c *Config) *bool { return &c.MetricsRequireToken }),
 	}
 }
 
@@ -333,7 +379,7 @@ func EnvName(key string) string {
 // to usage; with --help Load returns flag.ErrHelp.
 func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("webhookd", flag.ContinueOnError)
-	boolKeys := map[string]bool{keyAllowAnonymous: true}
+	boolKeys := map[string]bool{keyAllowAnonymous: true, keyMetricsRequireToken: true}
 	fs.SetOutput(usage)
 	all := fields()
 	def := Default()
@@ -469,6 +515,9 @@ func (c Config) Validate() error {
 	} else if c.NATSUsersFile != "" {
 		return bad("nats-users-file", "applies to the embedded server only; with --nats-url the cluster's own configuration names its users")
 	}
+	if err := c.validateNATSClient(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return bad("http-addr", "%q: want host:port: %v", c.HTTPAddr, err)
 	}
@@ -587,4 +636,65 @@ func ValidEventType(t string) bool {
 		}
 	}
 	return true
+}
+
+// validateNATSClient checks the stream replicas and the client options of a
+// connection to an external NATS: they need --nats-url, at most one way to
+// authenticate, and their halves (user and password, certificate and key).
+// Files are read when connecting. Secrets are never echoed.
+func (c Config) validateNATSClient() error {
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		return bad("stream-replicas", "%d: want 1 to 5 (3 on a 3-node cluster)", c.StreamReplicas)
+	}
+	if c.NATSURL == "" {
+		if c.StreamReplicas > 1 {
+			return bad("stream-replicas", "%d needs an external NATS cluster (--nats-url): the embedded server is a single node", c.StreamReplicas)
+		}
+		for _, f := range []struct{ name, v string }{
+			{"nats-creds", c.NATSCreds}, {"nats-nkey-seed", c.NATSNKeySeed}, {"nats-user", c.NATSUser},
+			{"nats-password", c.NATSPassword}, {"nats-password-file", c.NATSPasswordFile},
+			{"nats-token", c.NATSToken}, {"nats-token-file", c.NATSTokenFile},
+			{"nats-tls-ca", c.NATSTLSCA}, {"nats-tls-cert", c.NATSTLSCert}, {"nats-tls-key", c.NATSTLSKey},
+		} {
+			if f.v != "" {
+				return bad(f.name, "applies to an external NATS only: set --nats-url too")
+			}
+		}
+		return nil
+	}
+	if c.NATSPassword != "" && c.NATSPasswordFile != "" {
+		return bad("nats-password-file", "set either it or --nats-password (WEBHOOKD_NATS_PASSWORD), not both")
+	}
+	if c.NATSToken != "" && c.NATSTokenFile != "" {
+		return bad("nats-token-file", "set either it or --nats-token (WEBHOOKD_NATS_TOKEN), not both")
+	}
+	hasPassword := c.NATSPassword != "" || c.NATSPasswordFile != ""
+	if c.NATSUser != "" && !hasPassword {
+		return bad("nats-user", "needs a password: --nats-password-file, WEBHOOKD_NATS_PASSWORD or --nats-password")
+	}
+	if c.NATSUser == "" && hasPassword {
+		return bad("nats-password", "needs --nats-user")
+	}
+	var ways []string
+	for _, w := range []struct {
+		name string
+		set  bool
+	}{
+		{"--nats-creds", c.NATSCreds != ""}, {"--nats-nkey-seed", c.NATSNKeySeed != ""},
+		{"--nats-user", c.NATSUser != ""}, {"--nats-token", c.NATSToken != "" || c.NATSTokenFile != ""},
+	} {
+		if w.set {
+			ways = append(ways, w.name)
+		}
+	}
+	if len(ways) > 1 {
+		return bad(strings.TrimPrefix(ways[1], "--"), "give one way to authenticate to NATS, not %s", strings.Join(ways, " and "))
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return bad("nats-tls-cert", "a client certificate needs both --nats-tls-cert and --nats-tls-key")
+	}
+	return nil
 }

@@ -104,8 +104,8 @@ func NewDeliverer(cfg Config) *Deliverer {
 func (d *Deliverer) Close() { d.client.CloseIdleConnections() }
 
 // Attempt POSTs job's envelope to sub as attempt job.Attempt, signed with
-// sub's live secrets, within sub's timeout (or the default), and classifies
-// the result.
+// sub's live secrets, with sub's custom headers, within sub's timeout (or
+// the default), and classifies the result.
 func (d *Deliverer) Attempt(ctx context.Context, job Job, sub subscriptions.Subscription) Result {
 	start := d.now()
 	res := d.attempt(ctx, job, sub, start)
@@ -133,6 +133,9 @@ func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subs
 	h := req.Header
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", d.cfg.UserAgent)
+	for _, c := range sub.Headers { // validated: none of the headers below
+		h.Set(c.Name, c.Value)
+	}
 	h.Set(HeaderSignature, signature.SignAll(sub.LiveSecrets(start), body))
 	h.Set(HeaderEvent, job.Event)
 	h.Set(HeaderSubscription, sub.ID)

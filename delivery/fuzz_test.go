@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/robotlab/webhookd/delivery"
@@ -302,7 +303,7 @@ func listStore(f *testing.F) *delivery.Store {
 		case <-timer.C:
 		}
 	})
-	s, err := delivery.OpenStore(db)
+	s, err := delivery.OpenStore(db, zerolog.Nop())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -314,6 +315,7 @@ func listStore(f *testing.F) *delivery.Store {
 		at := t0.Add(time.Duration(i/2) * time.Minute)
 		r := attemptRec(fmt.Sprintf("d%d", i), subs[i%len(subs)], fmt.Sprintf("e%d", i%3), 1+i%2, statuses[i%len(statuses)], at)
 		r.CreatedAt = at // pairs share a creation time
+		r.Event = []string{"task.completed", "task.failed", "robot.connected"}[i%3]
 		recs = append(recs, r)
 	}
 	if err := s.Apply(recs...); err != nil {
@@ -353,16 +355,22 @@ func FuzzStoreListCursor(f *testing.F) {
 	f.Add("czEA__________8", uint8(1), "s1", false, int16(1), int16(0), int16(0))
 	f.Add("////", uint8(4), "\x00", true, int16(1000), int16(-3), int16(-3))
 	f.Add("garbage!", uint8(2), "e1", false, int16(2), int16(0), int16(0))
+	f.Add("", uint8(4), "task.completed", false, int16(2), int16(0), int16(0))
+	f.Add("", uint8(5), "task.completed", true, int16(1), int16(3), int16(9))
 	f.Fuzz(func(t *testing.T, cursor string, field uint8, value string, oldestFirst bool, limit, since, until int16) {
 		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		q := delivery.Query{Limit: int(limit), OldestFirst: oldestFirst}
-		switch field % 4 {
+		switch field % 6 {
 		case 1:
 			q.SubscriptionID = value
 		case 2:
 			q.EventID = value
 		case 3:
 			q.Status = delivery.Status(value)
+		case 4:
+			q.EventType = value
+		case 5: // two filters: the subscription+status index, or a check on what it reads
+			q.SubscriptionID, q.EventType = "s1", value
 		}
 		if since != 0 {
 			q.Since = t0.Add(time.Duration(since%16) * time.Minute)

@@ -1,6 +1,9 @@
 package delivery
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Status is a delivery's state.
 type Status string
@@ -91,5 +94,26 @@ func (r *Record) Bound() {
 		a.Error = truncate(a.Error, maxText)
 		a.Response = truncate(a.Response, responseKeep)
 		a.URL = truncate(a.URL, 4<<10)
+	}
+}
+
+// Redacted stands in for a signature in RequestHeaders.
+const Redacted = "[redacted]"
+
+// RequestHeaders returns the headers attempt a of delivery d was sent with.
+// They are derived from the delivery and the attempt (its number and start
+// time) rather than stored, so records stay small; the signatures are
+// Redacted. The User-Agent, a setting of the replica, is left out.
+func RequestHeaders(d Delivery, a AttemptInfo) map[string]string {
+	return map[string]string{
+		"Content-Type":          "application/json",
+		HeaderSignature:         Redacted,
+		HeaderEvent:             d.Event,
+		HeaderSubscription:      d.SubscriptionID,
+		HeaderDelivery:          d.ID,
+		HeaderAttempt:           strconv.Itoa(a.Attempt),
+		HeaderStandardID:        d.ID,
+		HeaderStandardTimestamp: strconv.FormatInt(a.At.Unix(), 10),
+		HeaderStandardSignature: Redacted,
 	}
 }

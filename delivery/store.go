@@ -2,15 +2,17 @@ package delivery
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Delivery is one event's delivery to one subscription, with every attempt.
@@ -32,35 +34,157 @@ var ErrNotFound = errors.New("delivery: not found")
 
 var (
 	bucketDeliveries = []byte("deliveries")
-	bucketJobs       = []byte("delivery_jobs")   // delivery id → AUDIT sequence of the kept job (uint64 BE)
-	bucketBySub      = []byte("idx_sub_time")    // sub | 0 | created | id
-	bucketByEvent    = []byte("idx_event")       // event | 0 | id
-	bucketByStatus   = []byte("idx_status_time") // status | 0 | created | id
-	bucketByTime     = []byte("idx_time")        // created | id
+	bucketJobs       = []byte("delivery_jobs") // delivery id → AUDIT sequence of the kept job (uint64 BE)
+	bucketMeta       = []byte("delivery_meta") // "index_version" → uint64 BE
+	keyIndexVersion  = []byte("index_version")
+	// The buckets of the first index format, dropped by the upgrade.
+	oldIndexBuckets = [][]byte{[]byte("idx_sub_time"), []byte("idx_event"), []byte("idx_status_time"), []byte("idx_time")}
 )
 
+// indexVersion is the format of the index buckets; a store written with
+// another is re-indexed from its deliveries when opened.
+const indexVersion = 2
+
 // Store is this replica's index of delivery history in bbolt: deliveries by
-// id, subscription, event id, status and creation time, with a retention
-// sweep. It is safe for concurrent use; concurrent Apply calls are coalesced
-// into one transaction.
+// id, and composite time-ordered indexes over them (see index), with a
+// retention sweep and per-subscription attempt counters (Health). It is safe
+// for concurrent use; concurrent Apply calls are coalesced into one
+// transaction.
 type Store struct {
-	db *bolt.DB
+	db  *bolt.DB
+	now func() time.Time
+	// decoded counts the deliveries List decoded, so tests can check that
+	// a query seeks an index rather than walking the history.
+	decoded atomic.Int64
+	// visited counts the index keys List stepped over.
+	visited atomic.Int64
 }
 
-// OpenStore creates the store's buckets in db.
-func OpenStore(db *bolt.DB) (*Store, error) {
+// OpenStore creates the store's buckets in db. A store written by an older
+// version (another index format) is re-indexed from its deliveries first,
+// with a log line; no delivery is lost.
+func OpenStore(db *bolt.DB, log zerolog.Logger) (*Store, error) {
+	return openStore(db, log, reindexChunk)
+}
+
+func openStore(db *bolt.DB, log zerolog.Logger, chunk int) (*Store, error) {
+	var version uint64
+	empty := true
 	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketDeliveries, bucketJobs, bucketBySub, bucketByEvent, bucketByStatus, bucketByTime} {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(keyIndexVersion); len(v) == 8 {
+			version = binary.BigEndian.Uint64(v)
+		}
+		for _, b := range [][]byte{bucketDeliveries, bucketJobs, bucketStats} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		for _, ix := range indexes {
+			if _, err := tx.CreateBucketIfNotExists(ix.bucket); err != nil {
+				return err
+			}
+		}
+		k, _ := tx.Bucket(bucketDeliveries).Cursor().First()
+		empty = k == nil
+		if empty && version != indexVersion {
+			// Nothing to rebuild: drop the old format's (empty) buckets.
+			for _, b := range oldIndexBuckets {
+				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+					return err
+				}
+			}
+			version = indexVersion
+			return meta.Put(keyIndexVersion, binary.BigEndian.AppendUint64(nil, indexVersion))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delivery: open store: %w", err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, now: time.Now}
+	if version != indexVersion {
+		start := time.Now()
+		log.Warn().Uint64("from_format", version).Uint64("to_format", indexVersion).
+			Msg("delivery store: rebuilding the delivery indexes from the stored deliveries (an upgrade; the admin API waits for it)")
+		n, err := s.reindex(chunk)
+		if err != nil {
+			return nil, fmt.Errorf("delivery: open store: rebuild indexes: %w", err)
+		}
+		log.Warn().Int("deliveries", n).Dur("took", time.Since(start)).Msg("delivery store: indexes rebuilt")
+	}
+	return s, nil
+}
+
+// reindexChunk is how many deliveries one transaction of reindex covers.
+const reindexChunk = 20_000
+
+// reindex drops every index bucket, the old ones included, and the
+// counters, and rebuilds them from the deliveries, a chunk per transaction.
+// The format version is written last: a crash part way starts it afresh.
+func (s *Store) reindex(chunk int) (int, error) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		drop := append(slices.Clone(oldIndexBuckets), bucketStats)
+		for _, ix := range indexes {
+			drop = append(drop, ix.bucket)
+		}
+		for _, b := range drop {
+			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return err
+			}
+			if !slices.ContainsFunc(oldIndexBuckets, func(o []byte) bool { return bytes.Equal(o, b) }) {
+				if _, err := tx.CreateBucket(b); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var after []byte
+	for {
+		done := false
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketDeliveries).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for range chunk {
+				if k == nil {
+					done = true
+					return tx.Bucket(bucketMeta).Put(keyIndexVersion, binary.BigEndian.AppendUint64(nil, indexVersion))
+				}
+				var d Delivery
+				if err := json.Unmarshal(v, &d); err != nil {
+					return fmt.Errorf("decode delivery %q: %w", k, err)
+				}
+				if err := putIndexes(tx, &d, nil); err != nil {
+					return err
+				}
+				for _, a := range d.Attempts {
+					if err := countAttempt(tx, d.SubscriptionID, a); err != nil {
+						return err
+					}
+				}
+				after = bytes.Clone(k)
+				n++
+				k, v = c.Next()
+			}
+			return nil
+		})
+		if err != nil || done {
+			return n, err
+		}
+	}
 }
 
 // Apply merges audit records into the store. Applying a record twice, or
@@ -91,12 +215,13 @@ func applyTx(tx *bolt.Tx, r Record) error {
 	}
 	b := tx.Bucket(bucketDeliveries)
 	var d Delivery
-	existed := false
+	var old *Delivery
 	if v := b.Get([]byte(r.DeliveryID)); v != nil {
 		if err := json.Unmarshal(v, &d); err != nil {
 			return fmt.Errorf("decode delivery %s: %w", r.DeliveryID, err)
 		}
-		existed = true
+		prev := d
+		old = &prev
 	} else {
 		created := r.CreatedAt
 		if created.IsZero() {
@@ -105,17 +230,20 @@ func applyTx(tx *bolt.Tx, r Record) error {
 		d = Delivery{ID: r.DeliveryID, EventID: r.EventID, Event: r.Event, SubscriptionID: r.SubscriptionID,
 			URL: r.URL, Attempts: []AttemptInfo{}, CreatedAt: created.UTC()}
 	}
-	oldStatus := d.Status
 	if r.Attempt != nil {
 		i := slices.IndexFunc(d.Attempts, func(a AttemptInfo) bool { return a.Attempt == r.Attempt.Attempt })
 		if i >= 0 {
 			d.Attempts[i] = *r.Attempt
 		} else {
+			// A new attempt: count it once, whichever replica made it.
+			if err := countAttempt(tx, d.SubscriptionID, *r.Attempt); err != nil {
+				return err
+			}
 			d.Attempts = append(d.Attempts, *r.Attempt)
 			slices.SortFunc(d.Attempts, func(a, b AttemptInfo) int { return a.Attempt - b.Attempt })
 		}
 	}
-	if !existed || !r.At.Before(d.UpdatedAt) {
+	if old == nil || !r.At.Before(d.UpdatedAt) {
 		d.Status, d.Reason, d.UpdatedAt = r.Status, r.Reason, r.At.UTC()
 		if r.URL != "" {
 			d.URL = r.URL
@@ -138,47 +266,7 @@ func applyTx(tx *bolt.Tx, r Record) error {
 			}
 		}
 	}
-	ts := timeKey(d.CreatedAt)
-	if !existed {
-		if d.SubscriptionID != "" {
-			if err := tx.Bucket(bucketBySub).Put(key(d.SubscriptionID, ts, d.ID), nil); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket(bucketByEvent).Put(key(d.EventID, nil, d.ID), nil); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketByTime).Put(append(ts, d.ID...), nil); err != nil {
-			return err
-		}
-	}
-	if oldStatus != d.Status {
-		st := tx.Bucket(bucketByStatus)
-		if existed {
-			if err := st.Delete(key(string(oldStatus), ts, d.ID)); err != nil {
-				return err
-			}
-		}
-		if err := st.Put(key(string(d.Status), ts, d.ID), nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func timeKey(t time.Time) []byte {
-	b := make([]byte, 8)
-	binary.BigEndian.PutUint64(b, uint64(t.UnixNano()))
-	return b
-}
-
-// key builds prefix | 0 | mid | id.
-func key(prefix string, mid []byte, id string) []byte {
-	k := make([]byte, 0, len(prefix)+1+len(mid)+len(id))
-	k = append(k, prefix...)
-	k = append(k, 0)
-	k = append(k, mid...)
-	return append(k, id...)
+	return putIndexes(tx, &d, old)
 }
 
 // Get returns the delivery with id, or ErrNotFound.
@@ -215,179 +303,35 @@ func (s *Store) JobSeq(id string) (uint64, error) {
 	return seq, err
 }
 
-// Query selects deliveries. Empty fields do not filter. Results are newest
-// first; Cursor continues a previous page.
-type Query struct {
-	SubscriptionID string
-	EventID        string
-	Status         Status
-	Since, Until   time.Time // creation time range; zero means open
-	Limit          int       // default 50, at most 1000
-	Cursor         string
-	// OldestFirst walks the index forwards instead of newest first.
-	OldestFirst bool
-}
-
-// ErrBadCursor is returned by List for a cursor it did not issue.
-var ErrBadCursor = errors.New("delivery: bad cursor")
-
-// List returns the deliveries q selects and the cursor of the next page ("" on
-// the last page). It walks the most selective index (event, subscription,
-// status, then time), so it never scans unrelated deliveries.
-func (s *Store) List(q Query) ([]Delivery, string, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	limit = min(limit, 1000)
-	var bucket, prefix []byte
-	switch {
-	case q.EventID != "":
-		bucket, prefix = bucketByEvent, key(q.EventID, nil, "")
-	case q.SubscriptionID != "":
-		bucket, prefix = bucketBySub, key(q.SubscriptionID, nil, "")
-	case q.Status != "":
-		bucket, prefix = bucketByStatus, key(string(q.Status), nil, "")
-	default:
-		bucket, prefix = bucketByTime, nil
-	}
-	var after []byte
-	if q.Cursor != "" {
-		c, err := base64.RawURLEncoding.DecodeString(q.Cursor)
-		if err != nil || !bytes.HasPrefix(c, prefix) {
-			return nil, "", ErrBadCursor
-		}
-		after = c
-	}
-	var out []Delivery
-	var next string
-	timeOrdered := !bytes.Equal(bucket, bucketByEvent) // keys run prefix | created | id
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucket).Cursor()
-		dels := tx.Bucket(bucketDeliveries)
-		var k []byte
-		step := c.Prev
-		if q.OldestFirst {
-			// Walk forwards from the cursor or the start of the prefix.
-			step = c.Next
-			k, _ = c.Seek(prefix)
-			if after != nil {
-				if k, _ = c.Seek(after); k != nil && bytes.Equal(k, after) {
-					k, _ = c.Next()
-				}
-			}
-		} else if after != nil {
-			// Walk backwards (newest first) from the cursor or the end of the prefix.
-			k, _ = c.Seek(after)
-			if k != nil && bytes.Equal(k, after) {
-				k, _ = c.Prev()
-			} else if k == nil {
-				k, _ = c.Last()
-			} else {
-				k, _ = c.Prev()
-			}
-		} else {
-			k = seekLastWithPrefix(c, prefix)
-		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = step() {
-			id := idFromIndexKey(bucket, k, prefix)
-			v := dels.Get([]byte(id))
-			if v == nil {
-				continue
-			}
-			var d Delivery
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("decode delivery %s: %w", id, err)
-			}
-			if timeOrdered && !q.OldestFirst && !q.Since.IsZero() && d.CreatedAt.Before(q.Since) {
-				break // newest first: everything further is older still
-			}
-			if timeOrdered && q.OldestFirst && !q.Until.IsZero() && !d.CreatedAt.Before(q.Until) {
-				break // oldest first: everything further is newer still
-			}
-			if !q.matches(d) {
-				continue
-			}
-			if len(out) == limit {
-				next = base64.RawURLEncoding.EncodeToString(prevKey(out, bucket, prefix))
-				return nil
-			}
-			out = append(out, d)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("delivery: list: %w", err)
-	}
-	return out, next, nil
-}
-
-func (q Query) matches(d Delivery) bool {
-	return (q.SubscriptionID == "" || d.SubscriptionID == q.SubscriptionID) &&
-		(q.EventID == "" || d.EventID == q.EventID) &&
-		(q.Status == "" || d.Status == q.Status) &&
-		(q.Since.IsZero() || !d.CreatedAt.Before(q.Since)) &&
-		(q.Until.IsZero() || d.CreatedAt.Before(q.Until))
-}
-
-// seekLastWithPrefix positions c on the last key with prefix (or the last key
-// overall for an empty prefix).
-func seekLastWithPrefix(c *bolt.Cursor, prefix []byte) []byte {
-	if len(prefix) == 0 {
-		k, _ := c.Last()
-		return k
-	}
-	// prefix ends in the 0 separator; the next possible prefix ends in 1.
-	end := append(bytes.Clone(prefix[:len(prefix)-1]), 1)
-	k, _ := c.Seek(end)
-	if k == nil {
-		k, _ = c.Last()
-	} else {
-		k, _ = c.Prev()
-	}
-	return k
-}
-
-// idFromIndexKey extracts the delivery id from an index key.
-func idFromIndexKey(bucket, k, prefix []byte) string {
-	rest := k[len(prefix):]
-	if !bytes.Equal(bucket, bucketByEvent) {
-		rest = rest[8:] // skip the creation time
-	}
-	return string(rest)
-}
-
-// prevKey is the index key of the last delivery returned, the cursor to
-// continue after.
-func prevKey(out []Delivery, bucket, prefix []byte) []byte {
-	d := out[len(out)-1]
-	if bytes.Equal(bucket, bucketByEvent) {
-		return append(bytes.Clone(prefix), d.ID...)
-	}
-	return append(append(bytes.Clone(prefix), timeKey(d.CreatedAt)...), d.ID...)
-}
-
 // Sweep deletes deliveries created before cutoff, with their jobs and index
-// entries, and returns how many it deleted.
+// entries, and the attempt counters older than any Health window, and
+// returns how many deliveries it deleted.
 func (s *Store) Sweep(cutoff time.Time) (int, error) {
 	total := 0
 	for {
 		n, err := s.sweepBatch(cutoff, 1000)
 		total += n
-		if err != nil || n < 1000 {
+		if err != nil {
 			return total, err
 		}
+		if n < 1000 {
+			break
+		}
 	}
+	if err := s.sweepStats(s.now()); err != nil {
+		return total, fmt.Errorf("delivery: sweep counters: %w", err)
+	}
+	return total, nil
 }
 
-func (s *Store) sweepBatch(cutoff time.Time, max int) (int, error) {
+func (s *Store) sweepBatch(cutoff time.Time, limit int) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		byTime := tx.Bucket(bucketByTime)
+		byTime := tx.Bucket(idxTime.bucket)
 		end := timeKey(cutoff)
 		var keys [][]byte
 		c := byTime.Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end) < 0 && len(keys) < max; k, _ = c.Next() {
+		for k, _ := c.First(); len(k) >= 8 && bytes.Compare(k[:8], end) < 0 && len(keys) < limit; k, _ = c.Next() {
 			keys = append(keys, bytes.Clone(k))
 		}
 		for _, k := range keys {
@@ -395,10 +339,9 @@ func (s *Store) sweepBatch(cutoff time.Time, max int) (int, error) {
 			if v := tx.Bucket(bucketDeliveries).Get(id); v != nil {
 				var d Delivery
 				if err := json.Unmarshal(v, &d); err == nil {
-					ts := k[:8]
-					_ = tx.Bucket(bucketBySub).Delete(key(d.SubscriptionID, ts, d.ID))
-					_ = tx.Bucket(bucketByEvent).Delete(key(d.EventID, nil, d.ID))
-					_ = tx.Bucket(bucketByStatus).Delete(key(string(d.Status), ts, d.ID))
+					if err := deleteIndexes(tx, &d); err != nil {
+						return err
+					}
 				}
 			}
 			for _, b := range [][]byte{bucketDeliveries, bucketJobs} {

@@ -61,6 +61,38 @@ type Recorder interface {
 	Publish(ctx context.Context, rec delivery.Record, keep *delivery.Job) (dup bool, err error)
 }
 
+// Observer is told what the dispatcher did, once each fact is durable: for
+// metrics. It is called from every router and worker goroutine, so it must
+// be safe for concurrent use and cheap.
+type Observer interface {
+	// Event: an event of eventType was routed, acked without a subscriber
+	// or recorded as rejected (ResultRouted, ResultNoSubscriber,
+	// ResultRejected).
+	Event(eventType, result string)
+	// Attempt: an attempt's record was written (a duplicate record, from a
+	// re-run after a crash, is not reported again); reason is
+	// delivery.ReasonSucceeded or the failure reason.
+	Attempt(subscriptionID, reason string, took time.Duration)
+	// Finished: a record of the delivery with this status was written:
+	// succeeded, failed, cancelled, paused (held), rejected (an event, with
+	// an empty subscriptionID), or retrying, which is not final.
+	Finished(subscriptionID string, status delivery.Status)
+}
+
+// Results of an event, for Observer.Event.
+const (
+	ResultRouted       = "routed"
+	ResultNoSubscriber = "no_subscriber"
+	ResultRejected     = "rejected"
+)
+
+// nopObserver is the Observer when Deps has none.
+type nopObserver struct{}
+
+func (nopObserver) Event(string, string)                  {}
+func (nopObserver) Attempt(string, string, time.Duration) {}
+func (nopObserver) Finished(string, delivery.Status)      {}
+
 // Deps are the Dispatcher's collaborators.
 type Deps struct {
 	JS            natsjs.JetStream
@@ -69,6 +101,7 @@ type Deps struct {
 	Recorder      Recorder
 	Policy        *delivery.Policy    // the default retry policy
 	Endpoints     *delivery.Endpoints // per-subscription caps and breakers
+	Observer      Observer            // optional: metrics
 }
 
 // Stats counts what the dispatcher did since it started.
@@ -118,6 +151,9 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 	}
 	if deps.JS == nil || deps.Subscriptions == nil || deps.Attempter == nil || deps.Recorder == nil || deps.Policy == nil || deps.Endpoints == nil {
 		return nil, errors.New("dispatcher: missing dependency")
+	}
+	if deps.Observer == nil {
+		deps.Observer = nopObserver{}
 	}
 	catalog := make(map[string]bool, len(cfg.EventTypes))
 	for _, t := range cfg.EventTypes {

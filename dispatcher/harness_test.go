@@ -55,6 +55,8 @@ type options struct {
 	recorder func(dispatcher.Recorder) dispatcher.Recorder
 	// attempter wraps the replica's attempter (to count or break attempts).
 	attempter func(dispatcher.Attempter) dispatcher.Attempter
+	// observer is told what the replica did (metrics); nil: none.
+	observer dispatcher.Observer
 	// heldSweep is the Queue's HeldSweep (default: a minute).
 	heldSweep time.Duration
 }
@@ -99,7 +101,7 @@ func setup(t testing.TB, o options) *bundle {
 	require.NoError(t, err)
 	subs, err := subscriptions.Open(kv, db, log)
 	require.NoError(t, err)
-	store, err := delivery.OpenStore(db)
+	store, err := delivery.OpenStore(db, zerolog.Nop())
 	require.NoError(t, err)
 	replica := strconv.FormatInt(time.Now().UnixNano(), 36)
 	deliverer := delivery.NewDeliverer(delivery.Config{
@@ -127,6 +129,7 @@ func setup(t testing.TB, o options) *bundle {
 		EventTypes: config.Catalog(), MaxEventBytes: o.maxEventBytes,
 	}, dispatcher.Deps{
 		JS: js, Subscriptions: subs, Attempter: att, Recorder: rec, Policy: o.policy, Endpoints: endpoints,
+		Observer: o.observer,
 	}, log)
 	require.NoError(t, err)
 	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: time.Hour}, js, store, log)

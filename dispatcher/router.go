@@ -56,6 +56,7 @@ func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 	subs := d.deps.Subscriptions.Match(ev.Type)
 	if len(subs) == 0 {
 		d.noSubscriber.Add(1)
+		d.deps.Observer.Event(ev.Type, ResultNoSubscriber)
 		log.Debug().Msg("event has no subscriber")
 		_ = m.Ack()
 		return
@@ -78,6 +79,7 @@ func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 		return
 	}
 	d.routed.Add(1)
+	d.deps.Observer.Event(ev.Type, ResultRouted)
 	if err := m.Ack(); err != nil {
 		log.Warn().Err(err).Msg("ack event") // redelivered; the jobs are deduplicated
 	}
@@ -118,6 +120,8 @@ func (d *Dispatcher) reject(ctx context.Context, m natsjs.Msg, ev delivery.Event
 		return
 	}
 	d.rejected.Add(1)
+	d.deps.Observer.Event(ev.Type, ResultRejected)
+	d.deps.Observer.Finished("", delivery.StatusRejected)
 	log.Warn().Str("reason", rec.Reason).Int("bytes", len(ev.Data)).Msg("event.rejected")
 	_ = m.Ack()
 }

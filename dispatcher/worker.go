@@ -58,6 +58,7 @@ type settlement struct {
 	log   func(*zerolog.Event) *zerolog.Event
 	msg   string // log message; "" logs nothing
 	level zerolog.Level
+	took  time.Duration // with an attempt record: the attempt's duration
 }
 
 // work runs one job: decide whether it may be attempted now, attempt,
@@ -185,7 +186,7 @@ func (d *Dispatcher) run(ctx context.Context, m natsjs.Msg, job delivery.Job, su
 // retrying (queue the next attempt, ack this one), held (the subscription
 // was just disabled) or failed after the last attempt (keep the job, term).
 func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, res delivery.Result) settlement {
-	policy := d.deps.Policy
+	policy := d.policy(sub) // the subscription's own, or the default
 	dec := policy.Decide(res, job.Attempt-job.Base)
 	if dec.Status == delivery.StatusRetrying && !sub.Active {
 		dec = delivery.Decision{Status: delivery.StatusPaused}
@@ -199,7 +200,7 @@ func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, r
 	if res.Err != nil {
 		rec.Attempt.Error = res.Err.Error()
 	}
-	s := settlement{rec: &rec, msg: "delivery.attempted", level: zerolog.InfoLevel,
+	s := settlement{rec: &rec, msg: "delivery.attempted", level: zerolog.InfoLevel, took: res.Duration,
 		log: func(e *zerolog.Event) *zerolog.Event {
 			return e.Int("max_attempts", rec.Attempt.MaxAttempts).Str("outcome", string(res.Outcome)).
 				Str("reason", res.Reason).Int("status_code", res.StatusCode).Str("delivery_status", string(dec.Status)).
@@ -217,6 +218,8 @@ func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, r
 		s.keep, s.act, s.why = &next, term, rec.Reason
 	default:
 		s.keep, s.act, s.why, s.level = &job, term, "max attempts reached", zerolog.WarnLevel
+		attempted, host := s.log, delivery.Host(sub.URL) // the host only: a path or query may carry tokens
+		s.log = func(e *zerolog.Event) *zerolog.Event { return attempted(e).Str("host", host) }
 	}
 	return s
 }
@@ -259,8 +262,12 @@ func (d *Dispatcher) settle(ctx context.Context, m natsjs.Msg, job delivery.Job,
 			// A worker that died after recording this attempt: the stored
 			// record stands, and this run is a repeat, not a new attempt.
 			log.Warn().Msg("attempt was already recorded by an earlier run of this job; settling as it says")
-		} else if s.rec.Attempt != nil {
-			d.attempts.Add(1)
+		} else {
+			if s.rec.Attempt != nil {
+				d.attempts.Add(1)
+				d.deps.Observer.Attempt(s.rec.SubscriptionID, s.rec.Attempt.Reason, s.took)
+			}
+			d.deps.Observer.Finished(s.rec.SubscriptionID, s.rec.Status)
 		}
 	}
 	if s.next != nil {

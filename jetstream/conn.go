@@ -18,7 +18,8 @@ import (
 
 // Options says which NATS to use.
 type Options struct {
-	// URL of external servers (comma-separated). Empty starts an embedded server.
+	// URL of external servers (comma-separated, every node of a cluster).
+	// Empty starts an embedded server.
 	URL string
 	// StoreDir is the embedded server's JetStream directory (<data-dir>/jetstream).
 	StoreDir string
@@ -29,6 +30,8 @@ type Options struct {
 	Name string
 	// ConnectTimeout bounds the first connection to an external server.
 	ConnectTimeout time.Duration
+	// Client authenticates to and secures an external server (URL set).
+	Client Client
 
 	// The fields below apply to the embedded server only.
 
@@ -113,23 +116,31 @@ func dial(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 	}
+	client, err := o.Client.options()
+	if err != nil {
+		return nil, err
+	}
 	closed := make(chan struct{})
-	nc, err := nats.Connect(o.URL,
+	nc, err := nats.Connect(o.URL, append(client,
 		nats.Name(o.Name),
 		nats.CustomInboxPrefix(InboxPrefix),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.Timeout(timeout),
-		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn().Err(err).Msg("nats disconnected")
+			log.Warn().Err(err).Msg("nats disconnected; reconnecting")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("nats reconnected")
+			log.Info().Str("url", nc.ConnectedUrlRedacted()).Str("server", nc.ConnectedServerName()).Msg("nats reconnected")
 		}),
-	)
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn().Err(err).Msg("nats asynchronous error")
+		}),
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, redact(o.URL), err)
 	}
+	log.Info().Str("url", nc.ConnectedUrlRedacted()).Str("server", nc.ConnectedServerName()).
+		Str("name", o.Name).Msg("nats connected")
 	js, err := natsjs.New(nc)
 	if err != nil {
 		nc.Close()
@@ -260,3 +271,25 @@ func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(form
 func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
 func (l serverLogger) Debugf(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
 func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+
+// Check reports why this replica cannot work now, or nil: the connection
+// must be up and the streams, the shared consumers and the subscription
+// bucket must exist (they can be missing on a server that lost its store,
+// or unreachable while a cluster has no leader for them). It asks the
+// server, bounded by ctx.
+func (c *Conn) Check(ctx context.Context) error {
+	if !c.NC.IsConnected() {
+		return fmt.Errorf("nats %s", strings.ToLower(c.NC.Status().String()))
+	}
+	for _, name := range []string{StreamEvents, StreamDeliveries, StreamAudit, "KV_" + BucketSubscriptions} {
+		if _, err := c.JS.Stream(ctx, name); err != nil {
+			return fmt.Errorf("nats stream %s: %w", name, err)
+		}
+	}
+	for stream, consumer := range map[string]string{StreamEvents: ConsumerRouter, StreamDeliveries: ConsumerWorkers} {
+		if _, err := c.JS.Consumer(ctx, stream, consumer); err != nil {
+			return fmt.Errorf("nats consumer %s/%s: %w", stream, consumer, err)
+		}
+	}
+	return nil
+}

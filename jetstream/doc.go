@@ -21,5 +21,23 @@
 // X-Webhook-Delivery for the rest. Ordering is not guaranteed.
 //
 // Provision is idempotent and updates changed configuration, so replicas may
-// run it concurrently at start-up.
+// run it concurrently at start-up. Provisioning.Replicas (--stream-replicas)
+// sets the copies of every stream and of the bucket; the consumers inherit
+// their stream's. Raising it scales the existing streams in place; the
+// server moves the consumers some seconds after their stream. A stream
+// already configured as wanted is left alone, because updating a stream
+// that is still being scaled waits on the cluster for seconds.
+//
+// External connections (Options.URL, one URL per cluster node) authenticate
+// with one of Client's credentials and may use TLS; Client reads its files
+// before connecting, so a bad file is a configuration error, not
+// ErrUnavailable. The client reconnects forever with a jittered exponential
+// delay (250ms doubling to 5s) and logs each disconnect at warn and each
+// reconnect at info. Open fails with ErrUnavailable when no server answers
+// at start: a supervisor restarts the process. Conn.Check tells /readyz
+// whether the connection is up and the streams and consumers answer.
+//
+// Tests use jstest: RunServer and RunRestartable for one server, Cluster for
+// a real multi-node cluster of nats-server processes that a test can
+// SIGKILL (the test package's TestMain calls jstest.RunNodeIfChild).
 package jetstream

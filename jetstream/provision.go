@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -83,6 +84,8 @@ func (p Provisioning) Streams() []natsjs.StreamConfig {
 }
 
 // Consumers returns the shared durable consumers, keyed by stream.
+// They inherit their stream's replicas, and the server scales them after
+// their stream (some seconds later).
 func (p Provisioning) Consumers() map[string]natsjs.ConsumerConfig {
 	return map[string]natsjs.ConsumerConfig{
 		StreamEvents: {
@@ -105,14 +108,25 @@ func (p Provisioning) Consumers() map[string]natsjs.ConsumerConfig {
 // A stream left by an older version with another retention policy is
 // replaced when its consumer holds no unfinished work, and refused with an
 // error otherwise.
+//
+// Replicas applies to the streams, the bucket and (inherited) the consumers;
+// changing it scales the existing streams in place. A count above the
+// cluster's JetStream servers fails with an error saying so.
 func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
+	if p.Replicas < 0 || p.Replicas > 5 {
+		return fmt.Errorf("jetstream: %d stream replicas: want 1 to 5", p.Replicas)
+	}
 	consumers := p.Consumers()
 	for _, sc := range p.Streams() {
-		if err := migrate(ctx, js, sc, consumers[sc.Name].Durable); err != nil {
+		have, err := migrate(ctx, js, sc, consumers[sc.Name].Durable)
+		if err != nil {
 			return err
 		}
+		if have != nil && sameStream(*have, sc) {
+			continue // an update would wait on a stream still being scaled
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("jetstream: provision stream %s: %w", sc.Name, err)
+			return fmt.Errorf("jetstream: provision stream %s%s: %w", sc.Name, replicasHint(sc.Replicas), err)
 		}
 	}
 	for stream, cc := range consumers {
@@ -120,47 +134,69 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 			return fmt.Errorf("jetstream: provision consumer %s/%s: %w", stream, cc.Durable, err)
 		}
 	}
+	if str, err := js.Stream(ctx, "KV_"+BucketSubscriptions); err == nil && str.CachedInfo().Config.Replicas == max(p.Replicas, 1) {
+		return nil // as wanted; an update would wait on a bucket still being scaled
+	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{
 		Bucket: BucketSubscriptions, Description: "webhook subscriptions",
 		History: 1, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
 	}); err != nil {
-		return fmt.Errorf("jetstream: provision bucket %s: %w", BucketSubscriptions, err)
+		return fmt.Errorf("jetstream: provision bucket %s%s: %w", BucketSubscriptions, replicasHint(p.Replicas), err)
 	}
 	return nil
 }
 
+// replicasHint names the replica count in a provisioning error when more
+// than one copy was asked for: the usual cause is fewer JetStream servers.
+func replicasHint(n int) string {
+	if n <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" with %d replicas (needs a NATS cluster of at least %d JetStream servers)", n, n)
+}
+
+// sameStream reports whether stream configuration have already holds every
+// setting Provision gives in want.
+func sameStream(have, want natsjs.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
+		have.Duplicates == want.Duplicates && have.MaxBytes == want.MaxBytes && have.Discard == want.Discard &&
+		have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge
+}
+
 // migrate deletes stream sc.Name if it exists with another retention
 // policy (which JetStream cannot change in place) and its consumer has
-// nothing left to do.
-func migrate(ctx context.Context, js natsjs.JetStream, sc natsjs.StreamConfig, consumer string) error {
+// nothing left to do. It returns the configuration of the stream it kept,
+// or nil when there is none.
+func migrate(ctx context.Context, js natsjs.JetStream, sc natsjs.StreamConfig, consumer string) (*natsjs.StreamConfig, error) {
 	str, err := js.Stream(ctx, sc.Name)
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("jetstream: stream %s: %w", sc.Name, err)
+		return nil, fmt.Errorf("jetstream: stream %s: %w", sc.Name, err)
 	}
 	info := str.CachedInfo()
 	if info.Config.Retention == sc.Retention {
-		return nil
+		return &info.Config, nil
 	}
 	if consumer != "" {
 		c, err := str.Consumer(ctx, consumer)
 		switch {
 		case errors.Is(err, natsjs.ErrConsumerNotFound):
 		case err != nil:
-			return fmt.Errorf("jetstream: consumer %s/%s: %w", sc.Name, consumer, err)
+			return nil, fmt.Errorf("jetstream: consumer %s/%s: %w", sc.Name, consumer, err)
 		default:
 			ci := c.CachedInfo()
 			if ci.NumPending > 0 || ci.NumAckPending > 0 {
-				return fmt.Errorf("jetstream: stream %s has %d unfinished messages under the old %s retention; "+
+				return nil, fmt.Errorf("jetstream: stream %s has %d unfinished messages under the old %s retention; "+
 					"let the previous webhookd version drain it (webhookctl status), then start this one",
 					sc.Name, ci.NumPending+uint64(ci.NumAckPending), info.Config.Retention)
 			}
 		}
 	}
 	if err := js.DeleteStream(ctx, sc.Name); err != nil {
-		return fmt.Errorf("jetstream: replace stream %s (retention %s → %s): %w", sc.Name, info.Config.Retention, sc.Retention, err)
+		return nil, fmt.Errorf("jetstream: replace stream %s (retention %s → %s): %w", sc.Name, info.Config.Retention, sc.Retention, err)
 	}
-	return nil
+	return nil, nil
 }

@@ -10,16 +10,21 @@
 // applied them (read-your-writes); other replicas see them within the watch
 // latency, milliseconds in practice.
 //
-// Secrets live only in the stored form (the bucket record and its mirror),
-// never in Subscription's default JSON. With WithSecretKey they are sealed
-// with AES-256-GCM, tagged with the key id and bound to the subscription id;
-// plaintext records are still read and are sealed on their next write. A
-// sealed secret without the right key fails Open or stops Run with
-// ErrSecretKey, never silently.
+// Secrets, and the values of a subscription's custom headers (static
+// headers such as an API key, sent with every request), live only in the
+// stored form (the bucket record and its mirror), never in Subscription's
+// default JSON. With WithSecretKey they are sealed with AES-256-GCM, tagged
+// with the key id and bound to the subscription id; plaintext records are
+// still read and are sealed on their next write. A sealed secret without the
+// right key fails Open or stops Run with ErrSecretKey, never silently.
 //
 // Endpoint health: the dispatcher calls Disable (410 Gone, failing too long)
 // and SetFailingSince, both compare-and-set updates of the record; resuming
 // (Subscription.Resume) clears what they set.
+//
+// A subscription may carry its own retry policy (RetryPolicy, read with
+// Retry), which the dispatcher uses instead of its default for that
+// subscription's deliveries.
 //
 // Match answers from memory, without I/O. Patterns follow NATS subject rules:
 // "*" matches one dot-separated token and ">" one or more trailing tokens.

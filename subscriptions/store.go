@@ -157,6 +157,9 @@ func (s *Store) Run(ctx context.Context) error {
 	if start > 0 {
 		opts = append(opts, natsjs.ResumeFromRevision(start+1))
 	}
+	// Logged so an operator (and a test) can tell a resume from a reload.
+	s.log.Info().Uint64("from_revision", start).Bool("rebuild", start == 0).Msg("subscription mirror starting")
+	began, applied := time.Now(), 0
 	w, err := s.kv.WatchAll(ctx, opts...)
 	if ctx.Err() != nil {
 		return nil
@@ -213,6 +216,7 @@ func (s *Store) Run(ctx context.Context) error {
 			if err := s.apply(batch); err != nil {
 				return err
 			}
+			applied += len(batch)
 		}
 		if caughtUp { // the initial values are applied
 			if rebuild {
@@ -221,7 +225,11 @@ func (s *Store) Run(ctx context.Context) error {
 				}
 				rebuild, seen = false, nil
 			}
-			s.readyOnce.Do(func() { close(s.ready) })
+			s.readyOnce.Do(func() {
+				s.log.Info().Uint64("revision", s.Revision()).Int("entries_applied", applied).
+					Dur("took", time.Since(began)).Msg("subscription mirror caught up")
+				close(s.ready)
+			})
 		}
 	}
 }

@@ -3,17 +3,27 @@ package subscriptions
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
 // stored is the record kept in the KV bucket and the bbolt mirror: the
-// Subscription with its secrets, which are encrypted when the store has a
+// Subscription with its secrets and custom header values, which are encrypted when the store has a
 // key. Records written before encryption hold plaintext secrets and the same
 // field names, so they still decode.
 type stored struct {
 	public
 	Secret          string           `json:"secret"`
 	PreviousSecrets []storedPrevious `json:"previous_secrets,omitempty"`
+	Headers         []storedHeader   `json:"headers,omitempty"`
+}
+
+// storedHeader is a custom header; its value is sealed like a secret, or
+// without a key stored as plainPrefix + value, so a value that happens to
+// start like a sealed one ("enc:") is never taken for one.
+type storedHeader struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 type storedPrevious struct {
@@ -23,6 +33,9 @@ type storedPrevious struct {
 
 // codec turns subscriptions into stored records and back. With a nil key
 // secrets are stored in plaintext.
+// plainPrefix starts a custom header value stored without encryption.
+const plainPrefix = "plain:"
+
 type codec struct {
 	key *Key
 }
@@ -47,6 +60,15 @@ func (c codec) encode(sub Subscription) ([]byte, error) {
 			return nil, err
 		}
 		r.PreviousSecrets = append(r.PreviousSecrets, storedPrevious{s, p.ExpiresAt})
+	}
+	for _, h := range sub.Headers {
+		v := plainPrefix + h.Value
+		if c.key != nil {
+			if v, err = c.key.seal(sub.ID, h.Value); err != nil {
+				return nil, err
+			}
+		}
+		r.Headers = append(r.Headers, storedHeader{h.Name, v})
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -83,6 +105,15 @@ func (c codec) decode(b []byte) (sub Subscription, plain bool, err error) {
 			return Subscription{}, false, err
 		}
 		sub.PreviousSecrets = append(sub.PreviousSecrets, PreviousSecret{Secret: s, ExpiresAt: p.ExpiresAt})
+	}
+	for _, h := range r.Headers {
+		v, isPlain := strings.CutPrefix(h.Value, plainPrefix)
+		if isPlain {
+			plain = plain || c.key != nil
+		} else if v, err = c.key.open(r.ID, h.Value); err != nil {
+			return Subscription{}, false, err
+		}
+		sub.Headers = append(sub.Headers, Header{Name: h.Name, Value: v})
 	}
 	return sub, plain, nil
 }

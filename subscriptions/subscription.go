@@ -46,6 +46,14 @@ type Subscription struct {
 	// FailingSince is when the current run of failed attempts began; zero
 	// while the endpoint is healthy.
 	FailingSince time.Time
+	// Headers are static headers added to every request (API keys and the
+	// like), sorted by name. Like the secrets, they are not in the default
+	// JSON form and are sealed at rest when a key is configured.
+	Headers []Header
+	// RetryPolicy overrides the dispatcher's retry schedule for this
+	// subscription's deliveries, in config.ParseBackoff's form ("5s,1m",
+	// "exp:5s:1h:12:0.2"); empty means the default. See Retry.
+	RetryPolicy string
 	// Secret signs every delivery: "whsec_" + base64 of random bytes.
 	Secret string
 	// PreviousSecrets stay valid until they expire (secret rotation).
@@ -101,7 +109,7 @@ func (s *Subscription) Resume() {
 }
 
 // Validate checks the fields a caller sets (url, events, timeout,
-// max in flight) and the consistency of the health fields. Its errors wrap
+// max in flight, headers, retry policy) and the consistency of the health fields. Its errors wrap
 // ErrInvalid.
 func (s Subscription) Validate() error {
 	if err := ValidateURL(s.URL); err != nil {
@@ -120,6 +128,12 @@ func (s Subscription) Validate() error {
 	}
 	if s.MaxInFlight < 0 || s.MaxInFlight > MaxInFlightLimit {
 		return fmt.Errorf("%w: max_in_flight %d: want 0 (default) to %d", ErrInvalid, s.MaxInFlight, MaxInFlightLimit)
+	}
+	if err := validateHeaders(s.Headers); err != nil {
+		return err
+	}
+	if _, err := ParseRetryPolicy(s.RetryPolicy); err != nil {
+		return err
 	}
 	if s.DisabledReason != "" {
 		if err := validReason(s.DisabledReason); err != nil {
@@ -186,7 +200,8 @@ func validReason(r string) error {
 	return nil
 }
 
-// public is the default JSON form: every field but the secrets.
+// public is the default JSON form: every field but the secrets and the
+// custom headers.
 type public struct {
 	ID             string    `json:"id"`
 	URL            string    `json:"url"`
@@ -195,6 +210,7 @@ type public struct {
 	Timeout        string    `json:"timeout,omitempty"`
 	Active         bool      `json:"active"`
 	MaxInFlight    int       `json:"max_in_flight,omitempty"`
+	RetryPolicy    string    `json:"retry_policy,omitempty"`
 	DisabledReason string    `json:"disabled_reason,omitempty"`
 	DisabledAt     time.Time `json:"disabled_at,omitzero"`
 	FailingSince   time.Time `json:"failing_since,omitzero"`
@@ -206,7 +222,7 @@ type public struct {
 func publicOf(sub Subscription) public {
 	p := public{
 		ID: sub.ID, URL: sub.URL, Events: sub.Events, Description: sub.Description, Active: sub.Active,
-		MaxInFlight: sub.MaxInFlight, DisabledReason: sub.DisabledReason, DisabledAt: sub.DisabledAt,
+		MaxInFlight: sub.MaxInFlight, RetryPolicy: sub.RetryPolicy, DisabledReason: sub.DisabledReason, DisabledAt: sub.DisabledAt,
 		FailingSince: sub.FailingSince, CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt,
 	}
 	if sub.Timeout > 0 {
@@ -223,12 +239,13 @@ func (p public) subscription() (Subscription, error) {
 	}
 	return Subscription{
 		ID: p.ID, URL: p.URL, Events: p.Events, Description: p.Description, Timeout: timeout, Active: p.Active,
-		MaxInFlight: p.MaxInFlight, DisabledReason: p.DisabledReason, DisabledAt: p.DisabledAt,
+		MaxInFlight: p.MaxInFlight, RetryPolicy: p.RetryPolicy, DisabledReason: p.DisabledReason, DisabledAt: p.DisabledAt,
 		FailingSince: p.FailingSince, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 	}, nil
 }
 
-// MarshalJSON encodes the subscription without its secrets, so logging or
+// MarshalJSON encodes the subscription without its secrets and custom
+// headers, so logging or
 // printing one as JSON cannot leak them. The store uses its own stored form.
 func (s Subscription) MarshalJSON() ([]byte, error) {
 	return json.Marshal(publicOf(s))

@@ -38,7 +38,39 @@ type Subscription struct {
 	// Health is the endpoint as the answering replica sees it: its circuit
 	// breaker, failures in a row, attempts in flight (read-only).
 	Health *EndpointHealth `json:"health,omitempty"`
+	// Headers are the custom headers sent with every request, by name; the
+	// values are never shown (RedactedValue).
+	Headers map[string]string `json:"headers,omitempty"`
+	// RetryPolicy is the subscription's own retry schedule ("5s,1m,10m" or
+	// "exp:INITIAL:MAX:RETRIES[:JITTER]"); empty means the server's default.
+	RetryPolicy string `json:"retry_policy,omitempty"`
+	// PreviousSecretExpiresAt is when the grace period of the last secret
+	// rotation ends: until then the previous secret signs too. Zero when
+	// only the current secret signs.
+	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at,omitzero"`
+	// Stats is the subscription's delivery health from the attempts of
+	// every replica (read-only).
+	Stats *DeliveryStats `json:"stats,omitempty"`
 }
+
+// DeliveryStats is a subscription's delivery health from the delivery
+// history, across every replica: attempts and success rate (0 to 1, absent
+// without attempts) over the last hour (the current minute and the 59
+// before) and the last 24 hours (the current hour and the 23 before), and
+// the newest attempt.
+type DeliveryStats struct {
+	Attempts1h          int       `json:"attempts_1h"`
+	SuccessRate1h       *float64  `json:"success_rate_1h,omitempty"`
+	Attempts24h         int       `json:"attempts_24h"`
+	SuccessRate24h      *float64  `json:"success_rate_24h,omitempty"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	LastStatusCode      int       `json:"last_status_code,omitempty"`
+	LastReason          string    `json:"last_reason,omitempty"`
+	LastAttemptAt       time.Time `json:"last_attempt_at,omitzero"`
+}
+
+// RedactedValue stands for a custom header's value in every answer.
+const RedactedValue = "[redacted]"
 
 // State is "active", "paused" (by an operator) or "disabled" (by the
 // dispatcher, see DisabledReason).
@@ -60,6 +92,10 @@ type SubscriptionInput struct {
 	Description string   `json:"description,omitempty"`
 	Timeout     string   `json:"timeout,omitempty"`
 	MaxInFlight int      `json:"max_in_flight,omitempty"` // 0 to 1000; 0 means the server's default
+	// Headers are custom headers to send with every request (name → value).
+	Headers map[string]string `json:"headers,omitempty"`
+	// RetryPolicy overrides the server's retry schedule; empty: the default.
+	RetryPolicy string `json:"retry_policy,omitempty"`
 }
 
 // SubscriptionPatch changes the fields that are set.
@@ -70,6 +106,35 @@ type SubscriptionPatch struct {
 	Timeout     *string   `json:"timeout,omitempty"`
 	Active      *bool     `json:"active,omitempty"` // false pauses; true resumes, re-enabling a disabled subscription
 	MaxInFlight *int      `json:"max_in_flight,omitempty"`
+	// Headers sets the custom headers given; a null value removes one.
+	// Headers not named are kept.
+	Headers map[string]*string `json:"headers,omitempty"`
+	// RetryPolicy sets the retry schedule; "" goes back to the default.
+	RetryPolicy *string `json:"retry_policy,omitempty"`
+}
+
+// RotateRequest is the optional body of rotate-secret.
+type RotateRequest struct {
+	// Grace is how long the previous secret keeps signing, a Go duration
+	// ("0s" ends it at once); empty means the server's --secret-grace.
+	Grace string `json:"grace,omitempty"`
+}
+
+// PingResult is the outcome of a test ping (a signed webhook.ping event
+// sent to one subscription's endpoint, once, never retried).
+type PingResult struct {
+	DeliveryID     string `json:"delivery_id"`
+	EventID        string `json:"event_id"`
+	SubscriptionID string `json:"subscription_id"`
+	URL            string `json:"url"`
+	// Outcome is "succeeded" (a 2xx) or "failed"; Reason says why.
+	Outcome    string `json:"outcome"`
+	Reason     string `json:"reason"`
+	StatusCode int    `json:"status_code,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
+	// Response is the start of the response body (at most 1 KiB).
+	Response string `json:"response,omitempty"`
 }
 
 // Attempt is one delivery attempt.
@@ -83,6 +148,9 @@ type Attempt struct {
 	Error      string    `json:"error,omitempty"`
 	Response   string    `json:"response,omitempty"`
 	Replica    string    `json:"replica,omitempty"`
+	// RequestHeaders are the headers the attempt was sent with, signatures
+	// redacted (GET /v1/deliveries/{id} only).
+	RequestHeaders map[string]string `json:"request_headers,omitempty"`
 }
 
 // Delivery is the API's delivery object, attempts oldest first.
@@ -97,6 +165,13 @@ type Delivery struct {
 	Attempts       []Attempt `json:"attempts"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
+	// Payload is the body POSTed to the receiver ({"id","event",
+	// "timestamp","data"}), shown by GET /v1/deliveries/{id} when the
+	// event's job is kept: for deliveries that failed or were held (the
+	// audit trail does not copy event data). PayloadNote says why it is
+	// missing otherwise.
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	PayloadNote string          `json:"payload_note,omitempty"`
 }
 
 // List is a page of items.
@@ -105,12 +180,13 @@ type List[T any] struct {
 	NextCursor string `json:"next_cursor"`
 }
 
-// DeliveryQuery filters GET /v1/deliveries.
+// DeliveryQuery filters GET /v1/deliveries. Event is an event id, Type an
+// event type.
 type DeliveryQuery struct {
-	Subscription, Event, Status string
-	Since, Until                time.Time
-	Limit                       int
-	Cursor                      string
+	Subscription, Event, Type, Status string
+	Since, Until                      time.Time
+	Limit                             int
+	Cursor                            string
 }
 
 // ReplayRequest asks for the failed deliveries of a subscription since a time
@@ -350,6 +426,32 @@ func (c *Client) SubscriptionAction(ctx context.Context, id, action string) (Sub
 	return s, c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/"+action, nil, &s)
 }
 
+// RotateSecret issues a new secret; the answer carries it and when the
+// previous one stops signing. A nil grace uses the server's default; 0 ends
+// the grace period at once.
+func (c *Client) RotateSecret(ctx context.Context, id string, grace *time.Duration) (Subscription, error) {
+	var in any // no body: the server's default
+	if grace != nil {
+		in = RotateRequest{Grace: grace.String()}
+	}
+	var s Subscription
+	return s, c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/rotate-secret", in, &s)
+}
+
+// ExpireSecret ends a rotation's grace period now: only the current secret
+// signs from then on.
+func (c *Client) ExpireSecret(ctx context.Context, id string) (Subscription, error) {
+	var s Subscription
+	return s, c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/expire-secret", nil, &s)
+}
+
+// Ping sends a signed webhook.ping event to the subscription's endpoint
+// and returns the outcome. A receiver's failure is an outcome, not an error.
+func (c *Client) Ping(ctx context.Context, id string) (PingResult, error) {
+	var p PingResult
+	return p, c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/ping", nil, &p)
+}
+
 // ListDeliveries returns one page of deliveries, newest first.
 func (c *Client) ListDeliveries(ctx context.Context, q DeliveryQuery) (List[Delivery], error) {
 	v := url.Values{}
@@ -360,6 +462,7 @@ func (c *Client) ListDeliveries(ctx context.Context, q DeliveryQuery) (List[Deli
 	}
 	set("subscription", q.Subscription)
 	set("event", q.Event)
+	set("type", q.Type)
 	set("status", q.Status)
 	set("cursor", q.Cursor)
 	if !q.Since.IsZero() {

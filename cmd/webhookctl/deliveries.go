@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -21,7 +25,7 @@ func (a *app) deliveriesCommand() *cobra.Command {
   webhookctl deliveries redeliver 5920a252-…`,
 	}
 	cmd.AddCommand(a.dlList(), a.dlGet(), a.dlRedeliver(), a.dlReplay())
-	return cmd
+	return group(cmd)
 }
 
 // parseSince accepts an RFC 3339 time or a duration back from now ("2h").
@@ -43,10 +47,11 @@ func (a *app) dlList() *cobra.Command {
 	var q client.DeliveryQuery
 	var since, until string
 	cmd := &cobra.Command{
-		Use:   "list [--subscription ID] [--status S] [--event ID]",
+		Use:   "list [--subscription ID] [--status S] [--event ID] [--type TYPE]",
 		Short: "List deliveries, newest first",
 		Example: `  webhookctl deliveries list --status failed
   webhookctl deliveries list --subscription 6f1c… --since 2h
+  webhookctl deliveries list --type task.failed --status failed
   webhookctl -o json deliveries list --event evt-123 | jq '.items[].status'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -81,6 +86,7 @@ func (a *app) dlList() *cobra.Command {
 	f.StringVar(&q.Subscription, "subscription", "", "only this subscription")
 	f.StringVar(&q.Status, "status", "", "only this status: pending, retrying, succeeded, failed, paused, cancelled, rejected")
 	f.StringVar(&q.Event, "event", "", "only this event id")
+	f.StringVar(&q.Type, "type", "", "only this event type (task.completed)")
 	f.StringVar(&since, "since", "", "created at or after (RFC 3339, or a duration back from now)")
 	f.StringVar(&until, "until", "", "created before (RFC 3339, or a duration back from now)")
 	f.IntVar(&q.Limit, "limit", 50, "page size, up to 1000")
@@ -100,7 +106,10 @@ func lastResult(d client.Delivery) string {
 	return orDash(last.Reason)
 }
 
-func (a *app) printDelivery(d client.Delivery) error {
+// printDelivery shows a delivery with every attempt: the payload and each
+// response cut to showBody bytes (0 hides them, -1 shows them whole), and
+// each attempt's target URL and request headers.
+func (a *app) printDelivery(d client.Delivery, showBody int) error {
 	return a.print(d, func(w *tabwriter.Writer) {
 		row(w, "ID", d.ID)
 		row(w, "EVENT", d.Event+" ("+d.EventID+")")
@@ -112,17 +121,72 @@ func (a *app) printDelivery(d client.Delivery) error {
 		}
 		row(w, "CREATED", ts(d.CreatedAt))
 		row(w, "UPDATED", ts(d.UpdatedAt))
+		if showBody != 0 {
+			row(w, "")
+			if len(d.Payload) > 0 {
+				row(w, "PAYLOAD")
+				var pretty bytes.Buffer
+				if json.Indent(&pretty, d.Payload, "", "  ") != nil {
+					pretty.Reset()
+					pretty.Write(d.Payload)
+				}
+				for _, l := range strings.Split(body(pretty.String(), showBody), "\n") {
+					row(w, "  "+l)
+				}
+			} else if d.PayloadNote != "" {
+				row(w, "PAYLOAD", "- ("+d.PayloadNote+")")
+			}
+		}
 		row(w, "")
 		row(w, "ATTEMPT", "AT", "STATUS", "DURATION", "REASON", "ERROR", "REPLICA")
 		for _, at := range d.Attempts {
-			code := "-"
-			if at.StatusCode != 0 {
-				code = fmt.Sprint(at.StatusCode)
-			}
-			row(w, at.Attempt, ts(at.At), code, fmt.Sprintf("%dms", at.DurationMS), orDash(at.Reason),
+			row(w, at.Attempt, ts(at.At), code(at), fmt.Sprintf("%dms", at.DurationMS), orDash(at.Reason),
 				orDash(truncate(at.Error, 60)), orDash(at.Replica))
 		}
+		for _, at := range d.Attempts {
+			row(w, "")
+			row(w, fmt.Sprintf("ATTEMPT %d: POST %s -> %s", at.Attempt, orDash(at.URL), code(at)))
+			names := make([]string, 0, len(at.RequestHeaders))
+			for k := range at.RequestHeaders {
+				names = append(names, k)
+			}
+			slices.Sort(names)
+			for _, k := range names {
+				row(w, "  "+k+": "+at.RequestHeaders[k])
+			}
+			if at.Error != "" {
+				row(w, "  error: "+at.Error)
+			}
+			if showBody != 0 && at.Response != "" {
+				row(w, "  response:")
+				for _, l := range strings.Split(body(at.Response, showBody), "\n") {
+					row(w, "    "+l)
+				}
+			}
+		}
 	})
+}
+
+// code is an attempt's status code, or "-" when it got no answer.
+func code(at client.Attempt) string {
+	if at.StatusCode == 0 {
+		return "-"
+	}
+	return fmt.Sprint(at.StatusCode)
+}
+
+// body cuts s to n bytes (n < 0: whole), saying how much was left out; tabs
+// become spaces so the table keeps its columns.
+func body(s string, n int) string {
+	s = strings.ReplaceAll(s, "\t", "    ")
+	if n < 0 || len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d more bytes; --show-body -1 shows all)", s[:cut], len(s)-cut)
 }
 
 func truncate(s string, n int) string {
@@ -134,23 +198,30 @@ func truncate(s string, n int) string {
 }
 
 func (a *app) dlGet() *cobra.Command {
-	return &cobra.Command{
-		Use:     "get ID",
-		Short:   "Show a delivery with every attempt",
-		Example: "  webhookctl deliveries get 5920a252-…",
-		Args:    cobra.ExactArgs(1),
+	showBody := 0
+	cmd := &cobra.Command{
+		Use:   "get ID [--show-body N]",
+		Short: "Show a delivery: its payload, and every attempt's request headers, answer, duration and error",
+		Example: `  webhookctl deliveries get 5920a252-…
+  webhookctl deliveries get 5920a252-… --show-body -1`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
+			if showBody < -1 {
+				return fmt.Errorf("--show-body %d: want a number of bytes, 0 to hide or -1 for all", showBody)
+			}
 			d, err := c.GetDelivery(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			return a.printDelivery(d)
+			return a.printDelivery(d, showBody)
 		},
 	}
+	cmd.Flags().IntVar(&showBody, "show-body", 512, "bytes of the payload and of each response to print (0 hides them, -1 prints them whole)")
+	return cmd
 }
 
 func (a *app) dlRedeliver() *cobra.Command {
@@ -168,7 +239,7 @@ func (a *app) dlRedeliver() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.printDelivery(d)
+			return a.printDelivery(d, 0)
 		},
 	}
 }

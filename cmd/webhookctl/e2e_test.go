@@ -150,17 +150,19 @@ func (d *daemon) kill9(t *testing.T) {
 // the exit status.
 func (d *daemon) ctl(args ...string) (string, string, int) {
 	var out, errOut bytes.Buffer
-	env := func(k string) string {
-		switch k {
-		case "WEBHOOK_SERVER":
-			return "http://" + d.httpAddr
-		case "WEBHOOK_DATA_DIR":
-			return d.dataDir
-		}
-		return ""
-	}
-	code := run(args, env, &out, &errOut)
+	code := run(args, d.env, &out, &errOut)
 	return out.String(), errOut.String(), code
+}
+
+// env is webhookctl's environment for d: its server and data dir.
+func (d *daemon) env(k string) string {
+	switch k {
+	case "WEBHOOK_SERVER":
+		return "http://" + d.httpAddr
+	case "WEBHOOK_DATA_DIR":
+		return d.dataDir
+	}
+	return ""
 }
 
 // ctlJSON runs a command with -o json and decodes its output into v.

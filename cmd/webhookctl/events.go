@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -18,20 +22,23 @@ func (a *app) eventsCommand() *cobra.Command {
 	}
 	var data, id string
 	publish := &cobra.Command{
-		Use:   "publish TYPE --data JSON",
+		Use:   "publish TYPE --data JSON|@FILE|-",
 		Short: "Publish an event through the EVENTS stream, as a robot would",
 		Example: `  webhookctl events publish task.completed --data '{"task_id":"T123","robot_id":"R001"}'
-  webhookctl events publish alert.triggered --data '{"level":"high"}' --id alert-42`,
+  webhookctl events publish alert.triggered --data '{"level":"high"}' --id alert-42
+  webhookctl events publish task.completed --data @report.json
+  produce-report | webhookctl events publish task.completed --data -`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			body, err := a.readData(data)
+			if err != nil {
+				return err
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			if !json.Valid([]byte(data)) {
-				return fmt.Errorf("--data: not valid JSON")
-			}
-			p, err := c.Publish(cmd.Context(), client.PublishRequest{Event: args[0], Data: json.RawMessage(data), ID: id})
+			p, err := c.Publish(cmd.Context(), client.PublishRequest{Event: args[0], Data: body, ID: id})
 			if err != nil {
 				return err
 			}
@@ -45,7 +52,7 @@ func (a *app) eventsCommand() *cobra.Command {
 			})
 		},
 	}
-	publish.Flags().StringVar(&data, "data", "", "the event's data, a JSON object (required)")
+	publish.Flags().StringVar(&data, "data", "", "the event's data, a JSON object: inline, @FILE to read a file, or - to read stdin (required)")
 	publish.Flags().StringVar(&id, "id", "", "event id; publishing the same id again is deduplicated")
 	_ = publish.MarkFlagRequired("data")
 
@@ -71,7 +78,7 @@ func (a *app) eventsCommand() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(publish, types)
-	return cmd
+	return group(cmd)
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -120,4 +127,47 @@ func (a *app) statusCommand() *cobra.Command {
 			})
 		},
 	}
+}
+
+// maxDataRead bounds what --data @FILE and --data - read: far above any
+// server's --max-event-size, so the server's own limit is the one reported.
+const maxDataRead = 64 << 20
+
+// readData returns the event data --data names: the argument itself, the
+// contents of a file (@FILE) or the standard input (-), checked to be JSON.
+func (a *app) readData(arg string) (json.RawMessage, error) {
+	from, r := "", io.Reader(nil)
+	switch {
+	case arg == "-":
+		from, r = "- (stdin)", a.stdin
+	case strings.HasPrefix(arg, "@"):
+		name := arg[1:]
+		if name == "" {
+			return nil, fmt.Errorf("--data @: want a file name after @")
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("--data: %w", err)
+		}
+		defer f.Close()
+		from, r = arg, f
+	default:
+		if !json.Valid([]byte(arg)) {
+			return nil, fmt.Errorf("--data: not valid JSON")
+		}
+		return json.RawMessage(arg), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxDataRead+1))
+	if err != nil {
+		return nil, fmt.Errorf("--data %s: %w", from, err)
+	}
+	switch {
+	case len(b) > maxDataRead:
+		return nil, fmt.Errorf("--data %s: larger than %d MiB", from, maxDataRead>>20)
+	case len(bytes.TrimSpace(b)) == 0:
+		return nil, fmt.Errorf("--data %s: empty", from)
+	case !json.Valid(b):
+		return nil, fmt.Errorf("--data %s: not valid JSON", from)
+	}
+	return json.RawMessage(b), nil
 }

@@ -10,31 +10,40 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/internal/version"
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
-// app holds the global flags and the output streams.
+// app holds the global flags and the input and output streams.
 type app struct {
 	server, token, dataDir, output string
 	getenv                         func(string) string
+	stdin                          io.Reader
 	stdout, stderr                 io.Writer
 }
 
 // run executes one webhookctl command and returns its exit status: 0 on
-// success, 1 with a one-line error on stderr otherwise.
+// success, 1 with a one-line error on stderr otherwise. It reads
+// "--data -" from os.Stdin.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return runIO(args, getenv, os.Stdin, stdout, stderr)
+}
+
+// runIO is run with the standard input given.
+func runIO(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a := &app{getenv: getenv, stdout: stdout, stderr: stderr}
+	a := &app{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -57,13 +66,22 @@ func (a *app) rootCommand() *cobra.Command {
 		Long: `webhookctl manages webhookd through the admin API of any replica.
 
 The token is taken from --token, then $WEBHOOK_TOKEN, then the file
-<data-dir>/admin-token that webhookd generates on first start.`,
+<data-dir>/admin-token that webhookd generates on first start.
+
+Environment:
+  WEBHOOK_SERVER    admin API of a webhookd replica (--server; default http://127.0.0.1:8080)
+  WEBHOOK_TOKEN     admin API token (--token)
+  WEBHOOK_DATA_DIR  webhookd data dir holding the generated admin-token (--data-dir; default ./data)
+
+Times in tables are UTC (RFC 3339, ending in Z), as in webhookd's logs.`,
 		Example: `  webhookctl subscriptions create --url https://example.com/hook --events task.completed
   webhookctl deliveries list --status failed
   webhookctl -o json status | jq .consumers`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Read().String("webhookctl"),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	def := func(env, fallback string) string {
 		if v := a.getenv(env); v != "" {
 			return v
@@ -76,7 +94,63 @@ The token is taken from --token, then $WEBHOOK_TOKEN, then the file
 	pf.StringVar(&a.dataDir, "data-dir", def("WEBHOOK_DATA_DIR", "./data"), "webhookd data dir to read the generated admin-token from")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(a.subscriptionsCommand(), a.deliveriesCommand(), a.eventsCommand(), a.statusCommand())
-	return root
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(_ *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) > 0 {
+				return unknownCommand(cmd, rest[0])
+			}
+			return cmd.Help()
+		},
+	})
+	return group(root)
+}
+
+// group makes cmd, which only holds subcommands, print its help when given
+// none and fail on an unknown one (cobra would print the help and exit 0).
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.SuggestionsMinimumDistance = 2 // cobra's default, set only on the root otherwise
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return c.Help()
+		}
+		return unknownCommand(c, args[0])
+	}
+	return cmd
+}
+
+// unknownCommand is the one-line error for a mistyped subcommand of c, with
+// the nearest names (cobra's SuggestionsFor) when there are any.
+func unknownCommand(c *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, c.CommandPath())
+	if s := c.SuggestionsFor(name); len(s) > 0 {
+		return fmt.Errorf("%s; did you mean %s?", msg, quoteList(s))
+	}
+	names := []string{}
+	for _, sub := range c.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+		}
+	}
+	return fmt.Errorf("%s; want one of %s", msg, quoteList(names))
+}
+
+// quoteList is "a", "a" or "b", "a", "b" or "c".
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	if len(q) < 2 {
+		return strings.Join(q, "")
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
 // client builds the API client from the global flags.

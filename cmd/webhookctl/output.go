@@ -6,6 +6,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // print writes v as JSON with -o json, else calls table with a tab writer.
@@ -28,11 +31,30 @@ func row(w *tabwriter.Writer, cols ...any) {
 	fmt.Fprintln(w, strings.Join(parts, "\t"))
 }
 
+// ts formats every time in a table the one way: UTC, RFC 3339, ending in Z
+// (as webhookd's logs), or "-" for none.
 func ts(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return t.UTC().Format(time.RFC3339)
+}
+
+// requireAChange fails a command that changes something when none of its own
+// flags was given, rather than sending a request that changes nothing.
+func requireAChange(cmd *cobra.Command) error {
+	changed, names := false, []string{}
+	cmd.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
+		if f.Name == "help" {
+			return
+		}
+		changed = changed || f.Changed
+		names = append(names, "--"+f.Name)
+	})
+	if changed {
+		return nil
+	}
+	return fmt.Errorf("nothing to change: give at least one of %s", strings.Join(names, ", "))
 }
 
 func orDash(s string) string {

@@ -4,10 +4,14 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/robotlab/webhookd/jetstream/jstest"
 )
 
 // TestMain fails the package when a test leaves goroutines behind: run must
-// stop everything it started.
+// stop everything it started. A child process started by jstest.Cluster
+// runs its cluster node instead.
 func TestMain(m *testing.M) {
+	jstest.RunNodeIfChild()
 	goleak.VerifyTestMain(m)
 }

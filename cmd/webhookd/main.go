@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -30,7 +32,9 @@ import (
 	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/internal/version"
 	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/metrics"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -50,8 +54,16 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if len(args) > 0 && args[0] == "compact" {
 		return compact(args[1:], lookupEnv, stdout)
 	}
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' && closeTo(args[0], "compact") {
+		return fmt.Errorf("unknown command %q; did you mean \"compact\"?", args[0])
+	}
+	if wantsVersion(args) {
+		_, err := fmt.Fprintln(stdout, version.Read().String("webhookd"))
+		return err
+	}
 	cfg, err := config.Load(args, lookupEnv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "  --version\n        print the version, VCS revision and Go version, and exit\n")
 		fmt.Fprintf(stdout, "\nSubcommands:\n  compact [--data-dir DIR]\n        %s\n", compactUsage)
 		return nil
 	}
@@ -100,6 +112,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		SyncAlways: cfg.StoreSync.Always, SyncInterval: cfg.StoreSync.Interval,
 		// Room for a job: the largest event plus its headers.
 		MaxPayload: int32(cfg.MaxEventSize + 64<<10),
+		Client: jetstream.Client{
+			Creds: cfg.NATSCreds, NKeySeed: cfg.NATSNKeySeed, User: cfg.NATSUser, Password: cfg.NATSPassword,
+			PasswordFile: cfg.NATSPasswordFile, Token: cfg.NATSToken, TokenFile: cfg.NATSTokenFile,
+			TLSCA: cfg.NATSTLSCA, TLSCert: cfg.NATSTLSCert, TLSKey: cfg.NATSTLSKey,
+		},
 	}, log)
 	if err != nil {
 		return err
@@ -113,7 +130,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	if err := jetstream.Provision(ctx, conn.JS, jetstream.Provisioning{
 		AuditRetention: cfg.Retention, AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending,
-		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore,
+		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore, Replicas: cfg.StreamReplicas,
 	}); err != nil {
 		return err
 	}
@@ -130,7 +147,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
-	store, err := delivery.OpenStore(db)
+	store, err := delivery.OpenStore(db, log)
 	if err != nil {
 		return err
 	}
@@ -143,12 +160,18 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		// A quarter of the pending limit all subscriptions share.
 		MaxHeldBack: cfg.MaxAckPending / 4,
 	}, log)
+	version, revision := buildInfo()
+	met, err := metrics.New(metrics.Config{EventTypes: cfg.AllEventTypes(), Version: version, Revision: revision},
+		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints}, log)
+	if err != nil {
+		return err
+	}
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
-		EventTypes: cfg.AllEventTypes(), MaxEventBytes: int(maxEvent),
+		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent),
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
-		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints,
+		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met,
 	}, log)
 	if err != nil {
 		return err
@@ -162,8 +185,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, MaxEventBytes: int(maxEvent),
+		MetricsRequireToken: cfg.MetricsRequireToken,
 	}, admin.Deps{
-		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints,
+		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
+		Pinger: deliverer, Recorder: recorder,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready: func() error {
 			select {
@@ -171,10 +196,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			default:
 				return errors.New("subscription mirror catching up")
 			}
-			if !conn.NC.IsConnected() {
-				return errors.New("nats disconnected")
-			}
-			return nil
+			cctx, cancel := context.WithTimeout(gctx, 2*time.Second)
+			defer cancel()
+			return conn.Check(cctx)
 		},
 	}, log)
 	if err != nil {
@@ -216,6 +240,42 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	return err
 }
 
+// wantsVersion reports whether args ask for --version (or -version), before
+// any "--" that ends the flags.
+func wantsVersion(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--version", "-version":
+			return true
+		}
+	}
+	return false
+}
+
+// closeTo reports whether a typed word is a likely typo of name: at most two
+// edits (insertions, deletions, substitutions) away.
+func closeTo(typed, name string) bool {
+	prev := make([]int, len(name)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(typed); i++ {
+		cur := make([]int, len(name)+1)
+		cur[0] = i
+		for j := 1; j <= len(name); j++ {
+			cost := 1
+			if typed[i-1] == name[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(name)] <= 2
+}
+
 func natsDescription(cfg config.Config, conn *jetstream.Conn) string {
 	if cfg.NATSURL != "" {
 		return "external"
@@ -232,6 +292,27 @@ func newLogger(cfg config.Config, out io.Writer) (zerolog.Logger, error) {
 		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger(), nil
+}
+
+// buildInfo returns the main module's version and VCS revision, as the Go
+// toolchain stamped them ("" when it did not).
+func buildInfo() (version, revision string) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", ""
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			revision = s.Value
+		}
+	}
+	return bi.Main.Version, revision
+}
+
+// routable is the catalog but the ping event, which only the ping command
+// sends to one endpoint: published on NATS, it is rejected, not routed.
+func routable(types []string) []string {
+	return slices.DeleteFunc(types, func(t string) bool { return t == admin.EventPing })
 }
 
 func policy(b config.Backoff) *delivery.Policy {

@@ -1,0 +1,310 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/robotlab/webhookd/admin/client"
+)
+
+//go:embed templates/*.html static/*
+var assets embed.FS
+
+// cookieName names the session cookie; its path is /ui.
+const cookieName = "webhookd_console"
+
+// csp allows nothing but this origin's stylesheet, forms posting to this
+// origin and images (none) from it: no script at all, no inline style, no
+// framing.
+const csp = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; " +
+	"frame-ancestors 'none'; base-uri 'none'"
+
+// Config configures the console.
+type Config struct {
+	// Token is the admin token: operators paste it to log in, and the
+	// console presents it to the admin API on their behalf.
+	Token string
+	// SessionTTL is how long a login lasts (default 12h).
+	SessionTTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Console is the web console. It holds no state of its own: every page is
+// built from admin API answers.
+type Console struct {
+	sess  sessions
+	auth  string
+	now   func() time.Time
+	pages map[string]*template.Template
+	log   zerolog.Logger
+}
+
+// New parses the embedded templates and returns the console.
+func New(cfg Config, log zerolog.Logger) (*Console, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("console: a token is required")
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	pages := map[string]*template.Template{}
+	for _, name := range []string{"login", "subscriptions", "deliveries", "delivery", "error"} {
+		t, err := template.New("layout.html").Funcs(funcs()).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("console: template %s: %w", name, err)
+		}
+		pages[name] = t
+	}
+	return &Console{
+		sess: newSessions(cfg.Token, cfg.SessionTTL, cfg.Now), auth: "Bearer " + cfg.Token, now: cfg.Now,
+		pages: pages, log: log.With().Str("component", "console").Logger(),
+	}, nil
+}
+
+// Handler serves the console under /ui/. api is the admin API's handler:
+// every page reads, and every button acts, through it, so the console
+// shares the API's validation and business rules.
+func (c *Console) Handler(api http.Handler) http.Handler {
+	static, _ := fs.Sub(assets, "static") // the directory is embedded: cannot fail
+	mux := http.NewServeMux()
+	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /ui/login", c.loginPage)
+	mux.HandleFunc("POST /ui/login", c.login)
+	mux.HandleFunc("POST /ui/logout", c.loggedIn(c.logout))
+	mux.HandleFunc("GET /ui/{$}", c.loggedIn(func(w http.ResponseWriter, r *http.Request, _ *page) {
+		http.Redirect(w, r, "/ui/subscriptions", http.StatusSeeOther)
+	}))
+	h := handlers{c: c, api: api}
+	mux.HandleFunc("GET /ui/subscriptions", c.loggedIn(h.subscriptions))
+	mux.HandleFunc("POST /ui/subscriptions/{id}/{action}", c.loggedIn(h.subscriptionAction))
+	mux.HandleFunc("GET /ui/deliveries", c.loggedIn(h.deliveries))
+	mux.HandleFunc("GET /ui/deliveries/{id}", c.loggedIn(h.delivery))
+	mux.HandleFunc("POST /ui/deliveries/{id}/redeliver", c.loggedIn(h.redeliver))
+	mux.HandleFunc("/ui/", c.loggedIn(func(w http.ResponseWriter, _ *http.Request, p *page) {
+		c.fail(w, p, http.StatusNotFound, "No such page.")
+	}))
+	return headers(mux)
+}
+
+// headers sets the security headers on every console answer.
+func headers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", csp)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		// same-origin, not no-referrer: with no-referrer a browser sends
+		// "Origin: null" on form posts, which sameOrigin refuses.
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// page is what every template gets.
+type page struct {
+	Title string
+	Nav   string
+	CSRF  string
+	// Flash is a fixed message after an action; Error a one-line error.
+	Flash, Error string
+	Data         any
+}
+
+// render writes a page; a template failure is logged and answers 500.
+func (c *Console) render(w http.ResponseWriter, status int, name string, p *page) {
+	var buf bytes.Buffer
+	if err := c.pages[name].Execute(&buf, p); err != nil {
+		c.log.Error().Err(err).Str("page", name).Msg("render console page")
+		http.Error(w, "internal error; see the server log", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = buf.WriteTo(w)
+}
+
+// fail renders the error page.
+func (c *Console) fail(w http.ResponseWriter, p *page, status int, msg string) {
+	p.Title, p.Error = http.StatusText(status), msg
+	c.render(w, status, "error", p)
+}
+
+// failAPI renders an error answered by the API (its message, one line) or
+// any other error (logged, not shown).
+func (c *Console) failAPI(w http.ResponseWriter, p *page, err error) {
+	var apiErr *client.Error
+	if errors.As(err, &apiErr) {
+		c.fail(w, p, apiErr.Status, apiErr.Message)
+		return
+	}
+	c.log.Error().Err(err).Msg("console request failed")
+	c.fail(w, p, http.StatusInternalServerError, "Internal error; see the server log.")
+}
+
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := c.session(r); ok {
+		http.Redirect(w, r, "/ui/subscriptions", http.StatusSeeOther)
+		return
+	}
+	c.render(w, http.StatusOK, "login", &page{Title: "Log in"})
+}
+
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		c.fail(w, &page{}, http.StatusForbidden, "Cross-origin request refused.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if !c.sess.tokenOK(strings.TrimSpace(r.PostFormValue("token"))) {
+		c.render(w, http.StatusUnauthorized, "login", &page{Title: "Log in", Error: "Wrong token."})
+		return
+	}
+	value, err := c.sess.issue()
+	if err != nil {
+		c.failAPI(w, &page{}, err)
+		return
+	}
+	c.setCookie(w, r, value, int(c.sess.ttl/time.Second))
+	http.Redirect(w, r, "/ui/subscriptions", http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *page) {
+	c.setCookie(w, r, "", -1)
+	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+}
+
+// setCookie sets the session cookie: Secure when the browser reached us over
+// TLS, directly or through a proxy that says so with X-Forwarded-Proto (a
+// forged header can only make the sender's own cookie stricter).
+func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName, Value: value, Path: "/ui", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"),
+	})
+}
+
+// session returns the payload of the request's valid session, if any.
+func (c *Console) session(r *http.Request) ([]byte, bool) {
+	ck, err := r.Cookie(cookieName)
+	if err != nil {
+		return nil, false
+	}
+	return c.sess.verify(ck.Value)
+}
+
+// sameOrigin refuses a request whose Origin header (browsers send it on
+// every POST) names another origin than the one it was sent to.
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Host == r.Host
+}
+
+// loggedIn runs h for a request with a valid session: a GET without one is
+// sent to the login page; a POST also needs the session's CSRF token in its
+// form and must not come from another origin.
+func (c *Console) loggedIn(h func(http.ResponseWriter, *http.Request, *page)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		payload, ok := c.session(r)
+		if !ok {
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
+				http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+				return
+			}
+			c.fail(w, &page{}, http.StatusForbidden, "Not logged in, or the session has expired: log in again.")
+			return
+		}
+		p := &page{CSRF: c.sess.csrf(payload)}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+			if !sameOrigin(r) || !c.sess.csrfOK(payload, r.PostFormValue("csrf")) {
+				c.fail(w, p, http.StatusForbidden, "Missing or wrong form token: reload the page and try again.")
+				return
+			}
+		}
+		h(w, r, p)
+	}
+}
+
+// handlers are the pages that read or act through the admin API.
+type handlers struct {
+	c   *Console
+	api http.Handler
+}
+
+// call runs one admin API request in process, as the operator (the
+// console's token), and decodes its JSON answer into out. An error answer
+// comes back as a *client.Error.
+func (h handlers) call(ctx context.Context, from *http.Request, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, path, nil)
+	if err != nil {
+		return fmt.Errorf("console: %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", h.c.auth)
+	req.RemoteAddr, req.Host = from.RemoteAddr, from.Host
+	rec := &recorder{header: http.Header{}}
+	h.api.ServeHTTP(rec, req)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	if rec.status >= 300 {
+		var e struct {
+			Error *client.Error `json:"error"`
+		}
+		if json.Unmarshal(rec.body.Bytes(), &e) == nil && e.Error != nil {
+			e.Error.Status = rec.status
+			return e.Error
+		}
+		return fmt.Errorf("console: %s %s: HTTP %d", method, path, rec.status)
+	}
+	if out == nil || rec.status == http.StatusNoContent {
+		return nil
+	}
+	dec := json.NewDecoder(&rec.body)
+	dec.UseNumber()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("console: decode %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// recorder is the http.ResponseWriter of an in-process API call.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return r.body.Write(b)
+}

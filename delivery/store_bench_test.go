@@ -1,0 +1,158 @@
+package delivery_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/robotlab/webhookd/delivery"
+)
+
+// BenchmarkStoreApply times Apply as the indexer calls it: batches of
+// attempt records (the indexer's are up to 512), a new delivery's first attempt and a retry of an older
+// one, which moves it between statuses.
+func BenchmarkStoreApply(b *testing.B) {
+	for _, batch := range []int{64, 512} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchmarkApply(b, batch) })
+	}
+}
+
+func benchmarkApply(b *testing.B, batch int) {
+	s := openBenchStore(b)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]delivery.Record, batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		for i := range recs {
+			id := n / 2
+			attempt := n%2 + 1
+			st := delivery.StatusRetrying
+			if attempt == 2 {
+				st = delivery.StatusSucceeded
+			}
+			at := t0.Add(time.Duration(n) * time.Millisecond)
+			recs[i] = delivery.Record{
+				DeliveryID: fmt.Sprintf("d%09d", id), EventID: fmt.Sprintf("e%09d", id), Event: "task.completed",
+				SubscriptionID: fmt.Sprintf("s%02d", id%20), URL: "https://example.com/hook", Status: st, Reason: "http_503",
+				At: at, CreatedAt: t0.Add(time.Duration(id) * time.Millisecond),
+				Attempt: &delivery.AttemptInfo{Attempt: attempt, MaxAttempts: 4, At: at, URL: "https://example.com/hook",
+					StatusCode: 503, DurationMS: 12, Outcome: delivery.OutcomeFailed, Reason: "http_503"},
+			}
+			n++
+		}
+		if err := s.Apply(recs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
+}
+
+func openBenchStore(b *testing.B) *delivery.Store {
+	s, _ := openBenchDB(b)
+	return s
+}
+
+func openBenchDB(b *testing.B) (*delivery.Store, *bolt.DB) {
+	b.Helper()
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	db.MaxBatchDelay = time.Microsecond // one caller: do not wait for others to join the batch
+	s, err := delivery.OpenStore(db, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, db
+}
+
+// BenchmarkStoreList1M builds a store of 1,000,000 deliveries (50
+// subscriptions, 7 event types, 4% failed, 1% held, over 30 days) in a
+// temporary directory, once, and times the first page (50) of each kind of
+// filter. Building takes a minute or more; it runs only with -bench.
+func BenchmarkStoreList1M(b *testing.B) {
+	const total = 1_000_000
+	s, db := openBenchDB(b)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	step := 30 * 24 * time.Hour / total
+	types := []string{"robot.connected", "robot.disconnected", "task.created", "task.completed", "task.failed", "alert.triggered", "maintenance.due"}
+	start, cpu0 := time.Now(), cpuTime(b)
+	recs := make([]delivery.Record, 0, 10_000)
+	for i := range total {
+		st, outcome, code := delivery.StatusSucceeded, delivery.OutcomeSucceeded, 200
+		switch i % 100 {
+		case 3, 17, 42, 77:
+			st, outcome, code = delivery.StatusFailed, delivery.OutcomeFailed, 503
+		case 55:
+			st = delivery.StatusPaused
+		}
+		created := t0.Add(time.Duration(i) * step)
+		recs = append(recs, delivery.Record{
+			DeliveryID: fmt.Sprintf("%08x-0000-5000-8000-%012d", i, i), EventID: fmt.Sprintf("evt-%d", i/2), Event: types[i%len(types)],
+			SubscriptionID: fmt.Sprintf("sub-%02d", i%50), URL: "https://example.com/hook", Status: st, Reason: string(outcome),
+			At: created.Add(time.Second), CreatedAt: created, Replica: "r1",
+			Attempt: &delivery.AttemptInfo{Attempt: 1, MaxAttempts: 4, At: created, URL: "https://example.com/hook",
+				StatusCode: code, DurationMS: 12, Outcome: outcome, Reason: string(outcome)},
+		})
+		if len(recs) == cap(recs) || i == total-1 {
+			if err := s.Apply(recs...); err != nil {
+				b.Fatal(err)
+			}
+			recs = recs[:0]
+		}
+	}
+	b.Logf("built a store of %d deliveries in %s (%s of CPU)", total, time.Since(start).Round(time.Millisecond), (cpuTime(b) - cpu0).Round(time.Millisecond))
+	mid := t0.Add(15 * 24 * time.Hour)
+	for _, bc := range []struct {
+		name string
+		q    delivery.Query
+	}{
+		{"all", delivery.Query{}},
+		{"subscription", delivery.Query{SubscriptionID: "sub-07"}},
+		{"subscription+failed", delivery.Query{SubscriptionID: "sub-17", Status: delivery.StatusFailed}},
+		{"held-oldest-first", delivery.Query{SubscriptionID: "sub-05", Status: delivery.StatusPaused, OldestFirst: true}},
+		{"status-failed", delivery.Query{Status: delivery.StatusFailed}},
+		{"event-type", delivery.Query{EventType: "task.failed"}},
+		{"event-id", delivery.Query{EventID: "evt-250000"}},
+		{"until-mid", delivery.Query{Until: mid}},
+		{"subscription-since-until", delivery.Query{SubscriptionID: "sub-07", Since: mid.Add(-time.Hour), Until: mid}},
+		{"type+subscription", delivery.Query{SubscriptionID: "sub-07", EventType: "task.failed"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				page, _, err := s.List(bc.q)
+				if err != nil || len(page) == 0 {
+					b.Fatalf("List(%+v) = %d deliveries, %v", bc.q, len(page), err)
+				}
+			}
+		})
+	}
+	// The upgrade of a store of the first format rebuilds every index:
+	// once, timed, whatever -benchtime says.
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("delivery_meta")).Delete([]byte("index_version")) }); err != nil {
+		b.Fatal(err)
+	}
+	start, cpu0 = time.Now(), cpuTime(b)
+	if _, err := delivery.OpenStore(db, zerolog.Nop()); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("rebuilt the indexes of %d deliveries in %s (%s of CPU)", total, time.Since(start).Round(time.Millisecond), (cpuTime(b) - cpu0).Round(time.Millisecond))
+}
+
+// cpuTime is the process's user and system CPU time so far: on a shared
+// machine it says more than the wall time.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,253 @@
+package metrics
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/rs/zerolog"
+
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+// Config configures Metrics.
+type Config struct {
+	// EventTypes is the catalog: the event_type label takes these values
+	// and UnknownEventType, nothing else.
+	EventTypes []string
+	// Version and Revision label webhookd_build_info ("unknown" when empty).
+	Version, Revision string
+	// StateTimeout bounds the JetStream reads of one scrape (default 2s).
+	StateTimeout time.Duration
+}
+
+// Subscriptions lists the subscriptions this replica knows (its mirror).
+type Subscriptions interface {
+	List() []subscriptions.Subscription
+}
+
+// Deps are what the gauges read on scrape. A nil one leaves its gauges out:
+// JS the consumer and lag gauges; Subscriptions the breaker gauge and the
+// removal of deleted subscriptions' series; Endpoints the breaker gauge.
+type Deps struct {
+	JS            natsjs.JetStream
+	Subscriptions Subscriptions
+	Endpoints     *delivery.Endpoints
+}
+
+var _ dispatcher.Observer = (*Metrics)(nil)
+
+// Metrics holds one process's collectors and counts what the dispatcher
+// reports through its hooks (Event, Attempt, Finished). It is safe for
+// concurrent use.
+type Metrics struct {
+	reg      *prometheus.Registry
+	log      zerolog.Logger
+	now      func() time.Time
+	events   map[string]*[3]prometheus.Counter // by event type, UnknownEventType included; read-only after New
+	attempts *prometheus.CounterVec
+	finished *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	rejected prometheus.Counter // finished{subscription="", status="rejected"}
+	subs     sync.Map           // subscription id → *subSeries
+	subsList Subscriptions      // nil: no pruning
+	pruneMu  sync.Mutex
+	state    *stateCollector
+}
+
+// subSeries are one subscription's series, resolved once.
+type subSeries struct {
+	created  time.Time
+	seen     bool // in the mirror at a scrape; guarded by Metrics.pruneMu
+	duration prometheus.Observer
+	attempts [numOutcomes]atomic.Pointer[prometheus.Counter]
+	finished [numStatuses]atomic.Pointer[prometheus.Counter]
+}
+
+// New returns the metrics with a registry of their own.
+func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
+	if cfg.StateTimeout <= 0 {
+		cfg.StateTimeout = 2 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "unknown"
+	}
+	if cfg.Revision == "" {
+		cfg.Revision = "unknown"
+	}
+	m := &Metrics{
+		reg:      prometheus.NewRegistry(),
+		log:      log.With().Str("component", "metrics").Logger(),
+		now:      time.Now,
+		subsList: deps.Subscriptions,
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "webhookd_attempts_total",
+			Help: "HTTP delivery attempts recorded, by subscription and outcome (succeeded or the failure reason).",
+		}, []string{"subscription", "outcome"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "webhookd_deliveries_finished_total",
+			Help: "Deliveries that left the queue, by subscription and status (succeeded, failed, cancelled, paused, rejected).",
+		}, []string{"subscription", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "webhookd_attempt_duration_seconds",
+			Help: "Duration of recorded HTTP delivery attempts, by subscription.",
+			// From a fast local receiver up to the longest timeouts.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"subscription"}),
+	}
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "webhookd_events_total",
+		Help: "Events read from EVENTS, by type (catalog types; others are \"unknown\") and result (routed, no_subscriber, rejected).",
+	}, []string{"event_type", "result"})
+	m.events = make(map[string]*[3]prometheus.Counter, len(cfg.EventTypes)+1)
+	for _, t := range append([]string{UnknownEventType}, cfg.EventTypes...) {
+		var cs [3]prometheus.Counter
+		for i, r := range Results() {
+			cs[i] = events.WithLabelValues(t, r)
+		}
+		m.events[t] = &cs
+	}
+	m.rejected = m.finished.WithLabelValues("", string(delivery.StatusRejected))
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "webhookd_build_info",
+		Help:        "Always 1; its labels name the running build.",
+		ConstLabels: prometheus.Labels{"version": cfg.Version, "revision": cfg.Revision},
+	})
+	buildInfo.Set(1)
+	m.state = newStateCollector(m, cfg.StateTimeout, deps)
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		events, m.attempts, m.finished, m.duration, buildInfo, m.state,
+	} {
+		if err := m.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: register: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Handler serves the registry in the Prometheus text format (or protobuf,
+// when the scraper asks for it). A collector that fails is logged and left
+// out; the rest is served.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(prometheus.GathererFunc(m.gather), promhttp.HandlerOpts{
+		ErrorLog: errorLog{m.log}, ErrorHandling: promhttp.ContinueOnError, Registry: m.reg,
+	})
+}
+
+// gather removes the series of deleted subscriptions, then gathers: the
+// removal comes first, so a scrape never shows a subscription deleted
+// before it began.
+func (m *Metrics) gather() ([]*dto.MetricFamily, error) {
+	if m.subsList != nil {
+		subs := m.subsList.List()
+		live := make(map[string]bool, len(subs))
+		for _, s := range subs {
+			live[s.ID] = true
+		}
+		m.prune(live)
+	}
+	return m.reg.Gather()
+}
+
+// errorLog adapts the logger to promhttp.Logger.
+type errorLog struct{ log zerolog.Logger }
+
+func (l errorLog) Println(v ...any) { l.log.Warn().Msg(fmt.Sprintln(v...)) }
+
+// Event counts an event of eventType with its result: "routed",
+// "no_subscriber" or "rejected" (other results are ignored). A type outside
+// the catalog counts as UnknownEventType.
+func (m *Metrics) Event(eventType, result string) {
+	i := resultIndex(result)
+	if i < 0 {
+		return
+	}
+	cs, ok := m.events[eventType]
+	if !ok {
+		cs = m.events[UnknownEventType]
+	}
+	cs[i].Inc()
+}
+
+// Attempt counts a recorded attempt of subscription subID: its outcome
+// (Outcome(reason)) and its duration.
+func (m *Metrics) Attempt(subID, reason string, took time.Duration) {
+	s := m.series(subID)
+	i := outcomeIndex(reason)
+	counter(&s.attempts[i], m.attempts, subID, outcomes[i]).Inc()
+	s.duration.Observe(took.Seconds())
+}
+
+// Finished counts a delivery of subscription subID that settled with a
+// final status (see Statuses; pending and retrying are ignored). A rejected
+// event has no subscription: subID is then "".
+func (m *Metrics) Finished(subID string, status delivery.Status) {
+	i := statusIndex(status)
+	switch {
+	case i < 0:
+		return
+	case subID == "" && status == delivery.StatusRejected:
+		m.rejected.Inc()
+		return
+	}
+	s := m.series(subID)
+	counter(&s.finished[i], m.finished, subID, string(status)).Inc()
+}
+
+// series returns subID's series, creating them on first use.
+func (m *Metrics) series(subID string) *subSeries {
+	if s, ok := m.subs.Load(subID); ok {
+		return s.(*subSeries)
+	}
+	s, _ := m.subs.LoadOrStore(subID, &subSeries{created: m.now(), duration: m.duration.WithLabelValues(subID)})
+	return s.(*subSeries)
+}
+
+// counter returns the child in slot, resolving it from vec on first use.
+func counter(slot *atomic.Pointer[prometheus.Counter], vec *prometheus.CounterVec, subID, label string) prometheus.Counter {
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := vec.WithLabelValues(subID, label) // the same child for every caller
+	slot.Store(&c)
+	return c
+}
+
+// pruneGrace is how long the series of a subscription this replica's mirror
+// has never listed are kept: one created on another replica a moment ago
+// reaches the mirror within a second; one deleted before it ever did is
+// dropped after this.
+const pruneGrace = time.Minute
+
+// prune removes the series of subscriptions that are not live: gone from
+// the mirror after being in it, or never in it for pruneGrace.
+func (m *Metrics) prune(live map[string]bool) {
+	m.pruneMu.Lock()
+	defer m.pruneMu.Unlock()
+	now := m.now()
+	m.subs.Range(func(k, v any) bool {
+		id, s := k.(string), v.(*subSeries)
+		switch {
+		case live[id]:
+			s.seen = true
+		case s.seen || now.Sub(s.created) > pruneGrace:
+			m.subs.Delete(id)
+			match := prometheus.Labels{"subscription": id}
+			m.attempts.DeletePartialMatch(match)
+			m.finished.DeletePartialMatch(match)
+			m.duration.DeletePartialMatch(match)
+		}
+		return true
+	})
+}
