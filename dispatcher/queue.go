@@ -426,23 +426,26 @@ func (t *turn) release() {
 }
 
 // paced calls fn for every delivery query selects, oldest first, at
-// perSecond (0: no limit), with up to replayParallel calls at once (about
-// a fifteenth of the rate). Each call gets a turn that orders its publish
+// perSecond (0: no limit), with up to replayParallel calls at once above
+// 250/s, one at a time below. Each call gets a turn that orders its publish
 // after the previous call's. The first error fn returns stops it and is
 // returned.
 func (q *Queue) paced(ctx context.Context, query delivery.Query, perSecond float64, fn func(context.Context, delivery.Delivery, *turn) error) error {
 	parallel := replayParallel
 	var lim *rate.Limiter
 	if perSecond > 0 {
-		// Up to 250/s requeues leave evenly spaced (and so, in practice, are
-		// attempted in order); above, a burst of a twentieth of a second
-		// makes up for timer slack without sending a second's worth at once.
+		// Up to 250/s (a resume's default is 200/s) requeues run one after
+		// the other, evenly spaced, and so in practice are attempted in
+		// order. Above, about a fifteenth of the rate runs at once, and a
+		// burst of a twentieth of a second makes up for timer slack
+		// without sending a second's worth at once.
 		burst := 1
+		parallel = 1
 		if perSecond > 250 {
 			burst = int(perSecond / 20)
+			parallel = min(replayParallel, int(math.Ceil(perSecond/15)))
 		}
 		lim = rate.NewLimiter(rate.Limit(perSecond), burst)
-		parallel = min(replayParallel, max(1, int(math.Ceil(perSecond/15))))
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallel)

@@ -64,8 +64,7 @@ const (
 	// replayParallel bounds the requeues in flight in a replay: each is
 	// three round trips to NATS and a batched bbolt write (tens of ms on a
 	// busy machine), so one at a time would fall far short of the top rate.
-	// A replay keeps about a fifteenth of its rate in flight (one at a time
-	// at 15/s or less, so slow replays keep to oldest first).
+	// Above 250/s a walk keeps about a fifteenth of its rate in flight.
 	replayParallel = 64
 	// replayMaxFailuresInRow ends a replay whose requeues keep failing (NATS
 	// unavailable) instead of failing every delivery that is left.
