@@ -15,5 +15,9 @@
 // Operator requeues (redeliver, replay, resume, and cancelling the held
 // deliveries of a deleted subscription) are carried out by dispatcher.Queue,
 // next to the workers: they keep the delivery id, publish the kept job again
-// and then record the delivery as pending; attempt numbers continue.
+// and then record the delivery as pending; attempt numbers continue. A
+// replay runs in the answering replica's Queue, not in its request: POST
+// /v1/deliveries/replay answers 202 with the replay's id and plan, and GET
+// /v1/replays/{id} its progress, on that replica only ("any replica answers
+// for all" does not hold for a replay's progress). A dry run answers at once.
 package admin

@@ -121,7 +121,7 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 	types := map[string]any{
 		"Subscription": client.Subscription{}, "SubscriptionInput": client.SubscriptionInput{},
 		"SubscriptionPatch": client.SubscriptionPatch{}, "Attempt": client.Attempt{}, "Delivery": client.Delivery{},
-		"ReplayRequest": client.ReplayRequest{}, "ReplayResult": client.ReplayResult{},
+		"ReplayRequest": client.ReplayRequest{}, "ReplayResult": client.ReplayResult{}, "Replay": client.Replay{},
 		"PublishRequest": client.PublishRequest{}, "Published": client.Published{}, "Status": client.Status{},
 		"EndpointHealth": client.EndpointHealth{}, "StreamStatus": client.StreamStatus{},
 		"ConsumerStatus": client.ConsumerStatus{}, "DeliveryList": client.List[client.Delivery]{},

@@ -96,8 +96,9 @@
 // the message id "<delivery>/requeue/<kept job's AUDIT sequence>" (a double
 // submit queues it once), then records the delivery as pending. Replays
 // and resumes run in Queue.Run, under the daemon's errgroup, never in the
-// HTTP request that asked for them: paced at their rate with up to 64
-// requeues in flight, paging through every selected delivery (no cap), and
+// HTTP request that asked for them: paced at their rate (above 250/s up to 64
+// requeues overlap, each publishing after the one before), paging through
+// every selected delivery (no cap), and
 // stopped at shutdown (requeues already started finish). A replay's
 // progress is kept in memory by its replica (StartReplay, Replay); one per
 // subscription runs at a time, and asking again for the same range joins

@@ -210,10 +210,15 @@ func (q *Queue) Requeue(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return q.requeue(ctx, d)
+	return q.requeue(ctx, d, nil)
 }
 
-func (q *Queue) requeue(ctx context.Context, d delivery.Delivery) error {
+// requeue sends d again. With a turn (requeues paced in order), it
+// publishes only once the requeues before it have published, so deliveries
+// are queued again in the order given, while the reads and the record of
+// several requeues overlap.
+func (q *Queue) requeue(ctx context.Context, d delivery.Delivery, t *turn) error {
+	defer t.release() // on every path: the next requeue must not wait for ever
 	switch {
 	case d.Status == delivery.StatusRejected:
 		return fmt.Errorf("%w: delivery %s is a rejected event (%s): there is nothing to send", ErrConflict, d.ID, d.Reason)
@@ -243,7 +248,11 @@ func (q *Queue) requeue(ctx context.Context, d delivery.Delivery) error {
 	job = job.Requeued(d.Status == delivery.StatusFailed)
 	now := q.now().UTC() // before the publish: the worker's next record is newer
 	msgID := fmt.Sprintf("%s/requeue/%d", d.ID, seq)
+	if err := t.wait(ctx); err != nil {
+		return fmt.Errorf("requeue %s: %w", d.ID, err)
+	}
 	ack, err := q.deps.JS.PublishMsg(ctx, job.Msg(jetstream.DeliverySubject(sub.ID)), natsjs.WithMsgID(msgID))
+	t.release()
 	if err != nil {
 		return fmt.Errorf("publish job %s: %w", d.ID, err)
 	}
@@ -354,7 +363,7 @@ const resumeRecheck = recordTimeout + time.Second
 // cancelled (its queued jobs are cancelled by the workers).
 func (q *Queue) CancelHeld(ctx context.Context, subID string) (int, error) {
 	now := q.now().UTC()
-	n, _, err := q.forHeld(ctx, subID, 0, func(ctx context.Context, d delivery.Delivery) error {
+	n, _, err := q.forHeld(ctx, subID, 0, func(ctx context.Context, d delivery.Delivery, _ *turn) error {
 		return q.deps.Recorder.Record(ctx, delivery.Record{
 			DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: subID, URL: d.URL,
 			Status: delivery.StatusCancelled, Reason: "subscription deleted", At: now, CreatedAt: d.CreatedAt,
@@ -366,13 +375,13 @@ func (q *Queue) CancelHeld(ctx context.Context, subID string) (int, error) {
 // forHeld calls fn for each held delivery of subID (at perSecond when
 // positive) once the index has caught up, and returns how many succeeded
 // and how many there were.
-func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn func(context.Context, delivery.Delivery) error) (done, held int, err error) {
+func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn func(context.Context, delivery.Delivery, *turn) error) (done, held int, err error) {
 	if err := q.catchUp(ctx, subID); err != nil {
 		return 0, 0, err
 	}
 	var mu sync.Mutex
-	err = q.paced(ctx, delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused}, perSecond, func(ctx context.Context, d delivery.Delivery) error {
-		err := fn(ctx, d)
+	err = q.paced(ctx, delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused}, perSecond, func(ctx context.Context, d delivery.Delivery, t *turn) error {
+		err := fn(ctx, d, t)
 		mu.Lock()
 		defer mu.Unlock()
 		held++
@@ -389,21 +398,60 @@ func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn
 	return done, held, err
 }
 
+// turn orders the publishes of requeues that otherwise run at once: each
+// waits for the one before it to publish (or give up). A nil turn does not
+// wait.
+type turn struct {
+	prev <-chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func (t *turn) wait(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	select {
+	case <-t.prev:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t *turn) release() {
+	if t != nil {
+		t.once.Do(func() { close(t.done) })
+	}
+}
+
 // paced calls fn for every delivery query selects, oldest first, at
-// perSecond (0: no limit), with up to replayParallel calls at once (about
-// a fifteenth of the rate, so slow ones run one at a time, in order). The
-// first error fn returns stops it and is returned.
-func (q *Queue) paced(ctx context.Context, query delivery.Query, perSecond float64, fn func(context.Context, delivery.Delivery) error) error {
+// perSecond (0: no limit), with up to replayParallel calls at once above
+// 250/s, one at a time below. Each call gets a turn that orders its publish
+// after the previous call's. The first error fn returns stops it and is
+// returned.
+func (q *Queue) paced(ctx context.Context, query delivery.Query, perSecond float64, fn func(context.Context, delivery.Delivery, *turn) error) error {
 	parallel := replayParallel
 	var lim *rate.Limiter
 	if perSecond > 0 {
-		// A burst of a twentieth of a second keeps the pace at high rates
+		// Up to 250/s (a resume's default is 200/s) requeues run one after
+		// the other, evenly spaced, and so in practice are attempted in
+		// order. Above, about a fifteenth of the rate runs at once, and a
+		// burst of a twentieth of a second makes up for timer slack
 		// without sending a second's worth at once.
-		lim = rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/20)))
-		parallel = min(replayParallel, max(1, int(math.Ceil(perSecond/15))))
+		burst := 1
+		parallel = 1
+		if perSecond > 250 {
+			burst = int(perSecond / 20)
+			parallel = min(replayParallel, int(math.Ceil(perSecond/15)))
+		}
+		lim = rate.NewLimiter(rate.Limit(perSecond), burst)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallel)
+	first := make(chan struct{})
+	close(first)
+	var prev <-chan struct{} = first
 	err := q.Each(query, func(d delivery.Delivery) error {
 		if lim != nil {
 			if err := lim.Wait(gctx); err != nil {
@@ -412,7 +460,12 @@ func (q *Queue) paced(ctx context.Context, query delivery.Query, perSecond float
 		} else if err := gctx.Err(); err != nil {
 			return err
 		}
-		g.Go(func() error { return fn(gctx, d) })
+		t := &turn{prev: prev, done: make(chan struct{})}
+		prev = t.done
+		g.Go(func() error {
+			defer t.release()
+			return fn(gctx, d, t)
+		})
 		return nil
 	})
 	if gerr := g.Wait(); gerr != nil {

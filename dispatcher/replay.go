@@ -64,8 +64,7 @@ const (
 	// replayParallel bounds the requeues in flight in a replay: each is
 	// three round trips to NATS and a batched bbolt write (tens of ms on a
 	// busy machine), so one at a time would fall far short of the top rate.
-	// A replay keeps about a fifteenth of its rate in flight (one at a time
-	// at 15/s or less, so slow replays keep to oldest first).
+	// Above 250/s a walk keeps about a fifteenth of its rate in flight.
 	replayParallel = 64
 	// replayMaxFailuresInRow ends a replay whose requeues keep failing (NATS
 	// unavailable) instead of failing every delivery that is left.
@@ -96,18 +95,11 @@ func (q *Queue) StartReplay(ctx context.Context, query delivery.Query, perSecond
 	}
 	query.Status, query.Cursor = delivery.StatusFailed, ""
 	q.mu.Lock()
-	for _, r := range q.replays {
-		s := r.status()
-		if s.Done || s.SubscriptionID != query.SubscriptionID {
-			continue
-		}
-		q.mu.Unlock()
-		if s.Since.Equal(query.Since) && s.Until.Equal(query.Until) {
-			return s, true, nil
-		}
-		return s, false, fmt.Errorf("%w (replay %s, since %s)", ErrReplayRunning, s.ID, s.Since.Format(time.RFC3339))
-	}
+	running, ok := q.runningFor(query.SubscriptionID)
 	q.mu.Unlock()
+	if ok {
+		return joinOrRefuse(running, query)
+	}
 
 	planned := 0
 	if err := q.Each(query, func(delivery.Delivery) error { planned++; return nil }); err != nil {
@@ -120,14 +112,9 @@ func (q *Queue) StartReplay(ctx context.Context, query delivery.Query, perSecond
 	q.mu.Lock()
 	// Checked again: another request may have started one while this one
 	// was counting.
-	for _, o := range q.replays {
-		if s := o.status(); !s.Done && s.SubscriptionID == query.SubscriptionID {
-			q.mu.Unlock()
-			if s.Since.Equal(query.Since) && s.Until.Equal(query.Until) {
-				return s, true, nil
-			}
-			return s, false, fmt.Errorf("%w (replay %s)", ErrReplayRunning, s.ID)
-		}
+	if running, ok := q.runningFor(query.SubscriptionID); ok {
+		q.mu.Unlock()
+		return joinOrRefuse(running, query)
 	}
 	q.replays = append(q.replays, r)
 	q.pruneReplays()
@@ -146,6 +133,26 @@ func (q *Queue) StartReplay(ctx context.Context, query delivery.Query, perSecond
 		return r.status(), false, fmt.Errorf("start replay: %w", ctx.Err())
 	}
 	return r.status(), false, nil
+}
+
+// runningFor returns the running replay of subscription subID, if any. It
+// is called with q.mu held.
+func (q *Queue) runningFor(subID string) (ReplayStatus, bool) {
+	for _, r := range q.replays {
+		if s := r.status(); !s.Done && s.SubscriptionID == subID {
+			return s, true
+		}
+	}
+	return ReplayStatus{}, false
+}
+
+// joinOrRefuse answers a replay asked for while running runs: joined when
+// query asks for the same range, ErrReplayRunning otherwise.
+func joinOrRefuse(running ReplayStatus, query delivery.Query) (ReplayStatus, bool, error) {
+	if running.Since.Equal(query.Since) && running.Until.Equal(query.Until) {
+		return running, true, nil
+	}
+	return running, false, fmt.Errorf("%w (replay %s, since %s)", ErrReplayRunning, running.ID, running.Since.Format(time.RFC3339))
 }
 
 // pruneReplays forgets the oldest finished replays beyond replaysKept. It
@@ -184,8 +191,8 @@ func (q *Queue) runReplay(ctx context.Context, r *replay) {
 	inRow := 0
 	errTooMany := errors.New("too many requeues failed in a row")
 	var lastErr error
-	gerr := q.paced(ctx, r.query, r.status().Rate, func(ctx context.Context, d delivery.Delivery) error {
-		err := q.requeue(ctx, d)
+	gerr := q.paced(ctx, r.query, r.status().Rate, func(ctx context.Context, d delivery.Delivery, t *turn) error {
+		err := q.requeue(ctx, d, t)
 		mu.Lock()
 		defer mu.Unlock()
 		switch {

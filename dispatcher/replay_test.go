@@ -203,3 +203,28 @@ func TestHeldDeliveriesOfAnActiveSubscriptionAreNotStranded(t *testing.T) {
 	}, "nothing left held")
 	require.Empty(t, rcv.reqs, "once each, though the sweep keeps looking")
 }
+
+// A replay requeues oldest first: its requeues overlap, but each publishes
+// after the one before it, so one worker sees the jobs in that order.
+func TestReplayQueuesOldestFirst(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	b := setup(t, options{policy: delivery.Schedule(), workers: 1})
+	rcv := newReceiver(t, func(int) int { return http.StatusOK })
+	failing := newCountingReceiver(t)
+	sub := failedDeliveries(t, b, failing, n)
+	_, err := b.subs.Update(context.Background(), sub.ID, func(s *subscriptions.Subscription) error { s.URL = rcv.URL; return nil })
+	require.NoError(t, err)
+	var want []string
+	require.NoError(t, b.queue.Each(delivery.Query{SubscriptionID: sub.ID, Status: delivery.StatusFailed},
+		func(d delivery.Delivery) error { want = append(want, d.ID); return nil }))
+
+	st, _, err := b.queue.StartReplay(context.Background(), delivery.Query{SubscriptionID: sub.ID, Since: time.Now().Add(-time.Hour)}, 1000)
+	require.NoError(t, err)
+	require.Empty(t, waitReplay(t, b.queue, st.ID).Err)
+	var got []string
+	for range n {
+		got = append(got, rcv.next(t, 30*time.Second).header.Get("X-Webhook-Delivery"))
+	}
+	require.Equal(t, want, got)
+}

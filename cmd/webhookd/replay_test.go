@@ -55,6 +55,15 @@ func TestReplayStopsWithTheDaemonAndAnotherSendsTheRest(t *testing.T) {
 	body := `{"subscription":"` + sub.ID + `","since":"` + since + `","rate":50}`
 	var rp client.Replay
 	require.Equal(t, 202, d.call(t, "POST", "/v1/deliveries/replay", token, body, &rp))
+	require.Equal(t, n, rp.Planned)
+	var again client.Replay
+	require.Equal(t, 202, d.call(t, "POST", "/v1/deliveries/replay", token, body, &again), "the same replay again")
+	require.True(t, again.Joined)
+	require.Equal(t, rp.ID, again.ID)
+	other := `{"subscription":"` + sub.ID + `","since":"` + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339) + `","rate":50}`
+	var e struct{ Error client.Error }
+	require.Equal(t, http.StatusConflict, d.call(t, "POST", "/v1/deliveries/replay", token, other, &e), "another range while it runs")
+	require.Contains(t, e.Error.Message, "replay "+rp.ID)
 	waitFor(t, func() bool {
 		require.Equal(t, 200, d.call(t, "GET", "/v1/replays/"+rp.ID, token, "", &rp))
 		return rp.Sent >= 30
