@@ -136,7 +136,7 @@ func TestRotationGraceEndsByItself(t *testing.T) {
 			require.False(t, time.Now().Before(ends), "the old secret stopped signing before the grace period ended")
 			break
 		}
-		require.Less(t, n, 200, "old secret still signing well after the grace period")
+		require.True(t, time.Now().Before(ends.Add(10*time.Second)), "old secret still signing 10s after the grace period ended (%d deliveries)", n+1)
 	}
 }
 
