@@ -39,6 +39,9 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// SecretGrace is how long a rotated-out secret keeps signing (default 24h).
 	SecretGrace time.Duration
+	// Retention (--retention) is how long a delivery's records are kept: a
+	// subscription's own retry policy must end before it (0: no check).
+	Retention time.Duration
 	// MaxEventBytes bounds the data of an event published over HTTP (default 1 MiB).
 	MaxEventBytes int
 	// MetricsRequireToken makes GET /metrics ask for Token too.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -190,6 +191,9 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 		URL: in.URL, Events: in.Events, Description: in.Description, Timeout: timeout, MaxInFlight: in.MaxInFlight,
 		RetryPolicy: policy,
 	}
+	if err := s.fitsRetention(sub.RetryPolicy, sub.Timeout); err != nil {
+		return err
+	}
 	if err := setHeaders(&sub, in.Headers, nil); err != nil {
 		return err
 	}
@@ -299,6 +303,11 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 		}
 		if p.MaxInFlight != nil {
 			sub.MaxInFlight = *p.MaxInFlight
+		}
+		if p.RetryPolicy != nil || p.Timeout != nil {
+			if err := s.fitsRetention(sub.RetryPolicy, sub.Timeout); err != nil {
+				return err
+			}
 		}
 		switch {
 		case p.Active == nil:
@@ -437,4 +446,26 @@ func (s *Server) setActive(active bool) handlerFunc {
 		writeJSON(w, http.StatusOK, s.view(sub, false))
 		return nil
 	}
+}
+
+// fitsRetention refuses a subscription's own retry policy that could still
+// be retrying when its delivery's first records expire (--retention): the
+// policy's delays plus every attempt's timeout must end before it, as
+// webhookd checks for the default policy at start.
+func (s *Server) fitsRetention(policy string, timeout time.Duration) error {
+	if policy == "" || s.cfg.Retention <= 0 {
+		return nil
+	}
+	b, err := config.ParseBackoff(policy)
+	if err != nil {
+		return invalid("retry_policy %q: %v", policy, err)
+	}
+	if timeout <= 0 {
+		timeout = s.cfg.DefaultTimeout
+	}
+	if longest := b.Longest() + time.Duration(b.Attempts())*timeout; longest >= s.cfg.Retention {
+		return invalid("retry_policy %q: its longest schedule, %s (the delays plus %d attempts of the %s timeout), must end before the server's --retention, %s",
+			policy, longest, b.Attempts(), timeout, s.cfg.Retention)
+	}
+	return nil
 }

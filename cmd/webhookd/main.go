@@ -184,7 +184,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	g, gctx := errgroup.WithContext(ctx)
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
-		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, MaxEventBytes: int(maxEvent),
+		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
 		MetricsRequireToken: cfg.MetricsRequireToken,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),

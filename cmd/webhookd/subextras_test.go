@@ -152,6 +152,7 @@ func TestCustomHeadersAndRetryPolicyThroughTheAPI(t *testing.T) {
 		`{"retry_policy":"exp:5s"}`:                                  "exp:INITIAL:MAX:RETRIES",
 		`{"retry_policy":"5s,soon"}`:                                 "soon",
 		`{"retry_policy":"48h"}`:                                     "at most 24h",
+		`{"retry_policy":"exp:1h:24h:40"}`:                           "--retention", // about 33 days of retries, beyond the default 30
 	} {
 		var e apiErr
 		require.Equal(t, http.StatusBadRequest, d.call(t, "PATCH", "/v1/subscriptions/"+sub.ID, d.token, body, &e), body)
