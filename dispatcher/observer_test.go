@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
@@ -73,6 +74,48 @@ func (d *dupRecorder) Publish(ctx context.Context, rec delivery.Record, keep *de
 	return dup, err
 }
 
+// dupAsyncRecorder pipelines every record to AUDIT but says the first
+// attempt record was already there, as when a worker died after recording it.
+type dupAsyncRecorder struct {
+	dispatcher.Recorder
+	async dispatcher.AsyncRecorder
+	once  sync.Once
+}
+
+func (d *dupAsyncRecorder) PublishAsync(rec delivery.Record) (natsjs.PubAckFuture, error) {
+	f, err := d.async.PublishAsync(rec)
+	if err != nil || rec.Attempt == nil {
+		return f, err
+	}
+	dup := false
+	d.once.Do(func() { dup = true })
+	if !dup {
+		return f, nil
+	}
+	out := &dupFuture{PubAckFuture: f, ok: make(chan *natsjs.PubAck, 1), err: make(chan error, 1)}
+	go func() {
+		select {
+		case a := <-f.Ok():
+			c := *a
+			c.Duplicate = true
+			out.ok <- &c
+		case err := <-f.Err():
+			out.err <- err
+		}
+	}()
+	return out, nil
+}
+
+// dupFuture is a real acknowledgement that says Duplicate.
+type dupFuture struct {
+	natsjs.PubAckFuture
+	ok  chan *natsjs.PubAck
+	err chan error
+}
+
+func (d *dupFuture) Ok() <-chan *natsjs.PubAck { return d.ok }
+func (d *dupFuture) Err() <-chan error         { return d.err }
+
 // The Observer hears of what the audit trail holds, once: an attempt whose
 // record could not be written is not reported (its re-run is), and one whose
 // record an earlier run already wrote is not reported again.
@@ -112,6 +155,50 @@ func TestObserverCountsWhatIsRecorded(t *testing.T) {
 		dupID := b.deliver(t, sub, "task.completed", `{}`, "obs-dup")
 		b.waitDelivery(t, dupID, delivery.StatusSucceeded)
 		id := b.deliver(t, sub, "task.completed", `{}`, "obs-after")
+		b.waitDelivery(t, id, delivery.StatusSucceeded)
+		waitUntil(t, 10*time.Second, func() bool {
+			_, _, finished := obs.snapshot()
+			return finished[sub.ID+"/succeeded"] == 1
+		}, "the second delivery reported finished")
+		_, attempts, finished := obs.snapshot()
+		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, attempts, "the duplicate is not reported")
+		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, finished)
+	})
+	t.Run("unrecorded pipelined attempt", func(t *testing.T) {
+		t.Parallel()
+		obs := newObserved()
+		var f *failingAsyncRecorder
+		b := setup(t, options{observer: obs, recorder: func(r dispatcher.Recorder) dispatcher.Recorder {
+			f = &failingAsyncRecorder{Recorder: r, async: r.(dispatcher.AsyncRecorder)}
+			f.left.Store(1)
+			return f
+		}})
+		rcv := newReceiver(t, always(http.StatusOK))
+		sub := b.subscribe(t, rcv.URL, "task.completed")
+		id := b.deliver(t, sub, "task.completed", `{}`, "obs-unrecorded-async")
+		rcv.next(t, 10*time.Second)
+		rcv.next(t, 10*time.Second) // the same attempt again, once recordable
+		b.waitDelivery(t, id, delivery.StatusSucceeded)
+		waitUntil(t, 10*time.Second, func() bool {
+			_, _, finished := obs.snapshot()
+			return finished[sub.ID+"/succeeded"] == 1
+		}, "the delivery reported finished")
+		_, attempts, finished := obs.snapshot()
+		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, attempts, "two requests, one recorded attempt")
+		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, finished)
+		require.GreaterOrEqual(t, f.used.Load(), int64(2), "the records went through the pipeline")
+	})
+	t.Run("duplicate pipelined record", func(t *testing.T) {
+		t.Parallel()
+		obs := newObserved()
+		b := setup(t, options{observer: obs, recorder: func(r dispatcher.Recorder) dispatcher.Recorder {
+			return &dupAsyncRecorder{Recorder: r, async: r.(dispatcher.AsyncRecorder)}
+		}})
+		rcv := newReceiver(t, always(http.StatusOK))
+		sub := b.subscribe(t, rcv.URL, "task.completed")
+		dupID := b.deliver(t, sub, "task.completed", `{}`, "obs-dup-async")
+		b.waitDelivery(t, dupID, delivery.StatusSucceeded)
+		id := b.deliver(t, sub, "task.completed", `{}`, "obs-after-async")
 		b.waitDelivery(t, id, delivery.StatusSucceeded)
 		waitUntil(t, 10*time.Second, func() bool {
 			_, _, finished := obs.snapshot()
