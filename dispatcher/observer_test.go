@@ -121,93 +121,65 @@ func (d *dupFuture) Err() <-chan error         { return d.err }
 // record an earlier run already wrote is not reported again.
 func TestObserverCountsWhatIsRecorded(t *testing.T) {
 	t.Parallel()
-	t.Run("unrecorded attempt", func(t *testing.T) {
-		t.Parallel()
-		obs := newObserved()
-		b := setup(t, options{observer: obs, recorder: func(r dispatcher.Recorder) dispatcher.Recorder {
+	// Each case runs on both settle paths: the synchronous Publish (the
+	// recorder hides PublishAsync) and the pipelined PublishAsync.
+	var async *failingAsyncRecorder
+	for name, wrap := range map[string]func(dispatcher.Recorder) dispatcher.Recorder{
+		"unrecorded attempt": func(r dispatcher.Recorder) dispatcher.Recorder {
 			f := &failingRecorder{Recorder: r}
 			f.left.Store(1)
 			return f
-		}})
-		rcv := newReceiver(t, always(http.StatusOK))
-		sub := b.subscribe(t, rcv.URL, "task.completed")
-		id := b.deliver(t, sub, "task.completed", `{}`, "obs-unrecorded")
-		rcv.next(t, 10*time.Second)
-		rcv.next(t, 10*time.Second) // the same attempt again, once recordable
-		b.waitDelivery(t, id, delivery.StatusSucceeded)
-		waitUntil(t, 10*time.Second, func() bool {
-			_, _, finished := obs.snapshot()
-			return finished[sub.ID+"/succeeded"] == 1
-		}, "the delivery reported finished")
-		events, attempts, finished := obs.snapshot()
-		require.Equal(t, map[string]int{"task.completed/routed": 1}, events)
-		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, attempts, "two requests, one recorded attempt")
-		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, finished)
-	})
-	t.Run("duplicate record", func(t *testing.T) {
-		t.Parallel()
-		obs := newObserved()
-		b := setup(t, options{observer: obs, recorder: func(r dispatcher.Recorder) dispatcher.Recorder {
-			return &dupRecorder{Recorder: r}
-		}})
-		rcv := newReceiver(t, always(http.StatusOK))
-		sub := b.subscribe(t, rcv.URL, "task.completed")
-		dupID := b.deliver(t, sub, "task.completed", `{}`, "obs-dup")
-		b.waitDelivery(t, dupID, delivery.StatusSucceeded)
-		id := b.deliver(t, sub, "task.completed", `{}`, "obs-after")
-		b.waitDelivery(t, id, delivery.StatusSucceeded)
-		waitUntil(t, 10*time.Second, func() bool {
-			_, _, finished := obs.snapshot()
-			return finished[sub.ID+"/succeeded"] == 1
-		}, "the second delivery reported finished")
-		_, attempts, finished := obs.snapshot()
-		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, attempts, "the duplicate is not reported")
-		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, finished)
-	})
-	t.Run("unrecorded pipelined attempt", func(t *testing.T) {
-		t.Parallel()
-		obs := newObserved()
-		var f *failingAsyncRecorder
-		b := setup(t, options{observer: obs, recorder: func(r dispatcher.Recorder) dispatcher.Recorder {
-			f = &failingAsyncRecorder{Recorder: r, async: r.(dispatcher.AsyncRecorder)}
-			f.left.Store(1)
-			return f
-		}})
-		rcv := newReceiver(t, always(http.StatusOK))
-		sub := b.subscribe(t, rcv.URL, "task.completed")
-		id := b.deliver(t, sub, "task.completed", `{}`, "obs-unrecorded-async")
-		rcv.next(t, 10*time.Second)
-		rcv.next(t, 10*time.Second) // the same attempt again, once recordable
-		b.waitDelivery(t, id, delivery.StatusSucceeded)
-		waitUntil(t, 10*time.Second, func() bool {
-			_, _, finished := obs.snapshot()
-			return finished[sub.ID+"/succeeded"] == 1
-		}, "the delivery reported finished")
-		_, attempts, finished := obs.snapshot()
-		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, attempts, "two requests, one recorded attempt")
-		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, finished)
-		require.GreaterOrEqual(t, f.used.Load(), int64(2), "the records went through the pipeline")
-	})
-	t.Run("duplicate pipelined record", func(t *testing.T) {
-		t.Parallel()
-		obs := newObserved()
-		b := setup(t, options{observer: obs, recorder: func(r dispatcher.Recorder) dispatcher.Recorder {
+		},
+		"unrecorded pipelined attempt": func(r dispatcher.Recorder) dispatcher.Recorder {
+			async = &failingAsyncRecorder{Recorder: r, async: r.(dispatcher.AsyncRecorder)}
+			async.left.Store(1)
+			return async
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			obs := newObserved()
+			b := setup(t, options{observer: obs, recorder: wrap})
+			rcv := newReceiver(t, always(http.StatusOK))
+			sub := b.subscribe(t, rcv.URL, "task.completed")
+			id := b.deliver(t, sub, "task.completed", `{}`, "obs-"+name)
+			rcv.next(t, 10*time.Second)
+			rcv.next(t, 10*time.Second) // the same attempt again, once recordable
+			b.waitDelivery(t, id, delivery.StatusSucceeded)
+			waitUntil(t, 10*time.Second, func() bool {
+				_, _, finished := obs.snapshot()
+				return finished[sub.ID+"/succeeded"] == 1
+			}, "the delivery reported finished")
+			events, attempts, finished := obs.snapshot()
+			require.Equal(t, map[string]int{"task.completed/routed": 1}, events)
+			require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, attempts, "two requests, one recorded attempt")
+			require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, finished)
+		})
+	}
+	require.GreaterOrEqual(t, async.used.Load(), int64(2), "the pipelined case's records went through the pipeline")
+	for name, wrap := range map[string]func(dispatcher.Recorder) dispatcher.Recorder{
+		"duplicate record": func(r dispatcher.Recorder) dispatcher.Recorder { return &dupRecorder{Recorder: r} },
+		"duplicate pipelined record": func(r dispatcher.Recorder) dispatcher.Recorder {
 			return &dupAsyncRecorder{Recorder: r, async: r.(dispatcher.AsyncRecorder)}
-		}})
-		rcv := newReceiver(t, always(http.StatusOK))
-		sub := b.subscribe(t, rcv.URL, "task.completed")
-		dupID := b.deliver(t, sub, "task.completed", `{}`, "obs-dup-async")
-		b.waitDelivery(t, dupID, delivery.StatusSucceeded)
-		id := b.deliver(t, sub, "task.completed", `{}`, "obs-after-async")
-		b.waitDelivery(t, id, delivery.StatusSucceeded)
-		waitUntil(t, 10*time.Second, func() bool {
-			_, _, finished := obs.snapshot()
-			return finished[sub.ID+"/succeeded"] == 1
-		}, "the second delivery reported finished")
-		_, attempts, finished := obs.snapshot()
-		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, attempts, "the duplicate is not reported")
-		require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, finished)
-	})
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			obs := newObserved()
+			b := setup(t, options{observer: obs, recorder: wrap})
+			rcv := newReceiver(t, always(http.StatusOK))
+			sub := b.subscribe(t, rcv.URL, "task.completed")
+			dupID := b.deliver(t, sub, "task.completed", `{}`, "obs-dup-"+name)
+			b.waitDelivery(t, dupID, delivery.StatusSucceeded)
+			id := b.deliver(t, sub, "task.completed", `{}`, "obs-after-"+name)
+			b.waitDelivery(t, id, delivery.StatusSucceeded)
+			waitUntil(t, 10*time.Second, func() bool {
+				_, _, finished := obs.snapshot()
+				return finished[sub.ID+"/succeeded"] == 1
+			}, "the second delivery reported finished")
+			_, attempts, finished := obs.snapshot()
+			require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, attempts, "the duplicate is not reported")
+			require.Equal(t, map[string]int{sub.ID + "/succeeded": 1}, finished)
+		})
+	}
 	t.Run("rejected and unrouted events", func(t *testing.T) {
 		t.Parallel()
 		obs := newObserved()
