@@ -1,11 +1,7 @@
 package receiver_test
 
 import (
-	"fmt"
-	"os"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/robotlab/webhookd/internal/daemontest"
 )
@@ -15,24 +11,4 @@ var webhookdBin string
 
 // TestMain builds webhookd, runs the tests and fails the package when a test
 // leaves goroutines behind.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "receiver-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	webhookdBin, err = daemontest.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { daemontest.Main(m, &webhookdBin) }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"go.uber.org/goleak"
 )
 
 // Build compiles webhookd into dir and returns the binary's path. Call it
@@ -139,4 +140,28 @@ func (b *buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Main is a package's TestMain: it builds webhookd into a temporary
+// directory, sets *bin to it, runs the tests, and fails the package when a
+// test leaves goroutines behind.
+func Main(m *testing.M, bin *string) {
+	dir, err := os.MkdirTemp("", "webhookd-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if *bin, err = Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
