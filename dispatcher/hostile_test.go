@@ -348,14 +348,22 @@ func (f *failingRecorder) Publish(ctx context.Context, rec delivery.Record, keep
 // attempt runs again, under the same number, until it is recorded.
 func TestUnrecordedAttemptIsNeverAcked(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{recorder: func(r dispatcher.Recorder) dispatcher.Recorder {
+	unrecordedIsNeverAcked(t, "unrecorded", func(r dispatcher.Recorder) dispatcher.Recorder {
 		f := &failingRecorder{Recorder: r}
 		f.left.Store(2)
 		return f
-	}})
+	})
+}
+
+// unrecordedIsNeverAcked delivers one event through a recorder that refuses
+// its first two attempt records: the same attempt runs three times, is
+// recorded once, and the job is acked only then.
+func unrecordedIsNeverAcked(t *testing.T, eventID string, wrap func(dispatcher.Recorder) dispatcher.Recorder) {
+	t.Helper()
+	b := setup(t, options{recorder: wrap})
 	rcv := newReceiver(t, always(http.StatusOK))
 	sub := b.subscribe(t, rcv.URL, "task.completed")
-	id := b.deliver(t, sub, "task.completed", `{}`, "unrecorded")
+	id := b.deliver(t, sub, "task.completed", `{}`, eventID)
 	for range 3 {
 		r := rcv.next(t, 10*time.Second)
 		require.Equal(t, "1", r.header.Get("X-Webhook-Attempt"), "the same attempt again")

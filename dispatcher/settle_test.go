@@ -2,10 +2,8 @@ package dispatcher_test
 
 import (
 	"errors"
-	"net/http"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -50,21 +48,10 @@ func (failedFuture) Msg() *nats.Msg { return nil }
 func TestPipelinedRecordFailureIsNeverAcked(t *testing.T) {
 	t.Parallel()
 	var f *failingAsyncRecorder
-	b := setup(t, options{recorder: func(r dispatcher.Recorder) dispatcher.Recorder {
+	unrecordedIsNeverAcked(t, "pipelined", func(r dispatcher.Recorder) dispatcher.Recorder {
 		f = &failingAsyncRecorder{Recorder: r, async: r.(dispatcher.AsyncRecorder)}
 		f.left.Store(2)
 		return f
-	}})
-	rcv := newReceiver(t, always(http.StatusOK))
-	sub := b.subscribe(t, rcv.URL, "task.completed")
-	id := b.deliver(t, sub, "task.completed", `{}`, "pipelined")
-	for range 3 {
-		r := rcv.next(t, 10*time.Second)
-		require.Equal(t, "1", r.header.Get("X-Webhook-Attempt"), "the same attempt again")
-	}
-	d := b.waitDelivery(t, id, delivery.StatusSucceeded)
-	require.Len(t, d.Attempts, 1)
-	waitUntil(t, 10*time.Second, func() bool { return b.workersIdle(t) }, "acked once recorded")
-	require.Empty(t, rcv.reqs)
+	})
 	require.GreaterOrEqual(t, f.used.Load(), int64(3), "the records went through the pipeline")
 }
