@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -32,8 +33,13 @@ type HealthConfig struct {
 	// re-enables it. 0: never.
 	MaxHeldBack int
 	// MaxQueued is how many jobs may wait in memory per endpoint for a slot
-	// (default 64; the dispatcher sets its number of workers).
+	// (default 2048). Fewer wait when the endpoint's attempts are slow: a
+	// job is queued only if the jobs ahead of it should be through within
+	// its Queued.MaxWait, at the endpoint's average attempt time and cap.
 	MaxQueued int
+	// MaxQueuedBytes bounds the event data of the jobs waiting in memory,
+	// across all endpoints (default 32 MiB).
+	MaxQueuedBytes int
 	// BusyDelay bounds how long a job waits when its endpoint is at its
 	// cap (default 2s). The wait follows how long the endpoint's attempts
 	// take (at least 5ms), spread ±50%: a fast endpoint's jobs come back
@@ -83,7 +89,10 @@ type Endpoints struct {
 	mu     sync.Mutex
 	eps    map[string]*endpoint
 	rnd    *rand.Rand
-	closed bool // flushed: no job waits in memory any more
+	closed bool          // flushed: no job waits in memory any more
+	queued int           // bytes of the jobs waiting in memory
+	full   int           // endpoints with at least highWater() jobs waiting
+	room   chan struct{} // closed when a waiting job leaves a queue (see WaitRoom)
 }
 
 type endpoint struct {
@@ -91,8 +100,10 @@ type endpoint struct {
 	inFlight     int
 	slots        map[*Slot]struct{} // attempts in flight
 	avg          time.Duration      // moving average of attempt durations
-	failures     int                // in a row, any failure
-	breakerRun   int                // in a row, failures that count for the breaker
+	gap          time.Duration      // moving average of the time between releases while jobs wait
+	lastRelease  time.Time
+	failures     int // in a row, any failure
+	breakerRun   int // in a row, failures that count for the breaker
 	state        string
 	openUntil    time.Time
 	probing      bool
@@ -118,7 +129,10 @@ func NewEndpoints(cfg HealthConfig, log zerolog.Logger) *Endpoints {
 		cfg.BusyDelay = 2 * time.Second
 	}
 	if cfg.MaxQueued <= 0 {
-		cfg.MaxQueued = 64
+		cfg.MaxQueued = 2048
+	}
+	if cfg.MaxQueuedBytes <= 0 {
+		cfg.MaxQueuedBytes = 32 << 20
 	}
 	return &Endpoints{
 		cfg: cfg, log: log.With().Str("component", "endpoints").Logger(), now: time.Now,
@@ -144,9 +158,13 @@ type Endpoint struct {
 // attempt that frees a slot hands it over (Done and Cancel return the
 // Handoff), so a busy endpoint's slots stay busy without its jobs going
 // back to JetStream and forth. At most HealthConfig.MaxQueued jobs wait per
-// endpoint; a job that gets no slot within MaxWait is expired instead.
+// endpoint, and only as many as should get a slot within MaxWait; a job
+// that gets no slot within MaxWait is expired instead.
 type Queued struct {
 	MaxWait time.Duration
+	// Bytes is the size of the job's data, counted against
+	// HealthConfig.MaxQueuedBytes while it waits.
+	Bytes int
 	// Run makes the job's attempt with the slot handed over and returns
 	// what its own release hands over in turn.
 	Run func(*Slot) Handoff
@@ -208,15 +226,37 @@ func (e *Endpoints) Acquire(ep Endpoint, tries uint64, q *Queued) (slot *Slot, w
 	}
 	limit := e.limit(ep)
 	if !probe && s.inFlight >= limit {
-		if q != nil && !e.closed && len(s.waiters) < e.cfg.MaxQueued {
+		ahead := e.drainTime(s, ep, len(s.waiters)+1, now)
+		if q != nil && !e.closed && len(s.waiters) < e.cfg.MaxQueued && ahead <= q.MaxWait &&
+			e.queued+q.Bytes <= e.cfg.MaxQueuedBytes {
 			w := &waiter{q: q, tries: tries}
 			w.timer = time.AfterFunc(q.MaxWait, func() { e.expire(ep, w) })
 			s.waiters = append(s.waiters, w)
+			e.queued += q.Bytes
+			if len(s.waiters) == e.highWater() {
+				e.full++
+			}
 			return nil, 0, true
 		}
-		return nil, e.jitter(e.busyDelay(s, now, tries)), false
+		// Back when the jobs ahead should be through: a fast endpoint's
+		// backlog comes back once, not again and again.
+		return nil, e.jitter(max(e.busyDelay(s, now, tries), min(ahead, e.cfg.BusyDelay))), false
 	}
 	return e.admit(s, ep, probe, now), 0, false
+}
+
+// drainTime estimates how long the k-th job waiting for a slot of s waits:
+// k attempts, run its cap at a time, each as long as the endpoint's average
+// or as its oldest attempt in flight has run so far (a hanging endpoint
+// has no average yet); or k times the interval at which its waiting jobs
+// were let in lately, if that is longer (it counts what a slot does
+// besides the attempt).
+func (e *Endpoints) drainTime(s *endpoint, ep Endpoint, k int, now time.Time) time.Duration {
+	per := s.avg
+	for slot := range s.slots {
+		per = max(per, now.Sub(slot.start))
+	}
+	return time.Duration(k) * max(per/time.Duration(e.limit(ep)), s.gap)
 }
 
 func (e *Endpoints) limit(ep Endpoint) int {
@@ -238,13 +278,91 @@ func (e *Endpoints) admit(s *endpoint, ep Endpoint, probe bool, now time.Time) *
 func (e *Endpoints) expire(ep Endpoint, w *waiter) {
 	e.mu.Lock()
 	s := e.eps[ep.SubscriptionID]
-	if s == nil || !remove(s, w) {
+	if s == nil {
+		e.mu.Unlock()
+		return // flushed
+	}
+	before := len(s.waiters)
+	if !remove(s, w) {
 		e.mu.Unlock()
 		return // handed over or flushed
 	}
+	e.left(s, before, w.q.Bytes)
 	wait := e.jitter(e.busyDelay(s, e.now(), w.tries+1))
 	e.mu.Unlock()
 	w.q.Expire(wait)
+}
+
+// left accounts for a job of bytes that left s's queue, which held before
+// jobs. Called with e.mu held.
+func (e *Endpoints) left(s *endpoint, before, bytes int) {
+	e.queued -= bytes
+	if hw := e.highWater(); before >= hw && len(s.waiters) < hw {
+		e.full--
+	}
+	e.signal()
+}
+
+// highWater is the length at which an endpoint's queue counts as full for
+// WaitRoom: three quarters of MaxQueued, leaving room for the jobs of the
+// pulls already on their way.
+func (e *Endpoints) highWater() int {
+	return max(e.cfg.MaxQueued*3/4, 1)
+}
+
+// draining reports whether an endpoint with a full queue let a waiting job
+// in within the last recent. Called with e.mu held.
+func (e *Endpoints) draining(recent time.Duration) bool {
+	now, hw := e.now(), e.highWater()
+	for _, s := range e.eps {
+		if len(s.waiters) >= hw && now.Sub(s.lastRelease) < recent {
+			return true
+		}
+	}
+	return false
+}
+
+// signal wakes WaitRoom. Called with e.mu held.
+func (e *Endpoints) signal() {
+	if e.room != nil {
+		close(e.room)
+		e.room = nil
+	}
+}
+
+// WaitRoom returns once no endpoint that is working through its queue in
+// memory has it three quarters full, or after at most wait, or when ctx is
+// done. A worker pool calls it before it pulls: a job pulled for an
+// endpoint whose queue is full would only go back to JetStream, and come
+// again, and again, while the endpoint works through its backlog. An
+// endpoint that let no waiting job in for wait is not working through it
+// (it hangs): it holds nobody back, and its surplus goes back to JetStream.
+func (e *Endpoints) WaitRoom(ctx context.Context, wait time.Duration) {
+	var timeout <-chan time.Time
+	for {
+		e.mu.Lock()
+		if e.closed || e.full == 0 || !e.draining(wait) {
+			e.mu.Unlock()
+			return
+		}
+		if e.room == nil {
+			e.room = make(chan struct{})
+		}
+		room := e.room
+		e.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-room:
+		case <-timeout:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func remove(s *endpoint, w *waiter) bool {
@@ -264,11 +382,17 @@ func (e *Endpoints) handoff(s *endpoint, ep Endpoint, now time.Time) (Handoff, [
 	if s.state != BreakerClosed {
 		gone := s.waiters
 		s.waiters = nil
+		bytes := 0
+		for _, w := range gone {
+			bytes += w.q.Bytes
+		}
+		e.left(s, len(gone), bytes)
 		return nil, gone
 	}
 	for len(s.waiters) > 0 && s.inFlight < e.limit(ep) {
 		w := s.waiters[0]
 		s.waiters = s.waiters[1:]
+		e.left(s, len(s.waiters)+1, w.q.Bytes)
 		// Taking w off the list under e.mu makes it ours: a timer that
 		// fired meanwhile finds it gone and leaves it alone (expire).
 		w.timer.Stop()
@@ -296,6 +420,8 @@ func (e *Endpoints) flushLocked() []*waiter {
 		gone = append(gone, s.waiters...)
 		s.waiters = nil
 	}
+	e.queued, e.full = 0, 0
+	e.signal()
 	return gone
 }
 
@@ -335,6 +461,10 @@ func (s *Slot) release(st *endpoint, now time.Time) {
 	} else {
 		st.avg += (d - st.avg) / 5
 	}
+	if len(st.waiters) > 0 && !st.lastRelease.IsZero() {
+		st.gap += (now.Sub(st.lastRelease) - st.gap) / 16
+	}
+	st.lastRelease = now
 }
 
 // jitter spreads d by ±50%.

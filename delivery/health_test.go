@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -310,4 +311,93 @@ func TestGoneStopsNewAttemptsUntilReenabled(t *testing.T) {
 	reenabled := Endpoint{SubscriptionID: "s1", Updated: clk.t}
 	require.False(t, e.Gone(reenabled), "re-enabled since the 410")
 	require.False(t, e.Gone(ep), "and it stays cleared")
+}
+
+// Only as many jobs wait in memory as the endpoint should get through
+// within their MaxWait, at its cap and its attempts' pace; the rest go back
+// for about as long as the jobs ahead of them need.
+func TestQueueHoldsWhatTheEndpointGetsThroughInTime(t *testing.T) {
+	t.Parallel()
+	e, c := newTestEndpoints(t, HealthConfig{MaxInFlight: 2, MaxQueued: 100, BusyDelay: time.Minute})
+	ep := Endpoint{SubscriptionID: "s1"}
+	// Attempts of 100ms, two at a time: 20 jobs a second.
+	x, _ := acquire(e, ep, 1)
+	y, _ := acquire(e, ep, 1)
+	c.advance(100 * time.Millisecond)
+	verdict(x, ok)
+	x, _ = acquire(e, ep, 1)
+	verdict(y, ok)
+	y, _ = acquire(e, ep, 1)
+	require.NotNil(t, y)
+	queued := 0
+	for {
+		_, wait, in := e.Acquire(ep, 1, &Queued{MaxWait: time.Second, Run: func(*Slot) Handoff { return nil }, Expire: func(time.Duration) {}})
+		if !in {
+			// The 21st job would wait 1.05s: it comes back in about that.
+			require.InDelta(t, float64(1050*time.Millisecond), float64(wait), float64(525*time.Millisecond)+1)
+			break
+		}
+		queued++
+	}
+	require.Equal(t, 20, queued, "a second's worth of jobs waits")
+	_ = x
+
+	// A hanging endpoint has no average yet: its attempt in flight for 5s
+	// says a job queued behind it would wait 5s, so none does.
+	hangs := Endpoint{SubscriptionID: "hangs", MaxInFlight: 1}
+	h, _ := acquire(e, hangs, 1)
+	require.NotNil(t, h)
+	c.advance(5 * time.Second)
+	_, wait, in := e.Acquire(hangs, 1, &Queued{MaxWait: time.Second})
+	require.False(t, in, "no job waits behind an attempt that hangs")
+	require.GreaterOrEqual(t, wait, 2500*time.Millisecond, "it comes back when the attempt may be through")
+}
+
+// WaitRoom holds a pull back while an endpoint that is working through its
+// queue has it three quarters full, lets it go once a job leaves the
+// queue, and never waits for an endpoint that hangs.
+func TestWaitRoomHoldsPullsWhileAQueueIsFull(t *testing.T) {
+	t.Parallel()
+	e, c := newTestEndpoints(t, HealthConfig{MaxInFlight: 2, MaxQueued: 4})
+	ep := Endpoint{SubscriptionID: "busy"}
+	first, _ := acquire(e, ep, 1)
+	slot, _ := acquire(e, ep, 1)
+	_, next := first.Done(ok) // it has let a job in lately
+	require.Nil(t, next)
+	first, _ = acquire(e, ep, 1)
+	require.NotNil(t, first)
+	for range 3 { // three quarters of 4
+		_, _, in := e.Acquire(ep, 1, &Queued{MaxWait: time.Minute, Run: func(s *Slot) Handoff { _, n := s.Done(ok); return n }, Expire: func(time.Duration) {}})
+		require.True(t, in)
+	}
+	returned := make(chan time.Duration)
+	wait := func() {
+		start := time.Now()
+		e.WaitRoom(context.Background(), time.Minute)
+		returned <- time.Since(start)
+	}
+	go wait()
+	select {
+	case <-returned:
+		t.Fatal("WaitRoom returned with the queue full")
+	case <-time.After(50 * time.Millisecond): // the absence of a return has no event to await
+	}
+	_, next = slot.Done(ok) // the oldest waiting job gets the slot: the queue has room
+	require.NotNil(t, next)
+	<-returned
+
+	// Full again, but nobody let in for longer than the wait: it hangs.
+	_, _, in := e.Acquire(ep, 1, &Queued{MaxWait: time.Minute, Run: func(s *Slot) Handoff { _, n := s.Done(ok); return n }, Expire: func(time.Duration) {}})
+	require.True(t, in)
+	c.advance(time.Minute)
+	go func() {
+		start := time.Now()
+		e.WaitRoom(context.Background(), 30*time.Second)
+		returned <- time.Since(start)
+	}()
+	require.Less(t, <-returned, time.Second)
+	for next != nil {
+		next = next()
+	}
+	_ = first.Cancel()
 }

@@ -153,7 +153,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 		return nil, fmt.Errorf("dispatcher: workers %d: want at least 1", cfg.Workers)
 	}
 	if cfg.Routers < 1 {
-		cfg.Routers = 4
+		cfg.Routers = 32
 	}
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = 1 << 20
@@ -207,26 +207,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dispatcher: bind workers consumer: %w", err)
 	}
-	// Small client buffers: a buffered message's AckWait is already running.
-	// Short pull requests: the client notices a pull the server no longer
-	// serves by its missing heartbeats (half the expiry apart), so a stalled
-	// pull costs about pullExpiry (two missed heartbeats), not the default 30s
-	// expiry.
-	routerIt, err := routerCons.Messages(natsjs.PullMaxMessages(4*d.cfg.Routers), natsjs.PullExpiry(pullExpiry))
-	if err != nil {
-		return fmt.Errorf("dispatcher: router messages: %w", err)
-	}
-	workerIt, err := workerCons.Messages(natsjs.PullMaxMessages(d.cfg.Workers), natsjs.PullExpiry(pullExpiry))
-	if err != nil {
-		routerIt.Stop()
-		return fmt.Errorf("dispatcher: worker messages: %w", err)
-	}
-
 	// workCtx outlives ctx so in-flight attempts can finish after a stop.
 	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelWork(ErrStopping)
-	var stopping atomic.Bool
-	var wg sync.WaitGroup
 	var settlers sync.WaitGroup
 	if d.settling != nil {
 		for range settlerCount {
@@ -238,52 +221,25 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				}
 			}()
 		}
-		// Every worker has returned (wg) before the settlers are told to
+		// Every worker has returned before the settlers are told to
 		// finish: the jobs they handed over are settled before Run returns.
 		defer func() { close(d.settling); settlers.Wait() }()
 	}
-	loop := func(it natsjs.MessagesContext, handle func(context.Context, natsjs.Msg)) {
-		defer wg.Done()
-		for {
-			m, err := it.Next()
-			if errors.Is(err, natsjs.ErrMsgIteratorClosed) {
-				return
-			}
-			if errors.Is(err, natsjs.ErrNoHeartbeat) {
-				// The iterator has already asked again; waiting would only
-				// prolong the stall.
-				d.log.Debug().Err(err).Msg("pull request lost; pulled again")
-				continue
-			}
-			if err != nil {
-				d.log.Warn().Err(err).Msg("pull failed; retrying")
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
-				continue
-			}
-			if stopping.Load() {
-				_ = m.Nak() // buffered, not started: let another replica take it now
-				continue
-			}
-			d.safely(workCtx, m, handle)
-		}
+	pools := []*pool{
+		{name: jetstream.ConsumerRouter, cons: routerCons, n: d.cfg.Routers, log: d.log,
+			handle: func(m natsjs.Msg) { d.safely(workCtx, m, d.route) }},
+		{name: jetstream.ConsumerWorkers, cons: workerCons, n: d.cfg.Workers, log: d.log,
+			handle: func(m natsjs.Msg) { d.safely(workCtx, m, d.work) },
+			ready:  func(ctx context.Context) { d.deps.Endpoints.WaitRoom(ctx, maxPullPause) }},
 	}
-	for range d.cfg.Routers {
+	var wg sync.WaitGroup
+	for _, p := range pools {
 		wg.Add(1)
-		go loop(routerIt, d.route)
-	}
-	for range d.cfg.Workers {
-		wg.Add(1)
-		go loop(workerIt, d.work)
+		go func() { defer wg.Done(); p.run(ctx) }()
 	}
 	d.log.Info().Int("workers", d.cfg.Workers).Int("routers", d.cfg.Routers).Msg("dispatcher started")
 
 	<-ctx.Done()
-	stopping.Store(true)
-	routerIt.Drain()
-	workerIt.Drain()
 	d.deps.Endpoints.Flush() // jobs waiting in memory for a busy endpoint go back at once
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -317,12 +273,9 @@ func (d *Dispatcher) safely(ctx context.Context, m natsjs.Msg, handle func(conte
 // arrive in order.
 const settlerCount = 4
 
-// pullExpiry is how long one pull request waits on the server; its
-// heartbeats come every half of it. Shorter, a starved machine misses
-// heartbeats that were sent: the client then asks for a second batch while
-// the first is still coming, and the surplus waits in its buffer with its
-// AckWait running.
-const pullExpiry = 5 * time.Second
+// maxPullPause is how long the workers hold back their next pull while an
+// endpoint's queue in memory is full (see delivery.Endpoints.WaitRoom).
+const maxPullPause = 250 * time.Millisecond
 
 // panicDelay is how long a message whose handling panicked waits.
 const panicDelay = 30 * time.Second

@@ -47,7 +47,11 @@
 // # Workers
 //
 // The workers consume DELIVERIES through the shared durable consumer
-// "workers", Config.Workers goroutines per replica. For each job a worker
+// "workers", Config.Workers goroutines per replica (the routers, EVENTS
+// alike). Each pull is a Fetch of its own for no more jobs than there are
+// idle goroutines: no job waits in a client buffer with its AckWait
+// running, and a pull request the server lost costs its one-second expiry,
+// not a stall (see pool). For each job a worker
 // decides, attempts if it may, and settles (settle is the one place every
 // path ends: record, queue the next attempt, then ack, nak with a delay or
 // term, then log; a job whose record cannot be written is nak'ed, never
@@ -58,8 +62,13 @@
 //   - subscription paused or disabled (checked against the record of truth,
 //     so a resume is never missed): recorded paused with the job kept in
 //     AUDIT for the resume, term;
-//   - endpoint at its cap of attempts in flight, or its circuit breaker open
-//     (delivery.Endpoints): nak with a delay; no attempt is counted;
+//   - endpoint at its cap of attempts in flight: the job waits in memory
+//     for a slot if the endpoint should get to it within a third of the
+//     AckWait, and the workers stop pulling while a queue that is moving
+//     is three quarters full (delivery.Endpoints.WaitRoom), so a fast
+//     endpoint's backlog is not handed back and pulled again and again;
+//     otherwise, or with its circuit breaker open, nak with a delay; no
+//     attempt is counted;
 //   - otherwise the attempt: sign, POST, classify, then succeeded (ack),
 //     retrying (next job, ack), or failed after the last attempt (recorded
 //     with the job kept, term, and a webhook.delivery_exhausted event).

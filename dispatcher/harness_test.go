@@ -117,9 +117,6 @@ func setup(t testing.TB, o options) *bundle {
 	if o.attempter != nil {
 		att = o.attempter(att)
 	}
-	if o.health.MaxQueued == 0 {
-		o.health.MaxQueued = o.workers
-	}
 	if o.health.BreakerFailures == 0 {
 		o.health.BreakerFailures = 1000 // tests of the breaker turn it on
 	}

@@ -41,10 +41,6 @@ const (
 	waits               // waits in memory for a slot of its busy endpoint: settled later
 )
 
-// queueWait is how long a job waits in memory for a slot of its busy
-// endpoint before it goes back to JetStream.
-const queueWait = time.Second
-
 // settlement is how one job leaves a worker. Every path of the worker ends
 // in settle, which applies it in a fixed order: record, queue the next
 // attempt, settle the message, log.
@@ -95,7 +91,11 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 		tries = md.NumDelivered
 	}
 	slot, wait, queued := d.deps.Endpoints.Acquire(endpoint(sub), tries, &delivery.Queued{
-		MaxWait: queueWait,
+		// Within a third of the AckWait that runs since the job was pulled,
+		// so no InProgress need keep it: a fast endpoint's backlog waits
+		// here instead of going back to JetStream and forth.
+		MaxWait: d.cfg.AckWait / 3,
+		Bytes:   len(m.Data()),
 		Run: func(slot *delivery.Slot) delivery.Handoff {
 			return d.runQueued(ctx, m, job, slot, log)
 		},

@@ -156,7 +156,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	defer deliverer.Close()
 	endpoints := delivery.NewEndpoints(delivery.HealthConfig{
 		MaxInFlight: cfg.MaxInFlight, BreakerFailures: cfg.BreakerFailures,
-		BreakerCooldown: cfg.BreakerCooldown, DisableAfter: cfg.DisableAfter, MaxQueued: cfg.Workers,
+		BreakerCooldown: cfg.BreakerCooldown, DisableAfter: cfg.DisableAfter,
 		// A quarter of the pending limit all subscriptions share.
 		MaxHeldBack: cfg.MaxAckPending / 4,
 	}, log)

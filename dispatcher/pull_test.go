@@ -1,0 +1,66 @@
+package dispatcher_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+// The workers pull no more jobs than they have idle goroutines: a job
+// pulled is a job whose AckWait runs, so none should sit in a buffer
+// while every worker is busy.
+func TestWorkersPullOnlyWhatTheyCanStart(t *testing.T) {
+	t.Parallel()
+	const workers, jobs = 3, 12
+	b := setup(t, options{workers: workers, health: delivery.HealthConfig{MaxInFlight: jobs}})
+	hang := newGate(t)
+	_, err := b.subs.Create(context.Background(), subscriptions.Subscription{
+		URL: hang.URL, Events: []string{"robot.connected"}, Timeout: time.Minute,
+	})
+	require.NoError(t, err)
+	for i := range jobs {
+		b.publish(t, "robot.connected", `{}`, fmt.Sprintf("e-%d", i))
+	}
+	waitUntil(t, 10*time.Second, func() bool { return hang.inFlight.Load() == workers }, "every worker busy")
+	c, err := b.ns.JS.Consumer(context.Background(), jetstream.StreamDeliveries, jetstream.ConsumerWorkers)
+	require.NoError(t, err)
+	// Every job is stored after the workers got busy: a pull request left
+	// waiting on the server, or a buffer, would have taken some.
+	waitUntil(t, 10*time.Second, func() bool { return b.disp.Stats().Jobs == jobs }, "every job queued")
+	info, err := c.Info(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, workers, info.NumAckPending, "only the jobs in flight were pulled")
+	require.EqualValues(t, jobs-workers, info.NumPending)
+
+	hang.open()
+	waitUntil(t, 30*time.Second, func() bool { return hang.total.Load() == jobs && b.workersIdle(t) }, "all sent")
+}
+
+// A busy endpoint's backlog waits in memory and goes out in order: the
+// workers stop pulling while its queue is full, so no job is handed back
+// to JetStream (and pulled again, and again) while the endpoint works
+// through the rest.
+func TestBusyEndpointsBacklogIsNotHandedBack(t *testing.T) {
+	t.Parallel()
+	const events = 300
+	b := setup(t, options{workers: 8, health: delivery.HealthConfig{MaxInFlight: 1, MaxQueued: 32}})
+	r := newReceiver(t, func(int) int {
+		time.Sleep(time.Millisecond) // a receiver that takes a moment
+		return http.StatusOK
+	})
+	b.subscribe(t, r.URL, "task.completed")
+	publishMany(t, b, "task.completed", "busy", events)
+	for range events {
+		r.next(t, 30*time.Second)
+	}
+	waitUntil(t, 10*time.Second, func() bool { return b.workersIdle(t) }, "every job settled")
+	require.Zero(t, b.disp.Stats().Deferred, "no job was handed back for want of a slot")
+}
