@@ -65,21 +65,25 @@ func (ix *Indexer) WaitApplied(ctx context.Context, seq uint64) error {
 	}
 }
 
+// indexBatch and indexEvery bound a batch of records applied in one
+// transaction: a commit (pages written, fdatasync) costs about as much for
+// one record as for hundreds, and the index may lag the stream by this much.
+const (
+	indexBatch = 1024
+	indexEvery = 50 * time.Millisecond
+)
+
 // Run indexes records until ctx is done, then returns nil. Its consumer is
 // durable, so after a restart it resumes where it stopped; a consumer unused
 // for three days is removed by the server, and the replica then re-indexes
 // the whole stream (records are idempotent).
+//
+// The consumer acks all: one ack, of a batch's last record, once the batch
+// is applied, instead of one per record. So a batch the store refuses as a
+// whole (disk full) is retried until it is applied, and the index waits:
+// acking a later batch would ack this one too.
 func (ix *Indexer) Run(ctx context.Context) error {
-	cons, err := ix.js.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, natsjs.ConsumerConfig{
-		Durable:           "audit-" + ix.cfg.Replica,
-		Description:       "delivery history index of replica " + ix.cfg.Replica,
-		FilterSubject:     jetstream.AuditRecords, // records only, not the kept jobs
-		AckPolicy:         natsjs.AckExplicitPolicy,
-		AckWait:           30 * time.Second,
-		MaxAckPending:     4096,
-		DeliverPolicy:     natsjs.DeliverAllPolicy,
-		InactiveThreshold: 72 * time.Hour,
-	})
+	cons, floor, err := ix.consumer(ctx)
 	if ctx.Err() != nil {
 		return nil // stopped while starting
 	}
@@ -87,15 +91,15 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		return fmt.Errorf("delivery: indexer consumer: %w", err)
 	}
 	ix.mu.Lock()
-	ix.applied = max(ix.applied, cons.CachedInfo().AckFloor.Stream) // applied before a restart
+	ix.applied = max(ix.applied, floor) // applied before a restart
 	ix.mu.Unlock()
-	msgs := make(chan natsjs.Msg, 1024)
+	msgs := make(chan natsjs.Msg, indexBatch)
 	cc, err := cons.Consume(func(m natsjs.Msg) {
 		select {
 		case msgs <- m:
 		case <-ctx.Done(): // unacked: redelivered after a restart
 		}
-	}, natsjs.PullMaxMessages(1024))
+	}, natsjs.PullMaxMessages(indexBatch))
 	if err != nil {
 		return fmt.Errorf("delivery: indexer consume: %w", err)
 	}
@@ -112,24 +116,68 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			ix.sweep()
 		case m := <-msgs:
 			batch := []natsjs.Msg{m}
-		drain:
-			for len(batch) < 512 {
+			full := time.NewTimer(indexEvery)
+		gather:
+			for len(batch) < indexBatch {
 				select {
 				case m := <-msgs:
 					batch = append(batch, m)
-				default:
-					break drain
+				case <-full.C:
+					break gather
+				case <-ctx.Done():
+					break gather
 				}
 			}
-			ix.index(batch)
+			full.Stop()
+			ix.index(ctx, batch)
 		}
 	}
 }
 
-// index applies a batch of records in one transaction and acks them.
-func (ix *Indexer) index(batch []natsjs.Msg) {
+// consumer creates or binds this replica's index consumer and returns it
+// with the AUDIT sequence it had acked. One made before the consumer acked
+// all (it acked each record) is replaced by one that starts after that.
+func (ix *Indexer) consumer(ctx context.Context) (natsjs.Consumer, uint64, error) {
+	cfg := natsjs.ConsumerConfig{
+		Durable:           "audit-" + ix.cfg.Replica,
+		Description:       "delivery history index of replica " + ix.cfg.Replica,
+		FilterSubject:     jetstream.AuditRecords, // records only, not the kept jobs
+		AckPolicy:         natsjs.AckAllPolicy,
+		AckWait:           30 * time.Second,
+		MaxAckPending:     4 * indexBatch,
+		DeliverPolicy:     natsjs.DeliverAllPolicy,
+		InactiveThreshold: 72 * time.Hour,
+	}
+	if old, err := ix.js.Consumer(ctx, jetstream.StreamAudit, cfg.Durable); err == nil {
+		if info := old.CachedInfo(); info.Config.AckPolicy != natsjs.AckAllPolicy {
+			floor := info.AckFloor.Stream
+			if err := ix.js.DeleteConsumer(ctx, jetstream.StreamAudit, cfg.Durable); err != nil {
+				return nil, 0, fmt.Errorf("replace %s: %w", cfg.Durable, err)
+			}
+			if floor > 0 {
+				cfg.DeliverPolicy, cfg.OptStartSeq = natsjs.DeliverByStartSequencePolicy, floor+1
+			}
+			ix.log.Info().Str("consumer", cfg.Durable).Uint64("from_sequence", floor+1).
+				Msg("index consumer replaced by one that acks all")
+			cons, err := ix.js.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, cfg)
+			return cons, floor, err
+		}
+	} else if !errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return nil, 0, err
+	}
+	cons, err := ix.js.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, cfg)
+	if err != nil {
+		return nil, 0, err
+	}
+	return cons, cons.CachedInfo().AckFloor.Stream, nil
+}
+
+// index applies a batch of records in one transaction and acks them with
+// one ack of the last. A batch the store refuses as a whole is retried
+// every second until it is applied or ctx ends (unacked, it comes back
+// after a restart).
+func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
 	recs := make([]Record, 0, len(batch))
-	msgs := make([]natsjs.Msg, 0, len(batch))
 	var high uint64
 	for _, m := range batch {
 		if md, err := m.Metadata(); err == nil {
@@ -138,41 +186,26 @@ func (ix *Indexer) index(batch []natsjs.Msg) {
 		var rec Record
 		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.DeliveryID == "" {
 			ix.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping undecodable audit record")
-			_ = m.Term()
 			continue
 		}
-		recs, msgs = append(recs, rec), append(msgs, m)
+		recs = append(recs, rec)
 	}
-	if err := ix.store.Apply(recs...); err != nil {
-		// One record the store refuses must not hold back the batch for
-		// good: apply them one by one and drop only the ones refused. A
-		// store that refuses them all (disk full) has them redelivered.
-		errs := make([]error, len(recs))
-		failed := 0
-		for i, rec := range recs {
-			if errs[i] = ix.store.Apply(rec); errs[i] != nil {
-				failed++
-			}
+	for failures := 0; ; failures++ {
+		err := ix.apply(recs)
+		if err == nil {
+			break
 		}
-		if failed == len(recs) {
-			ix.log.Error().Err(err).Int("records", len(recs)).Msg("indexing audit records failed; they will be redelivered")
-			for _, m := range msgs {
-				_ = m.NakWithDelay(time.Second)
-			}
+		if failures%60 == 0 {
+			ix.log.Error().Err(err).Int("records", len(recs)).Msg("indexing audit records failed; retrying every second")
+		}
+		select {
+		case <-ctx.Done():
 			return
-		}
-		for i, err := range errs {
-			if err != nil {
-				ix.log.Error().Err(err).Str("delivery_id", truncate(recs[i].DeliveryID, 64)).
-					Msg("dropping an audit record the index refuses; it stays in the AUDIT stream")
-				_ = msgs[i].Term()
-			}
+		case <-time.After(time.Second):
 		}
 	}
-	for _, m := range batch {
-		if err := m.Ack(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
-			ix.log.Warn().Err(err).Msg("ack audit record")
-		}
+	if err := batch[len(batch)-1].Ack(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
+		ix.log.Warn().Err(err).Msg("ack audit records")
 	}
 	ix.mu.Lock()
 	if high > ix.applied {
@@ -181,6 +214,34 @@ func (ix *Indexer) index(batch []natsjs.Msg) {
 		ix.changed = make(chan struct{})
 	}
 	ix.mu.Unlock()
+}
+
+// apply applies recs in one transaction. One record the store refuses must
+// not hold back the others for good: if the transaction fails, they are
+// applied one by one and only the ones refused are dropped. It fails only
+// if the store refuses them all (disk full).
+func (ix *Indexer) apply(recs []Record) error {
+	err := ix.store.Apply(recs...)
+	if err == nil || len(recs) == 0 {
+		return nil
+	}
+	errs := make([]error, len(recs))
+	failed := 0
+	for i, rec := range recs {
+		if errs[i] = ix.store.Apply(rec); errs[i] != nil {
+			failed++
+		}
+	}
+	if failed == len(recs) {
+		return err
+	}
+	for i, err := range errs {
+		if err != nil {
+			ix.log.Error().Err(err).Str("delivery_id", truncate(recs[i].DeliveryID, 64)).
+				Msg("dropping an audit record the index refuses; it stays in the AUDIT stream")
+		}
+	}
+	return nil
 }
 
 func (ix *Indexer) sweep() {

@@ -194,8 +194,8 @@ func (s *Store) Apply(recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	// Batch may run fn more than once; applyTx is idempotent.
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	// One transaction, at once: the indexer gathers its batches itself.
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range recs {
 			if err := applyTx(tx, r); err != nil {
 				return err

@@ -14,10 +14,11 @@ import (
 )
 
 // BenchmarkStoreApply times Apply as the indexer calls it: batches of
-// attempt records (the indexer's are up to 512), a new delivery's first attempt and a retry of an older
+// attempt records (the indexer gathers up to 1024, or 50ms of them), a new
+// delivery's first attempt and a retry of an older
 // one, which moves it between statuses.
 func BenchmarkStoreApply(b *testing.B) {
-	for _, batch := range []int{64, 512} {
+	for _, batch := range []int{64, 1024} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchmarkApply(b, batch) })
 	}
 }
