@@ -25,7 +25,8 @@ var ErrStopping = errors.New("dispatcher: stopping")
 type Config struct {
 	// Workers is the number of concurrent delivery attempts.
 	Workers int
-	// Routers is the number of concurrent fan-outs (default 4).
+	// Routers is the number of concurrent fan-outs (default 32): each waits
+	// for its jobs to be stored, so they must be many to keep EVENTS moving.
 	Routers int
 	// ShutdownTimeout bounds how long in-flight attempts may run after stop.
 	ShutdownTimeout time.Duration

@@ -86,7 +86,8 @@
 // worker waits for its HTTP attempt, not for the stream, and the rule
 // "recorded before settled" still holds.
 //
-// While an attempt runs the worker sends InProgress every AckWait/3, so a
+// While an attempt runs the worker sends InProgress every AckWait/3 from
+// when the job was pulled (none for an attempt of milliseconds), so a
 // slow receiver causes no early redelivery and AckWait can stay short: a
 // crashed worker's job comes back after AckWait. A panic while handling a
 // message naks it for a while instead of stopping the process.

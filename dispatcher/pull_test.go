@@ -64,3 +64,28 @@ func TestBusyEndpointsBacklogIsNotHandedBack(t *testing.T) {
 	waitUntil(t, 10*time.Second, func() bool { return b.workersIdle(t) }, "every job settled")
 	require.Zero(t, b.disp.Stats().Deferred, "no job was handed back for want of a slot")
 }
+
+// An attempt longer than the AckWait is kept in progress: JetStream does
+// not hand the job to another worker meanwhile.
+func TestSlowAttemptIsNotRedeliveredMeanwhile(t *testing.T) {
+	t.Parallel()
+	const ackWait = 2 * time.Second
+	b := setup(t, options{prov: func(p *jetstream.Provisioning) { p.AckWait = ackWait }})
+	r := newReceiver(t, func(int) int {
+		time.Sleep(2*ackWait + ackWait/2) // a receiver slower than the AckWait
+		return http.StatusOK
+	})
+	sub, err := b.subs.Create(context.Background(), subscriptions.Subscription{
+		URL: r.URL, Events: []string{"task.completed"}, Timeout: 4 * ackWait,
+	})
+	require.NoError(t, err)
+	id := b.deliver(t, sub, "task.completed", `{}`, "slow")
+	r.next(t, 10*time.Second)
+	d := b.waitDelivery(t, id, delivery.StatusSucceeded)
+	require.Len(t, d.Attempts, 1)
+	select {
+	case req := <-r.reqs:
+		t.Fatalf("the job was redelivered during its attempt: a second request at %s", req.at)
+	default:
+	}
+}

@@ -61,6 +61,7 @@ type settlement struct {
 // decide what follows, settle; then run the jobs that waited for the
 // endpoint slot this attempt freed.
 func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
+	pulled := time.Now()
 	job, err := delivery.DecodeJob(m.Headers(), m.Data())
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", m.Subject()).Msg("undecodable job; terminating")
@@ -69,7 +70,7 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 	}
 	log := d.log.With().Str("delivery_id", job.ID).Str("event_id", job.EventID).
 		Str("event_type", job.Event).Str("subscription_id", job.SubscriptionID).Int("attempt", job.Attempt).Logger()
-	s, next := d.decide(ctx, m, job, log)
+	s, next := d.decide(ctx, m, job, pulled, log)
 	d.settle(ctx, m, job, s, log)
 	for next != nil {
 		next = next()
@@ -78,7 +79,7 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 
 // decide runs the job's attempt if it may run now, and returns how the job
 // is settled, and the job that waited for the slot the attempt freed.
-func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job, log zerolog.Logger) (settlement, delivery.Handoff) {
+func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, log zerolog.Logger) (settlement, delivery.Handoff) {
 	if wait := job.NotBefore.Sub(d.now()); wait > 0 {
 		return settlement{act: nak, delay: wait}, nil // a retry, published ahead of its time
 	}
@@ -97,7 +98,7 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 		MaxWait: d.cfg.AckWait / 3,
 		Bytes:   len(m.Data()),
 		Run: func(slot *delivery.Slot) delivery.Handoff {
-			return d.runQueued(ctx, m, job, slot, log)
+			return d.runQueued(ctx, m, job, pulled, slot, log)
 		},
 		Expire: func(wait time.Duration) {
 			d.deferred.Add(1)
@@ -118,16 +119,16 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 		d.deferred.Add(1)
 		return settlement{act: nak, delay: wait}, nil
 	}
-	return d.run(ctx, m, job, sub, slot, log)
+	return d.run(ctx, m, job, pulled, sub, slot, log)
 }
 
 // runQueued runs a job that waited in memory, with the slot handed to it,
 // settles it and returns the next job that waited.
-func (d *Dispatcher) runQueued(ctx context.Context, m natsjs.Msg, job delivery.Job, slot *delivery.Slot, log zerolog.Logger) delivery.Handoff {
+func (d *Dispatcher) runQueued(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, slot *delivery.Slot, log zerolog.Logger) delivery.Handoff {
 	sub, s, ok := d.admissible(ctx, job) // the subscription may have changed meanwhile
 	var next delivery.Handoff
 	if ok {
-		s, next = d.run(ctx, m, job, sub, slot, log)
+		s, next = d.run(ctx, m, job, pulled, sub, slot, log)
 	} else {
 		next = slot.Cancel()
 	}
@@ -160,8 +161,8 @@ func (d *Dispatcher) admissible(ctx context.Context, job delivery.Job) (subscrip
 
 // run makes the attempt in slot and returns its settlement, and the job
 // that waited for the slot.
-func (d *Dispatcher) run(ctx context.Context, m natsjs.Msg, job delivery.Job, sub subscriptions.Subscription, slot *delivery.Slot, log zerolog.Logger) (settlement, delivery.Handoff) {
-	res := d.attempt(ctx, m, job, sub)
+func (d *Dispatcher) run(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, sub subscriptions.Subscription, slot *delivery.Slot, log zerolog.Logger) (settlement, delivery.Handoff) {
+	res := d.attempt(ctx, m, job, pulled, sub)
 	// net/http reports the cancellation's cause, not context.Canceled, so
 	// any failure after the stop cancelled the work is a cut-off attempt.
 	if errors.Is(context.Cause(ctx), ErrStopping) && res.Outcome != delivery.OutcomeSucceeded {
@@ -374,13 +375,19 @@ func holdReason(sub subscriptions.Subscription) string {
 }
 
 // attempt runs the HTTP attempt while telling JetStream the job is in
-// progress, so a slow receiver causes no redelivery.
-func (d *Dispatcher) attempt(ctx context.Context, m natsjs.Msg, job delivery.Job, sub subscriptions.Subscription) delivery.Result {
-	_ = m.InProgress()
+// progress every AckWait/3 since it was pulled, so a slow receiver causes
+// no redelivery. Most attempts take milliseconds and send none.
+func (d *Dispatcher) attempt(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, sub subscriptions.Subscription) delivery.Result {
+	every := d.cfg.AckWait / 3
+	first := time.Until(pulled.Add(every))
+	if first <= 0 { // it waited in memory for a slot that long
+		_ = m.InProgress()
+		first = every
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
-		t := time.NewTicker(d.cfg.AckWait / 3)
+		t := time.NewTimer(first)
 		defer t.Stop()
 		for {
 			select {
@@ -388,6 +395,7 @@ func (d *Dispatcher) attempt(ctx context.Context, m natsjs.Msg, job delivery.Job
 				return
 			case <-t.C:
 				_ = m.InProgress()
+				t.Reset(every)
 			}
 		}
 	}()
