@@ -33,7 +33,7 @@ type HealthConfig struct {
 	// re-enables it. 0: never.
 	MaxHeldBack int
 	// MaxQueued is how many jobs may wait in memory per endpoint for a slot
-	// (default 2048). Fewer wait when the endpoint's attempts are slow: a
+	// (default 256). Fewer wait when the endpoint's attempts are slow: a
 	// job is queued only if the jobs ahead of it should be through within
 	// its Queued.MaxWait, at the endpoint's average attempt time and cap.
 	MaxQueued int
@@ -129,7 +129,7 @@ func NewEndpoints(cfg HealthConfig, log zerolog.Logger) *Endpoints {
 		cfg.BusyDelay = 2 * time.Second
 	}
 	if cfg.MaxQueued <= 0 {
-		cfg.MaxQueued = 2048
+		cfg.MaxQueued = 256
 	}
 	if cfg.MaxQueuedBytes <= 0 {
 		cfg.MaxQueuedBytes = 32 << 20
