@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -35,8 +37,8 @@ type bench struct {
 	dir       string
 	target    *target
 	receivers []*receiver
-	hold      chan struct{}
 	nc        *nats.Conn
+	ns        *server.Server // with --backlog: the NATS server, run here
 }
 
 func (b *bench) close() {
@@ -45,6 +47,10 @@ func (b *bench) close() {
 	}
 	if b.target != nil && b.target.stop != nil {
 		_ = b.target.stop()
+	}
+	if b.ns != nil {
+		b.ns.Shutdown()
+		b.ns.WaitForShutdown()
 	}
 	for _, r := range b.receivers {
 		r.close()
@@ -94,12 +100,6 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 		b.logf("raw loopback HTTP: %.0f requests/s (%d connections, %d-byte events, both signatures verified)", rate, o.conns, o.size)
 	}
 
-	if o.backlog {
-		b.hold = make(chan struct{})
-		for _, r := range b.receivers {
-			r.hold.Store(&b.hold)
-		}
-	}
 	if err := b.startTarget(ctx); err != nil {
 		return nil, err
 	}
@@ -169,12 +169,15 @@ func (b *bench) startTarget(ctx context.Context) error {
 		return fmt.Errorf("temp dir: %w", err)
 	}
 	b.dir = dir
-	args := []string{}
+	natsURL := ""
 	if o.backlog {
-		// Held requests must not time out while the backlog is queued.
-		args = append(args, "--delivery-timeout", "1h")
+		// The events must queue while webhookd is down: NATS runs here.
+		if b.ns, err = startNATS(filepath.Join(dir, "nats")); err != nil {
+			return err
+		}
+		natsURL = b.ns.ClientURL()
 	}
-	t, err := startWebhookd(ctx, o.webhookd, append(args, o.webhookdArgs...), dir)
+	t, err := startWebhookd(ctx, o.webhookd, o.webhookdArgs, dir, natsURL)
 	if err != nil {
 		return err
 	}
@@ -199,6 +202,14 @@ func (b *bench) load(ctx context.Context, js natsjs.JetStream, api *client.Clien
 			return err
 		}
 		cpu0 = ps.CPU
+	}
+	if o.backlog {
+		// Down while the events queue; CPU and RSS are measured from the
+		// restart on.
+		if err := b.target.stop(); err != nil {
+			return fmt.Errorf("stop webhookd before queueing: %w", err)
+		}
+		b.target.stop, b.target.pid = nil, 0
 	}
 	var published atomic.Int64
 	pubDone := make(chan error, 1)
@@ -235,9 +246,22 @@ func (b *bench) load(ctx context.Context, js natsjs.JetStream, api *client.Clien
 			if pubErr != nil {
 				return pubErr
 			}
-			if b.hold != nil {
+			if o.backlog {
 				released = time.Now()
-				close(b.hold)
+				t, err := startWebhookd(ctx, o.webhookd, o.webhookdArgs, b.dir, b.ns.ClientURL())
+				if err != nil {
+					return fmt.Errorf("start webhookd to drain: %w", err)
+				}
+				b.target = t
+				if api, err = client.New(t.api, t.token); err != nil {
+					return err
+				}
+				ps, err := readProc(t.pid)
+				if err != nil {
+					return err
+				}
+				cpu0, lastCPU = ps.CPU, ps.CPU
+				b.logf("webhookd started again to drain %d events (pid %d)", published.Load(), t.pid)
 			}
 			deadline = time.Now().Add(o.drain)
 			continue
@@ -281,7 +305,11 @@ func (b *bench) load(ctx context.Context, js natsjs.JetStream, api *client.Clien
 		if res.Delivered > 0 {
 			res.CPUPerDeliveryUS = res.CPUSeconds * 1e6 / float64(res.Delivered)
 		}
-		res.CPUCores = res.CPUSeconds / end.Sub(start).Seconds()
+		since := start
+		if o.backlog {
+			since = released // webhookd ran from its restart on
+		}
+		res.CPUCores = res.CPUSeconds / end.Sub(since).Seconds()
 	}
 	return nil
 }
@@ -305,7 +333,7 @@ func (b *bench) publish(ctx context.Context, js natsjs.JetStream, col *collector
 		n := int64(256)
 		if o.rate > 0 {
 			n = int64(now.Sub(start).Seconds()*float64(o.rate)) - int64(seq)
-		} else if b.hold == nil {
+		} else if !o.backlog {
 			n = min(n, (int64(o.window)-(published.Load()*fan-col.delivered.Load()))/fan)
 		}
 		if o.count > 0 {

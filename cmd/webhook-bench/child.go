@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // target is the webhookd under test.
@@ -26,9 +28,10 @@ type target struct {
 	stop             func() error // nil when attached
 }
 
-// startWebhookd starts the binary on free loopback ports with a temporary
-// data dir, and waits until it is ready.
-func startWebhookd(ctx context.Context, bin string, extra []string, dir string) (*target, error) {
+// startWebhookd starts the binary on free loopback ports with the data dir
+// in dir, and waits until it is ready. It runs its embedded NATS server, or
+// uses the one at natsURL.
+func startWebhookd(ctx context.Context, bin string, extra []string, dir, natsURL string) (*target, error) {
 	httpAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -43,12 +46,16 @@ func startWebhookd(ctx context.Context, bin string, extra []string, dir string) 
 	}
 	t := &target{api: "http://" + httpAddr, nats: "nats://" + natsAddr, token: hex.EncodeToString(raw),
 		logPath: filepath.Join(dir, "webhookd.log")}
-	dataDir := filepath.Join(dir, "data")
-	args := append([]string{
-		"--data-dir", dataDir, "--http-addr", httpAddr, "--nats-listen", natsAddr,
+	nats := []string{"--nats-listen", natsAddr}
+	if natsURL != "" {
+		t.nats, nats = natsURL, []string{"--nats-url", natsURL}
+	}
+	args := append(append([]string{
+		"--data-dir", filepath.Join(dir, "data"), "--http-addr", httpAddr,
 		"--allow-targets", "127.0.0.0/8", "--log-level", "warn",
-	}, extra...)
-	logf, err := os.Create(t.logPath)
+	}, nats...), extra...)
+	// Appended: a restarted webhookd (--backlog) adds to the first one's log.
+	logf, err := os.OpenFile(t.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("webhookd log: %w", err)
 	}
@@ -192,4 +199,22 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// startNATS runs a NATS server with JetStream on a free loopback port,
+// storing in dir, for webhookd to use while it is stopped and started.
+func startNATS(dir string) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir,
+		NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("nats server not ready within 30s")
+	}
+	return ns, nil
 }

@@ -84,11 +84,37 @@ func TestSmoke(t *testing.T) {
 	require.Contains(t, report.String(), "% of the raw loopback HTTP rate")
 }
 
+// TestBacklogDrain queues events while webhookd is down (NATS runs in the
+// tool), starts it again and measures the drain: every event is delivered
+// once, after the restart, and the rate is the drain's.
+func TestBacklogDrain(t *testing.T) {
+	t.Parallel()
+	bin := buildWebhookd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var report strings.Builder
+	res, err := run(ctx, []string{"--webhookd", bin, "--backlog", "--count", "500", "--raw", "0", "--size", "256",
+		"--drain-timeout", "30s", "--out", t.TempDir(), "--quiet", "--webhookd-args", "--workers 8 --log-level info"}, &report, io.Discard)
+	require.NoError(t, err)
+	t.Log(report.String())
+	require.EqualValues(t, 500, res.Delivered)
+	require.Zero(t, res.Duplicates)
+	require.Zero(t, res.BadSignatures)
+	require.Contains(t, res.RateBasis, "restart")
+	require.Positive(t, res.DeliveriesPerSec)
+	require.Positive(t, res.CPUSeconds, "the restarted webhookd's CPU time")
+	require.Contains(t, report.String(), "NATS ran in this tool")
+	log, err := os.ReadFile(res.LogFile)
+	require.NoError(t, err)
+	require.Equal(t, 2, strings.Count(string(log), `"message":"webhookd stopped"`), "stopped to queue, and at the end")
+}
+
 func TestBadOptions(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"--fanout", "0"}, {"--rate", "-1"}, {"--backlog"}, {"--size", "10"},
 		{"--attach", "http://127.0.0.1:1"}, {"--pid", "1"}, {"extra"}, {"--duration", "0s"},
+		{"--backlog", "--count", "1", "--attach", "http://127.0.0.1:1", "--token", "t", "--nats", "nats://127.0.0.1:1"},
 	} {
 		_, err := run(context.Background(), append(args, "--webhookd", "/nonexistent"), io.Discard, io.Discard)
 		require.Error(t, err, args)

@@ -25,7 +25,7 @@ type options struct {
 	count        int           // events to publish; 0: for duration
 	size         int           // bytes of event data
 	window       int           // flat out: deliveries published but not yet received, at most
-	backlog      bool          // receivers hold every request until all events are published
+	backlog      bool          // webhookd is stopped while the events are published, then started to drain them
 	raw          time.Duration // how long the raw loopback baseline runs; 0 skips it
 	conns        int           // concurrent requests of the raw baseline (webhookd's workers)
 	drain        time.Duration // how long to wait for the last deliveries
@@ -50,7 +50,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.IntVar(&o.count, "count", 0, "events to publish; 0: publish for --duration")
 	fs.IntVar(&o.size, "size", 1024, "bytes of event data")
 	fs.IntVar(&o.window, "window", 20_000, "flat out: deliveries (events × fan-out) published but not yet received, at most")
-	fs.BoolVar(&o.backlog, "backlog", false, "queue first: receivers hold every request until all --count events are published, then the drain is measured")
+	fs.BoolVar(&o.backlog, "backlog", false, "queue first: with NATS run by the tool, webhookd is stopped while all --count events are published, then started again, and the drain is measured")
 	fs.DurationVar(&o.raw, "raw", 5*time.Second, "how long to measure the raw loopback HTTP rate first; 0 skips it")
 	fs.IntVar(&o.conns, "conns", 64, "concurrent requests of the raw loopback measurement (webhookd's --workers)")
 	fs.DurationVar(&o.drain, "drain-timeout", 2*time.Minute, "how long to wait for the last deliveries after publishing")
@@ -74,6 +74,8 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		return o, errors.New("--duration must be positive without --count")
 	case o.backlog && o.count == 0:
 		return o, errors.New("--backlog needs --count (the events to queue)")
+	case o.backlog && o.attach != "":
+		return o, errors.New("--backlog stops and starts webhookd: not with --attach")
 	case o.size < 64 || o.size > 1<<20:
 		return o, fmt.Errorf("--size %d: want 64 to 1048576 bytes", o.size)
 	case o.window < o.fanout:

@@ -24,7 +24,6 @@ type receiver struct {
 	url    string
 	secret atomic.Pointer[string]
 	col    atomic.Pointer[collector]
-	hold   atomic.Pointer[chan struct{}] // requests wait until it is closed; nil: none wait
 	bufs   sync.Pool
 
 	mu   sync.Mutex
@@ -59,13 +58,6 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if _, err := io.Copy(buf, io.LimitReader(req.Body, 2<<20)); err != nil {
 		http.Error(w, "read body", http.StatusBadRequest)
 		return
-	}
-	if hold := r.hold.Load(); hold != nil {
-		select {
-		case <-*hold:
-		case <-req.Context().Done():
-			return
-		}
 	}
 	now := time.Now()
 	body := buf.Bytes()

@@ -96,7 +96,7 @@ func (r *Result) fill(col *collector, published, pubErrs int64, start, pubStop, 
 	switch {
 	case r.Backlog:
 		if span := last.Sub(released).Seconds(); span > 0 {
-			r.DeliveriesPerSec, r.RateBasis = float64(r.Delivered)/span, "drain: release of the held receivers to the last receipt"
+			r.DeliveriesPerSec, r.RateBasis = float64(r.Delivered)/span, "drain: webhookd's restart to the last receipt"
 		}
 	case r.Count > 0:
 		if span := last.Sub(start).Seconds(); span > 0 {
@@ -139,6 +139,9 @@ func (r *Result) print(w io.Writer) {
 	if r.CPUSeconds > 0 || r.PeakRSSMiB > 0 {
 		fmt.Fprintf(w, "webhookd       %.1f CPU seconds (%.2f cores, %.1f µs per delivery), RSS idle %.1f MiB, peak %.1f MiB, at end %.1f MiB (%.1f MiB of it mapped files)\n",
 			r.CPUSeconds, r.CPUCores, r.CPUPerDeliveryUS, r.IdleRSSMiB, r.PeakRSSMiB, r.EndRSSMiB, r.EndRSSFileMiB)
+	}
+	if r.Backlog {
+		fmt.Fprintf(w, "note           NATS ran in this tool (webhookd stopped while it queued the events): webhookd's CPU and RSS are its own, without the server's\n")
 	}
 	if r.RawPerSec > 0 {
 		fmt.Fprintf(w, "vs loopback    %.0f deliveries/s is %.1f %% of the raw loopback HTTP rate, %.0f requests/s\n", r.DeliveriesPerSec, r.RawShare, r.RawPerSec)
