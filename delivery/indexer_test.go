@@ -24,23 +24,12 @@ func TestIndexerDropsOnlyTheRecordItCannotStore(t *testing.T) {
 	store := openStore(t)
 	ctx := context.Background()
 	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-	publish := func(rec delivery.Record) {
-		b, err := json.Marshal(rec)
-		require.NoError(t, err)
-		_, err = ns.JS.Publish(ctx, jetstream.AuditSubject("s1"), b)
-		require.NoError(t, err)
-	}
-	publish(attemptRec("before", "s1", "e1", 1, delivery.StatusSucceeded, at))
+	publishRecord(t, ns, attemptRec("before", "s1", "e1", 1, delivery.StatusSucceeded, at))
 	bad := attemptRec("huge", "s1", strings.Repeat("e", 40_000), 1, delivery.StatusSucceeded, at) // event-id key over 32 KiB
-	publish(bad)
-	publish(attemptRec("after", "s1", "e3", 1, delivery.StatusSucceeded, at))
+	publishRecord(t, ns, bad)
+	publishRecord(t, ns, attemptRec("after", "s1", "e3", 1, delivery.StatusSucceeded, at))
 
-	ix := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- ix.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-
+	ix := runIndexer(t, ns, store)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
 	require.NoError(t, ix.WaitApplied(wctx, 3), "the index moves past the refused record")
@@ -72,10 +61,7 @@ func TestIndexerReplacesAnOldConsumerWhereItStopped(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	for _, id := range []string{"d1", "d2", "d3"} {
-		b, err := json.Marshal(attemptRec(id, "s1", "e-"+id, 1, delivery.StatusSucceeded, at))
-		require.NoError(t, err)
-		_, err = ns.JS.Publish(ctx, jetstream.AuditSubject("s1"), b)
-		require.NoError(t, err)
+		publishRecord(t, ns, attemptRec(id, "s1", "e-"+id, 1, delivery.StatusSucceeded, at))
 	}
 	old, err := ns.JS.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, natsjs.ConsumerConfig{
 		Durable: "audit-r1", FilterSubject: jetstream.AuditRecords, AckPolicy: natsjs.AckExplicitPolicy,
@@ -87,11 +73,7 @@ func TestIndexerReplacesAnOldConsumerWhereItStopped(t *testing.T) {
 		require.NoError(t, m.DoubleAck(ctx))
 	}
 
-	ix := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- ix.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	ix := runIndexer(t, ns, store)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
 	require.NoError(t, ix.WaitApplied(wctx, 3))
@@ -109,4 +91,24 @@ func TestIndexerReplacesAnOldConsumerWhereItStopped(t *testing.T) {
 		require.NoError(t, err)
 		return info.AckFloor.Stream == 3 && info.NumAckPending == 0
 	}, 10*time.Second, 10*time.Millisecond, "the batch acked")
+}
+
+// publishRecord writes rec to AUDIT as a replica's recorder would.
+func publishRecord(t *testing.T, ns *jstest.Server, rec delivery.Record) {
+	t.Helper()
+	b, err := json.Marshal(rec)
+	require.NoError(t, err)
+	_, err = ns.JS.Publish(context.Background(), jetstream.AuditSubject(rec.SubscriptionID), b)
+	require.NoError(t, err)
+}
+
+// runIndexer runs replica r1's indexer into store until the test ends.
+func runIndexer(t *testing.T, ns *jstest.Server, store *delivery.Store) *delivery.Indexer {
+	t.Helper()
+	ix := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	return ix
 }
