@@ -216,30 +216,25 @@ func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
 	ix.mu.Unlock()
 }
 
-// apply applies recs in one transaction. One record the store refuses must
-// not hold back the others for good: if the transaction fails, they are
-// applied one by one and only the ones refused are dropped. It fails only
-// if the store refuses them all (disk full).
+// apply applies recs in one transaction. One record the store refuses
+// (invalid, a key over bbolt's limit) must not hold back the others for
+// good: if the transaction fails, they are applied one by one and the ones
+// refused are dropped. It fails if the store cannot write (disk full, I/O
+// error): then the batch is to be applied again.
 func (ix *Indexer) apply(recs []Record) error {
-	err := ix.store.Apply(recs...)
-	if err == nil || len(recs) == 0 {
+	if err := ix.store.Apply(recs...); err == nil {
 		return nil
 	}
-	errs := make([]error, len(recs))
-	failed := 0
-	for i, rec := range recs {
-		if errs[i] = ix.store.Apply(rec); errs[i] != nil {
-			failed++
+	for _, rec := range recs {
+		err := ix.store.Apply(rec)
+		if err == nil {
+			continue
 		}
-	}
-	if failed == len(recs) {
-		return err
-	}
-	for i, err := range errs {
-		if err != nil {
-			ix.log.Error().Err(err).Str("delivery_id", truncate(recs[i].DeliveryID, 64)).
-				Msg("dropping an audit record the index refuses; it stays in the AUDIT stream")
+		if !refused(err) {
+			return err
 		}
+		ix.log.Error().Err(err).Str("delivery_id", truncate(rec.DeliveryID, 64)).
+			Msg("dropping an audit record the index refuses; it stays in the AUDIT stream")
 	}
 	return nil
 }

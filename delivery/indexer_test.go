@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/jetstream"
@@ -48,6 +50,48 @@ func TestIndexerDropsOnlyTheRecordItCannotStore(t *testing.T) {
 		require.NoError(t, err)
 		return info.AckFloor.Stream == 3 && info.NumAckPending == 0
 	}, 10*time.Second, 10*time.Millisecond, "every record acked")
+}
+
+// A record the store refuses, alone in its batch, is dropped: it does not
+// hold up the index as a store that cannot write at all would.
+func TestIndexerDropsARefusedRecordAloneInItsBatch(t *testing.T) {
+	t.Parallel()
+	ns := jstest.RunProvisioned(t)
+	store := openStore(t)
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	publishRecord(t, ns, attemptRec("huge", "s1", strings.Repeat("e", 40_000), 1, delivery.StatusSucceeded, at)) // key over 32 KiB
+	ix := runIndexer(t, ns, store)
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	require.NoError(t, ix.WaitApplied(wctx, 1), "the refused record is passed")
+	publishRecord(t, ns, attemptRec("next", "s1", "e2", 1, delivery.StatusSucceeded, at))
+	require.NoError(t, ix.WaitApplied(wctx, 2), "and the next one indexed")
+	_, err := store.Get("next")
+	require.NoError(t, err)
+}
+
+// A store that cannot write (here: its file closed under it; in
+// production a full disk) holds the index back: the batch is neither
+// passed nor acked, and comes again, instead of being dropped.
+func TestIndexerHoldsBackWhileTheStoreCannotWrite(t *testing.T) {
+	t.Parallel()
+	ns := jstest.RunProvisioned(t)
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	store, err := delivery.OpenStore(db, zerolog.Nop())
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	publishRecord(t, ns, attemptRec("d1", "s1", "e1", 1, delivery.StatusSucceeded, time.Now()))
+	ix := runIndexer(t, ns, store)
+	wctx, wcancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer wcancel()
+	require.Error(t, ix.WaitApplied(wctx, 1), "not passed while the store cannot write")
+	c, err := ns.JS.Consumer(context.Background(), jetstream.StreamAudit, "audit-r1")
+	require.NoError(t, err)
+	info, err := c.Info(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, info.AckFloor.Stream, "not acked")
 }
 
 // A replica's index consumer from before it acked all (it acked each

@@ -32,6 +32,16 @@ type Delivery struct {
 // ErrNotFound is returned for an unknown delivery id.
 var ErrNotFound = errors.New("delivery: not found")
 
+// errRefused marks a record the store can never apply (invalid, or a key
+// or value over bbolt's limits), as opposed to a store that cannot write.
+var errRefused = errors.New("refused")
+
+// refused reports whether err says the record itself can never be applied.
+func refused(err error) bool {
+	return errors.Is(err, errRefused) || errors.Is(err, bolterrors.ErrKeyTooLarge) ||
+		errors.Is(err, bolterrors.ErrValueTooLarge) || errors.Is(err, bolterrors.ErrKeyRequired)
+}
+
 var (
 	bucketDeliveries = []byte("deliveries")
 	bucketJobs       = []byte("delivery_jobs") // delivery id → AUDIT sequence of the kept job (uint64 BE)
@@ -211,14 +221,14 @@ func (s *Store) Apply(recs ...Record) error {
 
 func applyTx(tx *bolt.Tx, r Record) error {
 	if r.DeliveryID == "" {
-		return errors.New("record without delivery id")
+		return fmt.Errorf("%w: record without delivery id", errRefused)
 	}
 	b := tx.Bucket(bucketDeliveries)
 	var d Delivery
 	var old *Delivery
 	if v := b.Get([]byte(r.DeliveryID)); v != nil {
 		if err := json.Unmarshal(v, &d); err != nil {
-			return fmt.Errorf("decode delivery %s: %w", r.DeliveryID, err)
+			return fmt.Errorf("%w: decode stored delivery %s: %w", errRefused, r.DeliveryID, err)
 		}
 		prev := d
 		old = &prev
