@@ -78,12 +78,21 @@ const (
 // for three days is removed by the server, and the replica then re-indexes
 // the whole stream (records are idempotent).
 //
-// The consumer acks all: one ack, of a batch's last record, once the batch
-// is applied, instead of one per record. So a batch the store refuses as a
-// whole (disk full) is retried until it is applied, and the index waits:
-// acking a later batch would ack this one too.
+// Each record is acked once its batch is applied, one by one: an ack that
+// covered the records before it (AckAll) would also cover a record that
+// never reached this replica (dropped at shutdown, lost in a reconnect),
+// and it would never be indexed.
 func (ix *Indexer) Run(ctx context.Context) error {
-	cons, floor, err := ix.consumer(ctx)
+	cons, err := ix.js.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, natsjs.ConsumerConfig{
+		Durable:           "audit-" + ix.cfg.Replica,
+		Description:       "delivery history index of replica " + ix.cfg.Replica,
+		FilterSubject:     jetstream.AuditRecords, // records only, not the kept jobs
+		AckPolicy:         natsjs.AckExplicitPolicy,
+		AckWait:           30 * time.Second,
+		MaxAckPending:     4 * indexBatch,
+		DeliverPolicy:     natsjs.DeliverAllPolicy,
+		InactiveThreshold: 72 * time.Hour,
+	})
 	if ctx.Err() != nil {
 		return nil // stopped while starting
 	}
@@ -91,7 +100,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		return fmt.Errorf("delivery: indexer consumer: %w", err)
 	}
 	ix.mu.Lock()
-	ix.applied = max(ix.applied, floor) // applied before a restart
+	ix.applied = max(ix.applied, cons.CachedInfo().AckFloor.Stream) // applied before a restart
 	ix.mu.Unlock()
 	msgs := make(chan natsjs.Msg, indexBatch)
 	cc, err := cons.Consume(func(m natsjs.Msg) {
@@ -129,55 +138,18 @@ func (ix *Indexer) Run(ctx context.Context) error {
 				}
 			}
 			full.Stop()
-			ix.index(ctx, batch)
+			ix.index(batch)
 		}
 	}
 }
 
-// consumer creates or binds this replica's index consumer and returns it
-// with the AUDIT sequence it had acked. One made before the consumer acked
-// all (it acked each record) is replaced by one that starts after that.
-func (ix *Indexer) consumer(ctx context.Context) (natsjs.Consumer, uint64, error) {
-	cfg := natsjs.ConsumerConfig{
-		Durable:           "audit-" + ix.cfg.Replica,
-		Description:       "delivery history index of replica " + ix.cfg.Replica,
-		FilterSubject:     jetstream.AuditRecords, // records only, not the kept jobs
-		AckPolicy:         natsjs.AckAllPolicy,
-		AckWait:           30 * time.Second,
-		MaxAckPending:     4 * indexBatch,
-		DeliverPolicy:     natsjs.DeliverAllPolicy,
-		InactiveThreshold: 72 * time.Hour,
-	}
-	if old, err := ix.js.Consumer(ctx, jetstream.StreamAudit, cfg.Durable); err == nil {
-		if info := old.CachedInfo(); info.Config.AckPolicy != natsjs.AckAllPolicy {
-			floor := info.AckFloor.Stream
-			if err := ix.js.DeleteConsumer(ctx, jetstream.StreamAudit, cfg.Durable); err != nil {
-				return nil, 0, fmt.Errorf("replace %s: %w", cfg.Durable, err)
-			}
-			if floor > 0 {
-				cfg.DeliverPolicy, cfg.OptStartSeq = natsjs.DeliverByStartSequencePolicy, floor+1
-			}
-			ix.log.Info().Str("consumer", cfg.Durable).Uint64("from_sequence", floor+1).
-				Msg("index consumer replaced by one that acks all")
-			cons, err := ix.js.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, cfg)
-			return cons, floor, err
-		}
-	} else if !errors.Is(err, natsjs.ErrConsumerNotFound) {
-		return nil, 0, err
-	}
-	cons, err := ix.js.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, cfg)
-	if err != nil {
-		return nil, 0, err
-	}
-	return cons, cons.CachedInfo().AckFloor.Stream, nil
-}
-
-// index applies a batch of records in one transaction and acks them with
-// one ack of the last. A batch the store refuses as a whole is retried
-// every second until it is applied or ctx ends (unacked, it comes back
-// after a restart).
-func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
+// index applies a batch of records in one transaction and acks each. A
+// record the store refuses (invalid, a key over bbolt's limit) is dropped
+// from the index (it stays in AUDIT); if the store cannot write at all
+// (disk full), the batch is nak'ed and comes again.
+func (ix *Indexer) index(batch []natsjs.Msg) {
 	recs := make([]Record, 0, len(batch))
+	msgs := make([]natsjs.Msg, 0, len(batch))
 	var high uint64
 	for _, m := range batch {
 		if md, err := m.Metadata(); err == nil {
@@ -186,26 +158,27 @@ func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
 		var rec Record
 		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.DeliveryID == "" {
 			ix.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping undecodable audit record")
+			_ = m.Term()
 			continue
 		}
-		recs = append(recs, rec)
+		recs, msgs = append(recs, rec), append(msgs, m)
 	}
-	for failures := 0; ; failures++ {
-		err := ix.apply(recs)
-		if err == nil {
-			break
+	refusedAt, err := ix.apply(recs)
+	if err != nil {
+		ix.log.Error().Err(err).Int("records", len(recs)).Msg("indexing audit records failed; they will be redelivered")
+		for _, m := range msgs {
+			_ = m.NakWithDelay(time.Second)
 		}
-		if failures%60 == 0 {
-			ix.log.Error().Err(err).Int("records", len(recs)).Msg("indexing audit records failed; retrying every second")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
+		return
 	}
-	if err := batch[len(batch)-1].Ack(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
-		ix.log.Warn().Err(err).Msg("ack audit records")
+	for i, m := range msgs {
+		ack := m.Ack
+		if refusedAt[i] {
+			ack = m.Term
+		}
+		if err := ack(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
+			ix.log.Warn().Err(err).Msg("ack audit record")
+		}
 	}
 	ix.mu.Lock()
 	if high > ix.applied {
@@ -217,26 +190,27 @@ func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
 }
 
 // apply applies recs in one transaction. One record the store refuses
-// (invalid, a key over bbolt's limit) must not hold back the others for
-// good: if the transaction fails, they are applied one by one and the ones
-// refused are dropped. It fails if the store cannot write (disk full, I/O
-// error): then the batch is to be applied again.
-func (ix *Indexer) apply(recs []Record) error {
-	if err := ix.store.Apply(recs...); err == nil {
-		return nil
+// must not hold back the others for good: if the transaction fails, they
+// are applied one by one, and the ones refused are reported (refused[i]).
+// It fails if the store cannot write (disk full, I/O error).
+func (ix *Indexer) apply(recs []Record) (refused []bool, err error) {
+	refused = make([]bool, len(recs))
+	if err := ix.store.ApplyBatch(recs); err == nil {
+		return refused, nil
 	}
-	for _, rec := range recs {
-		err := ix.store.Apply(rec)
+	for i, rec := range recs {
+		err := ix.store.ApplyBatch([]Record{rec})
 		if err == nil {
 			continue
 		}
-		if !refused(err) {
-			return err
+		if !isRefused(err) {
+			return nil, err
 		}
+		refused[i] = true
 		ix.log.Error().Err(err).Str("delivery_id", truncate(rec.DeliveryID, 64)).
 			Msg("dropping an audit record the index refuses; it stays in the AUDIT stream")
 	}
-	return nil
+	return refused, nil
 }
 
 func (ix *Indexer) sweep() {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
@@ -42,7 +41,7 @@ func TestIndexerDropsOnlyTheRecordItCannotStore(t *testing.T) {
 	_, err := store.Get("huge")
 	require.ErrorIs(t, err, delivery.ErrNotFound)
 
-	// One ack of the batch's last record acks them all, the dropped one too.
+	// Each is settled: the two indexed acked, the refused one terminated.
 	c, err := ns.JS.Consumer(ctx, jetstream.StreamAudit, "audit-r1")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { // acked after applying: no event to await
@@ -92,49 +91,6 @@ func TestIndexerHoldsBackWhileTheStoreCannotWrite(t *testing.T) {
 	info, err := c.Info(context.Background())
 	require.NoError(t, err)
 	require.Zero(t, info.AckFloor.Stream, "not acked")
-}
-
-// A replica's index consumer from before it acked all (it acked each
-// record) is replaced at start by one that acks all and starts after the
-// last record the old one acked: nothing indexed is read again, nothing
-// not yet indexed is skipped.
-func TestIndexerReplacesAnOldConsumerWhereItStopped(t *testing.T) {
-	t.Parallel()
-	ns := jstest.RunProvisioned(t)
-	store := openStore(t)
-	ctx := context.Background()
-	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-	for _, id := range []string{"d1", "d2", "d3"} {
-		publishRecord(t, ns, attemptRec(id, "s1", "e-"+id, 1, delivery.StatusSucceeded, at))
-	}
-	old, err := ns.JS.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, natsjs.ConsumerConfig{
-		Durable: "audit-r1", FilterSubject: jetstream.AuditRecords, AckPolicy: natsjs.AckExplicitPolicy,
-	})
-	require.NoError(t, err)
-	batch, err := old.Fetch(2)
-	require.NoError(t, err)
-	for m := range batch.Messages() { // the old index had applied d1 and d2
-		require.NoError(t, m.DoubleAck(ctx))
-	}
-
-	ix := runIndexer(t, ns, store)
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	require.NoError(t, ix.WaitApplied(wctx, 3))
-	_, err = store.Get("d3")
-	require.NoError(t, err, "the record after the old consumer's ack floor is indexed")
-	for _, id := range []string{"d1", "d2"} {
-		_, err := store.Get(id)
-		require.ErrorIs(t, err, delivery.ErrNotFound, "%s was acked by the old consumer: not read again", id)
-	}
-	c, err := ns.JS.Consumer(ctx, jetstream.StreamAudit, "audit-r1")
-	require.NoError(t, err)
-	require.Equal(t, natsjs.AckAllPolicy, c.CachedInfo().Config.AckPolicy)
-	require.Eventually(t, func() bool { // acked after applying: no event to await
-		info, err := c.Info(ctx)
-		require.NoError(t, err)
-		return info.AckFloor.Stream == 3 && info.NumAckPending == 0
-	}, 10*time.Second, 10*time.Millisecond, "the batch acked")
 }
 
 // publishRecord writes rec to AUDIT as a replica's recorder would.

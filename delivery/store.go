@@ -36,8 +36,8 @@ var ErrNotFound = errors.New("delivery: not found")
 // or value over bbolt's limits), as opposed to a store that cannot write.
 var errRefused = errors.New("refused")
 
-// refused reports whether err says the record itself can never be applied.
-func refused(err error) bool {
+// isRefused reports whether err says the record itself can never be applied.
+func isRefused(err error) bool {
 	return errors.Is(err, errRefused) || errors.Is(err, bolterrors.ErrKeyTooLarge) ||
 		errors.Is(err, bolterrors.ErrValueTooLarge) || errors.Is(err, bolterrors.ErrKeyRequired)
 }
@@ -204,7 +204,28 @@ func (s *Store) Apply(recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	// One transaction, at once: the indexer gathers its batches itself.
+	// Batch may run fn more than once; applyTx is idempotent.
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		for _, r := range recs {
+			if err := applyTx(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delivery: apply records: %w", err)
+	}
+	return nil
+}
+
+// ApplyBatch merges recs like Apply, in one transaction at once: for the
+// indexer, which gathers its batches itself (Apply coalesces concurrent
+// callers, each waiting up to bbolt's MaxBatchDelay).
+func (s *Store) ApplyBatch(recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range recs {
 			if err := applyTx(tx, r); err != nil {

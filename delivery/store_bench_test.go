@@ -13,7 +13,7 @@ import (
 	"github.com/robotlab/webhookd/delivery"
 )
 
-// BenchmarkStoreApply times Apply as the indexer calls it: batches of
+// BenchmarkStoreApply times ApplyBatch as the indexer calls it: batches of
 // attempt records (the indexer gathers up to 1024, or 50ms of them), a new
 // delivery's first attempt and a retry of an older
 // one, which moves it between statuses.
@@ -48,7 +48,7 @@ func benchmarkApply(b *testing.B, batch int) {
 			}
 			n++
 		}
-		if err := s.Apply(recs...); err != nil {
+		if err := s.ApplyBatch(recs); err != nil {
 			b.Fatal(err)
 		}
 	}
