@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"context"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -89,10 +88,8 @@ type Endpoints struct {
 	mu     sync.Mutex
 	eps    map[string]*endpoint
 	rnd    *rand.Rand
-	closed bool          // flushed: no job waits in memory any more
-	queued int           // bytes of the jobs waiting in memory
-	full   int           // endpoints with at least highWater() jobs waiting
-	room   chan struct{} // closed when a waiting job leaves a queue (see WaitRoom)
+	closed bool // flushed: no job waits in memory any more
+	queued int  // bytes of the jobs waiting in memory
 }
 
 type endpoint struct {
@@ -101,9 +98,9 @@ type endpoint struct {
 	slots        map[*Slot]struct{} // attempts in flight
 	avg          time.Duration      // moving average of attempt durations
 	gap          time.Duration      // moving average of the time between releases while jobs wait
-	lastRelease  time.Time
-	failures     int // in a row, any failure
-	breakerRun   int // in a row, failures that count for the breaker
+	lastRelease  time.Time          // the last release while jobs waited; zero once none wait
+	failures     int                // in a row, any failure
+	breakerRun   int                // in a row, failures that count for the breaker
 	state        string
 	openUntil    time.Time
 	probing      bool
@@ -233,9 +230,6 @@ func (e *Endpoints) Acquire(ep Endpoint, tries uint64, q *Queued) (slot *Slot, w
 			w.timer = time.AfterFunc(q.MaxWait, func() { e.expire(ep, w) })
 			s.waiters = append(s.waiters, w)
 			e.queued += q.Bytes
-			if len(s.waiters) == e.highWater() {
-				e.full++
-			}
 			return nil, 0, true
 		}
 		// Back when the jobs ahead should be through: a fast endpoint's
@@ -282,87 +276,14 @@ func (e *Endpoints) expire(ep Endpoint, w *waiter) {
 		e.mu.Unlock()
 		return // flushed
 	}
-	before := len(s.waiters)
 	if !remove(s, w) {
 		e.mu.Unlock()
 		return // handed over or flushed
 	}
-	e.left(s, before, w.q.Bytes)
+	e.queued -= w.q.Bytes
 	wait := e.jitter(e.busyDelay(s, e.now(), w.tries+1))
 	e.mu.Unlock()
 	w.q.Expire(wait)
-}
-
-// left accounts for a job of bytes that left s's queue, which held before
-// jobs. Called with e.mu held.
-func (e *Endpoints) left(s *endpoint, before, bytes int) {
-	e.queued -= bytes
-	if hw := e.highWater(); before >= hw && len(s.waiters) < hw {
-		e.full--
-	}
-	e.signal()
-}
-
-// highWater is the length at which an endpoint's queue counts as full for
-// WaitRoom: three quarters of MaxQueued, leaving room for the jobs of the
-// pulls already on their way.
-func (e *Endpoints) highWater() int {
-	return max(e.cfg.MaxQueued*3/4, 1)
-}
-
-// draining reports whether an endpoint with a full queue let a waiting job
-// in within the last recent. Called with e.mu held.
-func (e *Endpoints) draining(recent time.Duration) bool {
-	now, hw := e.now(), e.highWater()
-	for _, s := range e.eps {
-		if len(s.waiters) >= hw && now.Sub(s.lastRelease) < recent {
-			return true
-		}
-	}
-	return false
-}
-
-// signal wakes WaitRoom. Called with e.mu held.
-func (e *Endpoints) signal() {
-	if e.room != nil {
-		close(e.room)
-		e.room = nil
-	}
-}
-
-// WaitRoom returns once no endpoint that is working through its queue in
-// memory has it three quarters full, or after at most wait, or when ctx is
-// done. A worker pool calls it before it pulls: a job pulled for an
-// endpoint whose queue is full would only go back to JetStream, and come
-// again, and again, while the endpoint works through its backlog. An
-// endpoint that let no waiting job in for wait is not working through it
-// (it hangs): it holds nobody back, and its surplus goes back to JetStream.
-func (e *Endpoints) WaitRoom(ctx context.Context, wait time.Duration) {
-	var timeout <-chan time.Time
-	for {
-		e.mu.Lock()
-		if e.closed || e.full == 0 || !e.draining(wait) {
-			e.mu.Unlock()
-			return
-		}
-		if e.room == nil {
-			e.room = make(chan struct{})
-		}
-		room := e.room
-		e.mu.Unlock()
-		if timeout == nil {
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case <-room:
-		case <-timeout:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
 }
 
 func remove(s *endpoint, w *waiter) bool {
@@ -382,17 +303,15 @@ func (e *Endpoints) handoff(s *endpoint, ep Endpoint, now time.Time) (Handoff, [
 	if s.state != BreakerClosed {
 		gone := s.waiters
 		s.waiters = nil
-		bytes := 0
 		for _, w := range gone {
-			bytes += w.q.Bytes
+			e.queued -= w.q.Bytes
 		}
-		e.left(s, len(gone), bytes)
 		return nil, gone
 	}
 	for len(s.waiters) > 0 && s.inFlight < e.limit(ep) {
 		w := s.waiters[0]
 		s.waiters = s.waiters[1:]
-		e.left(s, len(s.waiters)+1, w.q.Bytes)
+		e.queued -= w.q.Bytes
 		// Taking w off the list under e.mu makes it ours: a timer that
 		// fired meanwhile finds it gone and leaves it alone (expire).
 		w.timer.Stop()
@@ -420,8 +339,7 @@ func (e *Endpoints) flushLocked() []*waiter {
 		gone = append(gone, s.waiters...)
 		s.waiters = nil
 	}
-	e.queued, e.full = 0, 0
-	e.signal()
+	e.queued = 0
 	return gone
 }
 
@@ -461,10 +379,16 @@ func (s *Slot) release(st *endpoint, now time.Time) {
 	} else {
 		st.avg += (d - st.avg) / 5
 	}
-	if len(st.waiters) > 0 && !st.lastRelease.IsZero() {
-		st.gap += (now.Sub(st.lastRelease) - st.gap) / 16
+	// The interval between releases while jobs wait is the pace at which
+	// they are let in; an idle spell before the queue formed is not.
+	if len(st.waiters) == 0 {
+		st.lastRelease = time.Time{}
+	} else {
+		if !st.lastRelease.IsZero() {
+			st.gap += (now.Sub(st.lastRelease) - st.gap) / 16
+		}
+		st.lastRelease = now
 	}
-	st.lastRelease = now
 }
 
 // jitter spreads d by ±50%.

@@ -230,8 +230,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		{name: jetstream.ConsumerRouter, cons: routerCons, n: d.cfg.Routers, log: d.log,
 			handle: func(m natsjs.Msg) { d.safely(workCtx, m, d.route) }},
 		{name: jetstream.ConsumerWorkers, cons: workerCons, n: d.cfg.Workers, log: d.log,
-			handle: func(m natsjs.Msg) { d.safely(workCtx, m, d.work) },
-			ready:  func(ctx context.Context) { d.deps.Endpoints.WaitRoom(ctx, maxPullPause) }},
+			handle: func(m natsjs.Msg) { d.safely(workCtx, m, d.work) }},
 	}
 	var wg sync.WaitGroup
 	for _, p := range pools {
@@ -273,10 +272,6 @@ func (d *Dispatcher) safely(ctx context.Context, m natsjs.Msg, handle func(conte
 // their way: most of their time is spent waiting for acknowledgements that
 // arrive in order.
 const settlerCount = 4
-
-// maxPullPause is how long the workers hold back their next pull while an
-// endpoint's queue in memory is full (see delivery.Endpoints.WaitRoom).
-const maxPullPause = 250 * time.Millisecond
 
 // panicDelay is how long a message whose handling panicked waits.
 const panicDelay = 30 * time.Second

@@ -64,11 +64,9 @@
 //     AUDIT for the resume, term;
 //   - endpoint at its cap of attempts in flight: the job waits in memory
 //     for a slot if the endpoint should get to it within a third of the
-//     AckWait, and the workers stop pulling while a queue that is moving
-//     is three quarters full (delivery.Endpoints.WaitRoom), so a fast
-//     endpoint's backlog is not handed back and pulled again and again;
-//     otherwise, or with its circuit breaker open, nak with a delay; no
-//     attempt is counted;
+//     AckWait at its pace (delivery.Endpoints), otherwise it is nak'ed
+//     for about as long as the jobs ahead of it need; with its circuit
+//     breaker open, nak until the cool-down ends; no attempt is counted;
 //   - otherwise the attempt: sign, POST, classify, then succeeded (ack),
 //     retrying (next job, ack), or failed after the last attempt (recorded
 //     with the job kept, term, and a webhook.delivery_exhausted event).

@@ -33,8 +33,6 @@ type pool struct {
 	n      int
 	handle func(natsjs.Msg)
 	log    zerolog.Logger
-	// ready, if set, is called before each pull and may hold it back.
-	ready func(context.Context)
 }
 
 // run pulls and handles messages until ctx is done; then it stops pulling,
@@ -78,8 +76,8 @@ func (p *pool) run(ctx context.Context) {
 				break take
 			}
 		}
-		if p.ready != nil {
-			p.ready(ctx)
+		if ctx.Err() != nil { // stopped while an idle goroutine was taken
+			return
 		}
 		got, err := p.fetch(ctx, batch, msgs)
 		for range batch - got {

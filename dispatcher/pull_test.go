@@ -44,14 +44,13 @@ func TestWorkersPullOnlyWhatTheyCanStart(t *testing.T) {
 	waitUntil(t, 30*time.Second, func() bool { return hang.total.Load() == jobs && b.workersIdle(t) }, "all sent")
 }
 
-// A busy endpoint's backlog waits in memory and goes out in order: the
-// workers stop pulling while its queue is full, so no job is handed back
-// to JetStream (and pulled again, and again) while the endpoint works
-// through the rest.
-func TestBusyEndpointsBacklogIsNotHandedBack(t *testing.T) {
+// A busy endpoint's backlog waits in memory for its slot, as much of it
+// as the endpoint gets through within a third of the AckWait: the jobs are
+// not handed back to JetStream and pulled again and again.
+func TestBusyEndpointsBacklogWaitsInMemory(t *testing.T) {
 	t.Parallel()
 	const events = 300
-	b := setup(t, options{workers: 8, health: delivery.HealthConfig{MaxInFlight: 1, MaxQueued: 32}})
+	b := setup(t, options{workers: 8, health: delivery.HealthConfig{MaxInFlight: 1}})
 	r := newReceiver(t, func(int) int {
 		time.Sleep(time.Millisecond) // a receiver that takes a moment
 		return http.StatusOK
@@ -62,7 +61,10 @@ func TestBusyEndpointsBacklogIsNotHandedBack(t *testing.T) {
 		r.next(t, 30*time.Second)
 	}
 	waitUntil(t, 10*time.Second, func() bool { return b.workersIdle(t) }, "every job settled")
-	require.Zero(t, b.disp.Stats().Deferred, "no job was handed back for want of a slot")
+	t.Logf("%d jobs handed back", b.disp.Stats().Deferred)
+	// One slot, 300 jobs: without the queue nearly every job would be
+	// handed back at least once; with it, at most those beyond its 256.
+	require.Less(t, b.disp.Stats().Deferred, uint64(events/2), "jobs handed back for want of a slot")
 }
 
 // An attempt longer than the AckWait is kept in progress: JetStream does

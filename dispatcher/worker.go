@@ -125,6 +125,12 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 // runQueued runs a job that waited in memory, with the slot handed to it,
 // settles it and returns the next job that waited.
 func (d *Dispatcher) runQueued(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, slot *delivery.Slot, log zerolog.Logger) delivery.Handoff {
+	if time.Since(pulled) > d.cfg.AckWait/6 {
+		// It waited a while, and the settling before the handoff may have
+		// taken more: keep it ours before anything else.
+		_ = m.InProgress()
+		pulled = time.Now()
+	}
 	sub, s, ok := d.admissible(ctx, job) // the subscription may have changed meanwhile
 	var next delivery.Handoff
 	if ok {
@@ -375,8 +381,9 @@ func holdReason(sub subscriptions.Subscription) string {
 }
 
 // attempt runs the HTTP attempt while telling JetStream the job is in
-// progress every AckWait/3 since it was pulled, so a slow receiver causes
-// no redelivery. Most attempts take milliseconds and send none.
+// progress every AckWait/3 since it was pulled (or last kept in progress),
+// so a slow receiver causes no redelivery. Most attempts take milliseconds
+// and send none.
 func (d *Dispatcher) attempt(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, sub subscriptions.Subscription) delivery.Result {
 	every := d.cfg.AckWait / 3
 	first := time.Until(pulled.Add(every))
