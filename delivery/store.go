@@ -199,34 +199,25 @@ func (s *Store) reindex(chunk int) (int, error) {
 
 // Apply merges audit records into the store. Applying a record twice, or
 // records out of order, gives the same result: attempts are keyed by number,
-// and the status follows the newest record.
+// and the status follows the newest record. Concurrent calls share a
+// transaction (each waits up to bbolt's MaxBatchDelay for the others).
 func (s *Store) Apply(recs ...Record) error {
-	if len(recs) == 0 {
-		return nil
-	}
 	// Batch may run fn more than once; applyTx is idempotent.
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		for _, r := range recs {
-			if err := applyTx(tx, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("delivery: apply records: %w", err)
-	}
-	return nil
+	return applyIn(s.db.Batch, recs)
 }
 
 // ApplyBatch merges recs like Apply, in one transaction at once: for the
-// indexer, which gathers its batches itself (Apply coalesces concurrent
-// callers, each waiting up to bbolt's MaxBatchDelay).
+// indexer, which gathers its batches itself.
 func (s *Store) ApplyBatch(recs []Record) error {
+	return applyIn(s.db.Update, recs)
+}
+
+// applyIn applies recs in a transaction that run starts.
+func applyIn(run func(func(*bolt.Tx) error) error, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := run(func(tx *bolt.Tx) error {
 		for _, r := range recs {
 			if err := applyTx(tx, r); err != nil {
 				return err
