@@ -138,16 +138,19 @@ func (ix *Indexer) Run(ctx context.Context) error {
 				}
 			}
 			full.Stop()
-			ix.index(batch)
+			ix.index(ctx, batch)
 		}
 	}
 }
 
 // index applies a batch of records in one transaction and acks each. A
 // record the store refuses (invalid, a key over bbolt's limit) is dropped
-// from the index (it stays in AUDIT); if the store cannot write at all
-// (disk full), the batch is nak'ed and comes again.
-func (ix *Indexer) index(batch []natsjs.Msg) {
+// from the index (it stays in AUDIT). While the store cannot write at all
+// (disk full), the batch is applied again every second, kept in progress,
+// and nothing after it is applied: WaitApplied must not pass records that
+// are not in the store. On ctx done it returns unacked (redelivered after a
+// restart).
+func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
 	recs := make([]Record, 0, len(batch))
 	msgs := make([]natsjs.Msg, 0, len(batch))
 	var high uint64
@@ -163,17 +166,28 @@ func (ix *Indexer) index(batch []natsjs.Msg) {
 		}
 		recs, msgs = append(recs, rec), append(msgs, m)
 	}
-	refusedAt, err := ix.apply(recs)
-	if err != nil {
-		ix.log.Error().Err(err).Int("records", len(recs)).Msg("indexing audit records failed; they will be redelivered")
-		for _, m := range msgs {
-			_ = m.NakWithDelay(time.Second)
+	var refused []bool
+	for failures := 0; ; failures++ {
+		var err error
+		if refused, err = ix.apply(recs); err == nil {
+			break
 		}
-		return
+		if failures%60 == 0 {
+			ix.log.Error().Err(err).Int("records", len(recs)).Int("failures", failures+1).
+				Msg("indexing audit records failed; retrying every second")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
 	}
 	for i, m := range msgs {
 		ack := m.Ack
-		if refusedAt[i] {
+		if refused[i] {
 			ack = m.Term
 		}
 		if err := ack(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
@@ -189,28 +203,31 @@ func (ix *Indexer) index(batch []natsjs.Msg) {
 	ix.mu.Unlock()
 }
 
-// apply applies recs in one transaction. One record the store refuses
-// must not hold back the others for good: if the transaction fails, they
-// are applied one by one, and the ones refused are reported (refused[i]).
-// It fails if the store cannot write (disk full, I/O error).
+// apply applies recs in one transaction, leaving out the records the store
+// refuses (refused[i]), one more transaction for each. It fails if the
+// store cannot write (disk full, I/O error).
 func (ix *Indexer) apply(recs []Record) (refused []bool, err error) {
 	refused = make([]bool, len(recs))
-	if err := ix.store.ApplyBatch(recs); err == nil {
-		return refused, nil
+	live := make([]int, len(recs)) // positions in recs of the records tried
+	for i := range live {
+		live[i] = i
 	}
-	for i, rec := range recs {
-		err := ix.store.ApplyBatch([]Record{rec})
-		if err == nil {
-			continue
+	for {
+		batch := make([]Record, len(live))
+		for i, at := range live {
+			batch[i] = recs[at]
 		}
-		if !isRefused(err) {
-			return nil, err
+		err := ix.store.ApplyBatch(batch)
+		var r *refusal
+		if !errors.As(err, &r) {
+			return refused, err // nil: applied
 		}
-		refused[i] = true
-		ix.log.Error().Err(err).Str("delivery_id", truncate(rec.DeliveryID, 64)).
+		at := live[r.at]
+		refused[at] = true
+		live = append(live[:r.at], live[r.at+1:]...)
+		ix.log.Error().Err(err).Str("delivery_id", truncate(recs[at].DeliveryID, 64)).
 			Msg("dropping an audit record the index refuses; it stays in the AUDIT stream")
 	}
-	return refused, nil
 }
 
 func (ix *Indexer) sweep() {

@@ -41,7 +41,7 @@ func TestIndexerDropsOnlyTheRecordItCannotStore(t *testing.T) {
 	_, err := store.Get("huge")
 	require.ErrorIs(t, err, delivery.ErrNotFound)
 
-	// Each is settled: the two indexed acked, the refused one terminated.
+	// Every record is settled, the refused one too: none comes back.
 	c, err := ns.JS.Consumer(ctx, jetstream.StreamAudit, "audit-r1")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { // acked after applying: no event to await

@@ -32,15 +32,17 @@ type Delivery struct {
 // ErrNotFound is returned for an unknown delivery id.
 var ErrNotFound = errors.New("delivery: not found")
 
-// errRefused marks a record the store can never apply (invalid, or a key
-// or value over bbolt's limits), as opposed to a store that cannot write.
-var errRefused = errors.New("refused")
-
-// isRefused reports whether err says the record itself can never be applied.
-func isRefused(err error) bool {
-	return errors.Is(err, errRefused) || errors.Is(err, bolterrors.ErrKeyTooLarge) ||
-		errors.Is(err, bolterrors.ErrValueTooLarge) || errors.Is(err, bolterrors.ErrKeyRequired)
+// refusal is a record the store can never apply (invalid, a key or value
+// over bbolt's limits, its stored delivery undecodable): an error while
+// merging it, inside the transaction, as opposed to a store that cannot
+// write (the commit fails).
+type refusal struct {
+	at  int // the record's position in the batch
+	err error
 }
+
+func (r *refusal) Error() string { return "record refused: " + r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
 
 var (
 	bucketDeliveries = []byte("deliveries")
@@ -218,9 +220,9 @@ func applyIn(run func(func(*bolt.Tx) error) error, recs []Record) error {
 		return nil
 	}
 	err := run(func(tx *bolt.Tx) error {
-		for _, r := range recs {
+		for i, r := range recs {
 			if err := applyTx(tx, r); err != nil {
-				return err
+				return &refusal{at: i, err: err}
 			}
 		}
 		return nil
@@ -233,14 +235,14 @@ func applyIn(run func(func(*bolt.Tx) error) error, recs []Record) error {
 
 func applyTx(tx *bolt.Tx, r Record) error {
 	if r.DeliveryID == "" {
-		return fmt.Errorf("%w: record without delivery id", errRefused)
+		return errors.New("record without delivery id")
 	}
 	b := tx.Bucket(bucketDeliveries)
 	var d Delivery
 	var old *Delivery
 	if v := b.Get([]byte(r.DeliveryID)); v != nil {
 		if err := json.Unmarshal(v, &d); err != nil {
-			return fmt.Errorf("%w: decode stored delivery %s: %w", errRefused, r.DeliveryID, err)
+			return fmt.Errorf("decode delivery %s: %w", r.DeliveryID, err)
 		}
 		prev := d
 		old = &prev

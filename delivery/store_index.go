@@ -65,7 +65,7 @@ func prefix(fields ...string) ([]byte, error) {
 	p := make([]byte, 0, n+8+40)
 	for _, f := range fields {
 		if len(f) > maxField {
-			return nil, fmt.Errorf("%w: index field of %d bytes: at most %d", errRefused, len(f), maxField)
+			return nil, fmt.Errorf("index field of %d bytes: at most %d", len(f), maxField)
 		}
 		p = binary.BigEndian.AppendUint16(p, uint16(len(f)))
 		p = append(p, f...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,5 +90,32 @@ func TestSlowAttemptIsNotRedeliveredMeanwhile(t *testing.T) {
 	case req := <-r.reqs:
 		t.Fatalf("the job was redelivered during its attempt: a second request at %s", req.at)
 	default:
+	}
+}
+
+// A slow endpoint's backlog does not hold back another endpoint's jobs:
+// they are delivered while the slow one still works through most of it.
+func TestSlowEndpointsBacklogDoesNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	const backlog, others = 200, 10
+	b := setup(t, options{workers: 8, health: delivery.HealthConfig{MaxInFlight: 1, MaxQueued: 32}})
+	var served atomic.Int64
+	slow := newReceiver(t, func(int) int {
+		time.Sleep(20 * time.Millisecond) // 50 requests a second at most
+		served.Add(1)
+		return http.StatusOK
+	})
+	fast := newReceiver(t, always(http.StatusOK))
+	b.subscribe(t, slow.URL, "robot.disconnected")
+	b.subscribe(t, fast.URL, "robot.connected")
+	publishMany(t, b, "robot.disconnected", "slow", backlog)
+	slow.next(t, 10*time.Second) // the backlog is being worked through
+	publishMany(t, b, "robot.connected", "fast", others)
+	for range others {
+		fast.next(t, 30*time.Second)
+	}
+	require.Less(t, served.Load(), int64(backlog/2), "the other endpoint's jobs waited behind the slow one's backlog")
+	for range backlog - 1 {
+		slow.next(t, 30*time.Second)
 	}
 }
