@@ -4,33 +4,26 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/robotlab/webhookd/internal/daemontest"
 )
 
+// webhookdBin is the real webhookd, built once for these tests.
+var webhookdBin string
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
+	daemontest.Main(m, &webhookdBin,
 		// The net/http transport's idle connections close asynchronously.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
 	)
-}
-
-// buildWebhookd builds the real webhookd into a temp dir.
-func buildWebhookd(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "webhookd")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/robotlab/webhookd/cmd/webhookd")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, string(out))
-	return bin
 }
 
 // TestSmoke runs a tiny benchmark against the real webhookd, started as a
@@ -40,7 +33,7 @@ func buildWebhookd(t *testing.T) string {
 // asserts no timing.
 func TestSmoke(t *testing.T) {
 	t.Parallel()
-	bin := buildWebhookd(t)
+	bin := webhookdBin
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -89,7 +82,7 @@ func TestSmoke(t *testing.T) {
 // once, after the restart, and the rate is the drain's.
 func TestBacklogDrain(t *testing.T) {
 	t.Parallel()
-	bin := buildWebhookd(t)
+	bin := webhookdBin
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var report strings.Builder

@@ -6,12 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,78 +19,28 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/internal/daemontest"
 )
 
 // webhookdBin is the real daemon, built once for these end-to-end tests.
 var webhookdBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "webhookctl-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	webhookdBin = filepath.Join(dir, "webhookd")
-	build := exec.Command("go", "build", "-o", webhookdBin, "github.com/robotlab/webhookd/cmd/webhookd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build webhookd:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
-// logBuffer collects a process's output; the process writes it from another
-// goroutine.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func TestMain(m *testing.M) { daemontest.Main(m, &webhookdBin) }
 
 // daemon is a webhookd process.
 type daemon struct {
 	dataDir, httpAddr, natsAddr string
 	args                        []string
 	cmd                         *exec.Cmd
-	log                         *logBuffer
+	log                         *daemontest.Buffer
 	done                        chan error
 }
 
 func newDaemon(t *testing.T, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{dataDir: t.TempDir(), httpAddr: freeAddr(t), natsAddr: freeAddr(t)}
+	d := &daemon{dataDir: t.TempDir(), httpAddr: daemontest.FreeAddr(t), natsAddr: daemontest.FreeAddr(t)}
 	d.args = append([]string{"--data-dir", d.dataDir, "--http-addr", d.httpAddr, "--nats-listen", d.natsAddr,
 		"--allow-targets", "127.0.0.0/8", "--ack-wait", "2s", "--shutdown-timeout", "5s"}, extra...)
 	t.Cleanup(func() {
@@ -112,7 +59,7 @@ func newDaemon(t *testing.T, extra ...string) *daemon {
 // start launches the process and waits for /readyz.
 func (d *daemon) start(t *testing.T) {
 	t.Helper()
-	d.log = &logBuffer{}
+	d.log = &daemontest.Buffer{}
 	d.cmd = exec.Command(webhookdBin, d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	require.NoError(t, d.cmd.Start())
@@ -325,7 +272,7 @@ func TestCLIErrorsAreOneLineWithExitStatus1(t *testing.T) {
 		{"deliveries", "list", "--status", "lost"},
 		{"-o", "yaml", "status"},
 		{"--token", "wrong", "status"},
-		{"--server", "http://" + freeAddr(t), "status"},
+		{"--server", "http://" + daemontest.FreeAddr(t), "status"},
 	}
 	for _, args := range cases {
 		out, errOut, code := d.ctl(args...)

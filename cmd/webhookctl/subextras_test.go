@@ -5,11 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,56 +15,26 @@ import (
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery/signature"
+	"github.com/robotlab/webhookd/internal/daemontest"
 )
 
-// got is one request a bodyReceiver got.
-type got struct {
-	header http.Header
-	body   []byte
-}
-
-// bodyReceiver answers status with body and hands every request, body
-// included, to the channel.
-func bodyReceiver(t *testing.T, status int, answer string) (*httptest.Server, chan got, *atomic.Int64) {
-	t.Helper()
-	ch := make(chan got, 64)
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		n.Add(1)
-		ch <- got{r.Header.Clone(), b}
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, answer)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, ch, &n
-}
-
-func nextGot(t *testing.T, ch chan got) got {
-	t.Helper()
-	select {
-	case g := <-ch:
-		return g
-	case <-time.After(15 * time.Second):
-		t.Fatal("no request within 15s")
-		return got{}
-	}
-}
+// got is one request a test receiver got.
+type got = daemontest.Request
 
 // signedWith reports whether g verifies with secret in the seed scheme (by
 // the hex HMAC recipe) and in the Standard Webhooks one (reference library).
 func signedWith(t *testing.T, secret string, g got) (seed, standard bool) {
 	t.Helper()
 	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(g.body)
+	m.Write(g.Body)
 	want := hex.EncodeToString(m.Sum(nil))
-	for _, v := range strings.Split(g.header.Get("X-Webhook-Signature"), ",") {
+	for _, v := range strings.Split(g.Header.Get("X-Webhook-Signature"), ",") {
 		seed = seed || hmac.Equal([]byte(v), []byte(want))
 	}
-	require.Equal(t, seed, signature.Verify(secret, g.body, g.header.Get("X-Webhook-Signature")))
+	require.Equal(t, seed, signature.Verify(secret, g.Body, g.Header.Get("X-Webhook-Signature")))
 	wh, err := standardwebhooks.NewWebhook(secret)
 	require.NoError(t, err)
-	return seed, wh.Verify(g.body, g.header) == nil
+	return seed, wh.Verify(g.Body, g.Header) == nil
 }
 
 // oneLineError checks a failed command: exit 1, one line on stderr.
@@ -83,7 +50,7 @@ func oneLineError(t *testing.T, d *daemon, mentions string, args ...string) {
 func TestCLIRotateGraceAndExpireSecret(t *testing.T) {
 	t.Parallel()
 	d := newDaemon(t)
-	rcv, ch, _ := bodyReceiver(t, http.StatusOK, "")
+	rcv, ch, _ := daemontest.Receiver(t, http.StatusOK, "")
 	var created, rotated client.Subscription
 	d.ctlJSON(t, &created, "subscriptions", "create", "--url", rcv.URL, "--events", "task.completed")
 
@@ -101,7 +68,7 @@ func TestCLIRotateGraceAndExpireSecret(t *testing.T) {
 		t.Helper()
 		_, errOut, code := d.ctl("events", "publish", "task.completed", "--data", `{"n":1}`, "--id", id)
 		require.Equal(t, 0, code, errOut)
-		return nextGot(t, ch)
+		return daemontest.Next(t, ch)
 	}
 	g := publish("during-grace")
 	for _, secret := range []string{created.Secret, newSecret} {
@@ -139,7 +106,7 @@ func TestCLIRotateGraceAndExpireSecret(t *testing.T) {
 func TestCLIPingPrintsTheOutcome(t *testing.T) {
 	t.Parallel()
 	d := newDaemon(t)
-	rcv, ch, n := bodyReceiver(t, http.StatusOK, "pong\nfrom the receiver")
+	rcv, ch, n := daemontest.Receiver(t, http.StatusOK, "pong\nfrom the receiver")
 	var sub client.Subscription
 	d.ctlJSON(t, &sub, "subscriptions", "create", "--url", rcv.URL, "--events", "task.completed")
 
@@ -149,14 +116,14 @@ func TestCLIPingPrintsTheOutcome(t *testing.T) {
 	require.Regexp(t, `(?m)^STATUS\s+200$`, out)
 	require.Regexp(t, `(?m)^DURATION\s+\d+(\.\d+)?[mµn]?s$`, out)
 	require.Regexp(t, `(?m)^RESPONSE\s+pong from the receiver$`, out)
-	g := nextGot(t, ch)
-	require.Equal(t, "webhook.ping", g.header.Get("X-Webhook-Event"))
+	g := daemontest.Next(t, ch)
+	require.Equal(t, "webhook.ping", g.Header.Get("X-Webhook-Event"))
 	seed, std := signedWith(t, sub.Secret, g)
 	require.True(t, seed && std, "signed like any delivery")
 	require.Equal(t, int64(1), n.Load(), "exactly one request")
 
 	// A failing endpoint: the outcome is printed, and the exit status is 1.
-	bad, _, _ := bodyReceiver(t, http.StatusInternalServerError, "boom")
+	bad, _, _ := daemontest.Receiver(t, http.StatusInternalServerError, "boom")
 	var failing client.Subscription
 	d.ctlJSON(t, &failing, "subscriptions", "create", "--url", bad.URL, "--events", "task.completed")
 	out, errOut, code = d.ctl("subscriptions", "ping", failing.ID)
@@ -181,7 +148,7 @@ func TestCLIPingPrintsTheOutcome(t *testing.T) {
 func TestCLIHeadersAndRetryPolicy(t *testing.T) {
 	t.Parallel()
 	d := newDaemon(t)
-	rcv, ch, _ := bodyReceiver(t, http.StatusOK, "")
+	rcv, ch, _ := daemontest.Receiver(t, http.StatusOK, "")
 	out, errOut, code := d.ctl("subscriptions", "create", "--url", rcv.URL, "--events", "task.completed",
 		"--header", "X-Api-Key: abc-secret-1", "--header", "x-tenant:lab", "--retry-policy", "exp:1s:1m:5:0.1")
 	require.Equal(t, 0, code, errOut)
@@ -192,9 +159,9 @@ func TestCLIHeadersAndRetryPolicy(t *testing.T) {
 
 	_, errOut, code = d.ctl("events", "publish", "task.completed", "--data", `{}`)
 	require.Equal(t, 0, code, errOut)
-	g := nextGot(t, ch)
-	require.Equal(t, "abc-secret-1", g.header.Get("X-Api-Key"))
-	require.Equal(t, "lab", g.header.Get("X-Tenant"))
+	g := daemontest.Next(t, ch)
+	require.Equal(t, "abc-secret-1", g.Header.Get("X-Api-Key"))
+	require.Equal(t, "lab", g.Header.Get("X-Tenant"))
 
 	out, errOut, code = d.ctl("subscriptions", "update", id, "--remove-header", "x-tenant", "--header", "X-Api-Key: abc-secret-2", "--retry-policy", "default")
 	require.Equal(t, 0, code, errOut)

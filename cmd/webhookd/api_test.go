@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery/signature"
+	"github.com/robotlab/webhookd/internal/daemontest"
 )
 
 type apiErr struct {
@@ -174,31 +174,18 @@ func TestAPIRedeliverConflictsWhileQueued(t *testing.T) {
 }
 
 // received is one request a test receiver got.
-type received struct {
-	header http.Header
-	body   []byte
-}
+type received = daemontest.Request
 
+// receiver answers 200 to every request and hands each to the channel.
 func receiver(t *testing.T) (*httptest.Server, chan received) {
 	t.Helper()
-	ch := make(chan received, 64)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		ch <- received{r.Header.Clone(), b}
-	}))
-	t.Cleanup(srv.Close)
+	srv, ch, _ := daemontest.Receiver(t, http.StatusOK, "")
 	return srv, ch
 }
 
 func next(t *testing.T, ch chan received) received {
 	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(15 * time.Second):
-		t.Fatal("no delivery within 15s")
-		return received{}
-	}
+	return daemontest.Next(t, ch)
 }
 
 // hmacHex is the seed's recipe, written out: hex HMAC-SHA256 of the body
@@ -213,7 +200,7 @@ func verifies(t *testing.T, secret string, r received) bool {
 	t.Helper()
 	wh, err := standardwebhooks.NewWebhook(secret)
 	require.NoError(t, err)
-	return wh.Verify(r.body, r.header) == nil
+	return wh.Verify(r.Body, r.Header) == nil
 }
 
 func TestAPISecretRotationAndSecrecy(t *testing.T) {
@@ -243,12 +230,12 @@ func TestAPISecretRotationAndSecrecy(t *testing.T) {
 	r := next(t, got)
 	require.True(t, verifies(t, created.Secret, r), "old secret verifies during the grace period")
 	require.True(t, verifies(t, rotated.Secret, r), "new secret verifies")
-	require.Len(t, strings.Fields(r.header.Get("webhook-signature")), 2)
-	seed := strings.Split(r.header.Get("X-Webhook-Signature"), ",")
-	require.Equal(t, []string{hmacHex(rotated.Secret, r.body), hmacHex(created.Secret, r.body)}, seed,
+	require.Len(t, strings.Fields(r.Header.Get("webhook-signature")), 2)
+	seed := strings.Split(r.Header.Get("X-Webhook-Signature"), ",")
+	require.Equal(t, []string{hmacHex(rotated.Secret, r.Body), hmacHex(created.Secret, r.Body)}, seed,
 		"X-Webhook-Signature: one lowercase hex HMAC per live secret, newest first")
-	require.True(t, signature.Verify(created.Secret, r.body, r.header.Get("X-Webhook-Signature")), "a receiver still on the old secret")
-	require.True(t, signature.Verify(rotated.Secret, r.body, r.header.Get("X-Webhook-Signature")), "a receiver on the new secret")
+	require.True(t, signature.Verify(created.Secret, r.Body, r.Header.Get("X-Webhook-Signature")), "a receiver still on the old secret")
+	require.True(t, signature.Verify(rotated.Secret, r.Body, r.Header.Get("X-Webhook-Signature")), "a receiver on the new secret")
 
 	// After it, only the new one.
 	time.Sleep(time.Until(rotatedAt.Add(grace + 500*time.Millisecond))) // wait out the grace period itself
@@ -256,9 +243,9 @@ func TestAPISecretRotationAndSecrecy(t *testing.T) {
 	r = next(t, got)
 	require.False(t, verifies(t, created.Secret, r), "old secret no longer verifies")
 	require.True(t, verifies(t, rotated.Secret, r))
-	require.Len(t, strings.Fields(r.header.Get("webhook-signature")), 1)
-	require.Equal(t, hmacHex(rotated.Secret, r.body), r.header.Get("X-Webhook-Signature"), "outside a grace period exactly one value, as the seed has it")
-	require.False(t, signature.Verify(created.Secret, r.body, r.header.Get("X-Webhook-Signature")))
+	require.Len(t, strings.Fields(r.Header.Get("webhook-signature")), 1)
+	require.Equal(t, hmacHex(rotated.Secret, r.Body), r.Header.Get("X-Webhook-Signature"), "outside a grace period exactly one value, as the seed has it")
+	require.False(t, signature.Verify(created.Secret, r.Body, r.Header.Get("X-Webhook-Signature")))
 
 	logs := d.logs.String()
 	require.NotContains(t, logs, created.Secret)
@@ -290,8 +277,8 @@ func TestAPIPauseKeepsAndResumeSends(t *testing.T) {
 	var order []string
 	for range 3 {
 		r := next(t, got)
-		require.Equal(t, "1", r.header.Get("X-Webhook-Attempt"))
-		order = append(order, r.header.Get("X-Webhook-Delivery"))
+		require.Equal(t, "1", r.Header.Get("X-Webhook-Attempt"))
+		order = append(order, r.Header.Get("X-Webhook-Delivery"))
 	}
 	// Oldest first: the list above was newest first.
 	require.Equal(t, []string{list.Items[2].ID, list.Items[1].ID, list.Items[0].ID}, order)

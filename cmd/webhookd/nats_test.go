@@ -67,7 +67,7 @@ func TestReadyzFollowsTheNATSConnection(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond, "ready again after the reconnect")
 	// And it works again: an event published now is delivered.
 	require.NoError(t, publishAsRobot(t, ns.URL, "task.completed", `{"after":"restart"}`, "evt-after-restart"))
-	require.Equal(t, "task.completed", next(t, got).header.Get("X-Webhook-Event"))
+	require.Equal(t, "task.completed", next(t, got).Header.Get("X-Webhook-Event"))
 	require.Equal(t, "warn", logLevelOf(t, d.logs.String(), "nats disconnected; reconnecting"))
 	require.Equal(t, "info", logLevelOf(t, d.logs.String(), "nats reconnected"))
 }

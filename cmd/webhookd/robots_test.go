@@ -44,13 +44,13 @@ func TestRunDeliversAnAnonymousRobotsEvent(t *testing.T) {
 	// Exactly as the README shows: no credentials on the loopback listener.
 	require.NoError(t, publishAsRobot(t, d.nats, "task.completed", `{"task_id":"T123","robot_id":"R001"}`, "evt-robot-1"))
 	r := next(t, got)
-	require.Equal(t, "task.completed", r.header.Get("X-Webhook-Event"))
-	require.Equal(t, sub.ID, r.header.Get("X-Webhook-ID"))
+	require.Equal(t, "task.completed", r.Header.Get("X-Webhook-Event"))
+	require.Equal(t, sub.ID, r.Header.Get("X-Webhook-ID"))
 	var payload struct {
 		ID   string          `json:"id"`
 		Data json.RawMessage `json:"data"`
 	}
-	require.NoError(t, json.Unmarshal(r.body, &payload))
+	require.NoError(t, json.Unmarshal(r.Body, &payload))
 	require.Equal(t, "evt-robot-1", payload.ID)
 	require.JSONEq(t, `{"task_id":"T123","robot_id":"R001"}`, string(payload.Data))
 

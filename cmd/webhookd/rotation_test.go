@@ -23,9 +23,9 @@ type holder struct{ secret string }
 
 // seedByHand is the README recipe without our code.
 func (h holder) seedByHand(r received) bool {
-	want := hmacHex(h.secret, r.body)
+	want := hmacHex(h.secret, r.Body)
 	ok := false
-	for _, v := range strings.Split(r.header.Get("X-Webhook-Signature"), ",") {
+	for _, v := range strings.Split(r.Header.Get("X-Webhook-Signature"), ",") {
 		ok = hmac.Equal([]byte(strings.TrimSpace(v)), []byte(want)) || ok
 	}
 	return ok
@@ -36,12 +36,12 @@ func (h holder) seedByHand(r received) bool {
 func (h holder) verifies(t *testing.T, r received) (seed, standard bool) {
 	t.Helper()
 	seed = h.seedByHand(r)
-	require.Equal(t, seed, signature.Verify(h.secret, r.body, r.header.Get("X-Webhook-Signature")), "seed scheme: recipe and Verify agree")
+	require.Equal(t, seed, signature.Verify(h.secret, r.Body, r.Header.Get("X-Webhook-Signature")), "seed scheme: recipe and Verify agree")
 	wh, err := standardwebhooks.NewWebhook(h.secret)
 	require.NoError(t, err)
-	standard = wh.Verify(r.body, r.header) == nil
-	ours := signature.VerifyStandard(h.secret, r.header.Get("webhook-id"), r.header.Get("webhook-timestamp"),
-		r.header.Get("webhook-signature"), r.body, time.Now(), 5*time.Minute) == nil
+	standard = wh.Verify(r.Body, r.Header) == nil
+	ours := signature.VerifyStandard(h.secret, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"),
+		r.Header.Get("webhook-signature"), r.Body, time.Now(), 5*time.Minute) == nil
 	require.Equal(t, standard, ours, "standard scheme: reference library and VerifyStandard agree")
 	return seed, standard
 }
@@ -78,9 +78,9 @@ func TestRotationGraceEveryReceiverVerifiesBothSchemes(t *testing.T) {
 			require.True(t, seed, "delivery %d: %s secret, X-Webhook-Signature", n, name)
 			require.True(t, std, "delivery %d: %s secret, webhook-signature", n, name)
 		}
-		require.Equal(t, []string{hmacHex(newH.secret, r.body), hmacHex(oldH.secret, r.body)},
-			strings.Split(r.header.Get("X-Webhook-Signature"), ","), "newest first")
-		require.Len(t, strings.Fields(r.header.Get("webhook-signature")), 2)
+		require.Equal(t, []string{hmacHex(newH.secret, r.Body), hmacHex(oldH.secret, r.Body)},
+			strings.Split(r.Header.Get("X-Webhook-Signature"), ","), "newest first")
+		require.Len(t, strings.Fields(r.Header.Get("webhook-signature")), 2)
 	}
 
 	// Expire the previous secret early: only the new holder verifies.
@@ -95,8 +95,8 @@ func TestRotationGraceEveryReceiverVerifiesBothSchemes(t *testing.T) {
 		seed, std = newH.verifies(t, r)
 		require.True(t, seed)
 		require.True(t, std)
-		require.Equal(t, hmacHex(newH.secret, r.body), r.header.Get("X-Webhook-Signature"), "exactly one value outside a grace period")
-		require.Len(t, strings.Fields(r.header.Get("webhook-signature")), 1)
+		require.Equal(t, hmacHex(newH.secret, r.Body), r.Header.Get("X-Webhook-Signature"), "exactly one value outside a grace period")
+		require.Len(t, strings.Fields(r.Header.Get("webhook-signature")), 1)
 	}
 
 	// --grace 0 ends the grace period at once.

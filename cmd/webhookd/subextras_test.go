@@ -6,38 +6,21 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/admin"
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/internal/daemontest"
 	"github.com/robotlab/webhookd/jetstream/jstest"
 )
-
-// answering is a receiver that answers status with body, counts requests
-// and hands each to the channel.
-func answering(t *testing.T, status int, body string) (*httptest.Server, chan received, *atomic.Int64) {
-	t.Helper()
-	ch := make(chan received, 64)
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		n.Add(1)
-		ch <- received{r.Header.Clone(), b}
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, body)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, ch, &n
-}
 
 func TestPingSendsOneSignedTestEvent(t *testing.T) {
 	t.Parallel()
 	d := start(t)
-	ok, okGot, okCount := answering(t, http.StatusOK, "pong")
-	other, _, otherCount := answering(t, http.StatusOK, "")
+	ok, okGot, okCount := daemontest.Receiver(t, http.StatusOK, "pong")
+	other, _, otherCount := daemontest.Receiver(t, http.StatusOK, "")
 	var sub, bystander client.Subscription
 	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token,
 		`{"url":"`+ok.URL+`","events":["task.completed"],"timeout":"3s","headers":{"X-Api-Key":"k3y-value"}}`, &sub))
@@ -54,17 +37,17 @@ func TestPingSendsOneSignedTestEvent(t *testing.T) {
 
 	r := next(t, okGot)
 	require.Equal(t, int64(1), okCount.Load(), "exactly one request")
-	require.Equal(t, admin.EventPing, r.header.Get("X-Webhook-Event"))
-	require.Equal(t, res.DeliveryID, r.header.Get("X-Webhook-Delivery"))
-	require.Equal(t, "1", r.header.Get("X-Webhook-Attempt"))
-	require.Equal(t, "k3y-value", r.header.Get("X-Api-Key"), "signed like any delivery, custom headers included")
+	require.Equal(t, admin.EventPing, r.Header.Get("X-Webhook-Event"))
+	require.Equal(t, res.DeliveryID, r.Header.Get("X-Webhook-Delivery"))
+	require.Equal(t, "1", r.Header.Get("X-Webhook-Attempt"))
+	require.Equal(t, "k3y-value", r.Header.Get("X-Api-Key"), "signed like any delivery, custom headers included")
 	s, std := holder{sub.Secret}.verifies(t, r)
 	require.True(t, s && std, "both signatures verify")
 	var env struct {
 		ID, Event string
 		Data      map[string]string
 	}
-	require.NoError(t, json.Unmarshal(r.body, &env))
+	require.NoError(t, json.Unmarshal(r.Body, &env))
 	require.Equal(t, res.EventID, env.ID)
 	require.Equal(t, "webhook.ping", env.Event)
 	require.Equal(t, sub.ID, env.Data["subscription_id"])
@@ -79,7 +62,7 @@ func TestPingSendsOneSignedTestEvent(t *testing.T) {
 
 	// A failing endpoint: the outcome says so, nothing is retried, and the
 	// ping never went through the queue.
-	bad, _, badCount := answering(t, http.StatusServiceUnavailable, "down for maintenance")
+	bad, _, badCount := daemontest.Receiver(t, http.StatusServiceUnavailable, "down for maintenance")
 	var failing client.Subscription
 	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+bad.URL+`","events":["task.completed"]}`, &failing))
 	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+failing.ID+"/pause", d.token, "", nil))
@@ -122,8 +105,8 @@ func TestCustomHeadersAndRetryPolicyThroughTheAPI(t *testing.T) {
 
 	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"task.completed","data":{}}`, nil))
 	r := next(t, got)
-	require.Equal(t, "abc-123", r.header.Get("X-Api-Key"))
-	require.Equal(t, "Bearer zzz-999", r.header.Get("Authorization"))
+	require.Equal(t, "abc-123", r.Header.Get("X-Api-Key"))
+	require.Equal(t, "Bearer zzz-999", r.Header.Get("Authorization"))
 
 	// PATCH sets, replaces and (null) removes headers; "" clears the policy.
 	id := sub.ID
@@ -134,9 +117,9 @@ func TestCustomHeadersAndRetryPolicyThroughTheAPI(t *testing.T) {
 	require.Empty(t, sub.RetryPolicy)
 	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"task.completed","data":{}}`, nil))
 	r = next(t, got)
-	require.Equal(t, "def-456", r.header.Get("X-Api-Key"))
-	require.Equal(t, "t1", r.header.Get("X-Tenant"))
-	require.Empty(t, r.header.Get("Authorization"))
+	require.Equal(t, "def-456", r.Header.Get("X-Api-Key"))
+	require.Equal(t, "t1", r.Header.Get("X-Tenant"))
+	require.Empty(t, r.Header.Get("Authorization"))
 
 	// Refused with a one-line reason, and nothing changed.
 	for body, mentions := range map[string]string{
@@ -194,7 +177,7 @@ func TestForgedPingOnExternalNATSIsRejected(t *testing.T) {
 	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+rcv.URL+`","events":[">"]}`, nil))
 	require.NoError(t, publishAsRobot(t, ns.ClientURL(), "webhook.ping", `{}`, "forged-ping"))
 	require.NoError(t, publishAsRobot(t, ns.ClientURL(), "task.completed", `{}`, "real-event"))
-	require.Equal(t, "task.completed", next(t, got).header.Get("X-Webhook-Event"))
+	require.Equal(t, "task.completed", next(t, got).Header.Get("X-Webhook-Event"))
 	var page client.List[client.Delivery]
 	waitFor(t, func() bool {
 		require.Equal(t, 200, d.call(t, "GET", "/v1/deliveries?status=rejected", d.token, "", &page))
@@ -210,7 +193,7 @@ func TestForgedPingOnExternalNATSIsRejected(t *testing.T) {
 func TestPingKeepsToTheGuardAndTheTimeout(t *testing.T) {
 	t.Parallel()
 	d := start(t, "--allow-targets", "192.0.2.0/24") // the last flag wins: loopback is guarded
-	rcv, got, _ := answering(t, http.StatusOK, "")
+	rcv, got, _ := daemontest.Receiver(t, http.StatusOK, "")
 	local := strings.Replace(rcv.URL, "127.0.0.1", "localhost", 1) // a name: accepted, checked at connection
 	var sub client.Subscription
 	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+local+`","events":["task.completed"]}`, &sub))

@@ -236,7 +236,7 @@ func TestSecretKeyFileEncryptsSecretsAtRest(t *testing.T) {
 	// Deliveries are still signed with the real secrets.
 	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"task.completed","data":{}}`, nil))
 	r := next(t, got)
-	require.True(t, signature.Verify(rotated.Secret, r.body, r.header.Get("X-Webhook-Signature")))
+	require.True(t, signature.Verify(rotated.Secret, r.Body, r.Header.Get("X-Webhook-Signature")))
 	require.True(t, verifies(t, sub.Secret, r), "the previous secret, decrypted, signs too")
 	require.NoError(t, d.stop())
 	logs := d.logs.String()

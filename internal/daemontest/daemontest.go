@@ -7,13 +7,16 @@ package daemontest
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -40,7 +43,7 @@ type Daemon struct {
 	NATSAddr string // embedded NATS listener for robots, host:port
 	Token    string // the admin token it generated
 	cmd      *exec.Cmd
-	log      *buffer
+	log      *Buffer
 	done     chan error
 }
 
@@ -50,7 +53,7 @@ type Daemon struct {
 // if the test failed.
 func Start(t testing.TB, bin string, extra ...string) *Daemon {
 	t.Helper()
-	d := &Daemon{DataDir: t.TempDir(), HTTPAddr: freeAddr(t), NATSAddr: freeAddr(t), log: &buffer{}, done: make(chan error, 1)}
+	d := &Daemon{DataDir: t.TempDir(), HTTPAddr: FreeAddr(t), NATSAddr: FreeAddr(t), log: &Buffer{}, done: make(chan error, 1)}
 	args := append([]string{"--data-dir", d.DataDir, "--http-addr", d.HTTPAddr, "--nats-listen", d.NATSAddr,
 		"--allow-targets", "127.0.0.0/8", "--ack-wait", "2s", "--shutdown-timeout", "5s"}, extra...)
 	d.cmd = exec.Command(bin, args...)
@@ -95,6 +98,42 @@ func Start(t testing.TB, bin string, extra ...string) *Daemon {
 	return d
 }
 
+// Request is one request a Receiver got.
+type Request struct {
+	Header http.Header
+	Body   []byte
+}
+
+// Receiver is a real HTTP endpoint that answers status with body to every
+// request, counts the requests and hands each to the channel. It is
+// closed when the test ends.
+func Receiver(t testing.TB, status int, body string) (*httptest.Server, chan Request, *atomic.Int64) {
+	t.Helper()
+	ch := make(chan Request, 64)
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		n.Add(1)
+		ch <- Request{r.Header.Clone(), b}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, ch, &n
+}
+
+// Next waits up to 15 s for the next request on ch.
+func Next(t testing.TB, ch chan Request) Request {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemontest: no request within 15s")
+		return Request{}
+	}
+}
+
 // NATSURL is the URL robots connect to.
 func (d *Daemon) NATSURL() string { return "nats://" + d.NATSAddr }
 
@@ -114,7 +153,8 @@ func (d *Daemon) Client(t testing.TB) *client.Client {
 // Log returns what the process has logged so far.
 func (d *Daemon) Log() string { return d.log.String() }
 
-func freeAddr(t testing.TB) string {
+// FreeAddr returns a loopback address with a port free right now.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,19 +164,21 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// buffer collects a process's output, written from another goroutine.
-type buffer struct {
+// Buffer collects a process's output, written from another goroutine.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *buffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *buffer) String() string {
+// String returns what was written so far.
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -144,8 +186,8 @@ func (b *buffer) String() string {
 
 // Main is a package's TestMain: it builds webhookd into a temporary
 // directory, sets *bin to it, runs the tests, and fails the package when a
-// test leaves goroutines behind.
-func Main(m *testing.M, bin *string) {
+// test leaves goroutines behind (but those opts ignore).
+func Main(m *testing.M, bin *string, opts ...goleak.Option) {
 	dir, err := os.MkdirTemp("", "webhookd-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -155,10 +197,17 @@ func Main(m *testing.M, bin *string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	Run(m, dir, opts...)
+}
+
+// Run runs the tests, removes dir (where TestMain built its binaries), fails
+// the package when a test leaves goroutines behind (but those opts ignore),
+// and exits.
+func Run(m *testing.M, dir string, opts ...goleak.Option) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(opts...); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
 			code = 1
 		}
