@@ -31,3 +31,18 @@ func (s *Store) StatKeys() (n int) {
 	})
 	return n
 }
+
+// IndexFill returns how full each index bucket's leaf pages are, by name.
+func (s *Store) IndexFill() (map[string]float64, error) {
+	fill := map[string]float64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, ix := range indexes {
+			st := tx.Bucket(ix.bucket).Stats()
+			if st.LeafAlloc > 0 {
+				fill[ix.name] = float64(st.LeafInuse) / float64(st.LeafAlloc)
+			}
+		}
+		return nil
+	})
+	return fill, err
+}

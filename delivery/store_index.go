@@ -31,7 +31,15 @@ type index struct {
 	// byStatus marks an index that holds the status, so its entry moves
 	// when the status changes.
 	byStatus bool
+	// scattered marks an index whose new keys land anywhere (its field is
+	// a robot's id): the others mostly append at the end of their field's
+	// range, so their pages are filled instead of split in half.
+	scattered bool
 }
+
+// appendFill is how full the pages of an appending index are left when
+// they split (bbolt's default, for keys that land anywhere, is half).
+const appendFill = 0.95
 
 var (
 	idxTime = &index{id: 1, name: "created", bucket: []byte("dx_created"),
@@ -46,7 +54,7 @@ var (
 		fields: func(d *Delivery) ([]string, bool) { return []string{string(d.Status)}, true }}
 	idxType = &index{id: 5, name: "event type", bucket: []byte("dx_type_created"),
 		fields: func(d *Delivery) ([]string, bool) { return []string{d.Event}, true }}
-	idxEvent = &index{id: 6, name: "event id", bucket: []byte("dx_event_created"),
+	idxEvent = &index{id: 6, name: "event id", bucket: []byte("dx_event_created"), scattered: true,
 		fields: func(d *Delivery) ([]string, bool) { return []string{d.EventID}, true }}
 
 	// indexes lists every index; each delivery has at most one entry in each.
@@ -101,6 +109,9 @@ func putIndexes(tx *bolt.Tx, d, old *Delivery) error {
 			continue // the creation time, ids and type never change
 		}
 		b := tx.Bucket(ix.bucket)
+		if !ix.scattered {
+			b.FillPercent = appendFill
+		}
 		if old != nil {
 			k, err := ix.entry(old)
 			if err != nil {
