@@ -73,86 +73,225 @@ const (
 	indexEvery = 50 * time.Millisecond
 )
 
-// Run indexes records until ctx is done, then returns nil. Its consumer is
-// durable, so after a restart it resumes where it stopped; a consumer unused
-// for three days is removed by the server, and the replica then re-indexes
-// the whole stream (records are idempotent).
+// Run indexes records until ctx is done, then returns nil.
 //
-// Each record is acked once its batch is applied, one by one: an ack that
-// covered the records before it (AckAll) would also cover a record that
-// never reached this replica (dropped at shutdown, lost in a reconnect),
-// and it would never be indexed.
+// Nothing is acked: the store keeps the AUDIT sequence it has applied the
+// stream through, written in the same transaction as the records, and each
+// start creates this replica's durable consumer ("audit-<replica>", which
+// also tells /v1/status the replica exists) afresh to begin just after it,
+// acking nothing (AckNone). A gap in the consumer's own sequence (messages
+// lost between the server and this replica) or a failed pull recreates it
+// from the same point. So every record is applied once, none is skipped,
+// and the server keeps no acks to track.
 func (ix *Indexer) Run(ctx context.Context) error {
-	cons, err := ix.js.CreateOrUpdateConsumer(ctx, jetstream.StreamAudit, natsjs.ConsumerConfig{
-		Durable:           "audit-" + ix.cfg.Replica,
-		Description:       "delivery history index of replica " + ix.cfg.Replica,
-		FilterSubject:     jetstream.AuditRecords, // records only, not the kept jobs
-		AckPolicy:         natsjs.AckExplicitPolicy,
-		AckWait:           30 * time.Second,
-		MaxAckPending:     4 * indexBatch,
-		DeliverPolicy:     natsjs.DeliverAllPolicy,
-		InactiveThreshold: 72 * time.Hour,
-	})
+	applied, err := ix.resumeFrom(ctx)
 	if ctx.Err() != nil {
 		return nil // stopped while starting
 	}
 	if err != nil {
-		return fmt.Errorf("delivery: indexer consumer: %w", err)
+		return err
 	}
 	ix.mu.Lock()
-	ix.applied = max(ix.applied, cons.CachedInfo().AckFloor.Stream) // applied before a restart
+	ix.applied = applied
 	ix.mu.Unlock()
-	msgs := make(chan natsjs.Msg, indexBatch)
-	cc, err := cons.Consume(func(m natsjs.Msg) {
-		select {
-		case msgs <- m:
-		case <-ctx.Done(): // unacked: redelivered after a restart
-		}
-	}, natsjs.PullMaxMessages(indexBatch))
-	if err != nil {
-		return fmt.Errorf("delivery: indexer consume: %w", err)
-	}
-	defer cc.Stop()
 
 	sweep := time.NewTicker(ix.cfg.SweepEvery)
 	defer sweep.Stop()
 	ix.sweep()
-	for {
+	for failures := 0; ; {
+		from := ix.appliedSeq()
+		cons, err := ix.consumer(ctx, from+1)
+		if err == nil {
+			err = ix.follow(ctx, cons, sweep.C)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if ix.appliedSeq() > from {
+			failures = 0 // it got somewhere before losing its place
+		}
+		failures++
+		if failures == 1 || failures%60 == 0 {
+			ix.log.Warn().Err(err).Int("failures", failures).Msg("index consumer lost its place; recreating it")
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-sweep.C:
-			ix.sweep()
-		case m := <-msgs:
-			batch := []natsjs.Msg{m}
-			full := time.NewTimer(indexEvery)
-		gather:
-			for len(batch) < indexBatch {
-				select {
-				case m := <-msgs:
-					batch = append(batch, m)
-				case <-full.C:
-					break gather
-				case <-ctx.Done():
-					break gather
-				}
-			}
-			full.Stop()
-			ix.index(ctx, batch)
+		case <-time.After(min(time.Duration(failures)*100*time.Millisecond, 2*time.Second)):
 		}
 	}
 }
 
-// index applies a batch of records in one transaction and acks each. A
-// record the store refuses (invalid, a key over bbolt's limit) is dropped
-// from the index (it stays in AUDIT). While the store cannot write at all
-// (disk full), the batch is applied again every second, kept in progress,
-// and nothing after it is applied: WaitApplied must not pass records that
-// are not in the store. On ctx done it returns unacked (redelivered after a
-// restart).
-func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
+func (ix *Indexer) appliedSeq() uint64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.applied
+}
+
+// resumeFrom returns the AUDIT sequence the store was applied through. A
+// store indexed by an older version, which acked each record, resumes at
+// its consumer's ack floor; a stream that is shorter than that was
+// replaced, and is indexed again from its start.
+func (ix *Indexer) resumeFrom(ctx context.Context) (uint64, error) {
+	applied, ok, err := ix.store.AuditApplied()
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		if c, err := ix.js.Consumer(ctx, jetstream.StreamAudit, ix.name()); err == nil {
+			applied = c.CachedInfo().AckFloor.Stream
+		}
+	}
+	str, err := ix.js.Stream(ctx, jetstream.StreamAudit)
+	if err != nil {
+		return 0, fmt.Errorf("delivery: indexer: stream %s: %w", jetstream.StreamAudit, err)
+	}
+	if last := str.CachedInfo().State.LastSeq; last < applied {
+		ix.log.Warn().Uint64("applied", applied).Uint64("stream_last", last).
+			Msg("the AUDIT stream is shorter than this index has applied (replaced?); indexing it again from its start")
+		applied = 0
+	}
+	return applied, nil
+}
+
+func (ix *Indexer) name() string { return "audit-" + ix.cfg.Replica }
+
+// consumer creates this replica's consumer afresh, starting at AUDIT
+// sequence from (a start sequence cannot be changed in place).
+func (ix *Indexer) consumer(ctx context.Context, from uint64) (natsjs.Consumer, error) {
+	if err := ix.js.DeleteConsumer(ctx, jetstream.StreamAudit, ix.name()); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return ix.js.CreateConsumer(ctx, jetstream.StreamAudit, natsjs.ConsumerConfig{
+		Durable:           ix.name(),
+		Description:       "delivery history index of replica " + ix.cfg.Replica,
+		FilterSubject:     jetstream.AuditRecords, // records only, not the kept jobs
+		AckPolicy:         natsjs.AckNonePolicy,
+		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		InactiveThreshold: 72 * time.Hour,
+	})
+}
+
+// follow applies cons's records in batches until ctx is done (nil) or the
+// consumer loses its place (an error): a pull failed, or its sequence
+// skipped messages. It sweeps on each tick of sweep.
+func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-chan time.Time) error {
+	fctx, stop := context.WithCancel(ctx)
+	msgs := make(chan natsjs.Msg, indexBatch)
+	failed := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { failed <- ix.feed(fctx, cons, msgs) })
+	defer func() { stop(); wg.Wait() }()
+
+	var delivered uint64 // the consumer's sequence of the last message
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	for {
+		var batch []natsjs.Msg
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-failed:
+			return err
+		case <-sweep:
+			ix.sweep()
+			continue
+		case <-idle.C:
+			// Nothing came for a second: were the last messages lost?
+			if err := ix.caughtUp(ctx, cons, delivered); err != nil {
+				return err
+			}
+			continue
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+		idle.Reset(time.Second)
+		full := time.NewTimer(indexEvery)
+	gather:
+		for len(batch) < indexBatch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			case <-full.C:
+				break gather
+			case <-ctx.Done():
+				break gather
+			}
+		}
+		full.Stop()
+		// Apply what came in order; stop at a gap.
+		var gap error
+		for i, m := range batch {
+			md, err := m.Metadata()
+			if err != nil || md.Sequence.Consumer != delivered+1 {
+				gap = fmt.Errorf("record %d of the index consumer arrived after %d (%v)", md.Sequence.Consumer, delivered, err)
+				batch = batch[:i]
+				break
+			}
+			delivered = md.Sequence.Consumer
+		}
+		if !ix.index(ctx, batch) {
+			return nil // ctx done while the store could not write
+		}
+		if gap != nil {
+			return gap
+		}
+	}
+}
+
+// caughtUp returns an error if the server delivered more messages than
+// the indexer got: a gap at the end, which no later message shows yet.
+func (ix *Indexer) caughtUp(ctx context.Context, cons natsjs.Consumer, delivered uint64) error {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil {
+		return fmt.Errorf("index consumer info: %w", err)
+	}
+	if info.Delivered.Consumer > delivered {
+		return fmt.Errorf("the index consumer delivered %d records, %d of them received", info.Delivered.Consumer, delivered)
+	}
+	return nil
+}
+
+// feed pulls cons's messages into msgs until ctx is done or a pull fails.
+// Each pull is a Fetch of its own, so a request the server lost costs at
+// most its expiry.
+func (ix *Indexer) feed(ctx context.Context, cons natsjs.Consumer, msgs chan<- natsjs.Msg) error {
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, time.Second) // cut short when ctx ends
+		b, err := cons.Fetch(indexBatch, natsjs.FetchContext(pctx))
+		if err != nil {
+			cancel()
+			return fmt.Errorf("delivery: index pull: %w", err)
+		}
+		for m := range b.Messages() {
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+			}
+		}
+		cancel()
+		if err := b.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, natsjs.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("delivery: index pull: %w", err)
+		}
+	}
+	return nil
+}
+
+// index applies a batch of records, in stream order, in one transaction
+// that also notes the batch's last sequence as applied. A record the store
+// refuses (invalid, a key over bbolt's limit) or cannot decode is left out
+// of the index (it stays in AUDIT). While the store cannot write at all
+// (disk full), the batch is applied again every second and nothing after
+// it: WaitApplied must not pass records that are not in the store. It
+// returns false if ctx ended first.
+func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) bool {
+	if len(batch) == 0 {
+		return true
+	}
 	recs := make([]Record, 0, len(batch))
-	msgs := make([]natsjs.Msg, 0, len(batch))
 	var high uint64
 	for _, m := range batch {
 		if md, err := m.Metadata(); err == nil {
@@ -161,15 +300,13 @@ func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
 		var rec Record
 		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.DeliveryID == "" {
 			ix.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping undecodable audit record")
-			_ = m.Term()
 			continue
 		}
-		recs, msgs = append(recs, rec), append(msgs, m)
+		recs = append(recs, rec)
 	}
-	var refused []bool
 	for failures := 0; ; failures++ {
-		var err error
-		if refused, err = ix.apply(recs); err == nil {
+		err := ix.apply(recs, high)
+		if err == nil {
 			break
 		}
 		if failures%60 == 0 {
@@ -178,20 +315,8 @@ func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(time.Second):
-		}
-		for _, m := range msgs {
-			_ = m.InProgress()
-		}
-	}
-	for i, m := range msgs {
-		ack := m.Ack
-		if refused[i] {
-			ack = m.Term
-		}
-		if err := ack(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
-			ix.log.Warn().Err(err).Msg("ack audit record")
 		}
 	}
 	ix.mu.Lock()
@@ -201,32 +326,22 @@ func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) {
 		ix.changed = make(chan struct{})
 	}
 	ix.mu.Unlock()
+	return true
 }
 
-// apply applies recs in one transaction, leaving out the records the store
-// refuses (refused[i]), one more transaction for each. It fails if the
-// store cannot write (disk full, I/O error).
-func (ix *Indexer) apply(recs []Record) (refused []bool, err error) {
-	refused = make([]bool, len(recs))
-	live := make([]int, len(recs)) // positions in recs of the records tried
-	for i := range live {
-		live[i] = i
-	}
+// apply applies recs through AUDIT sequence high in one transaction,
+// leaving out the records the store refuses, one more transaction for
+// each. It fails if the store cannot write (disk full, I/O error).
+func (ix *Indexer) apply(recs []Record, high uint64) error {
 	for {
-		batch := make([]Record, len(live))
-		for i, at := range live {
-			batch[i] = recs[at]
-		}
-		err := ix.store.ApplyBatch(batch)
+		err := ix.store.ApplyBatch(recs, high)
 		var r *refusal
 		if !errors.As(err, &r) {
-			return refused, err // nil: applied
+			return err // nil: applied
 		}
-		at := live[r.at]
-		refused[at] = true
-		live = append(live[:r.at], live[r.at+1:]...)
-		ix.log.Error().Err(err).Str("delivery_id", truncate(recs[at].DeliveryID, 64)).
+		ix.log.Error().Err(err).Str("delivery_id", truncate(recs[r.at].DeliveryID, 64)).
 			Msg("dropping an audit record the index refuses; it stays in the AUDIT stream")
+		recs = append(recs[:r.at:r.at], recs[r.at+1:]...)
 	}
 }
 

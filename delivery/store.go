@@ -49,6 +49,7 @@ var (
 	bucketJobs       = []byte("delivery_jobs") // delivery id → AUDIT sequence of the kept job (uint64 BE)
 	bucketMeta       = []byte("delivery_meta") // "index_version" → uint64 BE
 	keyIndexVersion  = []byte("index_version")
+	keyAuditApplied  = []byte("audit_applied") // AUDIT sequence the indexer applied through, uint64 BE
 	// The buckets of the first index format, dropped by the upgrade.
 	oldIndexBuckets = [][]byte{[]byte("idx_sub_time"), []byte("idx_event"), []byte("idx_status_time"), []byte("idx_time")}
 )
@@ -205,18 +206,38 @@ func (s *Store) reindex(chunk int) (int, error) {
 // transaction (each waits up to bbolt's MaxBatchDelay for the others).
 func (s *Store) Apply(recs ...Record) error {
 	// Batch may run fn more than once; applyTx is idempotent.
-	return applyIn(s.db.Batch, recs)
+	return applyIn(s.db.Batch, recs, 0)
 }
 
-// ApplyBatch merges recs like Apply, in one transaction at once: for the
-// indexer, which gathers its batches itself.
-func (s *Store) ApplyBatch(recs []Record) error {
-	return applyIn(s.db.Update, recs)
+// ApplyBatch merges recs like Apply, in one transaction at once, and notes
+// in it that AUDIT is applied through sequence through: for the indexer,
+// which gathers its batches itself, in stream order, and resumes from
+// AuditApplied.
+func (s *Store) ApplyBatch(recs []Record, through uint64) error {
+	return applyIn(s.db.Update, recs, through)
 }
 
-// applyIn applies recs in a transaction that run starts.
-func applyIn(run func(func(*bolt.Tx) error) error, recs []Record) error {
-	if len(recs) == 0 {
+// AuditApplied returns the AUDIT sequence the indexer has applied the
+// stream through, and false if no batch was ever applied with one.
+func (s *Store) AuditApplied() (uint64, bool, error) {
+	var seq uint64
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyAuditApplied); len(v) == 8 {
+			seq, ok = binary.BigEndian.Uint64(v), true
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("delivery: read applied sequence: %w", err)
+	}
+	return seq, ok, nil
+}
+
+// applyIn applies recs in a transaction that run starts, and notes through
+// as the AUDIT sequence applied (0 notes nothing).
+func applyIn(run func(func(*bolt.Tx) error) error, recs []Record, through uint64) error {
+	if len(recs) == 0 && through == 0 {
 		return nil
 	}
 	err := run(func(tx *bolt.Tx) error {
@@ -225,7 +246,10 @@ func applyIn(run func(func(*bolt.Tx) error) error, recs []Record) error {
 				return &refusal{at: i, err: err}
 			}
 		}
-		return nil
+		if through == 0 {
+			return nil
+		}
+		return tx.Bucket(bucketMeta).Put(keyAuditApplied, binary.BigEndian.AppendUint64(nil, through))
 	})
 	if err != nil {
 		return fmt.Errorf("delivery: apply records: %w", err)

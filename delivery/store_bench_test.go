@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func BenchmarkStoreApply(b *testing.B) {
 }
 
 func benchmarkApply(b *testing.B, batch int) {
-	s := openBenchStore(b)
+	s, db := openBenchDB(b)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	recs := make([]delivery.Record, batch)
 	b.ReportAllocs()
@@ -40,7 +41,8 @@ func benchmarkApply(b *testing.B, batch int) {
 			}
 			at := t0.Add(time.Duration(n) * time.Millisecond)
 			recs[i] = delivery.Record{
-				DeliveryID: fmt.Sprintf("d%09d", id), EventID: fmt.Sprintf("e%09d", id), Event: "task.completed",
+				// Ids as webhookd makes them: random-looking UUIDs.
+				DeliveryID: delivery.JobID(strconv.Itoa(id), "s", 1), EventID: delivery.EventIDFromSequence(uint64(id)), Event: "task.completed",
 				SubscriptionID: fmt.Sprintf("s%02d", id%20), URL: "https://example.com/hook", Status: st, Reason: "http_503",
 				At: at, CreatedAt: t0.Add(time.Duration(id) * time.Millisecond),
 				Attempt: &delivery.AttemptInfo{Attempt: attempt, MaxAttempts: 4, At: at, URL: "https://example.com/hook",
@@ -48,16 +50,22 @@ func benchmarkApply(b *testing.B, batch int) {
 			}
 			n++
 		}
-		if err := s.ApplyBatch(recs); err != nil {
+		if err := s.ApplyBatch(recs, uint64(n)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
+	b.ReportMetric(float64(dbSize(b, db))/float64(n), "file-B/record")
 }
 
-func openBenchStore(b *testing.B) *delivery.Store {
-	s, _ := openBenchDB(b)
-	return s
+// dbSize returns the size of db's pages in use or free, the file's size
+// without its preallocated tail.
+func dbSize(b *testing.B, db *bolt.DB) int64 {
+	var size int64
+	if err := db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	return size
 }
 
 func openBenchDB(b *testing.B) (*delivery.Store, *bolt.DB) {
