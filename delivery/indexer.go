@@ -84,23 +84,16 @@ const (
 // from the same point. So every record is applied once, none is skipped,
 // and the server keeps no acks to track.
 func (ix *Indexer) Run(ctx context.Context) error {
-	applied, err := ix.resumeFrom(ctx)
-	if ctx.Err() != nil {
-		return nil // stopped while starting
-	}
-	if err != nil {
-		return err
-	}
-	ix.mu.Lock()
-	ix.applied = applied
-	ix.mu.Unlock()
-
 	sweep := time.NewTicker(ix.cfg.SweepEvery)
 	defer sweep.Stop()
 	ix.sweep()
 	for failures := 0; ; {
-		from := ix.appliedSeq()
-		cons, err := ix.consumer(ctx, from+1)
+		from, err := ix.position(ctx)
+		var cons natsjs.Consumer
+		if err == nil {
+			ix.setApplied(from)
+			cons, err = ix.consumer(ctx, from+1)
+		}
 		if err == nil {
 			err = ix.follow(ctx, cons, sweep.C)
 		}
@@ -128,30 +121,65 @@ func (ix *Indexer) appliedSeq() uint64 {
 	return ix.applied
 }
 
-// resumeFrom returns the AUDIT sequence the store was applied through. A
-// store indexed by an older version, which acked each record, resumes at
-// its consumer's ack floor; a stream that is shorter than that was
-// replaced, and is indexed again from its start.
-func (ix *Indexer) resumeFrom(ctx context.Context) (uint64, error) {
-	applied, ok, err := ix.store.AuditApplied()
-	if err != nil {
-		return 0, err
+// setApplied notes seq as applied and wakes WaitApplied.
+func (ix *Indexer) setApplied(seq uint64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if seq != ix.applied {
+		ix.applied = seq
+		close(ix.changed)
+		ix.changed = make(chan struct{})
 	}
-	if !ok {
-		if c, err := ix.js.Consumer(ctx, jetstream.StreamAudit, ix.name()); err == nil {
-			applied = c.CachedInfo().AckFloor.Stream
-		}
-	}
+}
+
+// position returns the AUDIT sequence the store was applied through. A
+// stream replaced since (its creation time differs, or it is shorter) is
+// indexed again from its start. A store indexed by the previous version,
+// which acked each record, resumes at its consumer's ack floor. Either is
+// noted in the store before the consumer is replaced.
+func (ix *Indexer) position(ctx context.Context) (uint64, error) {
 	str, err := ix.js.Stream(ctx, jetstream.StreamAudit)
 	if err != nil {
-		return 0, fmt.Errorf("delivery: indexer: stream %s: %w", jetstream.StreamAudit, err)
+		return 0, fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
 	}
-	if last := str.CachedInfo().State.LastSeq; last < applied {
-		ix.log.Warn().Uint64("applied", applied).Uint64("stream_last", last).
-			Msg("the AUDIT stream is shorter than this index has applied (replaced?); indexing it again from its start")
-		applied = 0
+	info := str.CachedInfo()
+	pos, ok, err := ix.store.AuditApplied()
+	switch {
+	case err != nil:
+		return 0, err
+	case !ok:
+		pos = AuditPosition{Stream: info.Created}
+		if pos.Seq, err = ix.ackFloor(ctx); err != nil {
+			return 0, err
+		}
+	case !pos.Stream.Equal(info.Created) || info.State.LastSeq < pos.Seq:
+		ix.log.Warn().Uint64("applied", pos.Seq).Time("applied_stream_created", pos.Stream).
+			Time("stream_created", info.Created).Uint64("stream_last", info.State.LastSeq).
+			Msg("the AUDIT stream was replaced since this index applied it; indexing it again from its start")
+		pos = AuditPosition{Stream: info.Created}
+	default:
+		return pos.Seq, nil
 	}
-	return applied, nil
+	if err := ix.store.SetAuditApplied(pos); err != nil {
+		return 0, err
+	}
+	return pos.Seq, nil
+}
+
+// ackFloor returns the ack floor of the consumer the previous version
+// acked each record on, or 0 if there is none.
+func (ix *Indexer) ackFloor(ctx context.Context) (uint64, error) {
+	c, err := ix.js.Consumer(ctx, jetstream.StreamAudit, ix.name())
+	if errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("consumer %s: %w", ix.name(), err)
+	}
+	if info := c.CachedInfo(); info.Config.AckPolicy == natsjs.AckExplicitPolicy {
+		return info.AckFloor.Stream, nil
+	}
+	return 0, nil // ours, from a start that applied nothing: its floor is only what it sent
 }
 
 func (ix *Indexer) name() string { return "audit-" + ix.cfg.Replica }
@@ -170,6 +198,8 @@ func (ix *Indexer) consumer(ctx context.Context, from uint64) (natsjs.Consumer, 
 		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:       from,
 		InactiveThreshold: 72 * time.Hour,
+		// Its state is thrown away at each start: one copy, in memory.
+		Replicas: 1, MemoryStorage: true,
 	})
 }
 
@@ -185,6 +215,7 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 	defer func() { stop(); wg.Wait() }()
 
 	var delivered uint64 // the consumer's sequence of the last message
+	var suspect uint64   // what the server had delivered at the last idle check, if more
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for {
@@ -198,8 +229,13 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 			ix.sweep()
 			continue
 		case <-idle.C:
-			// Nothing came for a second: were the last messages lost?
-			if err := ix.caughtUp(ctx, cons, delivered); err != nil {
+			// Nothing came for a second: were the last messages lost? Those
+			// still on their way at one check have come by the next.
+			if suspect > delivered {
+				return fmt.Errorf("the index consumer delivered %d records, %d of them received", suspect, delivered)
+			}
+			var err error
+			if suspect, err = ix.delivered(ctx, cons); err != nil {
 				return err
 			}
 			continue
@@ -224,8 +260,12 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 		var gap error
 		for i, m := range batch {
 			md, err := m.Metadata()
-			if err != nil || md.Sequence.Consumer != delivered+1 {
-				gap = fmt.Errorf("record %d of the index consumer arrived after %d (%v)", md.Sequence.Consumer, delivered, err)
+			if err != nil {
+				gap = fmt.Errorf("index consumer message without metadata: %w", err)
+			} else if md.Sequence.Consumer != delivered+1 {
+				gap = fmt.Errorf("message %d of the index consumer arrived after %d", md.Sequence.Consumer, delivered)
+			}
+			if gap != nil {
 				batch = batch[:i]
 				break
 			}
@@ -240,19 +280,16 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 	}
 }
 
-// caughtUp returns an error if the server delivered more messages than
-// the indexer got: a gap at the end, which no later message shows yet.
-func (ix *Indexer) caughtUp(ctx context.Context, cons natsjs.Consumer, delivered uint64) error {
+// delivered returns how many messages the server has sent cons: more than
+// the indexer got shows a gap at the end, which no later message shows.
+func (ix *Indexer) delivered(ctx context.Context, cons natsjs.Consumer) (uint64, error) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	info, err := cons.Info(ictx)
 	if err != nil {
-		return fmt.Errorf("index consumer info: %w", err)
+		return 0, fmt.Errorf("index consumer info: %w", err)
 	}
-	if info.Delivered.Consumer > delivered {
-		return fmt.Errorf("the index consumer delivered %d records, %d of them received", info.Delivered.Consumer, delivered)
-	}
-	return nil
+	return info.Delivered.Consumer, nil
 }
 
 // feed pulls cons's messages into msgs until ctx is done or a pull fails.
@@ -319,13 +356,9 @@ func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) bool {
 		case <-time.After(time.Second):
 		}
 	}
-	ix.mu.Lock()
-	if high > ix.applied {
-		ix.applied = high
-		close(ix.changed)
-		ix.changed = make(chan struct{})
+	if high > ix.appliedSeq() {
+		ix.setApplied(high)
 	}
-	ix.mu.Unlock()
 	return true
 }
 

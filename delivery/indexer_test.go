@@ -48,7 +48,7 @@ func TestIndexerDropsOnlyTheRecordItCannotStore(t *testing.T) {
 	applied, ok, err := store.AuditApplied()
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.EqualValues(t, 3, applied)
+	require.EqualValues(t, 3, applied.Seq)
 }
 
 // A record the store refuses, alone in its batch, is dropped: it does not
@@ -129,6 +129,118 @@ func TestIndexerResumesAfterWhatItsStoreApplied(t *testing.T) {
 	require.EqualValues(t, 3, info.Config.OptStartSeq, "the second run starts after the two records the first applied")
 	require.EqualValues(t, 1, info.Delivered.Consumer, "and is sent only the new one")
 	require.Zero(t, info.NumAckPending, "nothing to ack")
+}
+
+// A caller already waiting when the indexer starts is answered from the
+// position the store noted, without waiting for a new record.
+func TestIndexerAnswersWaitersFromWhereItResumes(t *testing.T) {
+	t.Parallel()
+	ns := jstest.RunProvisioned(t)
+	store := openStore(t)
+	at := time.Now()
+	for _, id := range []string{"d1", "d2"} {
+		rec := attemptRec(id, "s1", "e-"+id, 1, delivery.StatusSucceeded, at)
+		publishRecord(t, ns, rec)
+		require.NoError(t, store.Apply(rec))
+	}
+	str, err := ns.JS.Stream(context.Background(), jetstream.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, store.SetAuditApplied(delivery.AuditPosition{Stream: str.CachedInfo().Created, Seq: 2}))
+
+	ix := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	waited := make(chan error, 1)
+	go func() { waited <- ix.WaitApplied(wctx, 2) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	require.NoError(t, <-waited)
+}
+
+// A replica started again with an empty data dir indexes the whole stream
+// again, though its consumer of the last run is still there.
+func TestIndexerRebuildsAnEmptiedStore(t *testing.T) {
+	t.Parallel()
+	ns := jstest.RunProvisioned(t)
+	ctx := context.Background()
+	at := time.Now()
+	for _, id := range []string{"d1", "d2", "d3"} {
+		publishRecord(t, ns, attemptRec(id, "s1", "e-"+id, 1, delivery.StatusSucceeded, at))
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	first := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, openStore(t), zerolog.New(zerolog.NewTestWriter(t)))
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- first.Run(fctx) }()
+	require.NoError(t, first.WaitApplied(wctx, 3))
+	stop()
+	require.NoError(t, <-done)
+
+	emptied := openStore(t)
+	ix := runIndexer(t, ns, emptied)
+	require.NoError(t, ix.WaitApplied(wctx, 3))
+	for _, id := range []string{"d1", "d2", "d3"} {
+		_, err := emptied.Get(id)
+		require.NoError(t, err, id)
+	}
+}
+
+// A replaced AUDIT stream (deleted and created again: its sequences start
+// at 1 again) is indexed from its start, whether it was replaced while the
+// indexer ran or while the replica was down.
+func TestIndexerStartsOverOnAReplacedStream(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		running bool
+	}{{"while-running", true}, {"while-down", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ns := jstest.RunProvisioned(t)
+			store := openStore(t)
+			ctx := context.Background()
+			at := time.Now()
+			for _, id := range []string{"o1", "o2", "o3"} {
+				publishRecord(t, ns, attemptRec(id, "s1", "e-"+id, 1, delivery.StatusSucceeded, at))
+			}
+			wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+			defer wcancel()
+			var ix *delivery.Indexer
+			if tc.running {
+				ix = runIndexer(t, ns, store)
+				require.NoError(t, ix.WaitApplied(wctx, 3))
+			} else {
+				first := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
+				fctx, stop := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				go func() { done <- first.Run(fctx) }()
+				require.NoError(t, first.WaitApplied(wctx, 3))
+				stop()
+				require.NoError(t, <-done)
+			}
+
+			str, err := ns.JS.Stream(ctx, jetstream.StreamAudit)
+			require.NoError(t, err)
+			cfg := str.CachedInfo().Config
+			require.NoError(t, ns.JS.DeleteStream(ctx, jetstream.StreamAudit))
+			_, err = ns.JS.CreateStream(ctx, cfg)
+			require.NoError(t, err)
+			// Four records: the new stream passes the old one's length too.
+			for _, id := range []string{"n1", "n2", "n3", "n4"} {
+				publishRecord(t, ns, attemptRec(id, "s1", "e-"+id, 1, delivery.StatusSucceeded, at))
+			}
+			if !tc.running {
+				ix = runIndexer(t, ns, store)
+			}
+			require.NoError(t, ix.WaitApplied(wctx, 4))
+			for _, id := range []string{"n1", "n2", "n3", "n4"} {
+				_, err := store.Get(id)
+				require.NoError(t, err, id)
+			}
+		})
+	}
 }
 
 // A store indexed by the previous version, which acked each record and

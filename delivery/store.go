@@ -50,6 +50,7 @@ var (
 	bucketMeta       = []byte("delivery_meta") // "index_version" → uint64 BE
 	keyIndexVersion  = []byte("index_version")
 	keyAuditApplied  = []byte("audit_applied") // AUDIT sequence the indexer applied through, uint64 BE
+	keyAuditStream   = []byte("audit_stream")  // creation time of that AUDIT stream, unix ns BE
 	// The buckets of the first index format, dropped by the upgrade.
 	oldIndexBuckets = [][]byte{[]byte("idx_sub_time"), []byte("idx_event"), []byte("idx_status_time"), []byte("idx_time")}
 )
@@ -180,7 +181,7 @@ func (s *Store) reindex(chunk int) (int, error) {
 				if err := json.Unmarshal(v, &d); err != nil {
 					return fmt.Errorf("decode delivery %q: %w", k, err)
 				}
-				if err := putIndexes(tx, &d, nil); err != nil {
+				if err := putIndexes(tx, &d, nil, false); err != nil {
 					return err
 				}
 				for _, a := range d.Attempts {
@@ -210,28 +211,55 @@ func (s *Store) Apply(recs ...Record) error {
 }
 
 // ApplyBatch merges recs like Apply, in one transaction at once, and notes
-// in it that AUDIT is applied through sequence through: for the indexer,
-// which gathers its batches itself, in stream order, and resumes from
-// AuditApplied.
+// in it that AUDIT is applied through sequence through (of the stream
+// SetAuditApplied named): for the indexer, which gathers its batches
+// itself, in stream order, and resumes from AuditApplied.
 func (s *Store) ApplyBatch(recs []Record, through uint64) error {
 	return applyIn(s.db.Update, recs, through)
 }
 
-// AuditApplied returns the AUDIT sequence the indexer has applied the
-// stream through, and false if no batch was ever applied with one.
-func (s *Store) AuditApplied() (uint64, bool, error) {
-	var seq uint64
+// AuditPosition is how far the indexer has applied AUDIT: through
+// sequence Seq of the stream created at Stream (a stream replaced since
+// numbers its records from 1 again).
+type AuditPosition struct {
+	Stream time.Time
+	Seq    uint64
+}
+
+// AuditApplied returns how far the indexer has applied AUDIT, and false if
+// it never noted it (a new store, or one indexed by an older version).
+func (s *Store) AuditApplied() (AuditPosition, bool, error) {
+	var pos AuditPosition
 	var ok bool
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keyAuditApplied); len(v) == 8 {
-			seq, ok = binary.BigEndian.Uint64(v), true
+		meta := tx.Bucket(bucketMeta)
+		stream, seq := meta.Get(keyAuditStream), meta.Get(keyAuditApplied)
+		if ok = len(stream) == 8 && len(seq) == 8; ok {
+			pos = AuditPosition{Stream: time.Unix(0, int64(binary.BigEndian.Uint64(stream))).UTC(), Seq: binary.BigEndian.Uint64(seq)}
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("delivery: read applied sequence: %w", err)
+		return pos, false, fmt.Errorf("delivery: read applied position: %w", err)
 	}
-	return seq, ok, nil
+	return pos, ok, nil
+}
+
+// SetAuditApplied notes pos as how far AUDIT is applied: for the indexer,
+// when it starts over on a replaced stream or takes over from an older
+// version.
+func (s *Store) SetAuditApplied(pos AuditPosition) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyAuditStream, binary.BigEndian.AppendUint64(nil, uint64(pos.Stream.UnixNano()))); err != nil {
+			return err
+		}
+		return meta.Put(keyAuditApplied, binary.BigEndian.AppendUint64(nil, pos.Seq))
+	})
+	if err != nil {
+		return fmt.Errorf("delivery: note applied position: %w", err)
+	}
+	return nil
 }
 
 // applyIn applies recs in a transaction that run starts, and notes through
@@ -314,7 +342,7 @@ func applyTx(tx *bolt.Tx, r Record) error {
 			}
 		}
 	}
-	return putIndexes(tx, &d, old)
+	return putIndexes(tx, &d, old, true)
 }
 
 // Get returns the delivery with id, or ErrNotFound.

@@ -103,13 +103,16 @@ func (ix *index) entry(d *Delivery) ([]byte, error) {
 
 // putIndexes writes d's index entries; old is d as it was stored before
 // (nil for a new delivery): only the entries that changed are written.
-func putIndexes(tx *bolt.Tx, d, old *Delivery) error {
+// Deliveries written in the order they come (appending) fill the pages of
+// the appending indexes; the rebuild, which goes in id order, leaves
+// bbolt's default.
+func putIndexes(tx *bolt.Tx, d, old *Delivery, appending bool) error {
 	for _, ix := range indexes {
 		if old != nil && !(ix.byStatus && old.Status != d.Status) {
 			continue // the creation time, ids and type never change
 		}
 		b := tx.Bucket(ix.bucket)
-		if !ix.scattered {
+		if appending && !ix.scattered {
 			b.FillPercent = appendFill
 		}
 		if old != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 
 // writeOldStore writes n deliveries the way the first store format did:
 // the deliveries bucket and the idx_* buckets, with no format version.
-func writeOldStore(t *testing.T, db *bolt.DB, n int, t0 time.Time) {
+// Their ids sort as they were created, unless ids gives them.
+func writeOldStore(t *testing.T, db *bolt.DB, n int, t0 time.Time, ids func(i int) string) {
 	t.Helper()
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
 		dels, err := tx.CreateBucket([]byte("deliveries"))
@@ -41,8 +43,12 @@ func writeOldStore(t *testing.T, db *bolt.DB, n int, t0 time.Time) {
 			if i%10 == 0 {
 				st, outcome = delivery.StatusFailed, delivery.OutcomeFailed
 			}
+			id := fmt.Sprintf("d%06d", i)
+			if ids != nil {
+				id = ids(i)
+			}
 			d := delivery.Delivery{
-				ID: fmt.Sprintf("d%06d", i), EventID: fmt.Sprintf("e%06d", i), Event: "task.completed",
+				ID: id, EventID: fmt.Sprintf("e%06d", i), Event: "task.completed",
 				SubscriptionID: fmt.Sprintf("s%d", i%2), URL: "https://example.com", Status: st,
 				Attempts:  []delivery.AttemptInfo{{Attempt: 1, At: created, Outcome: outcome, StatusCode: 200}},
 				CreatedAt: created, UpdatedAt: created,
@@ -82,7 +88,7 @@ func TestOpenStoreUpgradesAnOldStore(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Minute)
 	const n = 4_000 // more than one rebuild transaction of 1,000 (see OpenStoreChunked)
 	t0 := now.Add(-n * time.Second)
-	writeOldStore(t, db, n, t0)
+	writeOldStore(t, db, n, t0, nil)
 
 	var logs bytes.Buffer
 	s, err := delivery.OpenStoreChunked(db, zerolog.New(&logs), 1000)
@@ -143,7 +149,7 @@ func TestOpenStoreUpgradesAnEmptyOldStore(t *testing.T) {
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, db.Close()) })
-	writeOldStore(t, db, 0, time.Now())
+	writeOldStore(t, db, 0, time.Now(), nil)
 	var logs bytes.Buffer
 	_, err = delivery.OpenStore(db, zerolog.New(&logs))
 	require.NoError(t, err)
@@ -152,4 +158,23 @@ func TestOpenStoreUpgradesAnEmptyOldStore(t *testing.T) {
 		require.Nil(t, tx.Bucket([]byte("idx_time")))
 		return nil
 	}))
+}
+
+// The rebuild goes through the deliveries in id order, which is not the
+// order they were created in: it leaves the index pages as bbolt splits
+// them by default, not filled for appends (measured: a quarter full, and a
+// file 45 % larger, when it did).
+func TestOpenStoreRebuildsIndexesWithoutAppendFill(t *testing.T) {
+	t.Parallel()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	writeOldStore(t, db, 20_000, time.Now().Add(-time.Hour), func(i int) string { return delivery.JobID(strconv.Itoa(i), "s", 1) })
+	s, err := delivery.OpenStoreChunked(db, zerolog.Nop(), 2000)
+	require.NoError(t, err)
+	fill, err := s.IndexFill()
+	require.NoError(t, err)
+	for name, f := range fill {
+		require.GreaterOrEqual(t, f, 0.5, "index %s pages %.0f%% full", name, 100*f)
+	}
 }
