@@ -96,12 +96,12 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		}
 		if err == nil {
 			err = ix.follow(ctx, cons, sweep.C)
+			if ix.appliedSeq() > from {
+				failures = 0 // it got somewhere before losing its place
+			}
 		}
 		if ctx.Err() != nil {
 			return nil
-		}
-		if ix.appliedSeq() > from {
-			failures = 0 // it got somewhere before losing its place
 		}
 		failures++
 		if failures == 1 || failures%60 == 0 {
@@ -143,6 +143,11 @@ func (ix *Indexer) position(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
 	}
 	info := str.CachedInfo()
+	if info.Cluster != nil && info.Cluster.Leader == "" {
+		// A member without a leader answers from its own state, which
+		// may lag: it must not pass for a replaced stream.
+		return 0, fmt.Errorf("stream %s has no leader", jetstream.StreamAudit)
+	}
 	pos, ok, err := ix.store.AuditApplied()
 	switch {
 	case err != nil:
@@ -198,8 +203,8 @@ func (ix *Indexer) consumer(ctx context.Context, from uint64) (natsjs.Consumer, 
 		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:       from,
 		InactiveThreshold: 72 * time.Hour,
-		// Its state is thrown away at each start: one copy, in memory.
-		Replicas: 1, MemoryStorage: true,
+		// Its state is thrown away at each start: one copy will do.
+		Replicas: 1,
 	})
 }
 
@@ -243,6 +248,7 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 			batch = append(batch, m)
 		}
 		idle.Reset(time.Second)
+		suspect = 0 // counted while these were on their way
 		full := time.NewTimer(indexEvery)
 	gather:
 		for len(batch) < indexBatch {

@@ -39,7 +39,12 @@ type index struct {
 
 // appendFill is how full the pages of an appending index are left when
 // they split (bbolt's default, for keys that land anywhere, is half).
-const appendFill = 0.95
+// Records arrive a little out of creation order (attempts end out of
+// order), so a new key often lands in a page just split: measured on the
+// index file per delivery, 0.95 saved 22 % at 1,000 events/s but cost 25 %
+// more flat out (pages left a third full); 0.7 saves 14 % and costs
+// nothing flat out.
+const appendFill = 0.7
 
 var (
 	idxTime = &index{id: 1, name: "created", bucket: []byte("dx_created"),

