@@ -105,19 +105,10 @@ func TestIndexerResumesAfterWhatItsStoreApplied(t *testing.T) {
 	publishRecord(t, ns, attemptRec("d1", "s1", "e1", 1, delivery.StatusSucceeded, at))
 	publishRecord(t, ns, attemptRec("d2", "s1", "e2", 1, delivery.StatusSucceeded, at))
 
-	ictx, stop := context.WithCancel(ctx)
-	first := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
-	done := make(chan error, 1)
-	go func() { done <- first.Run(ictx) }()
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	require.NoError(t, first.WaitApplied(wctx, 2))
-	stop()
-	require.NoError(t, <-done)
+	indexThrough(t, ns, store, 2)
 
 	publishRecord(t, ns, attemptRec("d3", "s1", "e3", 1, delivery.StatusSucceeded, at))
-	second := runIndexer(t, ns, store)
-	require.NoError(t, second.WaitApplied(wctx, 3))
+	waitApplied(t, runIndexer(t, ns, store), 3)
 	for _, id := range []string{"d1", "d2", "d3"} {
 		_, err := store.Get(id)
 		require.NoError(t, err, id)
@@ -164,24 +155,14 @@ func TestIndexerAnswersWaitersFromWhereItResumes(t *testing.T) {
 func TestIndexerRebuildsAnEmptiedStore(t *testing.T) {
 	t.Parallel()
 	ns := jstest.RunProvisioned(t)
-	ctx := context.Background()
 	at := time.Now()
 	for _, id := range []string{"d1", "d2", "d3"} {
 		publishRecord(t, ns, attemptRec(id, "s1", "e-"+id, 1, delivery.StatusSucceeded, at))
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	first := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, openStore(t), zerolog.New(zerolog.NewTestWriter(t)))
-	fctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- first.Run(fctx) }()
-	require.NoError(t, first.WaitApplied(wctx, 3))
-	stop()
-	require.NoError(t, <-done)
+	indexThrough(t, ns, openStore(t), 3)
 
 	emptied := openStore(t)
-	ix := runIndexer(t, ns, emptied)
-	require.NoError(t, ix.WaitApplied(wctx, 3))
+	waitApplied(t, runIndexer(t, ns, emptied), 3)
 	for _, id := range []string{"d1", "d2", "d3"} {
 		_, err := emptied.Get(id)
 		require.NoError(t, err, id)
@@ -212,13 +193,7 @@ func TestIndexerStartsOverOnAReplacedStream(t *testing.T) {
 				ix = runIndexer(t, ns, store)
 				require.NoError(t, ix.WaitApplied(wctx, 3))
 			} else {
-				first := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
-				fctx, stop := context.WithCancel(ctx)
-				done := make(chan error, 1)
-				go func() { done <- first.Run(fctx) }()
-				require.NoError(t, first.WaitApplied(wctx, 3))
-				stop()
-				require.NoError(t, <-done)
+				indexThrough(t, ns, store, 3)
 			}
 
 			str, err := ns.JS.Stream(ctx, jetstream.StreamAudit)
@@ -351,6 +326,27 @@ func publishRecord(t *testing.T, ns *jstest.Server, rec delivery.Record) {
 	require.NoError(t, err)
 	_, err = ns.JS.Publish(context.Background(), jetstream.AuditSubject(rec.SubscriptionID), b)
 	require.NoError(t, err)
+}
+
+// indexThrough runs replica r1's indexer into store until it has applied
+// AUDIT through seq, then stops it.
+func indexThrough(t *testing.T, ns *jstest.Server, store *delivery.Store, seq uint64) {
+	t.Helper()
+	ix := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	waitApplied(t, ix, seq)
+	stop()
+	require.NoError(t, <-done)
+}
+
+// waitApplied waits up to 10 s for ix to have applied AUDIT through seq.
+func waitApplied(t *testing.T, ix *delivery.Indexer, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, ix.WaitApplied(ctx, seq))
 }
 
 // runIndexer runs replica r1's indexer into store until the test ends.
