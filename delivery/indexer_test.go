@@ -254,6 +254,29 @@ func TestIndexerTakesOverFromTheAckingConsumer(t *testing.T) {
 	require.EqualValues(t, 3, info.Config.OptStartSeq, "resumed after the ack floor")
 }
 
+// While AUDIT is gone (deleted; in production, a NATS that lost it), the
+// indexer asks for it again at growing intervals, not every 100 ms.
+func TestIndexerBacksOffWhileTheStreamIsGone(t *testing.T) {
+	t.Parallel()
+	ns := jstest.RunProvisioned(t)
+	store := openStore(t)
+	publishRecord(t, ns, attemptRec("d1", "s1", "e1", 1, delivery.StatusSucceeded, time.Now()))
+	waitApplied(t, runIndexer(t, ns, store), 1)
+
+	asks, err := ns.NC.SubscribeSync("$JS.API.STREAM.INFO." + jetstream.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, ns.JS.DeleteStream(context.Background(), jetstream.StreamAudit))
+	var at []time.Time
+	for len(at) < 7 {
+		_, err := asks.NextMsg(10 * time.Second)
+		require.NoError(t, err, "the indexer keeps asking for the stream")
+		at = append(at, time.Now())
+	}
+	// Its n-th retry waits n × 100 ms: the sixth gap is 600 ms, where a
+	// backoff reset at each failure would leave 100 ms.
+	require.Greater(t, at[6].Sub(at[5]), 400*time.Millisecond, "asks at %v", at)
+}
+
 // Records the server delivered to the index consumer that never reached
 // the indexer (here taken by another client; in production lost with a
 // connection) are noticed and fetched again, whether a later record shows
