@@ -234,6 +234,9 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 			ix.sweep()
 			continue
 		case <-idle.C:
+			if len(msgs) > 0 {
+				continue // a tick from a slow commit or sweep: not idle
+			}
 			// Nothing came for a second: were the last messages lost? Those
 			// still on their way at one check have come by the next.
 			if suspect > delivered {
