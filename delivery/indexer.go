@@ -243,7 +243,7 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 				return fmt.Errorf("the index consumer delivered %d records, %d of them received", suspect, delivered)
 			}
 			var err error
-			if suspect, err = ix.delivered(ctx, cons); err != nil {
+			if suspect, err = ix.sent(ctx, cons); err != nil {
 				return err
 			}
 			continue
@@ -267,6 +267,7 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 		full.Stop()
 		// Apply what came in order; stop at a gap.
 		var gap error
+		var high uint64 // the last record's AUDIT sequence
 		for i, m := range batch {
 			md, err := m.Metadata()
 			if err != nil {
@@ -278,9 +279,9 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 				batch = batch[:i]
 				break
 			}
-			delivered = md.Sequence.Consumer
+			delivered, high = md.Sequence.Consumer, md.Sequence.Stream
 		}
-		if !ix.index(ctx, batch) {
+		if !ix.index(ctx, batch, high) {
 			return nil // ctx done while the store could not write
 		}
 		if gap != nil {
@@ -289,9 +290,9 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 	}
 }
 
-// delivered returns how many messages the server has sent cons: more than
-// the indexer got shows a gap at the end, which no later message shows.
-func (ix *Indexer) delivered(ctx context.Context, cons natsjs.Consumer) (uint64, error) {
+// sent returns how many messages the server has sent cons: more than the
+// indexer got shows a gap at the end, which no later message shows.
+func (ix *Indexer) sent(ctx context.Context, cons natsjs.Consumer) (uint64, error) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	info, err := cons.Info(ictx)
@@ -327,22 +328,18 @@ func (ix *Indexer) feed(ctx context.Context, cons natsjs.Consumer, msgs chan<- n
 }
 
 // index applies a batch of records, in stream order, in one transaction
-// that also notes the batch's last sequence as applied. A record the store
+// that also notes high, the batch's last sequence, as applied. A record the store
 // refuses (invalid, a key over bbolt's limit) or cannot decode is left out
 // of the index (it stays in AUDIT). While the store cannot write at all
 // (disk full), the batch is applied again every second and nothing after
 // it: WaitApplied must not pass records that are not in the store. It
 // returns false if ctx ended first.
-func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg) bool {
+func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg, high uint64) bool {
 	if len(batch) == 0 {
 		return true
 	}
 	recs := make([]Record, 0, len(batch))
-	var high uint64
 	for _, m := range batch {
-		if md, err := m.Metadata(); err == nil {
-			high = max(high, md.Sequence.Stream)
-		}
 		var rec Record
 		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.DeliveryID == "" {
 			ix.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping undecodable audit record")
