@@ -174,7 +174,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "dispatcher").Logger(), now: time.Now,
-		catalog: catalog, room: &room{js: deps.JS},
+		catalog: catalog, room: newRoom(deps.JS),
 	}
 	if a, ok := deps.Recorder.(AsyncRecorder); ok {
 		d.async, d.settling = a, make(chan pendingSettle, cfg.Workers)

@@ -178,36 +178,52 @@ func (d *Dispatcher) fanOut(ctx context.Context, ev delivery.Event, subs []subsc
 }
 
 // room tells whether DELIVERIES has room for new jobs, from stream info
-// read at most once a second.
+// read at most once a second. One router reads it while the others go on
+// with the last answer: a slow read (a stream leader on another server, a
+// loaded machine) must not hold every router still.
 type room struct {
-	js natsjs.JetStream
+	read func(context.Context) (bool, error) // whether DELIVERIES is nearly full now
 
 	mu      sync.Mutex
 	checked time.Time
+	reading bool
 	isFull  bool
 }
 
 // roomReserve is the share of DELIVERIES' byte limit kept for retries.
 const roomReserve = 0.1
 
+func newRoom(js natsjs.JetStream) *room {
+	return &room{read: func(ctx context.Context) (bool, error) {
+		s, err := js.Stream(ctx, jetstream.StreamDeliveries) // reads the stream's info
+		if err != nil {
+			return false, fmt.Errorf("stream %s info: %w", jetstream.StreamDeliveries, err)
+		}
+		info := s.CachedInfo()
+		limit := info.Config.MaxBytes
+		return limit > 0 && float64(info.State.Bytes) >= float64(limit)*(1-roomReserve), nil
+	}}
+}
+
 func (r *room) full(ctx context.Context) (bool, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.checked) < time.Second {
-		return r.isFull, nil
+	if r.reading || time.Since(r.checked) < time.Second {
+		full := r.isFull
+		r.mu.Unlock()
+		return full, nil
 	}
+	r.reading = true
+	r.mu.Unlock()
+
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	s, err := r.js.Stream(ctx, jetstream.StreamDeliveries)
+	full, err := r.read(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reading = false
 	if err != nil {
-		return false, fmt.Errorf("stream %s: %w", jetstream.StreamDeliveries, err)
+		return false, err
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return false, fmt.Errorf("stream %s info: %w", jetstream.StreamDeliveries, err)
-	}
-	limit := info.Config.MaxBytes
-	r.isFull = limit > 0 && float64(info.State.Bytes) >= float64(limit)*(1-roomReserve)
-	r.checked = time.Now()
-	return r.isFull, nil
+	r.isFull, r.checked = full, time.Now()
+	return full, nil
 }
