@@ -67,6 +67,9 @@ func (b *bench) logf(format string, args ...any) {
 // consumers reads the shared consumers' state from webhookd's /v1/status
 // (the bench's own NATS user, a robot's, may not use the JetStream API).
 func (b *bench) consumers(ctx context.Context, api *client.Client) []consumerState {
+	if api == nil {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	st, err := api.Status(ctx)
@@ -83,7 +86,7 @@ func (b *bench) consumers(ctx context.Context, api *client.Client) []consumerSta
 func (b *bench) run(ctx context.Context) (*Result, error) {
 	o := b.opts
 	res := &Result{Started: time.Now().UTC(), Args: os.Args[1:], Fanout: o.fanout, Rate: o.rate, Size: o.size,
-		Count: o.count, Backlog: o.backlog, LoadAvgStart: loadAvg(), CPUs: numCPU()}
+		Count: o.count, Backlog: o.backlog, Floor: o.floor, LoadAvgStart: loadAvg(), CPUs: numCPU()}
 	for range o.fanout {
 		r, err := startReceiver()
 		if err != nil {
@@ -103,22 +106,25 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 	if err := b.startTarget(ctx); err != nil {
 		return nil, err
 	}
-	api, err := client.New(b.target.api, b.target.token)
-	if err != nil {
-		return nil, err
-	}
-	for i, r := range b.receivers {
-		sub, err := api.CreateSubscription(ctx, client.SubscriptionInput{URL: r.url, Events: []string{eventType},
-			Description: "webhook-bench receiver " + strconv.Itoa(i)})
-		if err != nil {
-			return nil, fmt.Errorf("create subscription: %w", err)
+	var api *client.Client // nil with --floor: it has its own subscriptions and no admin API
+	var err error
+	if !o.floor {
+		if api, err = client.New(b.target.api, b.target.token); err != nil {
+			return nil, err
 		}
-		r.secret.Store(&sub.Secret)
-		defer func(id string) { // leave an attached webhookd as it was
-			if b.opts.attach != "" {
-				_ = api.DeleteSubscription(context.WithoutCancel(ctx), id)
+		for i, r := range b.receivers {
+			sub, err := api.CreateSubscription(ctx, client.SubscriptionInput{URL: r.url, Events: []string{eventType},
+				Description: "webhook-bench receiver " + strconv.Itoa(i)})
+			if err != nil {
+				return nil, fmt.Errorf("create subscription: %w", err)
 			}
-		}(sub.ID)
+			r.secret.Store(&sub.Secret)
+			defer func(id string) { // leave an attached webhookd as it was
+				if b.opts.attach != "" {
+					_ = api.DeleteSubscription(context.WithoutCancel(ctx), id)
+				}
+			}(sub.ID)
+		}
 	}
 	b.nc, err = nats.Connect(b.target.nats, nats.Name("webhook-bench"))
 	if err != nil {
@@ -169,6 +175,9 @@ func (b *bench) startTarget(ctx context.Context) error {
 		return fmt.Errorf("temp dir: %w", err)
 	}
 	b.dir = dir
+	if o.floor {
+		return b.startFloor(ctx)
+	}
 	natsURL := ""
 	if o.backlog {
 		// The events must queue while webhookd is down: NATS runs here.
@@ -183,6 +192,25 @@ func (b *bench) startTarget(ctx context.Context) error {
 	}
 	b.target = t
 	b.logf("webhookd %s started (pid %d, data in %s)", o.webhookd, t.pid, dir)
+	return nil
+}
+
+// startFloor runs NATS and the floor pipeline in this process, measured
+// as the target.
+func (b *bench) startFloor(ctx context.Context) error {
+	subs, err := floorSubscriptions(b.receivers, signature.NewSecret)
+	if err != nil {
+		return err
+	}
+	if b.ns, err = startNATS(filepath.Join(b.dir, "nats")); err != nil {
+		return err
+	}
+	f, err := startFloor(ctx, b.ns.ClientURL(), b.dir, subs, b.opts.conns)
+	if err != nil {
+		return err
+	}
+	b.target = &target{nats: b.ns.ClientURL(), pid: os.Getpid(), stop: f.stop}
+	b.logf("floor pipeline started in this process (pid %d, data in %s)", os.Getpid(), b.dir)
 	return nil
 }
 

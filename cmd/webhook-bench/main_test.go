@@ -102,12 +102,34 @@ func TestBacklogDrain(t *testing.T) {
 	require.Equal(t, 2, strings.Count(string(log), `"message":"webhookd stopped"`), "stopped to queue, and at the end")
 }
 
+// TestFloor runs the floor pipeline in place of webhookd: every event
+// reaches both receivers once, both signatures verified, and the figures
+// are labelled as the tool's own.
+func TestFloor(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var report strings.Builder
+	res, err := run(ctx, []string{"--floor", "--count", "300", "--fanout", "2", "--raw", "0", "--conns", "8", "--size", "256",
+		"--drain-timeout", "20s", "--out", t.TempDir(), "--quiet"}, &report, io.Discard)
+	require.NoError(t, err)
+	t.Log(report.String())
+	require.True(t, res.Floor)
+	require.EqualValues(t, 600, res.Delivered, "every event reached both receivers")
+	require.Zero(t, res.Duplicates)
+	require.Zero(t, res.BadSignatures, "both signatures verified on every request")
+	require.Positive(t, res.CPUSeconds, "the tool's CPU time")
+	require.Contains(t, report.String(), "floor, tool")
+	require.Contains(t, res.JSONFile, "-floor.json")
+}
+
 func TestBadOptions(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"--fanout", "0"}, {"--rate", "-1"}, {"--backlog"}, {"--size", "10"},
 		{"--attach", "http://127.0.0.1:1"}, {"--pid", "1"}, {"extra"}, {"--duration", "0s"},
 		{"--backlog", "--count", "1", "--attach", "http://127.0.0.1:1", "--token", "t", "--nats", "nats://127.0.0.1:1"},
+		{"--floor", "--backlog", "--count", "1"}, {"--floor", "--webhookd-args", "--workers 8"},
 	} {
 		_, err := run(context.Background(), append(args, "--webhookd", "/nonexistent"), io.Discard, io.Discard)
 		require.Error(t, err, args)

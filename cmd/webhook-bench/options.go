@@ -31,6 +31,7 @@ type options struct {
 	drain        time.Duration // how long to wait for the last deliveries
 	out          string        // directory of the JSON result and the SVG plot
 	quiet        bool          // no progress line
+	floor        bool          // run the floor pipeline in this process instead of webhookd
 }
 
 func parseOptions(args []string, usage io.Writer) (options, error) {
@@ -56,6 +57,9 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.DurationVar(&o.drain, "drain-timeout", 2*time.Minute, "how long to wait for the last deliveries after publishing")
 	fs.StringVar(&o.out, "out", "bench-results", "directory for the JSON result and the SVG plot")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
+	fs.BoolVar(&o.floor, "floor", false, "instead of webhookd, run in this process the least pipeline its guarantees need, built from its parts "+
+		"(EVENTS, DELIVERIES, signed attempts, AUDIT records confirmed before the ack, the bbolt index), without its orchestration; "+
+		"CPU and RSS are then this whole process's, receivers and publisher included")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -86,8 +90,10 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		return o, errors.New("--attach needs --token and --nats")
 	case o.attach == "" && o.pid != 0:
 		return o, errors.New("--pid applies only with --attach")
+	case o.floor && (o.attach != "" || o.backlog || len(o.webhookdArgs) > 0):
+		return o, errFloorOptions
 	}
-	if o.attach == "" && o.webhookd == "" {
+	if o.attach == "" && !o.floor && o.webhookd == "" {
 		o.webhookd = findWebhookd()
 		if o.webhookd == "" {
 			return o, errors.New("no webhookd binary found: run make build, or pass --webhookd PATH")

@@ -23,6 +23,9 @@ type Result struct {
 	Count        int       `json:"count"`
 	Size         int       `json:"size"`
 	Backlog      bool      `json:"backlog"`
+	// Floor: the floor pipeline ran in the tool instead of webhookd (--floor);
+	// CPU and RSS are the whole tool's.
+	Floor bool `json:"floor,omitempty"`
 
 	Published        int64   `json:"published"`
 	PublishErrors    int64   `json:"publish_errors"`
@@ -136,8 +139,12 @@ func (r *Result) print(w io.Writer) {
 	fmt.Fprintf(w, "delivered      %d of %d (%d duplicates, %d bad signatures, %d unreadable)\n", r.Delivered, r.Expected, r.Duplicates, r.BadSignatures, r.Unreadable)
 	fmt.Fprintf(w, "deliveries/s   %.0f (%s)\n", r.DeliveriesPerSec, r.RateBasis)
 	fmt.Fprintf(w, "latency        publish to receipt p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n", r.P50ms, r.P90ms, r.P99ms, r.Maxms)
+	who := "webhookd      "
+	if r.Floor {
+		who = "floor, tool   " // the pipeline, the publisher and the receivers
+	}
 	if r.CPUSeconds > 0 || r.PeakRSSMiB > 0 {
-		fmt.Fprintf(w, "webhookd       %.1f CPU seconds (%.2f cores, %.1f µs per delivery), RSS idle %.1f MiB, peak %.1f MiB, at end %.1f MiB (%.1f MiB of it mapped files)\n",
+		fmt.Fprintf(w, who+" %.1f CPU seconds (%.2f cores, %.1f µs per delivery), RSS idle %.1f MiB, peak %.1f MiB, at end %.1f MiB (%.1f MiB of it mapped files)\n",
 			r.CPUSeconds, r.CPUCores, r.CPUPerDeliveryUS, r.IdleRSSMiB, r.PeakRSSMiB, r.EndRSSMiB, r.EndRSSFileMiB)
 	}
 	if r.Backlog {
@@ -164,6 +171,9 @@ func (r *Result) write(dir, logPath string) error {
 	}
 	if r.Backlog {
 		mode = "backlog"
+	}
+	if r.Floor {
+		mode += "-floor"
 	}
 	base := filepath.Join(dir, fmt.Sprintf("bench-%s-fanout%d-%s", r.Started.Format("20060102-150405"), r.Fanout, mode))
 	r.JSONFile, r.SVGFile = base+".json", base+".svg"

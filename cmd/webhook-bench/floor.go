@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+// floor is the least a pipeline does to keep webhookd's guarantees, built
+// from webhookd's own parts and run in this process in its place
+// (--floor): events stored in EVENTS; each fanned out to a job per
+// subscription in DELIVERIES, the event acked once its jobs are stored;
+// each job attempted by delivery.Deliverer (envelope, both signatures, the
+// outbound guard); its attempt record published to AUDIT and confirmed
+// before the job is acked; every record indexed by delivery.Indexer into a
+// bbolt file. What it leaves out is webhookd's orchestration: the
+// subscription store and mirror, endpoint health and isolation, retries
+// and their rules, shutdown, metrics, logs, the admin API. The harness
+// measures both the same way, so the gap between them is what that
+// orchestration costs, and the floor's own figures bound what any version
+// keeping these guarantees can reach on the machine.
+type floor struct {
+	nc        *nats.Conn
+	db        *bolt.DB
+	store     *delivery.Store // the index
+	deliverer *delivery.Deliverer
+	consume   []func() // stop taking events and jobs
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	errs      chan error
+}
+
+// startFloor runs the floor pipeline against the NATS server at natsURL,
+// with its index in dir, delivering every event to subs with workers
+// concurrent attempts.
+func startFloor(ctx context.Context, natsURL, dir string, subs []subscriptions.Subscription, workers int) (*floor, error) {
+	nc, err := nats.Connect(natsURL, nats.Name("webhook-bench floor"))
+	if err != nil {
+		return nil, fmt.Errorf("floor: connect: %w", err)
+	}
+	f := &floor{nc: nc, errs: make(chan error, 1), cancel: func() {}}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.stop()
+		}
+	}()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("floor: jetstream: %w", err)
+	}
+	if err := jetstream.Provision(ctx, js, jetstream.Provisioning{
+		AuditRetention: time.Hour, AckWait: 30 * time.Second, MaxAckPending: 10_000, MaxEventBytes: 1 << 20,
+	}); err != nil {
+		return nil, fmt.Errorf("floor: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "floor.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("floor: index: %w", err)
+	}
+	f.db = db
+	store, err := delivery.OpenStore(db, zerolog.Nop())
+	if err != nil {
+		return nil, fmt.Errorf("floor: index: %w", err)
+	}
+	f.store = store
+	deliverer := delivery.NewDeliverer(delivery.Config{
+		DefaultTimeout: 10 * time.Second, AllowTargets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	})
+	f.deliverer = deliverer
+	recorder := delivery.NewRecorder(js, store, "floor")
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f.cancel = cancel
+	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: "floor", Retention: time.Hour}, js, store, zerolog.Nop())
+	f.wg.Go(func() {
+		if err := indexer.Run(runCtx); err != nil {
+			f.errs <- err
+		}
+	})
+
+	router, err := js.Consumer(ctx, jetstream.StreamEvents, jetstream.ConsumerRouter)
+	if err != nil {
+		return nil, fmt.Errorf("floor: router consumer: %w", err)
+	}
+	routed := make(chan fanned, 1024)
+	f.wg.Go(func() { settleFanOuts(runCtx, routed) })
+	cc, err := router.Consume(func(m natsjs.Msg) {
+		select {
+		case routed <- fanOut(js, m, subs):
+		case <-runCtx.Done():
+		}
+	}, natsjs.PullMaxMessages(1024))
+	if err != nil {
+		return nil, fmt.Errorf("floor: consume events: %w", err)
+	}
+	f.consume = append(f.consume, cc.Stop)
+
+	byID := make(map[string]subscriptions.Subscription, len(subs))
+	for _, s := range subs {
+		byID[s.ID] = s
+	}
+	wcons, err := js.Consumer(ctx, jetstream.StreamDeliveries, jetstream.ConsumerWorkers)
+	if err != nil {
+		return nil, fmt.Errorf("floor: workers consumer: %w", err)
+	}
+	it, err := wcons.Messages(natsjs.PullMaxMessages(workers))
+	if err != nil {
+		return nil, fmt.Errorf("floor: consume jobs: %w", err)
+	}
+	f.consume = append(f.consume, it.Stop)
+	for range workers {
+		f.wg.Go(func() {
+			for {
+				m, err := it.Next()
+				if err != nil {
+					return
+				}
+				attempt(runCtx, deliverer, recorder, byID, m)
+			}
+		})
+	}
+	ok = true
+	return f, nil
+}
+
+// fanned is an event whose jobs are on their way to DELIVERIES.
+type fanned struct {
+	event natsjs.Msg
+	jobs  []natsjs.PubAckFuture
+	err   error
+}
+
+// fanOut publishes one job per subscription for event m.
+func fanOut(js natsjs.JetStream, m natsjs.Msg, subs []subscriptions.Subscription) fanned {
+	md, err := m.Metadata()
+	if err != nil {
+		return fanned{event: m, err: err}
+	}
+	ev := delivery.Event{ID: delivery.EventIDFromSequence(md.Sequence.Stream), Type: jetstream.EventType(m.Subject()),
+		Timestamp: md.Timestamp, Seq: md.Sequence.Stream, Data: m.Data()}
+	fo := fanned{event: m}
+	now := time.Now()
+	for _, s := range subs {
+		job := delivery.NewJob(ev, s.ID, now)
+		fut, err := js.PublishMsgAsync(job.Msg(jetstream.DeliverySubject(s.ID)), natsjs.WithMsgID(job.MsgID()), natsjs.WithStallWait(time.Minute))
+		if err != nil {
+			fo.err = err
+			break
+		}
+		fo.jobs = append(fo.jobs, fut)
+	}
+	return fo
+}
+
+// settleFanOuts acks each event once all its jobs are stored, and naks it
+// otherwise, until ctx is done.
+func settleFanOuts(ctx context.Context, routed <-chan fanned) {
+	for {
+		var fo fanned
+		select {
+		case <-ctx.Done():
+			return
+		case fo = <-routed:
+		}
+		err := fo.err
+		for _, fut := range fo.jobs {
+			select {
+			case <-fut.Ok():
+			case e := <-fut.Err():
+				err = e
+			}
+		}
+		if err != nil {
+			_ = fo.event.Nak()
+			continue
+		}
+		_ = fo.event.Ack()
+	}
+}
+
+// attempt delivers job message m, records the attempt in AUDIT and acks m
+// once the record is stored and the receiver answered 2xx.
+func attempt(ctx context.Context, d *delivery.Deliverer, rec *delivery.Recorder, subs map[string]subscriptions.Subscription, m natsjs.Msg) {
+	job, err := delivery.DecodeJob(m.Headers(), m.Data())
+	if err != nil {
+		_ = m.Term()
+		return
+	}
+	sub := subs[job.SubscriptionID]
+	res := d.Attempt(ctx, job, sub)
+	status := delivery.StatusSucceeded
+	if res.Outcome != delivery.OutcomeSucceeded {
+		status = delivery.StatusRetrying
+	}
+	r := delivery.Record{
+		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID, URL: sub.URL,
+		Status: status, Reason: res.Reason, At: time.Now().UTC(), CreatedAt: job.CreatedAt,
+		Attempt: &delivery.AttemptInfo{Attempt: job.Attempt, MaxAttempts: 1, At: res.Start.UTC(), URL: sub.URL,
+			StatusCode: res.StatusCode, DurationMS: res.Duration.Milliseconds(), Outcome: res.Outcome, Reason: res.Reason,
+			Response: string(res.Response)},
+	}
+	fut, err := rec.PublishAsync(r)
+	if err == nil {
+		select {
+		case <-fut.Ok():
+		case err = <-fut.Err():
+		}
+	}
+	if err != nil || status != delivery.StatusSucceeded {
+		_ = m.NakWithDelay(100 * time.Millisecond)
+		return
+	}
+	_ = m.Ack()
+}
+
+// floorSubscriptions returns a subscription for each receiver, with a fresh
+// secret the receiver verifies.
+func floorSubscriptions(receivers []*receiver, secret func() (string, error)) ([]subscriptions.Subscription, error) {
+	var subs []subscriptions.Subscription
+	for _, r := range receivers {
+		s, err := secret()
+		if err != nil {
+			return nil, err
+		}
+		r.secret.Store(&s)
+		subs = append(subs, subscriptions.Subscription{ID: uuid.NewString(), URL: r.url, Events: []string{eventType}, Active: true, Secret: s})
+	}
+	return subs, nil
+}
+
+// stop stops the pipeline and reports whether its index failed meanwhile.
+func (f *floor) stop() error {
+	for _, stop := range f.consume {
+		stop()
+	}
+	f.cancel()
+	f.wg.Wait()
+	if f.deliverer != nil {
+		f.deliverer.Close()
+	}
+	if f.db != nil {
+		_ = f.db.Close()
+	}
+	f.nc.Close()
+	select {
+	case err := <-f.errs:
+		return fmt.Errorf("floor: index: %w", err)
+	default:
+		return nil
+	}
+}
+
+var errFloorOptions = errors.New("--floor runs its own NATS server and pipeline: not with --attach, --backlog or --webhookd-args")
