@@ -3,7 +3,6 @@ package dispatcher
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +36,9 @@ func TestRoomSaysFullAtTheReserve(t *testing.T) {
 		require.Equal(t, atReserve, full, "%d jobs, %d of %d bytes", info.State.Msgs, info.State.Bytes, info.Config.MaxBytes)
 		if atReserve {
 			require.Less(t, info.State.Bytes, uint64(info.Config.MaxBytes), "the reserve is left")
+			full, err := newRoom(s.JS).full(ctx)
+			require.NoError(t, err)
+			require.True(t, full, "through full, as the routers ask")
 			return
 		}
 		_, err = s.JS.Publish(ctx, jetstream.DeliverySubject("sub"), job)
@@ -44,60 +46,131 @@ func TestRoomSaysFullAtTheReserve(t *testing.T) {
 	}
 }
 
-// TestRoomIsReadByOneRouterWhileTheOthersGoOn holds the read of stream
-// info: the other routers go on at once with the last answer, and the
-// answer read then stands for a second. A failed read is tried again by
-// the next router.
-func TestRoomIsReadByOneRouterWhileTheOthersGoOn(t *testing.T) {
-	ctx := context.Background()
-	started, release := make(chan struct{}), make(chan struct{})
-	var reads atomic.Int32
-	fail := errors.New("stream info: timeout")
-	r := &room{read: func(context.Context) (bool, error) {
-		switch reads.Add(1) {
-		case 1:
-			return false, fail
-		case 2:
-			close(started)
-			<-release
+// roomRead is one read of a room in a test: the test answers it.
+type roomRead chan error
+
+// testRoom returns a room whose reads are sent to reads and answer
+// full, or the error the test sends.
+func testRoom(reads chan roomRead) *room {
+	return &room{read: func(ctx context.Context) (bool, error) {
+		rr := make(roomRead)
+		reads <- rr
+		if err := <-rr; err != nil {
+			return false, err
 		}
 		return true, nil
 	}}
+}
 
-	_, err := r.full(ctx)
-	require.ErrorIs(t, err, fail)
-
-	reader := make(chan bool)
+// call runs r.full in a goroutine and returns where its answer arrives.
+func call(r *room) chan bool {
+	got := make(chan bool, 1)
 	go func() {
-		full, err := r.full(ctx)
+		full, err := r.full(context.Background())
 		if err != nil {
-			t.Error(err)
+			close(got)
+			return
 		}
-		reader <- full
+		got <- full
 	}()
-	select {
-	case <-started:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the read after a failed one was not made")
-	}
-	other := make(chan bool)
-	go func() {
-		full, _ := r.full(ctx)
-		other <- full
-	}()
-	select {
-	case full := <-other:
-		require.False(t, full, "the last answer (none yet: not full)")
-	case <-time.After(5 * time.Second):
-		close(release)
-		<-reader
-		t.Fatal("a second router waited for the first one's read")
-	}
-	close(release)
-	require.True(t, <-reader)
+	return got
+}
 
-	full, err := r.full(ctx)
-	require.NoError(t, err)
-	require.True(t, full)
-	require.EqualValues(t, 2, reads.Load(), "read again within the second")
+func nextRead(t *testing.T, reads chan roomRead) roomRead {
+	t.Helper()
+	select {
+	case rr := <-reads:
+		return rr
+	case <-time.After(5 * time.Second):
+		t.Fatal("no read of stream info")
+		return nil
+	}
+}
+
+// answer waits for a call's answer; ok is false when it was an error.
+func answer(t *testing.T, got chan bool) (full, ok bool) {
+	t.Helper()
+	select {
+	case full, ok = <-got:
+		return full, ok
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer")
+		return false, false
+	}
+}
+
+// fullAnswer waits for a call's answer, which must not be an error.
+func fullAnswer(t *testing.T, got chan bool) bool {
+	t.Helper()
+	full, ok := answer(t, got)
+	require.True(t, ok, "answered with an error")
+	return full
+}
+
+// TestRoomIsReadByOneRouterWhileTheOthersGoOn holds one router's read of
+// stream info and checks what the others do meanwhile: with an answer at
+// most roomStale old they go on with it at once; with none, or an older
+// one, they wait for the read and take its answer. A failed read is not
+// kept: the next router reads again.
+func TestRoomIsReadByOneRouterWhileTheOthersGoOn(t *testing.T) {
+	reads := make(chan roomRead)
+	r := testRoom(reads)
+
+	t.Run("no answer yet", func(t *testing.T) {
+		first := call(r)
+		rr := nextRead(t, reads)
+		second := call(r)
+		select {
+		case <-second:
+			t.Fatal("told something before any answer was read")
+		case <-time.After(200 * time.Millisecond):
+		}
+		rr <- nil
+		require.True(t, fullAnswer(t, first))
+		require.True(t, fullAnswer(t, second), "the reader's answer")
+		full, err := r.full(context.Background())
+		require.NoError(t, err)
+		require.True(t, full, "kept for a second: no new read")
+	})
+
+	t.Run("recent answer", func(t *testing.T) {
+		r.mu.Lock()
+		r.checked, r.isFull = time.Now().Add(-2*time.Second), false
+		r.mu.Unlock()
+		first := call(r)
+		rr := nextRead(t, reads)
+		require.False(t, fullAnswer(t, call(r)), "the last answer, while the read is held")
+		rr <- nil
+		require.True(t, fullAnswer(t, first))
+	})
+
+	t.Run("stale answer", func(t *testing.T) {
+		r.mu.Lock()
+		r.checked, r.isFull = time.Now().Add(-roomStale), false
+		r.mu.Unlock()
+		first := call(r)
+		rr := nextRead(t, reads)
+		second := call(r)
+		select {
+		case <-second:
+			t.Fatal("went on with an answer older than roomStale")
+		case <-time.After(200 * time.Millisecond):
+		}
+		rr <- nil
+		require.True(t, fullAnswer(t, first))
+		require.True(t, fullAnswer(t, second))
+	})
+
+	t.Run("failed read", func(t *testing.T) {
+		r.mu.Lock()
+		r.checked = time.Time{}
+		r.mu.Unlock()
+		first := call(r)
+		nextRead(t, reads) <- errors.New("stream info: timeout")
+		_, ok := answer(t, first)
+		require.False(t, ok, "the reader gets the error")
+		again := call(r)
+		nextRead(t, reads) <- nil // read again, not taken from the failure
+		require.True(t, fullAnswer(t, again))
+	})
 }

@@ -179,19 +179,25 @@ func (d *Dispatcher) fanOut(ctx context.Context, ev delivery.Event, subs []subsc
 
 // room tells whether DELIVERIES has room for new jobs, from stream info
 // read at most once a second. One router reads it while the others go on
-// with the last answer: a slow read (a stream leader on another server, a
-// loaded machine) must not hold every router still.
+// with the last answer, if it is at most roomStale old: a slow read (a
+// stream leader on another server, a loaded machine) must not hold every
+// router still. Without such an answer they wait for the read.
 type room struct {
 	read func(context.Context) (bool, error) // whether DELIVERIES is nearly full now
 
 	mu      sync.Mutex
-	checked time.Time
-	reading bool
-	isFull  bool
+	checked time.Time     // when isFull was read; zero: never
+	isFull  bool          // the last answer
+	reading chan struct{} // closed when the read in flight ends; nil: none
 }
 
-// roomReserve is the share of DELIVERIES' byte limit kept for retries.
-const roomReserve = 0.1
+const (
+	// roomReserve is the share of DELIVERIES' byte limit kept for retries.
+	roomReserve = 0.1
+	// roomFresh is how long an answer stands; roomStale how long other
+	// routers may go on with it while one reads a new one.
+	roomFresh, roomStale = time.Second, 5 * time.Second
+)
 
 func newRoom(js natsjs.JetStream) *room {
 	return &room{read: func(ctx context.Context) (bool, error) {
@@ -206,24 +212,47 @@ func newRoom(js natsjs.JetStream) *room {
 }
 
 func (r *room) full(ctx context.Context) (bool, error) {
-	r.mu.Lock()
-	if r.reading || time.Since(r.checked) < time.Second {
-		full := r.isFull
+	for {
+		r.mu.Lock()
+		age := time.Since(r.checked)
+		if r.checked.IsZero() {
+			age = roomStale // no answer yet
+		}
+		switch {
+		case age < roomFresh, r.reading != nil && age < roomStale:
+			full := r.isFull
+			r.mu.Unlock()
+			return full, nil
+		case r.reading != nil:
+			wait := r.reading
+			r.mu.Unlock()
+			select {
+			case <-wait: // then take its answer, or read again if it failed
+				continue
+			case <-ctx.Done():
+				return false, context.Cause(ctx)
+			}
+		}
+		done := make(chan struct{})
+		r.reading = done
 		r.mu.Unlock()
-		return full, nil
+		return r.readNow(ctx, done)
 	}
-	r.reading = true
-	r.mu.Unlock()
+}
 
+// readNow reads whether DELIVERIES is full and keeps the answer; a failed
+// read keeps nothing, so the next router tries again.
+func (r *room) readNow(ctx context.Context, done chan struct{}) (full bool, err error) {
+	defer func() {
+		r.mu.Lock()
+		if err == nil {
+			r.isFull, r.checked = full, time.Now()
+		}
+		r.reading = nil
+		r.mu.Unlock()
+		close(done)
+	}()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	full, err := r.read(ctx)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.reading = false
-	if err != nil {
-		return false, err
-	}
-	r.isFull, r.checked = full, time.Now()
-	return full, nil
+	return r.read(ctx)
 }
