@@ -38,7 +38,7 @@ type bench struct {
 	target    *target
 	receivers []*receiver
 	nc        *nats.Conn
-	ns        *server.Server // with --backlog: the NATS server, run here
+	ns        *server.Server // with --backlog or --floor: the NATS server, run here
 }
 
 func (b *bench) close() {
@@ -153,7 +153,7 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 	res.LoadAvgEnd = loadAvg()
 	if b.target.stop != nil {
 		if err := b.target.stop(); err != nil {
-			b.logf("warning: webhookd: %v", err)
+			b.logf("warning: stopping the target: %v", err)
 		}
 		b.target.stop = nil
 	}

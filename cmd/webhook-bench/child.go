@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/robotlab/webhookd/config"
 )
 
 // target is the webhookd under test.
@@ -202,11 +204,14 @@ func loadAvg() string {
 }
 
 // startNATS runs a NATS server with JetStream on a free loopback port,
-// storing in dir, for webhookd to use while it is stopped and started.
+// storing in dir: with --backlog for webhookd to use while it is stopped and
+// started, with --floor for the floor pipeline. It fsyncs as webhookd's
+// embedded server does by default.
 func startNATS(dir string) (*server.Server, error) {
 	ns, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir,
 		NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
+		SyncInterval: config.Default().StoreSync.Interval, // as webhookd's embedded server
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -27,12 +28,16 @@ import (
 // each job attempted by delivery.Deliverer (envelope, both signatures, the
 // outbound guard); its attempt record published to AUDIT and confirmed
 // before the job is acked; every record indexed by delivery.Indexer into a
-// bbolt file. What it leaves out is webhookd's orchestration: the
+// bbolt file. Its streams, consumers and NATS file-store sync are
+// webhookd's defaults. What it leaves out is webhookd's orchestration: the
 // subscription store and mirror, endpoint health and isolation, retries
-// and their rules, shutdown, metrics, logs, the admin API. The harness
-// measures both the same way, so the gap between them is what that
-// orchestration costs, and the floor's own figures bound what any version
-// keeping these guarantees can reach on the machine.
+// and their rules, the room check, shutdown, metrics, logs, the admin API.
+//
+// The harness measures the deliveries and their latency of both the same
+// way, so the gap between them is what that orchestration costs, and the
+// floor's figures are what these parts reach together on the machine. Its
+// CPU and RSS are not comparable with webhookd's: they are the whole
+// tool's, publisher and receivers included.
 type floor struct {
 	nc        *nats.Conn
 	db        *bolt.DB
@@ -63,8 +68,10 @@ func startFloor(ctx context.Context, natsURL, dir string, subs []subscriptions.S
 	if err != nil {
 		return nil, fmt.Errorf("floor: jetstream: %w", err)
 	}
+	def := config.Default()
 	if err := jetstream.Provision(ctx, js, jetstream.Provisioning{
-		AuditRetention: time.Hour, AckWait: 30 * time.Second, MaxAckPending: 10_000, MaxEventBytes: 1 << 20,
+		AuditRetention: def.Retention, AckWait: def.AckWait, MaxAckPending: def.MaxAckPending,
+		MaxEventBytes: def.MaxEventSize, MaxStore: def.MaxStore,
 	}); err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
@@ -79,14 +86,14 @@ func startFloor(ctx context.Context, natsURL, dir string, subs []subscriptions.S
 	}
 	f.store = store
 	deliverer := delivery.NewDeliverer(delivery.Config{
-		DefaultTimeout: 10 * time.Second, AllowTargets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		DefaultTimeout: def.DeliveryTimeout, AllowTargets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	})
 	f.deliverer = deliverer
 	recorder := delivery.NewRecorder(js, store, "floor")
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	f.cancel = cancel
-	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: "floor", Retention: time.Hour}, js, store, zerolog.Nop())
+	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: "floor", Retention: def.Retention}, js, store, zerolog.Nop())
 	f.wg.Go(func() {
 		if err := indexer.Run(runCtx); err != nil {
 			f.errs <- err
@@ -145,6 +152,10 @@ type fanned struct {
 	err   error
 }
 
+// ackTimeout bounds the wait for a stream's acknowledgement, as
+// webhookd's recordTimeout does.
+const ackTimeout = 10 * time.Second
+
 // fanOut publishes one job per subscription for event m.
 func fanOut(js natsjs.JetStream, m natsjs.Msg, subs []subscriptions.Subscription) fanned {
 	md, err := m.Metadata()
@@ -157,7 +168,7 @@ func fanOut(js natsjs.JetStream, m natsjs.Msg, subs []subscriptions.Subscription
 	now := time.Now()
 	for _, s := range subs {
 		job := delivery.NewJob(ev, s.ID, now)
-		fut, err := js.PublishMsgAsync(job.Msg(jetstream.DeliverySubject(s.ID)), natsjs.WithMsgID(job.MsgID()), natsjs.WithStallWait(time.Minute))
+		fut, err := js.PublishMsgAsync(job.Msg(jetstream.DeliverySubject(s.ID)), natsjs.WithMsgID(job.MsgID()), natsjs.WithStallWait(time.Second))
 		if err != nil {
 			fo.err = err
 			break
@@ -165,6 +176,21 @@ func fanOut(js natsjs.JetStream, m natsjs.Msg, subs []subscriptions.Subscription
 		fo.jobs = append(fo.jobs, fut)
 	}
 	return fo
+}
+
+// stored waits for fut's acknowledgement, for at most ackTimeout or
+// until ctx is done, and reports whether the message was stored.
+func stored(ctx context.Context, fut natsjs.PubAckFuture) bool {
+	t := time.NewTimer(ackTimeout)
+	defer t.Stop()
+	select {
+	case <-fut.Ok():
+		return true
+	case <-fut.Err():
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // settleFanOuts acks each event once all its jobs are stored, and naks it
@@ -177,15 +203,11 @@ func settleFanOuts(ctx context.Context, routed <-chan fanned) {
 			return
 		case fo = <-routed:
 		}
-		err := fo.err
+		ok := fo.err == nil
 		for _, fut := range fo.jobs {
-			select {
-			case <-fut.Ok():
-			case e := <-fut.Err():
-				err = e
-			}
+			ok = stored(ctx, fut) && ok
 		}
-		if err != nil {
+		if !ok {
 			_ = fo.event.Nak()
 			continue
 		}
@@ -194,12 +216,16 @@ func settleFanOuts(ctx context.Context, routed <-chan fanned) {
 }
 
 // attempt delivers job message m, records the attempt in AUDIT and acks m
-// once the record is stored and the receiver answered 2xx.
+// once the record is stored and the receiver answered 2xx; otherwise it
+// naks m, and its next delivery is recorded as the next attempt.
 func attempt(ctx context.Context, d *delivery.Deliverer, rec *delivery.Recorder, subs map[string]subscriptions.Subscription, m natsjs.Msg) {
 	job, err := delivery.DecodeJob(m.Headers(), m.Data())
 	if err != nil {
 		_ = m.Term()
 		return
+	}
+	if md, err := m.Metadata(); err == nil {
+		job.Attempt += int(md.NumDelivered) - 1 // a nak'ed attempt's next run
 	}
 	sub := subs[job.SubscriptionID]
 	res := d.Attempt(ctx, job, sub)
@@ -210,18 +236,20 @@ func attempt(ctx context.Context, d *delivery.Deliverer, rec *delivery.Recorder,
 	r := delivery.Record{
 		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID, URL: sub.URL,
 		Status: status, Reason: res.Reason, At: time.Now().UTC(), CreatedAt: job.CreatedAt,
-		Attempt: &delivery.AttemptInfo{Attempt: job.Attempt, MaxAttempts: 1, At: res.Start.UTC(), URL: sub.URL,
+		Attempt: &delivery.AttemptInfo{Attempt: job.Attempt, MaxAttempts: job.Attempt, At: res.Start.UTC(), URL: sub.URL,
 			StatusCode: res.StatusCode, DurationMS: res.Duration.Milliseconds(), Outcome: res.Outcome, Reason: res.Reason,
 			Response: string(res.Response)},
 	}
-	fut, err := rec.PublishAsync(r)
-	if err == nil {
-		select {
-		case <-fut.Ok():
-		case err = <-fut.Err():
-		}
+	recorded := false
+	if fut, err := rec.PublishAsync(r); err == nil {
+		recorded = stored(ctx, fut)
+	} else { // the async publisher is full: wait, as webhookd does
+		rctx, cancel := context.WithTimeout(ctx, ackTimeout)
+		_, err = rec.Publish(rctx, r, nil)
+		cancel()
+		recorded = err == nil
 	}
-	if err != nil || status != delivery.StatusSucceeded {
+	if !recorded || status != delivery.StatusSucceeded {
 		_ = m.NakWithDelay(100 * time.Millisecond)
 		return
 	}

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,12 +16,14 @@ import (
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/subscriptions"
 )
 
 // TestFloorRecordsAndIndexesEveryAttempt checks what the floor keeps of
 // webhookd's guarantees: each event reaches the receiver with both
 // signatures valid, and each attempt is recorded in AUDIT and indexed in
-// the bbolt file, as succeeded, by the delivery id webhookd would give it.
+// the bbolt file, as succeeded, by the delivery id webhookd would give an
+// event published without a Nats-Msg-Id.
 func TestFloorRecordsAndIndexesEveryAttempt(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -64,6 +69,58 @@ func TestFloorRecordsAndIndexesEveryAttempt(t *testing.T) {
 			return err == nil && d.Status == delivery.StatusSucceeded
 		}, 30*time.Second, 10*time.Millisecond, "delivery %s indexed as succeeded", id)
 	}
+	stopped = true
+	require.NoError(t, f.stop())
+}
+
+// TestFloorRecordsARetriedAttemptAsTheNext: a job whose first attempt
+// failed is nak'ed and runs again; that run is recorded as attempt 2, so
+// AUDIT does not drop its record as a duplicate of the first.
+func TestFloorRecordsARetriedAttemptAsTheNext(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	ns, err := startNATS(filepath.Join(dir, "nats"))
+	require.NoError(t, err)
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if requests.Add(1) == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	secret, err := signature.NewSecret()
+	require.NoError(t, err)
+	subs := []subscriptions.Subscription{{ID: "sub-1", URL: srv.URL, Events: []string{eventType}, Active: true, Secret: secret}}
+	f, err := startFloor(ctx, ns.ClientURL(), dir, subs, 1)
+	require.NoError(t, err)
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = f.stop()
+		}
+	}()
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	ack, err := js.Publish(ctx, jetstream.EventSubject(eventType), eventData(1, time.Now(), 256))
+	require.NoError(t, err)
+
+	id := delivery.JobID(delivery.EventIDFromSequence(ack.Sequence), subs[0].ID, ack.Sequence)
+	var d delivery.Delivery
+	require.Eventually(t, func() bool {
+		d, err = f.store.Get(id)
+		return err == nil && d.Status == delivery.StatusSucceeded
+	}, 30*time.Second, 10*time.Millisecond, "indexed as succeeded after the retry")
+	require.Len(t, d.Attempts, 2)
+	require.Equal(t, []int{1, 2}, []int{d.Attempts[0].Attempt, d.Attempts[1].Attempt})
+	require.Equal(t, []int{500, 204}, []int{d.Attempts[0].StatusCode, d.Attempts[1].StatusCode})
 	stopped = true
 	require.NoError(t, f.stop())
 }

@@ -6,6 +6,8 @@
 // publish-to-receipt latency, webhookd's CPU time and peak RSS, and the
 // share of the raw loopback HTTP rate it measures first with the same
 // client settings. It writes a JSON result and an SVG plot over time.
+// With --floor it measures, in webhookd's place, the least pipeline that
+// webhookd's guarantees need, built from webhookd's own parts (floor.go).
 //
 // Run it with "make bench-load ARGS=..." or "webhook-bench --help".
 package main

@@ -129,10 +129,16 @@ func TestBadOptions(t *testing.T) {
 		{"--fanout", "0"}, {"--rate", "-1"}, {"--backlog"}, {"--size", "10"},
 		{"--attach", "http://127.0.0.1:1"}, {"--pid", "1"}, {"extra"}, {"--duration", "0s"},
 		{"--backlog", "--count", "1", "--attach", "http://127.0.0.1:1", "--token", "t", "--nats", "nats://127.0.0.1:1"},
-		{"--floor", "--backlog", "--count", "1"}, {"--floor", "--webhookd-args", "--workers 8"},
 	} {
 		_, err := run(context.Background(), append(args, "--webhookd", "/nonexistent"), io.Discard, io.Discard)
 		require.Error(t, err, args)
 		require.NotContains(t, err.Error(), "\n", "one line")
+	}
+	for _, args := range [][]string{
+		{"--floor", "--backlog", "--count", "1"}, {"--floor", "--webhookd-args", "--workers 8"},
+		{"--floor", "--attach", "http://127.0.0.1:1", "--token", "t", "--nats", "nats://127.0.0.1:1"},
+	} {
+		_, err := run(context.Background(), args, io.Discard, io.Discard)
+		require.ErrorIs(t, err, errFloorOptions, args)
 	}
 }

@@ -147,6 +147,9 @@ func (r *Result) print(w io.Writer) {
 		fmt.Fprintf(w, who+" %.1f CPU seconds (%.2f cores, %.1f µs per delivery), RSS idle %.1f MiB, peak %.1f MiB, at end %.1f MiB (%.1f MiB of it mapped files)\n",
 			r.CPUSeconds, r.CPUCores, r.CPUPerDeliveryUS, r.IdleRSSMiB, r.PeakRSSMiB, r.EndRSSMiB, r.EndRSSFileMiB)
 	}
+	if r.Floor {
+		fmt.Fprintf(w, "note           the floor pipeline ran in this tool instead of webhookd: its CPU and RSS include the publisher and the receivers\n")
+	}
 	if r.Backlog {
 		fmt.Fprintf(w, "note           NATS ran in this tool (webhookd stopped while it queued the events): webhookd's CPU and RSS are its own, without the server's\n")
 	}
@@ -206,6 +209,10 @@ func (r *Result) svg() string {
 		color string
 		y     func(Point) float64
 	}
+	measured := "webhookd"
+	if r.Floor {
+		measured = "floor pipeline and tool"
+	}
 	panels := []struct {
 		title string
 		unit  string
@@ -219,7 +226,7 @@ func (r *Result) svg() string {
 			{"p50", "#2ca02c", func(p Point) float64 { return p.P50ms }},
 			{"p99", "#d62728", func(p Point) float64 { return p.P99ms }},
 		}},
-		{"webhookd", "RSS MiB / CPU cores×100", []line{
+		{measured, "RSS MiB / CPU cores×100", []line{
 			{"RSS MiB", "#9467bd", func(p Point) float64 { return p.RSSMiB }},
 			{"CPU cores ×100", "#ff7f0e", func(p Point) float64 { return 100 * p.CPUCores }},
 		}},
