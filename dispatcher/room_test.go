@@ -46,14 +46,14 @@ func TestRoomSaysFullAtTheReserve(t *testing.T) {
 	}
 }
 
-// roomRead is one read of a room in a test: the test answers it.
-type roomRead chan error
+// testRead is one read of a room in a test: the test answers it.
+type testRead chan error
 
 // testRoom returns a room whose reads are sent to reads and answer
 // full, or the error the test sends.
-func testRoom(reads chan roomRead) *room {
+func testRoom(reads chan testRead) *room {
 	return &room{read: func(ctx context.Context) (bool, error) {
-		rr := make(roomRead)
+		rr := make(testRead)
 		reads <- rr
 		if err := <-rr; err != nil {
 			return false, err
@@ -76,7 +76,7 @@ func call(r *room) chan bool {
 	return got
 }
 
-func nextRead(t *testing.T, reads chan roomRead) roomRead {
+func nextRead(t *testing.T, reads chan testRead) testRead {
 	t.Helper()
 	select {
 	case rr := <-reads:
@@ -84,6 +84,17 @@ func nextRead(t *testing.T, reads chan roomRead) roomRead {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no read of stream info")
 		return nil
+	}
+}
+
+// requireWaiting checks that a call is still waiting for the read in
+// flight a while after it began.
+func requireWaiting(t *testing.T, got chan bool, why string) {
+	t.Helper()
+	select {
+	case <-got:
+		t.Fatal(why)
+	case <-time.After(200 * time.Millisecond):
 	}
 }
 
@@ -110,27 +121,26 @@ func fullAnswer(t *testing.T, got chan bool) bool {
 // TestRoomIsReadByOneRouterWhileTheOthersGoOn holds one router's read of
 // stream info and checks what the others do meanwhile: with an answer at
 // most roomStale old they go on with it at once; with none, or an older
-// one, they wait for the read and take its answer. A failed read is not
-// kept: the next router reads again.
+// one, they wait for the read and take its answer, or its error. A failed
+// read is not kept: the next router reads again.
 func TestRoomIsReadByOneRouterWhileTheOthersGoOn(t *testing.T) {
-	reads := make(chan roomRead)
+	reads := make(chan testRead)
 	r := testRoom(reads)
 
 	t.Run("no answer yet", func(t *testing.T) {
 		first := call(r)
 		rr := nextRead(t, reads)
 		second := call(r)
-		select {
-		case <-second:
-			t.Fatal("told something before any answer was read")
-		case <-time.After(200 * time.Millisecond):
-		}
+		requireWaiting(t, second, "told something before any answer was read")
 		rr <- nil
 		require.True(t, fullAnswer(t, first))
 		require.True(t, fullAnswer(t, second), "the reader's answer")
-		full, err := r.full(context.Background())
-		require.NoError(t, err)
-		require.True(t, full, "kept for a second: no new read")
+		require.True(t, fullAnswer(t, call(r)), "kept for a second")
+		select {
+		case <-reads:
+			t.Fatal("read again within the second")
+		default:
+		}
 	})
 
 	t.Run("recent answer", func(t *testing.T) {
@@ -151,11 +161,7 @@ func TestRoomIsReadByOneRouterWhileTheOthersGoOn(t *testing.T) {
 		first := call(r)
 		rr := nextRead(t, reads)
 		second := call(r)
-		select {
-		case <-second:
-			t.Fatal("went on with an answer older than roomStale")
-		case <-time.After(200 * time.Millisecond):
-		}
+		requireWaiting(t, second, "went on with an answer older than roomStale")
 		rr <- nil
 		require.True(t, fullAnswer(t, first))
 		require.True(t, fullAnswer(t, second))
@@ -166,9 +172,14 @@ func TestRoomIsReadByOneRouterWhileTheOthersGoOn(t *testing.T) {
 		r.checked = time.Time{}
 		r.mu.Unlock()
 		first := call(r)
-		nextRead(t, reads) <- errors.New("stream info: timeout")
+		rr := nextRead(t, reads)
+		waiting := call(r)
+		requireWaiting(t, waiting, "told something before any answer was read")
+		rr <- errors.New("stream info: timeout")
 		_, ok := answer(t, first)
 		require.False(t, ok, "the reader gets the error")
+		_, ok = answer(t, waiting)
+		require.False(t, ok, "so does the router that waited for it, without a read of its own")
 		again := call(r)
 		nextRead(t, reads) <- nil // read again, not taken from the failure
 		require.True(t, fullAnswer(t, again))

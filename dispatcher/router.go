@@ -181,14 +181,22 @@ func (d *Dispatcher) fanOut(ctx context.Context, ev delivery.Event, subs []subsc
 // read at most once a second. One router reads it while the others go on
 // with the last answer, if it is at most roomStale old: a slow read (a
 // stream leader on another server, a loaded machine) must not hold every
-// router still. Without such an answer they wait for the read.
+// router still. Without such an answer they wait for the read, and share
+// its error if it fails; the next router after that reads again.
 type room struct {
 	read func(context.Context) (bool, error) // whether DELIVERIES is nearly full now
 
 	mu      sync.Mutex
-	checked time.Time     // when isFull was read; zero: never
-	isFull  bool          // the last answer
-	reading chan struct{} // closed when the read in flight ends; nil: none
+	checked time.Time // when isFull was read; zero: never
+	isFull  bool      // the last answer
+	reading *roomRead // the read in flight; nil: none
+}
+
+// roomRead is one read of the room; done is closed when it ends, and err
+// is then its failure.
+type roomRead struct {
+	done chan struct{}
+	err  error
 }
 
 const (
@@ -212,45 +220,46 @@ func newRoom(js natsjs.JetStream) *room {
 }
 
 func (r *room) full(ctx context.Context) (bool, error) {
-	for {
-		r.mu.Lock()
-		age := time.Since(r.checked)
-		if r.checked.IsZero() {
-			age = roomStale // no answer yet
-		}
-		switch {
-		case age < roomFresh, r.reading != nil && age < roomStale:
-			full := r.isFull
-			r.mu.Unlock()
-			return full, nil
-		case r.reading != nil:
-			wait := r.reading
-			r.mu.Unlock()
-			select {
-			case <-wait: // then take its answer, or read again if it failed
-				continue
-			case <-ctx.Done():
-				return false, context.Cause(ctx)
-			}
-		}
-		done := make(chan struct{})
-		r.reading = done
+	r.mu.Lock()
+	age := time.Since(r.checked) // very long when never read
+	if age < roomFresh || r.reading != nil && age < roomStale {
+		full := r.isFull
 		r.mu.Unlock()
-		return r.readNow(ctx, done)
+		return full, nil
 	}
+	if rr := r.reading; rr != nil {
+		r.mu.Unlock()
+		select {
+		case <-rr.done:
+		case <-ctx.Done():
+			return false, context.Cause(ctx)
+		}
+		if rr.err != nil {
+			return false, rr.err
+		}
+		r.mu.Lock()
+		full := r.isFull
+		r.mu.Unlock()
+		return full, nil
+	}
+	rr := &roomRead{done: make(chan struct{})}
+	r.reading = rr
+	r.mu.Unlock()
+	return r.readNow(ctx, rr)
 }
 
-// readNow reads whether DELIVERIES is full and keeps the answer; a failed
-// read keeps nothing, so the next router tries again.
-func (r *room) readNow(ctx context.Context, done chan struct{}) (full bool, err error) {
+// readNow makes read rr, keeps its answer, and keeps nothing if it
+// fails, so the next router reads again.
+func (r *room) readNow(ctx context.Context, rr *roomRead) (full bool, err error) {
 	defer func() {
 		r.mu.Lock()
 		if err == nil {
 			r.isFull, r.checked = full, time.Now()
 		}
+		rr.err = err
 		r.reading = nil
 		r.mu.Unlock()
-		close(done)
+		close(rr.done)
 	}()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
