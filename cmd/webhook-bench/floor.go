@@ -107,6 +107,9 @@ func startFloor(ctx context.Context, natsURL, dir string, subs []subscriptions.S
 	routed := make(chan fanned, 1024)
 	f.wg.Go(func() { settleFanOuts(runCtx, routed) })
 	cc, err := router.Consume(func(m natsjs.Msg) {
+		if runCtx.Err() != nil {
+			return // stopping: the event stays for redelivery
+		}
 		select {
 		case routed <- fanOut(js, m, subs):
 		case <-runCtx.Done():
@@ -134,10 +137,12 @@ func startFloor(ctx context.Context, natsURL, dir string, subs []subscriptions.S
 		f.wg.Go(func() {
 			for {
 				m, err := it.Next()
-				if err != nil {
+				if errors.Is(err, natsjs.ErrMsgIteratorClosed) {
 					return
 				}
-				attempt(runCtx, deliverer, recorder, byID, m)
+				if err == nil {
+					attempt(runCtx, deliverer, recorder, byID, m)
+				}
 			}
 		})
 	}
@@ -178,23 +183,21 @@ func fanOut(js natsjs.JetStream, m natsjs.Msg, subs []subscriptions.Subscription
 	return fo
 }
 
-// stored waits for fut's acknowledgement, for at most ackTimeout or
-// until ctx is done, and reports whether the message was stored.
-func stored(ctx context.Context, fut natsjs.PubAckFuture) bool {
-	t := time.NewTimer(ackTimeout)
-	defer t.Stop()
+// stored waits for fut's acknowledgement, until deadline fires or ctx is
+// done, and reports whether the message was stored.
+func stored(ctx context.Context, fut natsjs.PubAckFuture, deadline <-chan time.Time) bool {
 	select {
 	case <-fut.Ok():
 		return true
 	case <-fut.Err():
-	case <-t.C:
+	case <-deadline:
 	case <-ctx.Done():
 	}
 	return false
 }
 
-// settleFanOuts acks each event once all its jobs are stored, and naks it
-// otherwise, until ctx is done.
+// settleFanOuts acks each event once all its jobs are stored, within
+// ackTimeout, and naks it otherwise, until ctx is done.
 func settleFanOuts(ctx context.Context, routed <-chan fanned) {
 	for {
 		var fo fanned
@@ -203,12 +206,14 @@ func settleFanOuts(ctx context.Context, routed <-chan fanned) {
 			return
 		case fo = <-routed:
 		}
+		deadline := time.NewTimer(ackTimeout)
 		ok := fo.err == nil
 		for _, fut := range fo.jobs {
-			ok = stored(ctx, fut) && ok
+			ok = ok && stored(ctx, fut, deadline.C)
 		}
+		deadline.Stop()
 		if !ok {
-			_ = fo.event.Nak()
+			_ = fo.event.NakWithDelay(time.Second)
 			continue
 		}
 		_ = fo.event.Ack()
@@ -242,7 +247,9 @@ func attempt(ctx context.Context, d *delivery.Deliverer, rec *delivery.Recorder,
 	}
 	recorded := false
 	if fut, err := rec.PublishAsync(r); err == nil {
-		recorded = stored(ctx, fut)
+		deadline := time.NewTimer(ackTimeout)
+		recorded = stored(ctx, fut, deadline.C)
+		deadline.Stop()
 	} else { // the async publisher is full: wait, as webhookd does
 		rctx, cancel := context.WithTimeout(ctx, ackTimeout)
 		_, err = rec.Publish(rctx, r, nil)

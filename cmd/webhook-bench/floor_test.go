@@ -28,10 +28,6 @@ func TestFloorRecordsAndIndexesEveryAttempt(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	ns, err := startNATS(filepath.Join(dir, "nats"))
-	require.NoError(t, err)
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 	r, err := startReceiver()
 	require.NoError(t, err)
 	defer r.close()
@@ -39,20 +35,8 @@ func TestFloorRecordsAndIndexesEveryAttempt(t *testing.T) {
 	r.col.Store(col)
 	subs, err := floorSubscriptions([]*receiver{r}, signature.NewSecret)
 	require.NoError(t, err)
-	f, err := startFloor(ctx, ns.ClientURL(), dir, subs, 4)
-	require.NoError(t, err)
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = f.stop()
-		}
-	}()
+	f, js := startTestFloor(ctx, t, subs, 4)
 
-	nc, err := nats.Connect(ns.ClientURL())
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := natsjs.New(nc)
-	require.NoError(t, err)
 	const n = 20
 	var seqs []uint64
 	for i := range n {
@@ -69,8 +53,6 @@ func TestFloorRecordsAndIndexesEveryAttempt(t *testing.T) {
 			return err == nil && d.Status == delivery.StatusSucceeded
 		}, 30*time.Second, 10*time.Millisecond, "delivery %s indexed as succeeded", id)
 	}
-	stopped = true
-	require.NoError(t, f.stop())
 }
 
 // TestFloorRecordsARetriedAttemptAsTheNext: a job whose first attempt
@@ -80,10 +62,6 @@ func TestFloorRecordsARetriedAttemptAsTheNext(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	ns, err := startNATS(filepath.Join(dir, "nats"))
-	require.NoError(t, err)
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 	var requests atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if requests.Add(1) == 1 {
@@ -96,19 +74,7 @@ func TestFloorRecordsARetriedAttemptAsTheNext(t *testing.T) {
 	secret, err := signature.NewSecret()
 	require.NoError(t, err)
 	subs := []subscriptions.Subscription{{ID: "sub-1", URL: srv.URL, Events: []string{eventType}, Active: true, Secret: secret}}
-	f, err := startFloor(ctx, ns.ClientURL(), dir, subs, 1)
-	require.NoError(t, err)
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = f.stop()
-		}
-	}()
-	nc, err := nats.Connect(ns.ClientURL())
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := natsjs.New(nc)
-	require.NoError(t, err)
+	f, js := startTestFloor(ctx, t, subs, 1)
 	ack, err := js.Publish(ctx, jetstream.EventSubject(eventType), eventData(1, time.Now(), 256))
 	require.NoError(t, err)
 
@@ -121,6 +87,24 @@ func TestFloorRecordsARetriedAttemptAsTheNext(t *testing.T) {
 	require.Len(t, d.Attempts, 2)
 	require.Equal(t, []int{1, 2}, []int{d.Attempts[0].Attempt, d.Attempts[1].Attempt})
 	require.Equal(t, []int{500, 204}, []int{d.Attempts[0].StatusCode, d.Attempts[1].StatusCode})
-	stopped = true
-	require.NoError(t, f.stop())
+}
+
+// startTestFloor runs a NATS server and the floor delivering to subs with
+// workers attempts at a time, and returns the floor and a robot's
+// JetStream client. The floor must stop cleanly when the test ends.
+func startTestFloor(ctx context.Context, t *testing.T, subs []subscriptions.Subscription, workers int) (*floor, natsjs.JetStream) {
+	t.Helper()
+	dir := t.TempDir()
+	ns, err := startNATS(filepath.Join(dir, "nats"))
+	require.NoError(t, err)
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	f, err := startFloor(ctx, ns.ClientURL(), dir, subs, workers)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, f.stop()) })
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	return f, js
 }
