@@ -140,9 +140,15 @@ func startFloor(ctx context.Context, natsURL, dir string, subs []subscriptions.S
 				if errors.Is(err, natsjs.ErrMsgIteratorClosed) {
 					return
 				}
-				if err == nil {
-					attempt(runCtx, deliverer, recorder, byID, m)
+				if err != nil { // a missed heartbeat and the like: the iterator goes on
+					select {
+					case <-runCtx.Done():
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+					continue
 				}
+				attempt(runCtx, deliverer, recorder, byID, m)
 			}
 		})
 	}
