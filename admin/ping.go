@@ -73,17 +73,14 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) error {
 	rec := delivery.Record{
 		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: sub.ID, URL: sub.URL,
 		Status: status, Reason: PingReason, At: s.now().UTC(), CreatedAt: now,
-		Attempt: &delivery.AttemptInfo{
-			Attempt: 1, MaxAttempts: 1, At: res.Start.UTC(), URL: sub.URL, StatusCode: res.StatusCode,
-			DurationMS: res.Duration.Milliseconds(), Outcome: res.Outcome, Reason: res.Reason, Response: string(res.Response),
-		},
+		Attempt: res.Info(1, 1, sub.URL),
 	}
 	out := client.PingResult{
 		DeliveryID: job.ID, EventID: job.EventID, SubscriptionID: sub.ID, URL: sub.URL, Outcome: string(res.Outcome),
 		Reason: res.Reason, StatusCode: res.StatusCode, DurationMS: res.Duration.Milliseconds(), Response: string(res.Response),
 	}
 	if res.Err != nil {
-		rec.Attempt.Error, out.Error = res.Err.Error(), res.Err.Error()
+		out.Error = res.Err.Error()
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

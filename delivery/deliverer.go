@@ -51,6 +51,19 @@ type Result struct {
 	RetryAfter time.Duration
 }
 
+// Info returns the attempt as the audit trail keeps it: attempt n of
+// maxAttempts, made to url.
+func (r Result) Info(n, maxAttempts int, url string) *AttemptInfo {
+	a := &AttemptInfo{
+		Attempt: n, MaxAttempts: maxAttempts, At: r.Start.UTC(), URL: url, StatusCode: r.StatusCode,
+		DurationMS: r.Duration.Milliseconds(), Outcome: r.Outcome, Reason: r.Reason, Response: string(r.Response),
+	}
+	if r.Err != nil {
+		a.Error = r.Err.Error()
+	}
+	return a
+}
+
 // Config configures a Deliverer.
 type Config struct {
 	// DefaultTimeout applies to subscriptions without their own timeout.

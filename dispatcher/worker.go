@@ -199,14 +199,8 @@ func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, r
 		dec = delivery.Decision{Status: delivery.StatusPaused}
 	}
 	rec := d.record(job, sub, dec.Status, res.Reason)
-	rec.Attempt = &delivery.AttemptInfo{
-		Attempt: job.Attempt, MaxAttempts: job.Base + policy.MaxAttempts(), At: res.Start.UTC(), URL: sub.URL,
-		StatusCode: res.StatusCode, DurationMS: res.Duration.Milliseconds(), Outcome: res.Outcome,
-		Reason: res.Reason, Response: string(res.Response), NextRetryMS: dec.After.Milliseconds(),
-	}
-	if res.Err != nil {
-		rec.Attempt.Error = res.Err.Error()
-	}
+	rec.Attempt = res.Info(job.Attempt, job.Base+policy.MaxAttempts(), sub.URL)
+	rec.Attempt.NextRetryMS = dec.After.Milliseconds()
 	s := settlement{rec: &rec, msg: "delivery.attempted", level: zerolog.InfoLevel, took: res.Duration,
 		log: func(e *zerolog.Event) *zerolog.Event {
 			return e.Int("max_attempts", rec.Attempt.MaxAttempts).Str("outcome", string(res.Outcome)).

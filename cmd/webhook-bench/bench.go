@@ -198,7 +198,7 @@ func (b *bench) startTarget(ctx context.Context) error {
 // startFloor runs NATS and the floor pipeline in this process, measured
 // as the target.
 func (b *bench) startFloor(ctx context.Context) error {
-	subs, err := floorSubscriptions(b.receivers, signature.NewSecret)
+	subs, err := floorSubscriptions(b.receivers)
 	if err != nil {
 		return err
 	}

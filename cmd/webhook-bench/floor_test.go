@@ -33,7 +33,7 @@ func TestFloorRecordsAndIndexesEveryAttempt(t *testing.T) {
 	defer r.close()
 	col := newCollector(time.Now())
 	r.col.Store(col)
-	subs, err := floorSubscriptions([]*receiver{r}, signature.NewSecret)
+	subs, err := floorSubscriptions([]*receiver{r})
 	require.NoError(t, err)
 	f, js := startTestFloor(ctx, t, subs, 4)
 
