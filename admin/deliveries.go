@@ -14,6 +14,7 @@ import (
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/jetstream"
 )
@@ -25,7 +26,7 @@ const (
 	maxFilter = 1024
 )
 
-func deliveryView(d delivery.Delivery) client.Delivery {
+func deliveryView(d history.Delivery) client.Delivery {
 	v := client.Delivery{
 		ID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: d.SubscriptionID, URL: d.URL,
 		Status: string(d.Status), Reason: d.Reason, Attempts: make([]client.Attempt, len(d.Attempts)),
@@ -47,7 +48,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 			return invalid("%s: unknown query parameter", k)
 		}
 	}
-	query := delivery.Query{SubscriptionID: q.Get("subscription"), EventID: q.Get("event"), EventType: q.Get("type"), Cursor: q.Get("cursor")}
+	query := history.Query{SubscriptionID: q.Get("subscription"), EventID: q.Get("event"), EventType: q.Get("type"), Cursor: q.Get("cursor")}
 	for _, k := range []string{"subscription", "event", "type"} {
 		if len(q.Get(k)) > maxFilter {
 			return invalid("%s: at most %d bytes", k, maxFilter)
@@ -75,8 +76,8 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 		query.Limit = n
 	}
 	ds, next, err := s.deps.Store.List(query)
-	if errors.Is(err, delivery.ErrBadCursor) {
-		return invalid("cursor: %s", strings.TrimPrefix(err.Error(), delivery.ErrBadCursor.Error()+": "))
+	if errors.Is(err, history.ErrBadCursor) {
+		return invalid("cursor: %s", strings.TrimPrefix(err.Error(), history.ErrBadCursor.Error()+": "))
 	}
 	if err != nil {
 		return err
@@ -90,13 +91,13 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 }
 
 // delivery returns the delivery named by the path, or a 404.
-func (s *Server) delivery(r *http.Request) (delivery.Delivery, error) {
+func (s *Server) delivery(r *http.Request) (history.Delivery, error) {
 	id, err := pathID(r, "delivery")
 	if err != nil {
-		return delivery.Delivery{}, err
+		return history.Delivery{}, err
 	}
 	d, err := s.deps.Store.Get(id)
-	if errors.Is(err, delivery.ErrNotFound) {
+	if errors.Is(err, history.ErrNotFound) {
 		return d, notFound("delivery", id)
 	}
 	return d, err
@@ -114,10 +115,10 @@ func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) error {
 // detailView is deliveryView with what the delivery went through: each
 // attempt's request headers (derived, signatures redacted) and the payload
 // from the job kept in AUDIT, when there is one.
-func (s *Server) detailView(ctx context.Context, d delivery.Delivery) client.Delivery {
+func (s *Server) detailView(ctx context.Context, d history.Delivery) client.Delivery {
 	v := deliveryView(d)
 	for i := range v.Attempts {
-		v.Attempts[i].RequestHeaders = delivery.RequestHeaders(d, d.Attempts[i])
+		v.Attempts[i].RequestHeaders = history.RequestHeaders(d, d.Attempts[i])
 	}
 	v.Payload, v.PayloadNote = s.payload(ctx, d)
 	return v
@@ -125,12 +126,12 @@ func (s *Server) detailView(ctx context.Context, d delivery.Delivery) client.Del
 
 // payload returns the body POSTed for d, read from its job kept in AUDIT,
 // or a note that says why there is none.
-func (s *Server) payload(ctx context.Context, d delivery.Delivery) (json.RawMessage, string) {
+func (s *Server) payload(ctx context.Context, d history.Delivery) (json.RawMessage, string) {
 	if d.Status == delivery.StatusRejected {
 		return nil, "a rejected event is not delivered; its reason says why"
 	}
 	seq, err := s.deps.Store.JobSeq(d.ID)
-	if errors.Is(err, delivery.ErrNotFound) {
+	if errors.Is(err, history.ErrNotFound) {
 		return nil, "the event data is kept only for deliveries that failed or were held: the audit trail does not copy it"
 	}
 	if err != nil {
@@ -203,10 +204,10 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) error {
 	if req.Rate < 0 || req.Rate > maxRate {
 		return invalid("rate: %g must be from 0 (default %g) to %g per second", req.Rate, defaultRate, maxRate)
 	}
-	q := delivery.Query{SubscriptionID: req.Subscription, Status: delivery.StatusFailed, Since: req.Since, Until: req.Until}
+	q := history.Query{SubscriptionID: req.Subscription, Status: delivery.StatusFailed, Since: req.Since, Until: req.Until}
 	if req.DryRun { // synchronous: it only reads the history index
 		res := client.ReplayResult{DryRun: true, Items: []client.Delivery{}}
-		err := s.deps.Queue.Each(q, func(d delivery.Delivery) error {
+		err := s.deps.Queue.Each(q, func(d history.Delivery) error {
 			res.Items = append(res.Items, deliveryView(d))
 			return nil
 		})

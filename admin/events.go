@@ -12,6 +12,7 @@ import (
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -122,7 +123,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func endpointView(h delivery.EndpointHealth) client.EndpointHealth {
+func endpointView(h endpoint.Health) client.EndpointHealth {
 	return client.EndpointHealth{
 		Breaker: h.Breaker, ConsecutiveFailures: h.ConsecutiveFailures, InFlight: h.InFlight,
 		LastStatusCode: h.LastStatusCode, LastReason: h.LastReason, OpenUntil: h.OpenUntil,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -70,10 +71,10 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) error {
 	if res.Outcome == delivery.OutcomeSucceeded {
 		status = delivery.StatusSucceeded
 	}
-	rec := delivery.Record{
+	rec := history.Record{
 		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: sub.ID, URL: sub.URL,
 		Status: status, Reason: PingReason, At: s.now().UTC(), CreatedAt: now,
-		Attempt: res.Info(1, 1, sub.URL),
+		Attempt: history.NewAttemptInfo(res, 1, 1, sub.URL),
 	}
 	out := client.PingResult{
 		DeliveryID: job.ID, EventID: job.EventID, SubscriptionID: sub.ID, URL: sub.URL, Outcome: string(res.Outcome),

@@ -21,6 +21,8 @@ import (
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/admin/console"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -52,12 +54,12 @@ type Config struct {
 type Deps struct {
 	JS    natsjs.JetStream
 	Subs  *subscriptions.Store
-	Store *delivery.Store
+	Store *history.Store
 	// Queue carries out redeliver, replay, resume and the cancelling of
 	// held deliveries on delete.
 	Queue *dispatcher.Queue
 	// Endpoints tells this replica's view of each endpoint's health.
-	Endpoints *delivery.Endpoints
+	Endpoints *endpoint.Endpoints
 	// Ready reports whether the replica can serve (nil error) for /readyz.
 	Ready func() error
 	// Counters returns this replica's pipeline counters for /v1/status.
@@ -68,7 +70,7 @@ type Deps struct {
 	// Pinger makes the attempt of a test ping; Recorder writes its audit
 	// record. Without them ping answers 503.
 	Pinger   Pinger
-	Recorder *delivery.Recorder
+	Recorder *history.Recorder
 }
 
 // Server is the HTTP surface of one replica.

@@ -14,6 +14,7 @@ import (
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -74,10 +75,10 @@ func (s *Server) statsView(id string) *client.DeliveryStats {
 		Attempts1h: h.Attempts1h, Attempts24h: h.Attempts24h, ConsecutiveFailures: h.ConsecutiveFailures,
 		LastStatusCode: h.LastStatusCode, LastReason: h.LastReason, LastAttemptAt: h.LastAttemptAt,
 	}
-	if r, ok := delivery.SuccessRate(h.Succeeded1h, h.Attempts1h); ok {
+	if r, ok := history.SuccessRate(h.Succeeded1h, h.Attempts1h); ok {
 		st.SuccessRate1h = &r
 	}
-	if r, ok := delivery.SuccessRate(h.Succeeded24h, h.Attempts24h); ok {
+	if r, ok := history.SuccessRate(h.Succeeded24h, h.Attempts24h); ok {
 		st.SuccessRate24h = &r
 	}
 	return st

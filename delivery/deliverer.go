@@ -27,8 +27,11 @@ const (
 	HeaderStandardSignature = "webhook-signature"
 )
 
+// ResponseKeep is how many bytes of a receiver's response body an attempt
+// keeps (Result.Response) for the audit record.
+const ResponseKeep = 1 << 10
+
 const (
-	responseKeep  = 1 << 10  // bytes of the response body kept in the audit record
 	responseDrain = 64 << 10 // bytes read to let the connection be reused
 	// maxResponseHeader bounds a receiver's response headers.
 	maxResponseHeader = 64 << 10
@@ -49,19 +52,6 @@ type Result struct {
 	// RetryAfter is the receiver's Retry-After on a 429 or 503, clamped to
 	// [1s, 1h]; zero when absent.
 	RetryAfter time.Duration
-}
-
-// Info returns the attempt as the audit trail keeps it: attempt n of
-// maxAttempts, made to url.
-func (r Result) Info(n, maxAttempts int, url string) *AttemptInfo {
-	a := &AttemptInfo{
-		Attempt: n, MaxAttempts: maxAttempts, At: r.Start.UTC(), URL: url, StatusCode: r.StatusCode,
-		DurationMS: r.Duration.Milliseconds(), Outcome: r.Outcome, Reason: r.Reason, Response: string(r.Response),
-	}
-	if r.Err != nil {
-		a.Error = r.Err.Error()
-	}
-	return a
 }
 
 // Config configures a Deliverer.
@@ -164,7 +154,7 @@ func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subs
 		return Result{Outcome: outcome, Reason: reason, Err: err}
 	}
 	defer resp.Body.Close()
-	kept, _ := io.ReadAll(io.LimitReader(resp.Body, responseKeep))
+	kept, _ := io.ReadAll(io.LimitReader(resp.Body, ResponseKeep))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, responseDrain))
 	outcome, reason := Classify(resp.StatusCode, nil)
 	res := Result{Outcome: outcome, Reason: reason, StatusCode: resp.StatusCode, Response: kept}

@@ -1,6 +1,6 @@
-// Package delivery owns one delivery attempt and its record: the job and
-// envelope, signing (subpackage signature), the outbound guard, result
-// classification, the retry policy, and the audit trail.
+// Package delivery owns one delivery attempt: the job and envelope, signing
+// (subpackage signature), the outbound guard, result classification, the
+// retry policy, and the delivery statuses the policy decides between.
 //
 // An attempt (Deliverer.Attempt) builds no state of its own: it signs the
 // job's payload with the subscription's live secrets, POSTs it with the
@@ -11,23 +11,11 @@
 // not be written.
 //
 // Policy decides what follows attempt n: Schedule (a list of delays, one
-// retry each) or Exponential (doubling with a cap and jitter).
+// retry each) or Exponential (doubling with a cap and jitter). Its Decide
+// maps a Result to the delivery's next Status.
 //
-// Endpoints tracks each subscription's endpoint on this replica: a cap on
-// attempts in flight and a circuit breaker, which hold jobs back without
-// counting an attempt.
-//
-// Every attempt, and every verdict reached without one (rejected, paused,
-// cancelled, requeued), is a Record. Recorder publishes it to the AUDIT
-// stream, deduplicated by (delivery id, attempt); AUDIT is the durable
-// record, and every replica's Indexer applies it to that replica's Store:
-// deliveries by id in bbolt, composite time-ordered indexes (subscription
-// and status, subscription, status, event type, event id, each by creation
-// time) that List seeks over a time range, and per-subscription attempt
-// counters (Health), all dropped after the retention. Records are
-// idempotent and
-// order-free: the status follows the newest record. They never copy the
-// event data: a record after which a delivery leaves the queue unsent
-// (failed, held) refers to its job, kept beside it in AUDIT, so it can be
-// sent again (redeliver, replay, resume) with the same delivery id.
+// Two packages build on this one, and it imports neither: package endpoint
+// admits attempts to each subscription's endpoint (a cap on attempts in
+// flight and a circuit breaker), and package history keeps the audit trail
+// of every attempt and verdict and the index of deliveries built from it.
 package delivery

@@ -10,10 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 )
 
-// The headers shown for an attempt are derived, not stored: they must be
-// the ones the Deliverer sent, signatures redacted.
+// The headers shown for an attempt (history.RequestHeaders) are derived,
+// not stored: they must be the ones the Deliverer sent, signatures redacted.
 func TestRequestHeadersAreTheOnesSent(t *testing.T) {
 	t.Parallel()
 	srv, got := receiver(t, func(w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) })
@@ -26,10 +27,10 @@ func TestRequestHeadersAreTheOnesSent(t *testing.T) {
 	sent := (<-got).header
 
 	// As the worker records it and the store keeps it.
-	dl := delivery.Delivery{ID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID}
-	shown := delivery.RequestHeaders(dl, delivery.AttemptInfo{Attempt: job.Attempt, At: res.Start.UTC()})
+	dl := history.Delivery{ID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID}
+	shown := history.RequestHeaders(dl, history.AttemptInfo{Attempt: job.Attempt, At: res.Start.UTC()})
 	for name, value := range shown {
-		if value == delivery.Redacted {
+		if value == history.Redacted {
 			require.NotEmpty(t, sent.Get(name), name)
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -119,7 +120,7 @@ func BenchmarkIsolation(b *testing.B) {
 			// webhookd's defaults: 64 workers, the 5s/10s/15s schedule, a
 			// cap of 8 and a breaker after 5 failures with a 30s cool-down.
 			bb := setup(b, options{workers: 64, policy: delivery.Schedule(5*time.Second, 10*time.Second, 15*time.Second),
-				health: delivery.HealthConfig{BreakerFailures: 5}})
+				health: endpoint.Config{BreakerFailures: 5}})
 			healthy := newReceiverQuiet(b, http.StatusOK)
 			bb.subscribe(b, healthy.URL, "task.completed")
 			if c.bad != nil {

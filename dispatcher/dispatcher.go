@@ -13,6 +13,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -57,17 +59,17 @@ type Attempter interface {
 	Attempt(ctx context.Context, job delivery.Job, sub subscriptions.Subscription) delivery.Result
 }
 
-// Recorder writes an audit record durably (see delivery.Recorder.Publish).
+// Recorder writes an audit record durably (see history.Recorder.Publish).
 type Recorder interface {
-	Publish(ctx context.Context, rec delivery.Record, keep *delivery.Job) (dup bool, err error)
+	Publish(ctx context.Context, rec history.Record, keep *delivery.Job) (dup bool, err error)
 }
 
 // AsyncRecorder is a Recorder that can also start writing a record without
-// waiting (see delivery.Recorder.PublishAsync). With one, workers hand each
+// waiting (see history.Recorder.PublishAsync). With one, workers hand each
 // settlement to the settlers and go on to the next job; the job is settled
 // only once the future confirms its record.
 type AsyncRecorder interface {
-	PublishAsync(rec delivery.Record) (natsjs.PubAckFuture, error)
+	PublishAsync(rec history.Record) (natsjs.PubAckFuture, error)
 }
 
 // Observer is told what the dispatcher did, once each fact is durable: for
@@ -109,7 +111,7 @@ type Deps struct {
 	Attempter     Attempter
 	Recorder      Recorder
 	Policy        *delivery.Policy    // the default retry policy
-	Endpoints     *delivery.Endpoints // per-subscription caps and breakers
+	Endpoints     *endpoint.Endpoints // per-subscription caps and breakers
 	Observer      Observer            // optional: metrics
 }
 

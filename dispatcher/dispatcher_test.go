@@ -20,6 +20,7 @@ import (
 
 	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -75,7 +76,7 @@ func TestEventArrivesAsTheContractSays(t *testing.T) {
 	require.Equal(t, 1, d.Attempts[0].Attempt)
 	require.Equal(t, http.StatusOK, d.Attempts[0].StatusCode)
 	require.Equal(t, "succeeded", d.Attempts[0].Reason)
-	byEvent, _, err := b.store.List(delivery.Query{EventID: "evt-123"})
+	byEvent, _, err := b.store.List(history.Query{EventID: "evt-123"})
 	require.NoError(t, err)
 	require.Len(t, byEvent, 1)
 }
@@ -226,17 +227,17 @@ func TestPoisonedEventsAreRejectedAndDoNotBlock(t *testing.T) {
 	require.Equal(t, "good-1", r.event["id"])
 	waitUntil(t, 10*time.Second, func() bool { return b.disp.Stats().Rejected == 3 }, "three rejections")
 	for _, id := range []string{"bad-1", "bad-2", "bad-3"} {
-		var ds []delivery.Delivery
+		var ds []history.Delivery
 		waitUntil(t, 10*time.Second, func() bool {
-			ds, _, _ = b.store.List(delivery.Query{EventID: id})
+			ds, _, _ = b.store.List(history.Query{EventID: id})
 			return len(ds) == 1
 		}, "the rejection of "+id+" indexed")
 		require.Equal(t, delivery.StatusRejected, ds[0].Status)
 		require.NotEmpty(t, ds[0].Reason)
 	}
-	ds, _, _ := b.store.List(delivery.Query{EventID: "bad-3"})
+	ds, _, _ := b.store.List(history.Query{EventID: "bad-3"})
 	require.Contains(t, ds[0].Reason, "unknown event type")
-	ds, _, _ = b.store.List(delivery.Query{EventID: "bad-1"})
+	ds, _, _ = b.store.List(history.Query{EventID: "bad-1"})
 	require.Contains(t, ds[0].Reason, "not a JSON object")
 	require.Empty(t, rcv.reqs, "nothing but the good event was delivered")
 	b.waitDelivery(t, good, delivery.StatusSucceeded)

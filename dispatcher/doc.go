@@ -64,7 +64,7 @@
 //     AUDIT for the resume, term;
 //   - endpoint at its cap of attempts in flight: the job waits in memory
 //     for a slot if the endpoint should get to it within a third of the
-//     AckWait at its pace (delivery.Endpoints), otherwise it is nak'ed
+//     AckWait at its pace (endpoint.Endpoints), otherwise it is nak'ed
 //     for about as long as the jobs ahead of it need; with its circuit
 //     breaker open, nak until the cool-down ends; no attempt is counted;
 //   - otherwise the attempt: sign, POST, classify, then succeeded (ack),

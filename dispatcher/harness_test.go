@@ -22,6 +22,8 @@ import (
 
 	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/jetstream/jstest"
@@ -34,10 +36,10 @@ import (
 type bundle struct {
 	ns        *jstest.Server
 	subs      *subscriptions.Store
-	store     *delivery.Store
+	store     *history.Store
 	disp      *dispatcher.Dispatcher
 	queue     *dispatcher.Queue
-	endpoints *delivery.Endpoints
+	endpoints *endpoint.Endpoints
 	nc        *nats.Conn // the replica's own connection
 	stop      func()     // stops the replica gracefully (idempotent)
 	crash     func()     // cuts the replica off from NATS at once, like kill -9
@@ -49,7 +51,7 @@ type options struct {
 	shutdownTimeout time.Duration
 	prov            func(*jetstream.Provisioning)
 	server          *jstest.Server // share a server between replicas
-	health          delivery.HealthConfig
+	health          endpoint.Config
 	maxEventBytes   int
 	// recorder wraps the replica's recorder (to make it fail).
 	recorder func(dispatcher.Recorder) dispatcher.Recorder
@@ -101,14 +103,14 @@ func setup(t testing.TB, o options) *bundle {
 	require.NoError(t, err)
 	subs, err := subscriptions.Open(kv, db, log)
 	require.NoError(t, err)
-	store, err := delivery.OpenStore(db, zerolog.Nop())
+	store, err := history.OpenStore(db, zerolog.Nop())
 	require.NoError(t, err)
 	replica := strconv.FormatInt(time.Now().UnixNano(), 36)
 	deliverer := delivery.NewDeliverer(delivery.Config{
 		DefaultTimeout: 5 * time.Second,
 		AllowTargets:   []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	})
-	recorder := delivery.NewRecorder(js, store, replica)
+	recorder := history.NewRecorder(js, store, replica)
 	var rec dispatcher.Recorder = recorder
 	if o.recorder != nil {
 		rec = o.recorder(rec)
@@ -120,7 +122,7 @@ func setup(t testing.TB, o options) *bundle {
 	if o.health.BreakerFailures == 0 {
 		o.health.BreakerFailures = 1000 // tests of the breaker turn it on
 	}
-	endpoints := delivery.NewEndpoints(o.health, log)
+	endpoints := endpoint.NewEndpoints(o.health, log)
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: o.workers, ShutdownTimeout: o.shutdownTimeout, AckWait: prov.AckWait,
 		EventTypes: config.Catalog(), MaxEventBytes: o.maxEventBytes,
@@ -129,7 +131,7 @@ func setup(t testing.TB, o options) *bundle {
 		Observer: o.observer,
 	}, log)
 	require.NoError(t, err)
-	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: time.Hour}, js, store, log)
+	indexer := history.NewIndexer(history.IndexerConfig{Replica: replica, Retention: time.Hour}, js, store, log)
 	queue := dispatcher.NewQueue(dispatcher.QueueDeps{JS: js, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer}, 1000, log)
 	queue.HeldSweep = o.heldSweep
 
@@ -220,9 +222,9 @@ func (b *bundle) publishJob(t testing.TB, job delivery.Job, msgID string) {
 }
 
 // waitDelivery waits until the delivery reaches status.
-func (b *bundle) waitDelivery(t *testing.T, id string, status delivery.Status) delivery.Delivery {
+func (b *bundle) waitDelivery(t *testing.T, id string, status delivery.Status) history.Delivery {
 	t.Helper()
-	var d delivery.Delivery
+	var d history.Delivery
 	waitUntil(t, 15*time.Second, func() bool {
 		var err error
 		d, err = b.store.Get(id)

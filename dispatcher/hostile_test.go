@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -63,9 +65,9 @@ func TestHostileEventsNeverBlockGoodOnes(t *testing.T) {
 		}
 	}
 	waitUntil(t, 10*time.Second, func() bool { return b.disp.Stats().Rejected == 1 }, "the oversized event rejected")
-	var ds []delivery.Delivery
+	var ds []history.Delivery
 	waitUntil(t, 10*time.Second, func() bool {
-		ds, _, _ = b.store.List(delivery.Query{EventID: "too-big"})
+		ds, _, _ = b.store.List(history.Query{EventID: "too-big"})
 		return len(ds) == 1
 	}, "the rejection recorded")
 	require.Equal(t, delivery.StatusRejected, ds[0].Status)
@@ -158,7 +160,7 @@ func newGate(t *testing.T) *gate {
 // keep being served.
 func TestHangingReceiverHoldsOnlyItsCap(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{workers: 16, health: delivery.HealthConfig{MaxInFlight: 3, BusyDelay: 50 * time.Millisecond}})
+	b := setup(t, options{workers: 16, health: endpoint.Config{MaxInFlight: 3, BusyDelay: 50 * time.Millisecond}})
 	hang := newGate(t)
 	healthy := newReceiver(t, always(http.StatusOK))
 	hung, err := b.subs.Create(context.Background(), subscriptions.Subscription{
@@ -183,7 +185,7 @@ func TestHangingReceiverHoldsOnlyItsCap(t *testing.T) {
 	hang.open()
 	waitUntil(t, time.Minute, func() bool { return hang.total.Load() >= 30 && b.workersIdle(t) }, "all 30 sent")
 	for i := range 30 {
-		ds, _, err := b.store.List(delivery.Query{EventID: fmt.Sprintf("h-%d", i)})
+		ds, _, err := b.store.List(history.Query{EventID: fmt.Sprintf("h-%d", i)})
 		require.NoError(t, err)
 		if len(ds) == 1 {
 			require.Len(t, ds[0].Attempts, 1, "waiting for a slot is no attempt")
@@ -203,7 +205,7 @@ func TestBreakerHoldsJobsBackAndProbes(t *testing.T) {
 		// Enough retries that no delivery can run out while the breaker holds them back.
 		policy: delivery.Schedule(50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond,
 			50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond),
-		health: delivery.HealthConfig{BreakerFailures: 3, BreakerCooldown: cooldown, MaxInFlight: 1},
+		health: endpoint.Config{BreakerFailures: 3, BreakerCooldown: cooldown, MaxInFlight: 1},
 	})
 	var healthy atomic.Bool
 	var mu sync.Mutex
@@ -221,7 +223,7 @@ func TestBreakerHoldsJobsBackAndProbes(t *testing.T) {
 	for i := range 10 {
 		b.publish(t, "alert.triggered", `{}`, fmt.Sprintf("a-%d", i))
 	}
-	waitUntil(t, 10*time.Second, func() bool { return b.endpoints.Health(sub.ID).Breaker == delivery.BreakerOpen }, "breaker open")
+	waitUntil(t, 10*time.Second, func() bool { return b.endpoints.Health(sub.ID).Breaker == endpoint.BreakerOpen }, "breaker open")
 	time.Sleep(4 * cooldown) // let the breaker run through several cool-downs (what is measured is the gaps)
 	mu.Lock()
 	opened := times[2]
@@ -248,7 +250,7 @@ func TestBreakerHoldsJobsBackAndProbes(t *testing.T) {
 	mu.Lock()
 	require.Equal(t, len(times), attempts, "every attempt is a request: holding back counted none")
 	mu.Unlock()
-	require.Equal(t, delivery.BreakerClosed, b.endpoints.Health(sub.ID).Breaker)
+	require.Equal(t, endpoint.BreakerClosed, b.endpoints.Health(sub.ID).Breaker)
 }
 
 // A 410 Gone disables the subscription at once and announces it; later
@@ -271,7 +273,7 @@ func TestGoneDisablesHoldsAndReenables(t *testing.T) {
 	first := b.deliver(t, sub, "task.completed", `{"n":0}`, "g-0")
 	require.Equal(t, "1", rcv.next(t, 10*time.Second).header.Get("X-Webhook-Attempt"))
 	d := b.waitDelivery(t, first, delivery.StatusPaused)
-	require.Contains(t, d.Reason, delivery.DisabledGone)
+	require.Contains(t, d.Reason, endpoint.DisabledGone)
 	require.Len(t, d.Attempts, 1)
 	waitUntil(t, 10*time.Second, func() bool { s, _ := b.subs.Get(sub.ID); return !s.Active }, "subscription disabled")
 
@@ -279,7 +281,7 @@ func TestGoneDisablesHoldsAndReenables(t *testing.T) {
 	require.Equal(t, dispatcher.EventSubscriptionDisabled, note.event["event"])
 	data := note.event["data"].(map[string]any)
 	require.Equal(t, sub.ID, data["subscription_id"])
-	require.Equal(t, delivery.DisabledGone, data["reason"])
+	require.Equal(t, endpoint.DisabledGone, data["reason"])
 	require.NotContains(t, fmt.Sprint(data), rcv.URL, "only the host, never the URL")
 
 	later := make([]string, 3)
@@ -337,7 +339,7 @@ type failingRecorder struct {
 	left atomic.Int64
 }
 
-func (f *failingRecorder) Publish(ctx context.Context, rec delivery.Record, keep *delivery.Job) (bool, error) {
+func (f *failingRecorder) Publish(ctx context.Context, rec history.Record, keep *delivery.Job) (bool, error) {
 	if rec.Attempt != nil && f.left.Add(-1) >= 0 {
 		return false, fmt.Errorf("audit stream unavailable (test)")
 	}
@@ -393,9 +395,9 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	// but this test does not measure.
 	gap := 4 * time.Second
 	policy := delivery.Schedule(gap, gap, gap, gap)
-	health := delivery.HealthConfig{MaxInFlight: deliveries}
+	health := endpoint.Config{MaxInFlight: deliveries}
 	a := setup(t, options{policy: policy, workers: 32, health: health})
-	done, pastSub := history(t, a, past)
+	done, pastSub := buildHistory(t, a, past)
 	var mu sync.Mutex
 	seen := map[string][]string{}
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -457,7 +459,7 @@ func TestTakeoverContinuesAttemptsWithAnEmptyIndex(t *testing.T) {
 	}, "B's first attempt")
 	firstAttempt := time.Since(started)
 	for _, id := range ids {
-		var d delivery.Delivery
+		var d history.Delivery
 		waitUntil(t, time.Minute, func() bool {
 			var err error
 			d, err = b.store.Get(id)
@@ -572,9 +574,9 @@ func TestOverlongEventIDIsRejected(t *testing.T) {
 	good := b.deliver(t, sub, "task.completed", `{"n":2}`, "good")
 
 	id := delivery.EventIDFromSequence(seq)
-	var ds []delivery.Delivery
+	var ds []history.Delivery
 	waitUntil(t, 10*time.Second, func() bool {
-		ds, _, _ = b.store.List(delivery.Query{EventID: id})
+		ds, _, _ = b.store.List(history.Query{EventID: id})
 		return len(ds) == 1
 	}, "the overlong id recorded as rejected")
 	require.Equal(t, delivery.StatusRejected, ds[0].Status)
@@ -593,7 +595,7 @@ func TestDeadEndpointsBacklogIsDisabledBeforeItStallsOthers(t *testing.T) {
 	b := setup(t, options{
 		workers: 8,
 		prov:    func(p *jetstream.Provisioning) { p.MaxAckPending = 40 },
-		health:  delivery.HealthConfig{BreakerFailures: 2, BreakerCooldown: 2 * time.Second, MaxHeldBack: 10},
+		health:  endpoint.Config{BreakerFailures: 2, BreakerCooldown: 2 * time.Second, MaxHeldBack: 10},
 	})
 	dead := newReceiver(t, always(http.StatusServiceUnavailable))
 	healthy := newReceiver(t, always(http.StatusOK))
@@ -605,7 +607,7 @@ func TestDeadEndpointsBacklogIsDisabledBeforeItStallsOthers(t *testing.T) {
 	}
 	waitUntil(t, 30*time.Second, func() bool {
 		s, _ := b.subs.Get(deadSub.ID)
-		return !s.Active && s.DisabledReason == delivery.DisabledBacklog
+		return !s.Active && s.DisabledReason == endpoint.DisabledBacklog
 	}, "the backlogged subscription disabled")
 	for i := range 50 {
 		b.publish(t, "task.completed", `{}`, fmt.Sprintf("ok-%d", i))
@@ -614,7 +616,7 @@ func TestDeadEndpointsBacklogIsDisabledBeforeItStallsOthers(t *testing.T) {
 		healthy.next(t, 20*time.Second)
 	}
 	waitUntil(t, 30*time.Second, func() bool {
-		ds, _, err := b.store.List(delivery.Query{SubscriptionID: deadSub.ID, Status: delivery.StatusPaused, Limit: 1000})
+		ds, _, err := b.store.List(history.Query{SubscriptionID: deadSub.ID, Status: delivery.StatusPaused, Limit: 1000})
 		require.NoError(t, err)
 		return len(ds) == backlog
 	}, "every dead delivery held, none lost")

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
 )
 
@@ -66,7 +67,7 @@ type dupRecorder struct {
 	once sync.Once
 }
 
-func (d *dupRecorder) Publish(ctx context.Context, rec delivery.Record, keep *delivery.Job) (bool, error) {
+func (d *dupRecorder) Publish(ctx context.Context, rec history.Record, keep *delivery.Job) (bool, error) {
 	dup, err := d.Recorder.Publish(ctx, rec, keep)
 	if err == nil && rec.Attempt != nil {
 		d.once.Do(func() { dup = true })
@@ -82,7 +83,7 @@ type dupAsyncRecorder struct {
 	once  sync.Once
 }
 
-func (d *dupAsyncRecorder) PublishAsync(rec delivery.Record) (natsjs.PubAckFuture, error) {
+func (d *dupAsyncRecorder) PublishAsync(rec history.Record) (natsjs.PubAckFuture, error) {
 	f, err := d.async.PublishAsync(rec)
 	if err != nil || rec.Attempt == nil {
 		return f, err

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -33,7 +34,7 @@ func TestSubscriptionRetryPolicyOverridesTheDefault(t *testing.T) {
 	def := create(defRcv.URL, "")                  // the default: 3 retries
 	seq := b.publish(t, "task.failed", `{}`, "evt-policy")
 
-	failed := func(sub subscriptions.Subscription, attempts int) []delivery.AttemptInfo {
+	failed := func(sub subscriptions.Subscription, attempts int) []history.AttemptInfo {
 		t.Helper()
 		d := b.waitDelivery(t, delivery.JobID("evt-policy", sub.ID, seq), delivery.StatusFailed)
 		require.Len(t, d.Attempts, attempts, "attempts of %s", sub.URL)

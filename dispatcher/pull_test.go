@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/stretchr/testify/require"
 )
 
 // The workers pull no more jobs than they have idle goroutines: a job
@@ -21,7 +21,7 @@ import (
 func TestWorkersPullOnlyWhatTheyCanStart(t *testing.T) {
 	t.Parallel()
 	const workers, jobs = 3, 12
-	b := setup(t, options{workers: workers, health: delivery.HealthConfig{MaxInFlight: jobs}})
+	b := setup(t, options{workers: workers, health: endpoint.Config{MaxInFlight: jobs}})
 	hang := newGate(t)
 	_, err := b.subs.Create(context.Background(), subscriptions.Subscription{
 		URL: hang.URL, Events: []string{"robot.connected"}, Timeout: time.Minute,
@@ -51,7 +51,7 @@ func TestWorkersPullOnlyWhatTheyCanStart(t *testing.T) {
 func TestBusyEndpointsBacklogWaitsInMemory(t *testing.T) {
 	t.Parallel()
 	const events = 300
-	b := setup(t, options{workers: 8, health: delivery.HealthConfig{MaxInFlight: 1}})
+	b := setup(t, options{workers: 8, health: endpoint.Config{MaxInFlight: 1}})
 	r := newReceiver(t, func(int) int {
 		time.Sleep(time.Millisecond) // a receiver that takes a moment
 		return http.StatusOK
@@ -98,7 +98,7 @@ func TestSlowAttemptIsNotRedeliveredMeanwhile(t *testing.T) {
 func TestSlowEndpointsBacklogDoesNotDelayOthers(t *testing.T) {
 	t.Parallel()
 	const backlog, others = 200, 10
-	b := setup(t, options{workers: 8, health: delivery.HealthConfig{MaxInFlight: 1, MaxQueued: 32}})
+	b := setup(t, options{workers: 8, health: endpoint.Config{MaxInFlight: 1, MaxQueued: 32}})
 	var served atomic.Int64
 	slow := newReceiver(t, func(int) int {
 		time.Sleep(20 * time.Millisecond) // 50 requests a second at most

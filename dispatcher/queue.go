@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -26,11 +27,11 @@ var ErrConflict = errors.New("dispatcher: cannot requeue")
 // QueueDeps are the Queue's collaborators.
 type QueueDeps struct {
 	JS    natsjs.JetStream
-	Store *delivery.Store
+	Store *history.Store
 	// Recorder writes the "pending" record of a requeue and applies it at
 	// once, so the answer that follows reads it.
 	Recorder interface {
-		Record(ctx context.Context, rec delivery.Record) error
+		Record(ctx context.Context, rec history.Record) error
 	}
 	Subscriptions interface {
 		Get(id string) (subscriptions.Subscription, bool)
@@ -155,7 +156,7 @@ func (q *Queue) sweepHeld() {
 		if !sub.Active {
 			continue
 		}
-		held, _, err := q.deps.Store.List(delivery.Query{SubscriptionID: sub.ID, Status: delivery.StatusPaused, Limit: 1})
+		held, _, err := q.deps.Store.List(history.Query{SubscriptionID: sub.ID, Status: delivery.StatusPaused, Limit: 1})
 		if err != nil {
 			q.log.Warn().Err(err).Str("subscription_id", sub.ID).Msg("looking for stranded held deliveries failed")
 			continue
@@ -203,7 +204,7 @@ const requeueTimeout = 10 * time.Second
 
 // Requeue sends delivery id again: same delivery id, attempts continuing.
 // After a failure the retry policy starts afresh; a held delivery continues
-// where it stopped. It returns delivery.ErrNotFound for an unknown id and an
+// where it stopped. It returns history.ErrNotFound for an unknown id and an
 // error wrapping ErrConflict when the delivery cannot be sent again.
 func (q *Queue) Requeue(ctx context.Context, id string) error {
 	d, err := q.deps.Store.Get(id)
@@ -217,7 +218,7 @@ func (q *Queue) Requeue(ctx context.Context, id string) error {
 // publishes only once the requeues before it have published, so deliveries
 // are queued again in the order given, while the reads and the record of
 // several requeues overlap.
-func (q *Queue) requeue(ctx context.Context, d delivery.Delivery, t *turn) error {
+func (q *Queue) requeue(ctx context.Context, d history.Delivery, t *turn) error {
 	defer t.release() // on every path: the next requeue must not wait for ever
 	switch {
 	case d.Status == delivery.StatusRejected:
@@ -232,7 +233,7 @@ func (q *Queue) requeue(ctx context.Context, d delivery.Delivery, t *turn) error
 		return fmt.Errorf("%w: subscription %s of delivery %s was deleted", ErrConflict, d.SubscriptionID, d.ID)
 	}
 	seq, err := q.deps.Store.JobSeq(d.ID)
-	if errors.Is(err, delivery.ErrNotFound) {
+	if errors.Is(err, history.ErrNotFound) {
 		return fmt.Errorf("%w: delivery %s has no kept job to send", ErrConflict, d.ID)
 	}
 	if err != nil {
@@ -262,7 +263,7 @@ func (q *Queue) requeue(ctx context.Context, d delivery.Delivery, t *turn) error
 		// written; one written now could outdate the attempt's record.
 		return nil
 	}
-	err = q.deps.Recorder.Record(ctx, delivery.Record{
+	err = q.deps.Recorder.Record(ctx, history.Record{
 		DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: d.SubscriptionID, URL: sub.URL,
 		Status: delivery.StatusPending, Reason: "requeued by an operator", At: now, CreatedAt: d.CreatedAt,
 	})
@@ -311,7 +312,7 @@ func (q *Queue) auditStream(ctx context.Context) (natsjs.Stream, error) {
 
 // Each calls fn for every delivery q selects, oldest first, page by page
 // until the last page: no cap. fn may change the deliveries it is given.
-func (q *Queue) Each(query delivery.Query, fn func(delivery.Delivery) error) error {
+func (q *Queue) Each(query history.Query, fn func(history.Delivery) error) error {
 	query.Limit, query.Cursor, query.OldestFirst = 1000, "", true
 	for {
 		page, next, err := q.deps.Store.List(query)
@@ -363,8 +364,8 @@ const resumeRecheck = recordTimeout + time.Second
 // cancelled (its queued jobs are cancelled by the workers).
 func (q *Queue) CancelHeld(ctx context.Context, subID string) (int, error) {
 	now := q.now().UTC()
-	n, _, err := q.forHeld(ctx, subID, 0, func(ctx context.Context, d delivery.Delivery, _ *turn) error {
-		return q.deps.Recorder.Record(ctx, delivery.Record{
+	n, _, err := q.forHeld(ctx, subID, 0, func(ctx context.Context, d history.Delivery, _ *turn) error {
+		return q.deps.Recorder.Record(ctx, history.Record{
 			DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: subID, URL: d.URL,
 			Status: delivery.StatusCancelled, Reason: "subscription deleted", At: now, CreatedAt: d.CreatedAt,
 		})
@@ -375,12 +376,12 @@ func (q *Queue) CancelHeld(ctx context.Context, subID string) (int, error) {
 // forHeld calls fn for each held delivery of subID (at perSecond when
 // positive) once the index has caught up, and returns how many succeeded
 // and how many there were.
-func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn func(context.Context, delivery.Delivery, *turn) error) (done, held int, err error) {
+func (q *Queue) forHeld(ctx context.Context, subID string, perSecond float64, fn func(context.Context, history.Delivery, *turn) error) (done, held int, err error) {
 	if err := q.catchUp(ctx, subID); err != nil {
 		return 0, 0, err
 	}
 	var mu sync.Mutex
-	err = q.paced(ctx, delivery.Query{SubscriptionID: subID, Status: delivery.StatusPaused}, perSecond, func(ctx context.Context, d delivery.Delivery, t *turn) error {
+	err = q.paced(ctx, history.Query{SubscriptionID: subID, Status: delivery.StatusPaused}, perSecond, func(ctx context.Context, d history.Delivery, t *turn) error {
 		err := fn(ctx, d, t)
 		mu.Lock()
 		defer mu.Unlock()
@@ -430,7 +431,7 @@ func (t *turn) release() {
 // 250/s, one at a time below. Each call gets a turn that orders its publish
 // after the previous call's. The first error fn returns stops it and is
 // returned.
-func (q *Queue) paced(ctx context.Context, query delivery.Query, perSecond float64, fn func(context.Context, delivery.Delivery, *turn) error) error {
+func (q *Queue) paced(ctx context.Context, query history.Query, perSecond float64, fn func(context.Context, history.Delivery, *turn) error) error {
 	parallel := replayParallel
 	var lim *rate.Limiter
 	if perSecond > 0 {
@@ -452,7 +453,7 @@ func (q *Queue) paced(ctx context.Context, query delivery.Query, perSecond float
 	first := make(chan struct{})
 	close(first)
 	var prev <-chan struct{} = first
-	err := q.Each(query, func(d delivery.Delivery) error {
+	err := q.Each(query, func(d history.Delivery) error {
 		if lim != nil {
 			if err := lim.Wait(gctx); err != nil {
 				return err

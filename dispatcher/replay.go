@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 )
 
 // ErrReplayRunning is wrapped by StartReplay's error when another replay of
@@ -45,7 +46,7 @@ type ReplayStatus struct {
 type replay struct {
 	mu    sync.Mutex
 	st    ReplayStatus
-	query delivery.Query
+	query history.Query
 }
 
 func (r *replay) status() ReplayStatus {
@@ -84,7 +85,7 @@ const (
 // the same subscription and range joins the running replay (joined is
 // true); another range answers ErrReplayRunning. Requeues have fixed
 // message ids, so replays on two replicas cannot queue a delivery twice.
-func (q *Queue) StartReplay(ctx context.Context, query delivery.Query, perSecond float64) (st ReplayStatus, joined bool, err error) {
+func (q *Queue) StartReplay(ctx context.Context, query history.Query, perSecond float64) (st ReplayStatus, joined bool, err error) {
 	if perSecond <= 0 || math.IsInf(perSecond, 0) || math.IsNaN(perSecond) {
 		return ReplayStatus{}, false, fmt.Errorf("dispatcher: replay rate %g: want a positive number", perSecond)
 	}
@@ -102,7 +103,7 @@ func (q *Queue) StartReplay(ctx context.Context, query delivery.Query, perSecond
 	}
 
 	planned := 0
-	if err := q.Each(query, func(delivery.Delivery) error { planned++; return nil }); err != nil {
+	if err := q.Each(query, func(history.Delivery) error { planned++; return nil }); err != nil {
 		return ReplayStatus{}, false, fmt.Errorf("plan replay: %w", err)
 	}
 	r := &replay{query: query, st: ReplayStatus{
@@ -148,7 +149,7 @@ func (q *Queue) runningFor(subID string) (ReplayStatus, bool) {
 
 // joinOrRefuse answers a replay asked for while running runs: joined when
 // query asks for the same range, ErrReplayRunning otherwise.
-func joinOrRefuse(running ReplayStatus, query delivery.Query) (ReplayStatus, bool, error) {
+func joinOrRefuse(running ReplayStatus, query history.Query) (ReplayStatus, bool, error) {
 	if running.Since.Equal(query.Since) && running.Until.Equal(query.Until) {
 		return running, true, nil
 	}
@@ -191,7 +192,7 @@ func (q *Queue) runReplay(ctx context.Context, r *replay) {
 	inRow := 0
 	errTooMany := errors.New("too many requeues failed in a row")
 	var lastErr error
-	gerr := q.paced(ctx, r.query, r.status().Rate, func(ctx context.Context, d delivery.Delivery, t *turn) error {
+	gerr := q.paced(ctx, r.query, r.status().Rate, func(ctx context.Context, d history.Delivery, t *turn) error {
 		err := q.requeue(ctx, d, t)
 		mu.Lock()
 		defer mu.Unlock()

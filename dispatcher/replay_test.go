@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -63,8 +64,8 @@ func failedDeliveries(t *testing.T, b *bundle, rcv *countingReceiver, n int) sub
 func countFailed(t *testing.T, b *bundle, subID string) int {
 	t.Helper()
 	n := 0
-	require.NoError(t, b.queue.Each(delivery.Query{SubscriptionID: subID, Status: delivery.StatusFailed},
-		func(delivery.Delivery) error { n++; return nil }))
+	require.NoError(t, b.queue.Each(history.Query{SubscriptionID: subID, Status: delivery.StatusFailed},
+		func(history.Delivery) error { n++; return nil }))
 	return n
 }
 
@@ -93,7 +94,7 @@ func TestReplayRunsInTheBackgroundAndIsJoined(t *testing.T) {
 	rcv.up.Store(true)
 
 	since := time.Now().Add(-time.Hour)
-	query := delivery.Query{SubscriptionID: sub.ID, Since: since}
+	query := history.Query{SubscriptionID: sub.ID, Since: since}
 	reqCtx, endRequest := context.WithCancel(context.Background())
 	st, joined, err := b.queue.StartReplay(reqCtx, query, 30) // two seconds' work
 	endRequest()
@@ -106,7 +107,7 @@ func TestReplayRunsInTheBackgroundAndIsJoined(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, joined, "the same replay asked for again")
 	require.Equal(t, st.ID, again.ID)
-	_, _, err = b.queue.StartReplay(context.Background(), delivery.Query{SubscriptionID: sub.ID, Since: since.Add(time.Minute)}, 30)
+	_, _, err = b.queue.StartReplay(context.Background(), history.Query{SubscriptionID: sub.ID, Since: since.Add(time.Minute)}, 30)
 	require.ErrorIs(t, err, dispatcher.ErrReplayRunning)
 	require.ErrorIs(t, err, dispatcher.ErrConflict)
 
@@ -141,7 +142,7 @@ func TestReplayStopsAtShutdownAndTheNextSendsTheRest(t *testing.T) {
 	sub := failedDeliveries(t, a, rcv, n)
 	rcv.up.Store(true)
 
-	query := delivery.Query{SubscriptionID: sub.ID, Since: time.Now().Add(-time.Hour)}
+	query := history.Query{SubscriptionID: sub.ID, Since: time.Now().Add(-time.Hour)}
 	st, _, err := a.queue.StartReplay(context.Background(), query, 50)
 	require.NoError(t, err)
 	waitUntil(t, 30*time.Second, func() bool { s, _ := a.queue.Replay(st.ID); return s.Sent >= 20 }, "20 sent")
@@ -197,7 +198,7 @@ func TestHeldDeliveriesOfAnActiveSubscriptionAreNotStranded(t *testing.T) {
 	require.Len(t, got, held)
 	waitUntil(t, 10*time.Second, func() bool { return b.workersIdle(t) }, "queue empty")
 	waitUntil(t, 10*time.Second, func() bool {
-		ds, _, err := b.store.List(delivery.Query{SubscriptionID: sub.ID, Status: delivery.StatusPaused})
+		ds, _, err := b.store.List(history.Query{SubscriptionID: sub.ID, Status: delivery.StatusPaused})
 		require.NoError(t, err)
 		return len(ds) == 0
 	}, "nothing left held")
@@ -216,10 +217,10 @@ func TestReplayQueuesOldestFirst(t *testing.T) {
 	_, err := b.subs.Update(context.Background(), sub.ID, func(s *subscriptions.Subscription) error { s.URL = rcv.URL; return nil })
 	require.NoError(t, err)
 	var want []string
-	require.NoError(t, b.queue.Each(delivery.Query{SubscriptionID: sub.ID, Status: delivery.StatusFailed},
-		func(d delivery.Delivery) error { want = append(want, d.ID); return nil }))
+	require.NoError(t, b.queue.Each(history.Query{SubscriptionID: sub.ID, Status: delivery.StatusFailed},
+		func(d history.Delivery) error { want = append(want, d.ID); return nil }))
 
-	st, _, err := b.queue.StartReplay(context.Background(), delivery.Query{SubscriptionID: sub.ID, Since: time.Now().Add(-time.Hour)}, 1000)
+	st, _, err := b.queue.StartReplay(context.Background(), history.Query{SubscriptionID: sub.ID, Since: time.Now().Add(-time.Hour)}, 1000)
 	require.NoError(t, err)
 	require.Empty(t, waitReplay(t, b.queue, st.ID).Err)
 	var got []string

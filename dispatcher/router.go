@@ -11,6 +11,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -107,7 +108,7 @@ func permanent(err error) bool {
 // reject records the event as rejected with reason and acks it. If the
 // record cannot be written the event is nak'ed, never acked.
 func (d *Dispatcher) reject(ctx context.Context, m natsjs.Msg, ev delivery.Event, reason string) {
-	rec := delivery.Record{
+	rec := history.Record{
 		DeliveryID: delivery.JobID(ev.ID, "", ev.Seq), EventID: ev.ID, Event: ev.Type,
 		Status: delivery.StatusRejected, Reason: reason, At: d.now().UTC(), CreatedAt: ev.Timestamp,
 	}

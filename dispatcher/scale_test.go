@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -78,10 +79,10 @@ func publishMany(t *testing.T, b *bundle, eventType, prefix string, n int) {
 	}
 }
 
-// history delivers n events successfully through b, so the AUDIT stream
+// buildHistory delivers n events successfully through b, so the AUDIT stream
 // holds a history of n deliveries; it returns the receiver, which counts
 // what it is sent later, and the subscription.
-func history(t *testing.T, b *bundle, n int) (*okCounter, string) {
+func buildHistory(t *testing.T, b *bundle, n int) (*okCounter, string) {
 	t.Helper()
 	start := time.Now()
 	rcv := newOKCounter(t)
@@ -101,12 +102,12 @@ func indexedHistory(t *testing.T, b *bundle, subID string, n int) int {
 	t.Helper()
 	last := fmt.Sprintf("hist-%d", n-1)
 	waitUntil(t, 2*time.Minute, func() bool {
-		ds, _, err := b.store.List(delivery.Query{EventID: last})
+		ds, _, err := b.store.List(history.Query{EventID: last})
 		require.NoError(t, err)
 		return len(ds) == 1 && ds[0].Status == delivery.StatusSucceeded
 	}, "the history indexed")
 	count := 0
-	require.NoError(t, b.queue.Each(delivery.Query{SubscriptionID: subID, Status: delivery.StatusSucceeded},
-		func(delivery.Delivery) error { count++; return nil }))
+	require.NoError(t, b.queue.Each(history.Query{SubscriptionID: subID, Status: delivery.StatusSucceeded},
+		func(history.Delivery) error { count++; return nil }))
 	return count
 }

@@ -9,7 +9,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
 )
 
@@ -23,7 +23,7 @@ type failingAsyncRecorder struct {
 	used  atomic.Int64
 }
 
-func (f *failingAsyncRecorder) PublishAsync(rec delivery.Record) (natsjs.PubAckFuture, error) {
+func (f *failingAsyncRecorder) PublishAsync(rec history.Record) (natsjs.PubAckFuture, error) {
 	f.used.Add(1)
 	if rec.Attempt != nil && f.left.Add(-1) >= 0 {
 		return failedFuture{}, nil

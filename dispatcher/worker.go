@@ -13,6 +13,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -45,9 +47,9 @@ const (
 // in settle, which applies it in a fixed order: record, queue the next
 // attempt, settle the message, log.
 type settlement struct {
-	rec   *delivery.Record // recorded first; nil records nothing
-	keep  *delivery.Job    // kept beside the record, for a later requeue
-	next  *delivery.Job    // the next attempt, queued after the record
+	rec   *history.Record // recorded first; nil records nothing
+	keep  *delivery.Job   // kept beside the record, for a later requeue
+	next  *delivery.Job   // the next attempt, queued after the record
 	act   action
 	delay time.Duration // with nak
 	why   string        // with term: the reason JetStream keeps
@@ -79,7 +81,7 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 
 // decide runs the job's attempt if it may run now, and returns how the job
 // is settled, and the job that waited for the slot the attempt freed.
-func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, log zerolog.Logger) (settlement, delivery.Handoff) {
+func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, log zerolog.Logger) (settlement, endpoint.Handoff) {
 	if wait := job.NotBefore.Sub(d.now()); wait > 0 {
 		return settlement{act: nak, delay: wait}, nil // a retry, published ahead of its time
 	}
@@ -91,13 +93,13 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 	if md, err := m.Metadata(); err == nil {
 		tries = md.NumDelivered
 	}
-	slot, wait, queued := d.deps.Endpoints.Acquire(endpoint(sub), tries, &delivery.Queued{
+	slot, wait, queued := d.deps.Endpoints.Acquire(endpointOf(sub), tries, &endpoint.Queued{
 		// Within a third of the AckWait that runs since the job was pulled,
 		// so no InProgress need keep it: a fast endpoint's backlog waits
 		// here instead of going back to JetStream and forth.
 		MaxWait: d.cfg.AckWait / 3,
 		Bytes:   len(m.Data()),
-		Run: func(slot *delivery.Slot) delivery.Handoff {
+		Run: func(slot *endpoint.Slot) endpoint.Handoff {
 			return d.runQueued(ctx, m, job, pulled, slot, log)
 		},
 		Expire: func(wait time.Duration) {
@@ -111,8 +113,8 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 	case slot == nil && d.deps.Endpoints.Backlogged(sub.ID):
 		// Its held-back jobs would fill the consumer's shared pending
 		// limit: disable it, so they leave the queue (held, kept).
-		d.disable(ctx, sub, delivery.DisabledBacklog, delivery.Result{}, log)
-		sub.Active, sub.DisabledReason = false, delivery.DisabledBacklog
+		d.disable(ctx, sub, endpoint.DisabledBacklog, delivery.Result{}, log)
+		sub.Active, sub.DisabledReason = false, endpoint.DisabledBacklog
 		d.held.Add(1)
 		return d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job), nil
 	case slot == nil:
@@ -124,7 +126,7 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 
 // runQueued runs a job that waited in memory, with the slot handed to it,
 // settles it and returns the next job that waited.
-func (d *Dispatcher) runQueued(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, slot *delivery.Slot, log zerolog.Logger) delivery.Handoff {
+func (d *Dispatcher) runQueued(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, slot *endpoint.Slot, log zerolog.Logger) endpoint.Handoff {
 	if time.Since(pulled) > d.cfg.AckWait/6 {
 		// It waited a while, and the settling before the handoff may have
 		// taken more: keep it ours before anything else.
@@ -132,7 +134,7 @@ func (d *Dispatcher) runQueued(ctx context.Context, m natsjs.Msg, job delivery.J
 		pulled = time.Now()
 	}
 	sub, s, ok := d.admissible(ctx, job) // the subscription may have changed meanwhile
-	var next delivery.Handoff
+	var next endpoint.Handoff
 	if ok {
 		s, next = d.run(ctx, m, job, pulled, sub, slot, log)
 	} else {
@@ -156,9 +158,9 @@ func (d *Dispatcher) admissible(ctx context.Context, job delivery.Job) (subscrip
 	case !sub.Active:
 		d.held.Add(1)
 		return sub, d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job), false
-	case d.deps.Endpoints.Gone(endpoint(sub)):
+	case d.deps.Endpoints.Gone(endpointOf(sub)):
 		// Answered 410 a moment ago; the disabling is on its way.
-		sub.DisabledReason = delivery.DisabledGone
+		sub.DisabledReason = endpoint.DisabledGone
 		d.held.Add(1)
 		return sub, d.verdict(job, sub, delivery.StatusPaused, holdReason(sub), &job), false
 	}
@@ -167,7 +169,7 @@ func (d *Dispatcher) admissible(ctx context.Context, job delivery.Job) (subscrip
 
 // run makes the attempt in slot and returns its settlement, and the job
 // that waited for the slot.
-func (d *Dispatcher) run(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, sub subscriptions.Subscription, slot *delivery.Slot, log zerolog.Logger) (settlement, delivery.Handoff) {
+func (d *Dispatcher) run(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, sub subscriptions.Subscription, slot *endpoint.Slot, log zerolog.Logger) (settlement, endpoint.Handoff) {
 	res := d.attempt(ctx, m, job, pulled, sub)
 	// net/http reports the cancellation's cause, not context.Canceled, so
 	// any failure after the stop cancelled the work is a cut-off attempt.
@@ -199,7 +201,7 @@ func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, r
 		dec = delivery.Decision{Status: delivery.StatusPaused}
 	}
 	rec := d.record(job, sub, dec.Status, res.Reason)
-	rec.Attempt = res.Info(job.Attempt, job.Base+policy.MaxAttempts(), sub.URL)
+	rec.Attempt = history.NewAttemptInfo(res, job.Attempt, job.Base+policy.MaxAttempts(), sub.URL)
 	rec.Attempt.NextRetryMS = dec.After.Milliseconds()
 	s := settlement{rec: &rec, msg: "delivery.attempted", level: zerolog.InfoLevel, took: res.Duration,
 		log: func(e *zerolog.Event) *zerolog.Event {
@@ -235,8 +237,8 @@ func (d *Dispatcher) verdict(job delivery.Job, sub subscriptions.Subscription, s
 		}}
 }
 
-func (d *Dispatcher) record(job delivery.Job, sub subscriptions.Subscription, status delivery.Status, reason string) delivery.Record {
-	return delivery.Record{
+func (d *Dispatcher) record(job delivery.Job, sub subscriptions.Subscription, status delivery.Status, reason string) history.Record {
+	return history.Record{
 		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID,
 		URL: sub.URL, Status: status, Reason: reason, At: d.now().UTC(), CreatedAt: job.CreatedAt,
 	}
@@ -361,9 +363,9 @@ func (d *Dispatcher) subscription(ctx context.Context, id string) (subscriptions
 	return d.deps.Subscriptions.Fetch(ctx, id)
 }
 
-// endpoint describes sub's endpoint to the health tracker.
-func endpoint(sub subscriptions.Subscription) delivery.Endpoint {
-	return delivery.Endpoint{SubscriptionID: sub.ID, URL: sub.URL, MaxInFlight: sub.MaxInFlight, FailingSince: sub.FailingSince, Updated: sub.UpdatedAt}
+// endpointOf describes sub's endpoint to the health tracker.
+func endpointOf(sub subscriptions.Subscription) endpoint.Endpoint {
+	return endpoint.Endpoint{SubscriptionID: sub.ID, URL: sub.URL, MaxInFlight: sub.MaxInFlight, FailingSince: sub.FailingSince, Updated: sub.UpdatedAt}
 }
 
 // holdReason says why an inactive subscription's job is held.
@@ -429,7 +431,7 @@ func (d *Dispatcher) disable(ctx context.Context, sub subscriptions.Subscription
 // announceExhausted publishes webhook.delivery_exhausted for a delivery
 // that failed its last attempt, unless it was itself an operational event:
 // a receiver of those that fails must not feed itself a new one each time.
-func (d *Dispatcher) announceExhausted(ctx context.Context, job delivery.Job, rec delivery.Record) {
+func (d *Dispatcher) announceExhausted(ctx context.Context, job delivery.Job, rec history.Record) {
 	if strings.HasPrefix(job.Event, "webhook.") {
 		return
 	}

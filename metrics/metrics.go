@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -41,7 +42,7 @@ type Subscriptions interface {
 type Deps struct {
 	JS            natsjs.JetStream
 	Subscriptions Subscriptions
-	Endpoints     *delivery.Endpoints
+	Endpoints     *endpoint.Endpoints
 }
 
 var _ dispatcher.Observer = (*Metrics)(nil)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/jetstream/jstest"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -69,7 +70,7 @@ func TestOutcome(t *testing.T) {
 
 type bundle struct {
 	m    *Metrics
-	eps  *delivery.Endpoints
+	eps  *endpoint.Endpoints
 	subs *list
 }
 
@@ -86,7 +87,7 @@ func (l *list) List() []subscriptions.Subscription {
 
 func setup(t *testing.T, deps Deps) *bundle {
 	t.Helper()
-	b := &bundle{eps: delivery.NewEndpoints(delivery.HealthConfig{BreakerFailures: 2, BreakerCooldown: time.Hour}, zerolog.Nop()), subs: &list{}}
+	b := &bundle{eps: endpoint.NewEndpoints(endpoint.Config{BreakerFailures: 2, BreakerCooldown: time.Hour}, zerolog.Nop()), subs: &list{}}
 	if deps.Subscriptions == nil {
 		deps.Subscriptions = b.subs
 	}
@@ -174,7 +175,7 @@ func TestHooksCount(t *testing.T) {
 	require.Zero(t, other.gather(t)[`webhookd_events_total{event_type="task.completed",result="routed"}`])
 }
 
-// The breaker gauge follows delivery.Endpoints; a deleted subscription's
+// The breaker gauge follows endpoint.Endpoints; a deleted subscription's
 // series go at the next scrape, while one the mirror has not listed yet
 // (created on another replica a moment ago) stays for pruneGrace.
 func TestBreakerAndDeletedSubscriptions(t *testing.T) {
@@ -184,7 +185,7 @@ func TestBreakerAndDeletedSubscriptions(t *testing.T) {
 	b.m.now = func() time.Time { return now }
 	b.subs.ids = []string{"sub-a", "sub-b"}
 	for range 2 { // BreakerFailures 2: open
-		slot, _, _ := b.eps.Acquire(delivery.Endpoint{SubscriptionID: "sub-b", URL: "http://x"}, 1, nil)
+		slot, _, _ := b.eps.Acquire(endpoint.Endpoint{SubscriptionID: "sub-b", URL: "http://x"}, 1, nil)
 		require.NotNil(t, slot)
 		slot.Done(delivery.Result{Outcome: delivery.OutcomeFailed, Reason: "http_503", StatusCode: 503})
 	}

@@ -10,7 +10,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -96,9 +96,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 // breakerValue maps a breaker state onto the gauge's value.
 func breakerValue(state string) float64 {
 	switch state {
-	case delivery.BreakerOpen:
+	case endpoint.BreakerOpen:
 		return 2
-	case delivery.BreakerHalfOpen:
+	case endpoint.BreakerHalfOpen:
 		return 1
 	}
 	return 0

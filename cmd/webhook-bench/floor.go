@@ -17,6 +17,7 @@ import (
 
 	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -28,7 +29,7 @@ import (
 // subscription in DELIVERIES, the event acked once its jobs are stored;
 // each job attempted by delivery.Deliverer (envelope, both signatures, the
 // outbound guard); its attempt record published to AUDIT and confirmed
-// before the job is acked; every record indexed by delivery.Indexer into a
+// before the job is acked; every record indexed by history.Indexer into a
 // bbolt file. Its streams, consumers and NATS file-store sync are
 // webhookd's defaults. What it leaves out is webhookd's orchestration: the
 // subscription store and mirror, endpoint health and isolation, retries
@@ -42,7 +43,7 @@ import (
 type floor struct {
 	nc        *nats.Conn
 	db        *bolt.DB
-	store     *delivery.Store // the index
+	store     *history.Store // the index
 	deliverer *delivery.Deliverer
 	consume   []func() // stop taking events and jobs
 	cancel    context.CancelFunc
@@ -80,7 +81,7 @@ func startFloor(ctx context.Context, natsURL, dir string, subs []subscriptions.S
 		return nil, fmt.Errorf("floor: index: %w", err)
 	}
 	f.db = db
-	store, err := delivery.OpenStore(db, zerolog.Nop())
+	store, err := history.OpenStore(db, zerolog.Nop())
 	if err != nil {
 		return nil, fmt.Errorf("floor: index: %w", err)
 	}
@@ -89,11 +90,11 @@ func startFloor(ctx context.Context, natsURL, dir string, subs []subscriptions.S
 		DefaultTimeout: def.DeliveryTimeout, AllowTargets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	})
 	f.deliverer = deliverer
-	recorder := delivery.NewRecorder(js, store, "floor")
+	recorder := history.NewRecorder(js, store, "floor")
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	f.cancel = cancel
-	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: "floor", Retention: def.Retention}, js, store, zerolog.Nop())
+	indexer := history.NewIndexer(history.IndexerConfig{Replica: "floor", Retention: def.Retention}, js, store, zerolog.Nop())
 	f.wg.Go(func() { _ = indexer.Run(runCtx) }) // it returns nil, once runCtx is done
 
 	router, err := js.Consumer(ctx, jetstream.StreamEvents, jetstream.ConsumerRouter)
@@ -225,7 +226,7 @@ func settleFanOuts(ctx context.Context, routed <-chan fanned) {
 // attempt delivers job message m, records the attempt in AUDIT and acks m
 // once the record is stored and the receiver answered 2xx; otherwise it
 // naks m, and its next delivery is recorded as the next attempt.
-func attempt(ctx context.Context, d *delivery.Deliverer, rec *delivery.Recorder, subs map[string]subscriptions.Subscription, m natsjs.Msg) {
+func attempt(ctx context.Context, d *delivery.Deliverer, rec *history.Recorder, subs map[string]subscriptions.Subscription, m natsjs.Msg) {
 	job, err := delivery.DecodeJob(m.Headers(), m.Data())
 	if err != nil {
 		_ = m.Term()
@@ -240,10 +241,10 @@ func attempt(ctx context.Context, d *delivery.Deliverer, rec *delivery.Recorder,
 	if res.Outcome != delivery.OutcomeSucceeded {
 		status = delivery.StatusRetrying
 	}
-	r := delivery.Record{
+	r := history.Record{
 		DeliveryID: job.ID, EventID: job.EventID, Event: job.Event, SubscriptionID: job.SubscriptionID, URL: sub.URL,
 		Status: status, Reason: res.Reason, At: time.Now().UTC(), CreatedAt: job.CreatedAt,
-		Attempt: res.Info(job.Attempt, job.Attempt, sub.URL),
+		Attempt: history.NewAttemptInfo(res, job.Attempt, job.Attempt, sub.URL),
 	}
 	recorded := false
 	if fut, err := rec.PublishAsync(r); err == nil {

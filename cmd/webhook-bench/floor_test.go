@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -79,7 +80,7 @@ func TestFloorRecordsARetriedAttemptAsTheNext(t *testing.T) {
 	require.NoError(t, err)
 
 	id := delivery.JobID(delivery.EventIDFromSequence(ack.Sequence), subs[0].ID, ack.Sequence)
-	var d delivery.Delivery
+	var d history.Delivery
 	require.Eventually(t, func() bool {
 		d, err = f.store.Get(id)
 		return err == nil && d.Status == delivery.StatusSucceeded

@@ -31,6 +31,8 @@ import (
 	"github.com/robotlab/webhookd/admin"
 	"github.com/robotlab/webhookd/config"
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/internal/version"
 	"github.com/robotlab/webhookd/jetstream"
@@ -147,14 +149,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
-	store, err := delivery.OpenStore(db, log)
+	store, err := history.OpenStore(db, log)
 	if err != nil {
 		return err
 	}
-	recorder := delivery.NewRecorder(conn.JS, store, replica)
+	recorder := history.NewRecorder(conn.JS, store, replica)
 	deliverer := delivery.NewDeliverer(delivery.Config{DefaultTimeout: cfg.DeliveryTimeout, AllowTargets: cfg.AllowTargets})
 	defer deliverer.Close()
-	endpoints := delivery.NewEndpoints(delivery.HealthConfig{
+	endpoints := endpoint.NewEndpoints(endpoint.Config{
 		MaxInFlight: cfg.MaxInFlight, BreakerFailures: cfg.BreakerFailures,
 		BreakerCooldown: cfg.BreakerCooldown, DisableAfter: cfg.DisableAfter,
 		// A quarter of the pending limit all subscriptions share.
@@ -176,7 +178,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
-	indexer := delivery.NewIndexer(delivery.IndexerConfig{Replica: replica, Retention: cfg.Retention}, conn.JS, store, log)
+	indexer := history.NewIndexer(history.IndexerConfig{Replica: replica, Retention: cfg.Retention}, conn.JS, store, log)
 	queue := dispatcher.NewQueue(dispatcher.QueueDeps{
 		JS: conn.JS, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer,
 	}, 0, log)

@@ -1,4 +1,4 @@
-package delivery
+package history
 
 import (
 	"bytes"
@@ -13,20 +13,22 @@ import (
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/robotlab/webhookd/delivery"
 )
 
 // Delivery is one event's delivery to one subscription, with every attempt.
 type Delivery struct {
-	ID             string        `json:"id"`
-	EventID        string        `json:"event_id"`
-	Event          string        `json:"event"`
-	SubscriptionID string        `json:"subscription_id"`
-	URL            string        `json:"url"`
-	Status         Status        `json:"status"`
-	Reason         string        `json:"reason,omitempty"`
-	Attempts       []AttemptInfo `json:"attempts"` // oldest first
-	CreatedAt      time.Time     `json:"created_at"`
-	UpdatedAt      time.Time     `json:"updated_at"`
+	ID             string          `json:"id"`
+	EventID        string          `json:"event_id"`
+	Event          string          `json:"event"`
+	SubscriptionID string          `json:"subscription_id"`
+	URL            string          `json:"url"`
+	Status         delivery.Status `json:"status"`
+	Reason         string          `json:"reason,omitempty"`
+	Attempts       []AttemptInfo   `json:"attempts"` // oldest first
+	CreatedAt      time.Time       `json:"created_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
 }
 
 // ErrNotFound is returned for an unknown delivery id.

@@ -1,4 +1,4 @@
-package delivery_test
+package history_test
 
 import (
 	"cmp"
@@ -14,23 +14,24 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 )
 
-func openStore(t *testing.T) *delivery.Store {
+func openStore(t *testing.T) *history.Store {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, db.Close()) })
-	s, err := delivery.OpenStore(db, zerolog.New(zerolog.NewTestWriter(t)))
+	s, err := history.OpenStore(db, zerolog.New(zerolog.NewTestWriter(t)))
 	require.NoError(t, err)
 	return s
 }
 
-func attemptRec(id, sub, event string, n int, status delivery.Status, at time.Time) delivery.Record {
-	return delivery.Record{
+func attemptRec(id, sub, event string, n int, status delivery.Status, at time.Time) history.Record {
+	return history.Record{
 		DeliveryID: id, EventID: event, Event: "task.completed", SubscriptionID: sub, URL: "https://example.com",
 		Status: status, Reason: "http_503", At: at, CreatedAt: at.Add(-time.Duration(n) * time.Second),
-		Attempt: &delivery.AttemptInfo{Attempt: n, MaxAttempts: 4, At: at, StatusCode: 503, Outcome: delivery.OutcomeFailed, Reason: "http_503"},
+		Attempt: &history.AttemptInfo{Attempt: n, MaxAttempts: 4, At: at, StatusCode: 503, Outcome: delivery.OutcomeFailed, Reason: "http_503"},
 	}
 }
 
@@ -61,24 +62,24 @@ func TestStoreApplyIsIdempotentAndOrderFree(t *testing.T) {
 	require.Equal(t, uint64(77), kept)
 
 	// Only one index entry per delivery: the status index moved with it.
-	failed, _, err := s.List(delivery.Query{Status: delivery.StatusFailed})
+	failed, _, err := s.List(history.Query{Status: delivery.StatusFailed})
 	require.NoError(t, err)
 	require.Len(t, failed, 1)
-	retrying, _, err := s.List(delivery.Query{Status: delivery.StatusRetrying})
+	retrying, _, err := s.List(history.Query{Status: delivery.StatusRetrying})
 	require.NoError(t, err)
 	require.Empty(t, retrying)
 
 	_, err = s.Get("nope")
-	require.ErrorIs(t, err, delivery.ErrNotFound)
+	require.ErrorIs(t, err, history.ErrNotFound)
 	_, err = s.JobSeq("nope")
-	require.ErrorIs(t, err, delivery.ErrNotFound)
+	require.ErrorIs(t, err, history.ErrNotFound)
 }
 
 func TestStoreListUsesIndexesAndPages(t *testing.T) {
 	t.Parallel()
 	s := openStore(t)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var recs []delivery.Record
+	var recs []history.Record
 	for i := range 25 {
 		sub := fmt.Sprintf("s%d", i%3)
 		st := delivery.StatusSucceeded
@@ -93,7 +94,7 @@ func TestStoreListUsesIndexesAndPages(t *testing.T) {
 	var all []string
 	cursor := ""
 	for {
-		page, next, err := s.List(delivery.Query{SubscriptionID: "s1", Limit: 3, Cursor: cursor})
+		page, next, err := s.List(history.Query{SubscriptionID: "s1", Limit: 3, Cursor: cursor})
 		require.NoError(t, err)
 		for _, d := range page {
 			require.Equal(t, "s1", d.SubscriptionID)
@@ -106,20 +107,20 @@ func TestStoreListUsesIndexesAndPages(t *testing.T) {
 	}
 	require.Equal(t, []string{"d22", "d19", "d16", "d13", "d10", "d07", "d04", "d01"}, all, "newest first, every one once")
 
-	byEvent, _, err := s.List(delivery.Query{EventID: "e2"})
+	byEvent, _, err := s.List(history.Query{EventID: "e2"})
 	require.NoError(t, err)
 	require.Len(t, byEvent, 6)
-	both, _, err := s.List(delivery.Query{SubscriptionID: "s0", Status: delivery.StatusFailed})
+	both, _, err := s.List(history.Query{SubscriptionID: "s0", Status: delivery.StatusFailed})
 	require.NoError(t, err)
 	require.Len(t, both, 2) // d00 and d15
 	for _, d := range both {
 		require.Equal(t, "s0", d.SubscriptionID)
 		require.Equal(t, delivery.StatusFailed, d.Status)
 	}
-	since, _, err := s.List(delivery.Query{Since: t0.Add(19 * time.Minute)})
+	since, _, err := s.List(history.Query{Since: t0.Add(19 * time.Minute)})
 	require.NoError(t, err)
 	require.Len(t, since, 5)
-	subSince, _, err := s.List(delivery.Query{SubscriptionID: "s1", Since: t0.Add(9 * time.Minute), Until: t0.Add(19 * time.Minute)})
+	subSince, _, err := s.List(history.Query{SubscriptionID: "s1", Since: t0.Add(9 * time.Minute), Until: t0.Add(19 * time.Minute)})
 	require.NoError(t, err)
 	var ids []string
 	for _, d := range subSince {
@@ -127,8 +128,8 @@ func TestStoreListUsesIndexesAndPages(t *testing.T) {
 	}
 	require.Equal(t, []string{"d19", "d16", "d13", "d10"}, ids, "created in [9m, 19m), newest first")
 
-	_, _, err = s.List(delivery.Query{SubscriptionID: "s1", Cursor: "garbage!"})
-	require.ErrorIs(t, err, delivery.ErrBadCursor)
+	_, _, err = s.List(history.Query{SubscriptionID: "s1", Cursor: "garbage!"})
+	require.ErrorIs(t, err, history.ErrBadCursor)
 }
 
 func TestStoreSweep(t *testing.T) {
@@ -143,12 +144,12 @@ func TestStoreSweep(t *testing.T) {
 	n, err := s.Sweep(t0.Add(4 * time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
-	left, _, err := s.List(delivery.Query{SubscriptionID: "s"})
+	left, _, err := s.List(history.Query{SubscriptionID: "s"})
 	require.NoError(t, err)
 	require.Len(t, left, 6)
 	_, err = s.Get("d3")
-	require.ErrorIs(t, err, delivery.ErrNotFound)
-	byEvent, _, err := s.List(delivery.Query{EventID: "e3"})
+	require.ErrorIs(t, err, history.ErrNotFound)
+	byEvent, _, err := s.List(history.Query{EventID: "e3"})
 	require.NoError(t, err)
 	require.Empty(t, byEvent, "index entries go with the delivery")
 }
@@ -161,7 +162,7 @@ func TestStoreListDecodesOnlyWhatItReturns(t *testing.T) {
 	s := openStore(t)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	types := []string{"task.completed", "task.failed", "robot.connected", "alert.triggered"}
-	var recs []delivery.Record
+	var recs []history.Record
 	for i := range 1200 {
 		st := delivery.StatusSucceeded
 		if i%50 == 7 {
@@ -186,7 +187,7 @@ func TestStoreListDecodesOnlyWhatItReturns(t *testing.T) {
 	}
 	require.NoError(t, s.Apply(recs...))
 
-	ids := func(ds []delivery.Delivery) []string {
+	ids := func(ds []history.Delivery) []string {
 		out := make([]string, len(ds))
 		for i, d := range ds {
 			out[i] = d.ID
@@ -195,26 +196,26 @@ func TestStoreListDecodesOnlyWhatItReturns(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		q    delivery.Query
+		q    history.Query
 		want []string
 		more bool
 		// decoded is how many deliveries the query may decode when some
 		// filter is checked on them (an event id's fan-out); 0: the page.
 		decoded int
 	}{
-		{name: "all, newest first", q: delivery.Query{Limit: 3}, want: []string{"fm", "fa", "fz"}, more: true},
-		{name: "until seeks", q: delivery.Query{Until: t0.Add(100 * time.Minute), Limit: 3}, want: []string{"d0099", "d0098", "d0097"}, more: true},
-		{name: "since and until", q: delivery.Query{Since: t0.Add(10 * time.Minute), Until: t0.Add(13 * time.Minute)}, want: []string{"d0012", "d0011", "d0010"}},
-		{name: "oldest first from since", q: delivery.Query{Since: t0.Add(1197 * time.Minute), Until: t0.Add(1999 * time.Minute), OldestFirst: true}, want: []string{"d1197", "d1198", "d1199"}},
-		{name: "subscription", q: delivery.Query{SubscriptionID: "s1", Limit: 2}, want: []string{"fa", "d1198"}, more: true},
-		{name: "subscription and until", q: delivery.Query{SubscriptionID: "s1", Until: t0.Add(10 * time.Minute), Limit: 2}, want: []string{"d0007", "d0004"}, more: true},
-		{name: "status", q: delivery.Query{Status: delivery.StatusFailed, Limit: 2}, want: []string{"d1157", "d1107"}, more: true},
-		{name: "subscription and status", q: delivery.Query{SubscriptionID: "s0", Status: delivery.StatusFailed, Limit: 2}, want: []string{"d1107", "d0957"}, more: true},
-		{name: "held, oldest first", q: delivery.Query{SubscriptionID: "s2", Status: delivery.StatusPaused, OldestFirst: true}, want: []string{"d0005", "d0008", "d0011"}},
-		{name: "event type", q: delivery.Query{EventType: "task.failed", Limit: 3}, want: []string{"d1197", "d1193", "d1189"}, more: true},
-		{name: "event type and since", q: delivery.Query{EventType: "robot.connected", Since: t0.Add(1190 * time.Minute)}, want: []string{"d1198", "d1194", "d1190"}},
-		{name: "event id, newest first", q: delivery.Query{EventID: "shared"}, want: []string{"fm", "fa", "fz"}},
-		{name: "event id and subscription", q: delivery.Query{EventID: "shared", SubscriptionID: "s1"}, want: []string{"fa"}, decoded: 3},
+		{name: "all, newest first", q: history.Query{Limit: 3}, want: []string{"fm", "fa", "fz"}, more: true},
+		{name: "until seeks", q: history.Query{Until: t0.Add(100 * time.Minute), Limit: 3}, want: []string{"d0099", "d0098", "d0097"}, more: true},
+		{name: "since and until", q: history.Query{Since: t0.Add(10 * time.Minute), Until: t0.Add(13 * time.Minute)}, want: []string{"d0012", "d0011", "d0010"}},
+		{name: "oldest first from since", q: history.Query{Since: t0.Add(1197 * time.Minute), Until: t0.Add(1999 * time.Minute), OldestFirst: true}, want: []string{"d1197", "d1198", "d1199"}},
+		{name: "subscription", q: history.Query{SubscriptionID: "s1", Limit: 2}, want: []string{"fa", "d1198"}, more: true},
+		{name: "subscription and until", q: history.Query{SubscriptionID: "s1", Until: t0.Add(10 * time.Minute), Limit: 2}, want: []string{"d0007", "d0004"}, more: true},
+		{name: "status", q: history.Query{Status: delivery.StatusFailed, Limit: 2}, want: []string{"d1157", "d1107"}, more: true},
+		{name: "subscription and status", q: history.Query{SubscriptionID: "s0", Status: delivery.StatusFailed, Limit: 2}, want: []string{"d1107", "d0957"}, more: true},
+		{name: "held, oldest first", q: history.Query{SubscriptionID: "s2", Status: delivery.StatusPaused, OldestFirst: true}, want: []string{"d0005", "d0008", "d0011"}},
+		{name: "event type", q: history.Query{EventType: "task.failed", Limit: 3}, want: []string{"d1197", "d1193", "d1189"}, more: true},
+		{name: "event type and since", q: history.Query{EventType: "robot.connected", Since: t0.Add(1190 * time.Minute)}, want: []string{"d1198", "d1194", "d1190"}},
+		{name: "event id, newest first", q: history.Query{EventID: "shared"}, want: []string{"fm", "fa", "fz"}},
+		{name: "event id and subscription", q: history.Query{EventID: "shared", SubscriptionID: "s1"}, want: []string{"fa"}, decoded: 3},
 	} {
 		before, beforeKeys := s.Decoded(), s.Visited()
 		page, next, err := s.List(tc.q)
@@ -231,7 +232,7 @@ func TestStoreListDecodesOnlyWhatItReturns(t *testing.T) {
 	// Paging through a subscription's failures reads each once.
 	before := s.Decoded()
 	var got []string
-	q := delivery.Query{SubscriptionID: "s1", Status: delivery.StatusFailed, Limit: 3}
+	q := history.Query{SubscriptionID: "s1", Status: delivery.StatusFailed, Limit: 3}
 	for {
 		page, next, err := s.List(q)
 		require.NoError(t, err)
@@ -255,25 +256,25 @@ func TestStoreListRefusesBadCursors(t *testing.T) {
 	for i := range 5 {
 		require.NoError(t, s.Apply(attemptRec(fmt.Sprintf("d%d", i), "s1", fmt.Sprintf("e%d", i), 1, delivery.StatusSucceeded, t0.Add(time.Duration(i)*time.Minute))))
 	}
-	_, next, err := s.List(delivery.Query{SubscriptionID: "s1", Limit: 2})
+	_, next, err := s.List(history.Query{SubscriptionID: "s1", Limit: 2})
 	require.NoError(t, err)
 	require.NotEmpty(t, next)
 	for _, tc := range []struct {
-		q    delivery.Query
+		q    history.Query
 		want string
 	}{
-		{delivery.Query{SubscriptionID: "s1", Cursor: "garbage!"}, "not a cursor this server issued"},
-		{delivery.Query{SubscriptionID: "s1", Cursor: "AAAA"}, "not a cursor this server issued"},
-		{delivery.Query{SubscriptionID: "s2", Cursor: next}, "issued for other filters"},
-		{delivery.Query{Cursor: next}, "issued for other filters"},
-		{delivery.Query{SubscriptionID: "s1", Cursor: next, OldestFirst: true}, "issued for other filters"},
+		{history.Query{SubscriptionID: "s1", Cursor: "garbage!"}, "not a cursor this server issued"},
+		{history.Query{SubscriptionID: "s1", Cursor: "AAAA"}, "not a cursor this server issued"},
+		{history.Query{SubscriptionID: "s2", Cursor: next}, "issued for other filters"},
+		{history.Query{Cursor: next}, "issued for other filters"},
+		{history.Query{SubscriptionID: "s1", Cursor: next, OldestFirst: true}, "issued for other filters"},
 	} {
 		page, _, err := s.List(tc.q)
-		require.ErrorIs(t, err, delivery.ErrBadCursor, "%+v", tc.q)
+		require.ErrorIs(t, err, history.ErrBadCursor, "%+v", tc.q)
 		require.ErrorContains(t, err, tc.want)
 		require.Nil(t, page)
 	}
-	page, _, err := s.List(delivery.Query{SubscriptionID: "s1", Limit: 2, Cursor: next})
+	page, _, err := s.List(history.Query{SubscriptionID: "s1", Limit: 2, Cursor: next})
 	require.NoError(t, err)
 	require.Len(t, page, 2)
 }
@@ -311,17 +312,17 @@ func TestStoreHealth(t *testing.T) {
 	t.Parallel()
 	s := openStore(t)
 	now := time.Date(2026, 1, 2, 12, 30, 0, 0, time.UTC)
-	ok := func(id string, n int, at time.Time) delivery.Record {
+	ok := func(id string, n int, at time.Time) history.Record {
 		r := attemptRec(id, "s1", "e-"+id, n, delivery.StatusSucceeded, at)
 		r.Attempt.Outcome, r.Attempt.StatusCode, r.Attempt.Reason, r.Replica = delivery.OutcomeSucceeded, 200, "succeeded", "r2"
 		return r
 	}
-	fail := func(id string, n int, at time.Time) delivery.Record {
+	fail := func(id string, n int, at time.Time) history.Record {
 		r := attemptRec(id, "s1", "e-"+id, n, delivery.StatusRetrying, at) // 503
 		r.Replica = "r1"
 		return r
 	}
-	recs := []delivery.Record{
+	recs := []history.Record{
 		ok("old", 1, now.Add(-30*time.Hour)),   // outside both windows
 		ok("a", 1, now.Add(-5*time.Hour)),      // 24 h only
 		fail("b", 1, now.Add(-3*time.Hour)),    // 24 h only
@@ -336,16 +337,16 @@ func TestStoreHealth(t *testing.T) {
 
 	h, err := s.Health(now, "s1", "s2", "none")
 	require.NoError(t, err)
-	require.Equal(t, delivery.Health{
+	require.Equal(t, history.Health{
 		Attempts1h: 4, Succeeded1h: 1, Attempts24h: 6, Succeeded24h: 2,
 		ConsecutiveFailures: 3, LastStatusCode: 503, LastReason: "http_503", LastAttemptAt: now.Add(-time.Minute),
 	}, h["s1"])
 	require.Equal(t, 1, h["s2"].Attempts1h)
-	require.Equal(t, delivery.Health{}, h["none"])
-	rate, known := delivery.SuccessRate(h["s1"].Succeeded1h, h["s1"].Attempts1h)
+	require.Equal(t, history.Health{}, h["none"])
+	rate, known := history.SuccessRate(h["s1"].Succeeded1h, h["s1"].Attempts1h)
 	require.True(t, known)
 	require.InDelta(t, 0.25, rate, 1e-9)
-	_, known = delivery.SuccessRate(0, 0)
+	_, known = history.SuccessRate(0, 0)
 	require.False(t, known)
 
 	// A success resets the run of failures.
@@ -385,7 +386,7 @@ func TestStoreFillsTheAppendingIndexes(t *testing.T) {
 	t.Parallel()
 	s := openStore(t)
 	t0 := time.Now().Add(-time.Hour)
-	recs := make([]delivery.Record, 0, 5000)
+	recs := make([]history.Record, 0, 5000)
 	for i := range cap(recs) {
 		at := t0.Add(time.Duration(i) * time.Millisecond)
 		recs = append(recs, attemptRec(delivery.JobID(strconv.Itoa(i), "s", 1), "s"+strconv.Itoa(i%10), "e"+strconv.Itoa(i), 1, delivery.StatusSucceeded, at))

@@ -1,4 +1,4 @@
-package delivery_test
+package history_test
 
 import (
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 )
 
 // BenchmarkStoreApply times ApplyBatch as the indexer calls it: batches of
@@ -27,7 +28,7 @@ func BenchmarkStoreApply(b *testing.B) {
 func benchmarkApply(b *testing.B, batch int) {
 	s, db := openBenchDB(b)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	recs := make([]delivery.Record, batch)
+	recs := make([]history.Record, batch)
 	b.ReportAllocs()
 	b.ResetTimer()
 	n := 0
@@ -40,12 +41,12 @@ func benchmarkApply(b *testing.B, batch int) {
 				st = delivery.StatusSucceeded
 			}
 			at := t0.Add(time.Duration(n) * time.Millisecond)
-			recs[i] = delivery.Record{
+			recs[i] = history.Record{
 				// Ids as webhookd makes them: random-looking UUIDs.
 				DeliveryID: delivery.JobID(strconv.Itoa(id), "s", 1), EventID: delivery.EventIDFromSequence(uint64(id)), Event: "task.completed",
 				SubscriptionID: fmt.Sprintf("s%02d", id%20), URL: "https://example.com/hook", Status: st, Reason: "http_503",
 				At: at, CreatedAt: t0.Add(time.Duration(id) * time.Millisecond),
-				Attempt: &delivery.AttemptInfo{Attempt: attempt, MaxAttempts: 4, At: at, URL: "https://example.com/hook",
+				Attempt: &history.AttemptInfo{Attempt: attempt, MaxAttempts: 4, At: at, URL: "https://example.com/hook",
 					StatusCode: 503, DurationMS: 12, Outcome: delivery.OutcomeFailed, Reason: "http_503"},
 			}
 			n++
@@ -68,7 +69,7 @@ func dbSize(b *testing.B, db *bolt.DB) int64 {
 	return size
 }
 
-func openBenchDB(b *testing.B) (*delivery.Store, *bolt.DB) {
+func openBenchDB(b *testing.B) (*history.Store, *bolt.DB) {
 	b.Helper()
 	db, err := bolt.Open(filepath.Join(b.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
 	if err != nil {
@@ -76,7 +77,7 @@ func openBenchDB(b *testing.B) (*delivery.Store, *bolt.DB) {
 	}
 	b.Cleanup(func() { _ = db.Close() })
 	db.MaxBatchDelay = time.Microsecond // one caller: do not wait for others to join the batch
-	s, err := delivery.OpenStore(db, zerolog.Nop())
+	s, err := history.OpenStore(db, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func BenchmarkStoreList1M(b *testing.B) {
 	step := 30 * 24 * time.Hour / total
 	types := []string{"robot.connected", "robot.disconnected", "task.created", "task.completed", "task.failed", "alert.triggered", "maintenance.due"}
 	start, cpu0 := time.Now(), cpuTime(b)
-	recs := make([]delivery.Record, 0, 10_000)
+	recs := make([]history.Record, 0, 10_000)
 	for i := range total {
 		st, outcome, code := delivery.StatusSucceeded, delivery.OutcomeSucceeded, 200
 		switch i % 100 {
@@ -104,11 +105,11 @@ func BenchmarkStoreList1M(b *testing.B) {
 			st = delivery.StatusPaused
 		}
 		created := t0.Add(time.Duration(i) * step)
-		recs = append(recs, delivery.Record{
+		recs = append(recs, history.Record{
 			DeliveryID: fmt.Sprintf("%08x-0000-5000-8000-%012d", i, i), EventID: fmt.Sprintf("evt-%d", i/2), Event: types[i%len(types)],
 			SubscriptionID: fmt.Sprintf("sub-%02d", i%50), URL: "https://example.com/hook", Status: st, Reason: string(outcome),
 			At: created.Add(time.Second), CreatedAt: created, Replica: "r1",
-			Attempt: &delivery.AttemptInfo{Attempt: 1, MaxAttempts: 4, At: created, URL: "https://example.com/hook",
+			Attempt: &history.AttemptInfo{Attempt: 1, MaxAttempts: 4, At: created, URL: "https://example.com/hook",
 				StatusCode: code, DurationMS: 12, Outcome: outcome, Reason: string(outcome)},
 		})
 		if len(recs) == cap(recs) || i == total-1 {
@@ -122,18 +123,18 @@ func BenchmarkStoreList1M(b *testing.B) {
 	mid := t0.Add(15 * 24 * time.Hour)
 	for _, bc := range []struct {
 		name string
-		q    delivery.Query
+		q    history.Query
 	}{
-		{"all", delivery.Query{}},
-		{"subscription", delivery.Query{SubscriptionID: "sub-07"}},
-		{"subscription+failed", delivery.Query{SubscriptionID: "sub-17", Status: delivery.StatusFailed}},
-		{"held-oldest-first", delivery.Query{SubscriptionID: "sub-05", Status: delivery.StatusPaused, OldestFirst: true}},
-		{"status-failed", delivery.Query{Status: delivery.StatusFailed}},
-		{"event-type", delivery.Query{EventType: "task.failed"}},
-		{"event-id", delivery.Query{EventID: "evt-250000"}},
-		{"until-mid", delivery.Query{Until: mid}},
-		{"subscription-since-until", delivery.Query{SubscriptionID: "sub-07", Since: mid.Add(-time.Hour), Until: mid}},
-		{"type+subscription", delivery.Query{SubscriptionID: "sub-07", EventType: "task.failed"}},
+		{"all", history.Query{}},
+		{"subscription", history.Query{SubscriptionID: "sub-07"}},
+		{"subscription+failed", history.Query{SubscriptionID: "sub-17", Status: delivery.StatusFailed}},
+		{"held-oldest-first", history.Query{SubscriptionID: "sub-05", Status: delivery.StatusPaused, OldestFirst: true}},
+		{"status-failed", history.Query{Status: delivery.StatusFailed}},
+		{"event-type", history.Query{EventType: "task.failed"}},
+		{"event-id", history.Query{EventID: "evt-250000"}},
+		{"until-mid", history.Query{Until: mid}},
+		{"subscription-since-until", history.Query{SubscriptionID: "sub-07", Since: mid.Add(-time.Hour), Until: mid}},
+		{"type+subscription", history.Query{SubscriptionID: "sub-07", EventType: "task.failed"}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
@@ -150,7 +151,7 @@ func BenchmarkStoreList1M(b *testing.B) {
 		b.Fatal(err)
 	}
 	start, cpu0 = time.Now(), cpuTime(b)
-	if _, err := delivery.OpenStore(db, zerolog.Nop()); err != nil {
+	if _, err := history.OpenStore(db, zerolog.Nop()); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("rebuilt the indexes of %d deliveries in %s (%s of CPU)", total, time.Since(start).Round(time.Millisecond), (cpuTime(b) - cpu0).Round(time.Millisecond))

@@ -1,4 +1,4 @@
-package delivery_test
+package history_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 )
 
 // writeOldStore writes n deliveries the way the first store format did:
@@ -47,10 +48,10 @@ func writeOldStore(t *testing.T, db *bolt.DB, n int, t0 time.Time, ids func(i in
 			if ids != nil {
 				id = ids(i)
 			}
-			d := delivery.Delivery{
+			d := history.Delivery{
 				ID: id, EventID: fmt.Sprintf("e%06d", i), Event: "task.completed",
 				SubscriptionID: fmt.Sprintf("s%d", i%2), URL: "https://example.com", Status: st,
-				Attempts:  []delivery.AttemptInfo{{Attempt: 1, At: created, Outcome: outcome, StatusCode: 200}},
+				Attempts:  []history.AttemptInfo{{Attempt: 1, At: created, Outcome: outcome, StatusCode: 200}},
 				CreatedAt: created, UpdatedAt: created,
 			}
 			v, err := json.Marshal(d)
@@ -91,7 +92,7 @@ func TestOpenStoreUpgradesAnOldStore(t *testing.T) {
 	writeOldStore(t, db, n, t0, nil)
 
 	var logs bytes.Buffer
-	s, err := delivery.OpenStoreChunked(db, zerolog.New(&logs), 1000)
+	s, err := history.OpenStoreChunked(db, zerolog.New(&logs), 1000)
 	require.NoError(t, err)
 	require.Contains(t, logs.String(), `"level":"warn"`)
 	require.Contains(t, logs.String(), "rebuilding the delivery indexes")
@@ -103,7 +104,7 @@ func TestOpenStoreUpgradesAnOldStore(t *testing.T) {
 		}
 		return nil
 	}))
-	count := func(q delivery.Query) int {
+	count := func(q history.Query) int {
 		q.Limit = 1000
 		total := 0
 		for {
@@ -116,13 +117,13 @@ func TestOpenStoreUpgradesAnOldStore(t *testing.T) {
 			q.Cursor = next
 		}
 	}
-	require.Equal(t, n, count(delivery.Query{}))
-	require.Equal(t, n/2, count(delivery.Query{SubscriptionID: "s1"}))
-	require.Equal(t, n/10, count(delivery.Query{Status: delivery.StatusFailed}))
-	require.Equal(t, n/10, count(delivery.Query{SubscriptionID: "s0", Status: delivery.StatusFailed}))
-	require.Zero(t, count(delivery.Query{SubscriptionID: "s1", Status: delivery.StatusFailed}))
-	require.Equal(t, n, count(delivery.Query{EventType: "task.completed"}))
-	page, _, err := s.List(delivery.Query{EventID: fmt.Sprintf("e%06d", n-1)})
+	require.Equal(t, n, count(history.Query{}))
+	require.Equal(t, n/2, count(history.Query{SubscriptionID: "s1"}))
+	require.Equal(t, n/10, count(history.Query{Status: delivery.StatusFailed}))
+	require.Equal(t, n/10, count(history.Query{SubscriptionID: "s0", Status: delivery.StatusFailed}))
+	require.Zero(t, count(history.Query{SubscriptionID: "s1", Status: delivery.StatusFailed}))
+	require.Equal(t, n, count(history.Query{EventType: "task.completed"}))
+	page, _, err := s.List(history.Query{EventID: fmt.Sprintf("e%06d", n-1)})
 	require.NoError(t, err)
 	require.Len(t, page, 1)
 
@@ -138,7 +139,7 @@ func TestOpenStoreUpgradesAnOldStore(t *testing.T) {
 
 	// The next open finds the current format: no rebuild.
 	logs.Reset()
-	_, err = delivery.OpenStore(db, zerolog.New(&logs))
+	_, err = history.OpenStore(db, zerolog.New(&logs))
 	require.NoError(t, err)
 	require.Empty(t, logs.String())
 }
@@ -151,7 +152,7 @@ func TestOpenStoreUpgradesAnEmptyOldStore(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, db.Close()) })
 	writeOldStore(t, db, 0, time.Now(), nil)
 	var logs bytes.Buffer
-	_, err = delivery.OpenStore(db, zerolog.New(&logs))
+	_, err = history.OpenStore(db, zerolog.New(&logs))
 	require.NoError(t, err)
 	require.Empty(t, logs.String())
 	require.NoError(t, db.View(func(tx *bolt.Tx) error {
@@ -170,7 +171,7 @@ func TestOpenStoreRebuildsIndexesWithoutAppendFill(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	writeOldStore(t, db, 20_000, time.Now().Add(-time.Hour), func(i int) string { return delivery.JobID(strconv.Itoa(i), "s", 1) })
-	s, err := delivery.OpenStoreChunked(db, zerolog.Nop(), 2000)
+	s, err := history.OpenStoreChunked(db, zerolog.Nop(), 2000)
 	require.NoError(t, err)
 	fill, err := s.IndexFill()
 	require.NoError(t, err)

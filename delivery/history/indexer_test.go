@@ -1,4 +1,4 @@
-package delivery_test
+package history_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/jetstream/jstest"
 )
@@ -41,7 +42,7 @@ func TestIndexerDropsOnlyTheRecordItCannotStore(t *testing.T) {
 		require.NoError(t, err, id)
 	}
 	_, err := store.Get("huge")
-	require.ErrorIs(t, err, delivery.ErrNotFound)
+	require.ErrorIs(t, err, history.ErrNotFound)
 
 	// The store notes the stream applied through the last one, the refused
 	// one too: after a restart none comes back.
@@ -77,7 +78,7 @@ func TestIndexerHoldsBackWhileTheStoreCannotWrite(t *testing.T) {
 	ns := jstest.RunProvisioned(t)
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
-	store, err := delivery.OpenStore(db, zerolog.Nop())
+	store, err := history.OpenStore(db, zerolog.Nop())
 	require.NoError(t, err)
 
 	publishRecord(t, ns, attemptRec("d1", "s1", "e1", 1, delivery.StatusSucceeded, time.Now()))
@@ -136,9 +137,9 @@ func TestIndexerAnswersWaitersFromWhereItResumes(t *testing.T) {
 	}
 	str, err := ns.JS.Stream(context.Background(), jetstream.StreamAudit)
 	require.NoError(t, err)
-	require.NoError(t, store.SetAuditApplied(delivery.AuditPosition{Stream: str.CachedInfo().Created, Seq: 2}))
+	require.NoError(t, store.SetAuditApplied(history.AuditPosition{Stream: str.CachedInfo().Created, Seq: 2}))
 
-	ix := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
+	ix := history.NewIndexer(history.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
 	waited := make(chan error, 1)
@@ -188,7 +189,7 @@ func TestIndexerStartsOverOnAReplacedStream(t *testing.T) {
 			}
 			wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
 			defer wcancel()
-			var ix *delivery.Indexer
+			var ix *history.Indexer
 			if tc.running {
 				ix = runIndexer(t, ns, store)
 				require.NoError(t, ix.WaitApplied(wctx, 3))
@@ -323,7 +324,7 @@ func TestIndexerRecoversRecordsItNeverReceived(t *testing.T) {
 			publishRecord(t, ns, attemptRec("d2", "s1", "e2", 1, delivery.StatusSucceeded, at))
 			var took []string
 			for m := range stolen.Messages() {
-				var rec delivery.Record
+				var rec history.Record
 				require.NoError(t, json.Unmarshal(m.Data(), &rec))
 				took = append(took, rec.DeliveryID)
 			}
@@ -343,7 +344,7 @@ func TestIndexerRecoversRecordsItNeverReceived(t *testing.T) {
 }
 
 // publishRecord writes rec to AUDIT as a replica's recorder would.
-func publishRecord(t *testing.T, ns *jstest.Server, rec delivery.Record) {
+func publishRecord(t *testing.T, ns *jstest.Server, rec history.Record) {
 	t.Helper()
 	b, err := json.Marshal(rec)
 	require.NoError(t, err)
@@ -353,9 +354,9 @@ func publishRecord(t *testing.T, ns *jstest.Server, rec delivery.Record) {
 
 // indexThrough runs replica r1's indexer into store until it has applied
 // AUDIT through seq, then stops it.
-func indexThrough(t *testing.T, ns *jstest.Server, store *delivery.Store, seq uint64) {
+func indexThrough(t *testing.T, ns *jstest.Server, store *history.Store, seq uint64) {
 	t.Helper()
-	ix := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
+	ix := history.NewIndexer(history.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ix.Run(ctx) }()
@@ -365,7 +366,7 @@ func indexThrough(t *testing.T, ns *jstest.Server, store *delivery.Store, seq ui
 }
 
 // waitApplied waits up to 10 s for ix to have applied AUDIT through seq.
-func waitApplied(t *testing.T, ix *delivery.Indexer, seq uint64) {
+func waitApplied(t *testing.T, ix *history.Indexer, seq uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -373,9 +374,9 @@ func waitApplied(t *testing.T, ix *delivery.Indexer, seq uint64) {
 }
 
 // runIndexer runs replica r1's indexer into store until the test ends.
-func runIndexer(t *testing.T, ns *jstest.Server, store *delivery.Store) *delivery.Indexer {
+func runIndexer(t *testing.T, ns *jstest.Server, store *history.Store) *history.Indexer {
 	t.Helper()
-	ix := delivery.NewIndexer(delivery.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
+	ix := history.NewIndexer(history.IndexerConfig{Replica: "r1", Retention: time.Hour}, ns.JS, store, zerolog.New(zerolog.NewTestWriter(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ix.Run(ctx) }()

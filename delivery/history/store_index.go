@@ -1,4 +1,4 @@
-package delivery
+package history
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/robotlab/webhookd/delivery"
 )
 
 // An index is a bucket of keys
@@ -165,7 +167,7 @@ type Query struct {
 	EventID        string
 	// EventType selects deliveries of one event type ("task.completed").
 	EventType    string
-	Status       Status
+	Status       delivery.Status
 	Since, Until time.Time // creation time range [Since, Until); zero means open
 	Limit        int       // default 50, at most 1000
 	Cursor       string

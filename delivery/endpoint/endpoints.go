@@ -1,17 +1,18 @@
-package delivery
+package endpoint
 
 import (
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/robotlab/webhookd/delivery"
 )
 
-// HealthConfig configures Endpoints.
-type HealthConfig struct {
+// Config configures Endpoints.
+type Config struct {
 	// MaxInFlight is the default cap on attempts in flight per subscription
 	// (default 8); a subscription may set its own.
 	MaxInFlight int
@@ -57,15 +58,15 @@ const (
 const (
 	// DisabledGone: the receiver answered 410 Gone.
 	DisabledGone = "endpoint_gone"
-	// DisabledFailing: no success for HealthConfig.DisableAfter.
+	// DisabledFailing: no success for Config.DisableAfter.
 	DisabledFailing = "failing"
 	// DisabledBacklog: its breaker held back more than
-	// HealthConfig.MaxHeldBack jobs in one cool-down.
+	// Config.MaxHeldBack jobs in one cool-down.
 	DisabledBacklog = "backlog"
 )
 
-// EndpointHealth is a subscription's endpoint as this replica sees it.
-type EndpointHealth struct {
+// Health is a subscription's endpoint as this replica sees it.
+type Health struct {
 	Breaker             string    `json:"breaker"`
 	ConsecutiveFailures int       `json:"consecutive_failures"`
 	InFlight            int       `json:"in_flight"`
@@ -81,7 +82,7 @@ type EndpointHealth struct {
 // sees at most R × its cap attempts at once, and up to R probes per
 // cool-down. It is safe for concurrent use.
 type Endpoints struct {
-	cfg HealthConfig
+	cfg Config
 	log zerolog.Logger
 	now func() time.Time
 
@@ -112,7 +113,7 @@ type endpoint struct {
 }
 
 // NewEndpoints returns an empty tracker.
-func NewEndpoints(cfg HealthConfig, log zerolog.Logger) *Endpoints {
+func NewEndpoints(cfg Config, log zerolog.Logger) *Endpoints {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 8
 	}
@@ -154,13 +155,13 @@ type Endpoint struct {
 // Queued is how a job waits in memory for a slot of a full endpoint: the
 // attempt that frees a slot hands it over (Done and Cancel return the
 // Handoff), so a busy endpoint's slots stay busy without its jobs going
-// back to JetStream and forth. At most HealthConfig.MaxQueued jobs wait per
+// back to JetStream and forth. At most Config.MaxQueued jobs wait per
 // endpoint, and only as many as should get a slot within MaxWait; a job
 // that gets no slot within MaxWait is expired instead.
 type Queued struct {
 	MaxWait time.Duration
 	// Bytes is the size of the job's data, counted against
-	// HealthConfig.MaxQueuedBytes while it waits.
+	// Config.MaxQueuedBytes while it waits.
 	Bytes int
 	// Run makes the job's attempt with the slot handed over and returns
 	// what its own release hands over in turn.
@@ -213,7 +214,7 @@ func (e *Endpoints) Acquire(ep Endpoint, tries uint64, q *Queued) (slot *Slot, w
 			return nil, s.openUntil.Sub(now) + e.jitter(e.cfg.BreakerCooldown/10), false
 		}
 		s.state = BreakerHalfOpen
-		e.log.Info().Str("subscription_id", ep.SubscriptionID).Str("host", Host(ep.URL)).Msg("circuit breaker half-open: probing")
+		e.log.Info().Str("subscription_id", ep.SubscriptionID).Str("host", delivery.Host(ep.URL)).Msg("circuit breaker half-open: probing")
 		fallthrough
 	case BreakerHalfOpen:
 		if s.probing {
@@ -450,7 +451,7 @@ func (e *Endpoints) expireAll(st *endpoint, gone []*waiter) {
 // the breaker and ends a run of failures; a run of BreakerFailures failures
 // (or a failed probe) opens it for the cool-down. The Handoff runs the job
 // that waited for the slot, if any: call it once the attempt is settled.
-func (s *Slot) Done(res Result) (Verdict, Handoff) {
+func (s *Slot) Done(res delivery.Result) (Verdict, Handoff) {
 	e := s.e
 	e.mu.Lock()
 	v, st := s.done(res)
@@ -463,15 +464,15 @@ func (s *Slot) Done(res Result) (Verdict, Handoff) {
 	return v, h
 }
 
-func (s *Slot) done(res Result) (Verdict, *endpoint) {
+func (s *Slot) done(res delivery.Result) (Verdict, *endpoint) {
 	e := s.e
 	now := e.now()
 	st := e.get(s.ep)
 	s.release(st, now)
 	st.lastStatus, st.lastReason = res.StatusCode, res.Reason
-	log := e.log.With().Str("subscription_id", s.ep.SubscriptionID).Str("host", Host(s.ep.URL)).Logger()
+	log := e.log.With().Str("subscription_id", s.ep.SubscriptionID).Str("host", delivery.Host(s.ep.URL)).Logger()
 	var v Verdict
-	if res.Outcome == OutcomeSucceeded {
+	if res.Outcome == delivery.OutcomeSucceeded {
 		if st.state != BreakerClosed {
 			log.Info().Int("consecutive_failures", st.failures).Msg("circuit breaker closed")
 		}
@@ -510,14 +511,14 @@ func (s *Slot) done(res Result) (Verdict, *endpoint) {
 // countsForBreaker reports whether a failure says the endpoint is down or
 // overloaded (timeouts, refused or broken connections, TLS and DNS errors,
 // 5xx, 408, 429) rather than that it refused this one request.
-func countsForBreaker(res Result) bool {
+func countsForBreaker(res delivery.Result) bool {
 	switch {
 	case res.StatusCode >= 500, res.StatusCode == http.StatusRequestTimeout, res.StatusCode == http.StatusTooManyRequests:
 		return true
 	case res.StatusCode != 0:
 		return false
 	}
-	return res.Reason != ReasonBlockedTarget && res.Reason != ReasonBadRequest && res.Reason != ReasonCancelled
+	return res.Reason != delivery.ReasonBlockedTarget && res.Reason != delivery.ReasonBadRequest && res.Reason != delivery.ReasonCancelled
 }
 
 // Gone reports whether ep's endpoint answered 410 Gone since the
@@ -549,14 +550,14 @@ func (e *Endpoints) Backlogged(subID string) bool {
 
 // All returns the endpoints this replica tracks: those with attempts in
 // flight or failing. An endpoint missing from it is healthy.
-func (e *Endpoints) All() map[string]EndpointHealth {
+func (e *Endpoints) All() map[string]Health {
 	e.mu.Lock()
 	ids := make([]string, 0, len(e.eps))
 	for id := range e.eps {
 		ids = append(ids, id)
 	}
 	e.mu.Unlock()
-	out := make(map[string]EndpointHealth, len(ids))
+	out := make(map[string]Health, len(ids))
 	for _, id := range ids {
 		out[id] = e.Health(id)
 	}
@@ -564,14 +565,14 @@ func (e *Endpoints) All() map[string]EndpointHealth {
 }
 
 // Health returns what this replica knows of a subscription's endpoint.
-func (e *Endpoints) Health(subID string) EndpointHealth {
+func (e *Endpoints) Health(subID string) Health {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.eps[subID]
 	if st == nil {
-		return EndpointHealth{Breaker: BreakerClosed}
+		return Health{Breaker: BreakerClosed}
 	}
-	h := EndpointHealth{
+	h := Health{
 		Breaker: st.state, ConsecutiveFailures: st.failures, InFlight: st.inFlight,
 		LastStatusCode: st.lastStatus, LastReason: st.lastReason, FailingSince: st.failingSince,
 	}
@@ -579,19 +580,4 @@ func (e *Endpoints) Health(subID string) EndpointHealth {
 		h.OpenUntil = st.openUntil
 	}
 	return h
-}
-
-// Host returns the host of a URL for logs: never the path or query, which
-// may carry tokens.
-func Host(u string) string {
-	if _, rest, ok := strings.Cut(u, "://"); ok {
-		u = rest
-	}
-	if i := strings.IndexAny(u, "/?#"); i >= 0 {
-		u = u[:i]
-	}
-	if i := strings.LastIndex(u, "@"); i >= 0 {
-		u = u[i+1:]
-	}
-	return u
 }

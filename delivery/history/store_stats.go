@@ -1,4 +1,4 @@
-package delivery
+package history
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/robotlab/webhookd/delivery"
 )
 
 // bucketStats holds per-subscription attempt counters, updated by Apply as
@@ -71,7 +73,7 @@ func countAttempt(tx *bolt.Tx, subID string, a AttemptInfo) error {
 		return err
 	}
 	b := tx.Bucket(bucketStats)
-	ok := a.Outcome == OutcomeSucceeded
+	ok := a.Outcome == delivery.OutcomeSucceeded
 	for _, k := range [][]byte{statKey(p, statMinute, minuteOf(a.At)), statKey(p, statHour, hourOf(a.At))} {
 		var v [8]byte
 		copy(v[:], b.Get(k))

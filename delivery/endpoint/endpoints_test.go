@@ -1,4 +1,4 @@
-package delivery
+package endpoint
 
 import (
 	"testing"
@@ -6,6 +6,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/robotlab/webhookd/delivery"
 )
 
 // clock is a settable time source.
@@ -13,11 +15,11 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
-func failed(code int, reason string) Result {
-	return Result{Outcome: OutcomeFailed, StatusCode: code, Reason: reason}
+func failed(code int, reason string) delivery.Result {
+	return delivery.Result{Outcome: delivery.OutcomeFailed, StatusCode: code, Reason: reason}
 }
 
-var ok = Result{Outcome: OutcomeSucceeded, StatusCode: 200, Reason: ReasonSucceeded}
+var ok = delivery.Result{Outcome: delivery.OutcomeSucceeded, StatusCode: 200, Reason: delivery.ReasonSucceeded}
 
 // acquire asks for a slot without queueing.
 func acquire(e *Endpoints, ep Endpoint, tries uint64) (*Slot, time.Duration) {
@@ -26,12 +28,12 @@ func acquire(e *Endpoints, ep Endpoint, tries uint64) (*Slot, time.Duration) {
 }
 
 // verdict releases s with r and returns the verdict.
-func verdict(s *Slot, r Result) Verdict {
+func verdict(s *Slot, r delivery.Result) Verdict {
 	v, _ := s.Done(r)
 	return v
 }
 
-func newTestEndpoints(t *testing.T, cfg HealthConfig) (*Endpoints, *clock) {
+func newTestEndpoints(t *testing.T, cfg Config) (*Endpoints, *clock) {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
 	e := NewEndpoints(cfg, zerolog.New(zerolog.NewTestWriter(t)))
@@ -41,7 +43,7 @@ func newTestEndpoints(t *testing.T, cfg HealthConfig) (*Endpoints, *clock) {
 
 func TestEndpointCapDefersWithoutCounting(t *testing.T) {
 	t.Parallel()
-	e, clk := newTestEndpoints(t, HealthConfig{MaxInFlight: 2, BusyDelay: time.Second})
+	e, clk := newTestEndpoints(t, Config{MaxInFlight: 2, BusyDelay: time.Second})
 	ep := Endpoint{SubscriptionID: "s1", URL: "https://user:pw@hooks.example.com/x?token=t"}
 	a, _ := acquire(e, ep, 0)
 	b, _ := acquire(e, ep, 0)
@@ -72,21 +74,21 @@ func TestEndpointCapDefersWithoutCounting(t *testing.T) {
 	_ = c.Cancel()
 	_ = verdict(other, ok)
 	require.Zero(t, e.Health("s1").InFlight)
-	require.Equal(t, "hooks.example.com", Host(ep.URL), "logs carry the host only, never credentials, path or query")
+	require.Equal(t, "hooks.example.com", delivery.Host(ep.URL), "logs carry the host only, never credentials, path or query")
 }
 
 func TestBreakerOpensProbesOnceAndCloses(t *testing.T) {
 	t.Parallel()
-	e, clk := newTestEndpoints(t, HealthConfig{BreakerFailures: 3, BreakerCooldown: 10 * time.Second})
+	e, clk := newTestEndpoints(t, Config{BreakerFailures: 3, BreakerCooldown: 10 * time.Second})
 	ep := Endpoint{SubscriptionID: "s1"}
-	fail := func(r Result) Verdict {
+	fail := func(r delivery.Result) Verdict {
 		s, _ := acquire(e, ep, 0)
 		require.NotNil(t, s)
 		return verdict(s, r)
 	}
-	fail(failed(0, ReasonTimeout))
+	fail(failed(0, delivery.ReasonTimeout))
 	fail(failed(404, "http_404")) // the receiver is up: a 4xx does not count for the breaker
-	fail(failed(0, ReasonConnectionRefused))
+	fail(failed(0, delivery.ReasonConnectionRefused))
 	require.Equal(t, BreakerClosed, e.Health("s1").Breaker)
 	v := fail(failed(503, "http_503"))
 	h := e.Health("s1")
@@ -107,7 +109,7 @@ func TestBreakerOpensProbesOnceAndCloses(t *testing.T) {
 	require.Equal(t, BreakerHalfOpen, e.Health("s1").Breaker)
 	second, _ := acquire(e, ep, 0)
 	require.Nil(t, second, "only one probe at a time")
-	_ = verdict(probe, failed(0, ReasonTimeout))
+	_ = verdict(probe, failed(0, delivery.ReasonTimeout))
 	require.Equal(t, BreakerOpen, e.Health("s1").Breaker, "a failed probe opens it again")
 	blocked, _ := acquire(e, ep, 0)
 	require.Nil(t, blocked, "for a whole new cool-down")
@@ -128,7 +130,7 @@ func TestBreakerOpensProbesOnceAndCloses(t *testing.T) {
 
 func TestGoneAndFailingTooLongDisable(t *testing.T) {
 	t.Parallel()
-	e, clk := newTestEndpoints(t, HealthConfig{DisableAfter: time.Hour})
+	e, clk := newTestEndpoints(t, Config{DisableAfter: time.Hour})
 	s, _ := acquire(e, Endpoint{SubscriptionID: "gone"}, 0)
 	require.Equal(t, DisabledGone, verdict(s, failed(410, "http_410")).Disable)
 
@@ -141,7 +143,7 @@ func TestGoneAndFailingTooLongDisable(t *testing.T) {
 	require.Equal(t, began, v.FailingSince, "the clock did not restart")
 	clk.advance(10 * time.Minute)
 	s, _ = acquire(e, ep, 0)
-	require.Equal(t, DisabledFailing, verdict(s, failed(0, ReasonTimeout)).Disable, "an hour without a success")
+	require.Equal(t, DisabledFailing, verdict(s, failed(0, delivery.ReasonTimeout)).Disable, "an hour without a success")
 
 	s, _ = acquire(e, Endpoint{SubscriptionID: "fine"}, 0)
 	require.Empty(t, verdict(s, ok).Disable)
@@ -149,7 +151,7 @@ func TestGoneAndFailingTooLongDisable(t *testing.T) {
 
 func TestJobsWaitInMemoryForABusyEndpoint(t *testing.T) {
 	t.Parallel()
-	e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1, MaxQueued: 1, BreakerFailures: 1, BreakerCooldown: time.Minute})
+	e, _ := newTestEndpoints(t, Config{MaxInFlight: 1, MaxQueued: 1, BreakerFailures: 1, BreakerCooldown: time.Minute})
 	ep := Endpoint{SubscriptionID: "s1"}
 	first, _ := acquire(e, ep, 1)
 	require.NotNil(t, first)
@@ -195,7 +197,7 @@ func TestJobsWaitInMemoryForABusyEndpoint(t *testing.T) {
 	require.Equal(t, []string{"a"}, ran)
 
 	// Shutdown puts back waiting jobs at once and queues no more.
-	e2, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1})
+	e2, _ := newTestEndpoints(t, Config{MaxInFlight: 1})
 	held, _ := acquire(e2, ep, 1)
 	_, _, queued := e2.Acquire(ep, 1, &Queued{MaxWait: time.Minute, Run: func(*Slot) Handoff { return nil }, Expire: func(w time.Duration) { expired <- w }})
 	require.True(t, queued)
@@ -252,7 +254,7 @@ func TestWaitingJobIsNotDroppedWhenItsTimerFiresAtHandoff(t *testing.T) {
 	}
 
 	t.Run("slot freed", func(t *testing.T) {
-		e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1})
+		e, _ := newTestEndpoints(t, Config{MaxInFlight: 1})
 		busy, _ := acquire(e, ep, 1)
 		s := queue(e)
 		st, done := fireWhileLocked(t, e, ep)
@@ -267,7 +269,7 @@ func TestWaitingJobIsNotDroppedWhenItsTimerFiresAtHandoff(t *testing.T) {
 		once(t, s)
 	})
 	t.Run("breaker opened", func(t *testing.T) {
-		e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1, BreakerFailures: 1})
+		e, _ := newTestEndpoints(t, Config{MaxInFlight: 1, BreakerFailures: 1})
 		busy, _ := acquire(e, ep, 1)
 		s := queue(e)
 		st, done := fireWhileLocked(t, e, ep)
@@ -281,7 +283,7 @@ func TestWaitingJobIsNotDroppedWhenItsTimerFiresAtHandoff(t *testing.T) {
 		once(t, s)
 	})
 	t.Run("flushed", func(t *testing.T) {
-		e, _ := newTestEndpoints(t, HealthConfig{MaxInFlight: 1})
+		e, _ := newTestEndpoints(t, Config{MaxInFlight: 1})
 		busy, _ := acquire(e, ep, 1)
 		s := queue(e)
 		_, done := fireWhileLocked(t, e, ep)
@@ -296,7 +298,7 @@ func TestWaitingJobIsNotDroppedWhenItsTimerFiresAtHandoff(t *testing.T) {
 
 func TestGoneStopsNewAttemptsUntilReenabled(t *testing.T) {
 	t.Parallel()
-	e, clk := newTestEndpoints(t, HealthConfig{MaxInFlight: 8})
+	e, clk := newTestEndpoints(t, Config{MaxInFlight: 8})
 	changed := clk.t.Add(-time.Hour)
 	ep := Endpoint{SubscriptionID: "s1", Updated: changed}
 	a, _ := acquire(e, ep, 1)
@@ -317,7 +319,7 @@ func TestGoneStopsNewAttemptsUntilReenabled(t *testing.T) {
 // for about as long as the jobs ahead of them need.
 func TestQueueHoldsWhatTheEndpointGetsThroughInTime(t *testing.T) {
 	t.Parallel()
-	e, c := newTestEndpoints(t, HealthConfig{MaxInFlight: 2, MaxQueued: 100, BusyDelay: time.Minute})
+	e, c := newTestEndpoints(t, Config{MaxInFlight: 2, MaxQueued: 100, BusyDelay: time.Minute})
 	ep := Endpoint{SubscriptionID: "s1"}
 	// Attempts of 100ms, two at a time: 20 jobs a second.
 	x, _ := acquire(e, ep, 1)
@@ -357,7 +359,7 @@ func TestQueueHoldsWhatTheEndpointGetsThroughInTime(t *testing.T) {
 // look slow, so the burst's jobs still wait in memory.
 func TestQueuePaceIgnoresIdleSpells(t *testing.T) {
 	t.Parallel()
-	e, c := newTestEndpoints(t, HealthConfig{MaxInFlight: 1, MaxQueued: 100, BreakerFailures: 100})
+	e, c := newTestEndpoints(t, Config{MaxInFlight: 1, MaxQueued: 100, BreakerFailures: 100})
 	ep := Endpoint{SubscriptionID: "s1"}
 	run := func(s *Slot) Handoff { c.advance(10 * time.Millisecond); _, n := s.Done(ok); return n }
 	queue := func() bool {

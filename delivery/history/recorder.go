@@ -1,4 +1,4 @@
-package delivery
+package history
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -34,7 +35,7 @@ func NewRecorder(js natsjs.JetStream, store *Store, replica string) *Recorder {
 // same id (an attempt recorded by a worker that died before settling): the
 // stored record stands and this one was not written. On error the caller
 // must not settle the job as done.
-func (r *Recorder) Publish(ctx context.Context, rec Record, keep *Job) (dup bool, err error) {
+func (r *Recorder) Publish(ctx context.Context, rec Record, keep *delivery.Job) (dup bool, err error) {
 	return r.publish(ctx, r.stamp(rec), keep)
 }
 
@@ -50,7 +51,7 @@ func (r *Recorder) stamp(rec Record) Record {
 	return rec
 }
 
-func (r *Recorder) publish(ctx context.Context, rec Record, keep *Job) (dup bool, err error) {
+func (r *Recorder) publish(ctx context.Context, rec Record, keep *delivery.Job) (dup bool, err error) {
 	id := recordID(rec)
 	if keep != nil {
 		ack, err := r.js.PublishMsg(ctx, keep.Msg(jetstream.AuditJobSubject(rec.SubscriptionID)), natsjs.WithMsgID(id+"/job"))
