@@ -15,7 +15,9 @@
 // replica the counters agree with the audit trail exactly. With several
 // replicas each counts what it did: sum over replicas.
 //
-// The names are a contract (dashboards and alerts depend on them):
+// The names are a contract: the dashboard and the alert rules in deploy/
+// depend on them, and deploy's tests check each name they use against a
+// running webhookd.
 //
 //   - webhookd_events_total{event_type, result}: result is routed,
 //     no_subscriber or rejected; event_type is a catalog type, or "unknown";
@@ -34,6 +36,11 @@
 //     yet handed to a router or worker has waited (0 when none waits);
 //   - webhookd_circuit_breaker_state{subscription}: 0 closed, 1 half-open,
 //     2 open, as this replica sees the endpoint;
+//   - webhookd_subscription_disabled{subscription}: 1 while the dispatcher
+//     holds the subscription disabled (a 410 Gone, or failing for
+//     --disable-after), 0 otherwise (a pause by an operator included);
+//   - webhookd_ready: 1 while the replica is ready (what /readyz answers
+//     200 for), else 0;
 //   - webhookd_build_info{version, revision}: always 1.
 //
 // Label values are bounded: event types only from the catalog, subscription
@@ -48,5 +55,5 @@
 // JetStream state (consumer info, the oldest waiting message) is read on
 // scrape, at most once a second whatever the number of scrapers, with a
 // timeout: a consumer info per stage, and one message read per stage with
-// a backlog.
+// a backlog. The readiness check is asked as often.
 package metrics

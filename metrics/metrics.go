@@ -37,12 +37,16 @@ type Subscriptions interface {
 }
 
 // Deps are what the gauges read on scrape. A nil one leaves its gauges out:
-// JS the consumer and lag gauges; Subscriptions the breaker gauge and the
-// removal of deleted subscriptions' series; Endpoints the breaker gauge.
+// JS the consumer and lag gauges; Subscriptions the breaker and disabled
+// gauges and the removal of deleted subscriptions' series; Endpoints the
+// breaker gauge; Ready the readiness gauge.
 type Deps struct {
 	JS            natsjs.JetStream
 	Subscriptions Subscriptions
 	Endpoints     *endpoint.Endpoints
+	// Ready is the replica's readiness check, the one /readyz answers by
+	// (nil error: ready). It is asked at most once a second, like JS.
+	Ready func() error
 }
 
 var _ dispatcher.Observer = (*Metrics)(nil)

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -75,12 +76,19 @@ type bundle struct {
 }
 
 // list is a subscription list the test sets; the real one is the mirror.
-type list struct{ ids []string }
+// The ids in disabled are listed disabled by the dispatcher.
+type list struct {
+	ids      []string
+	disabled map[string]bool
+}
 
 func (l *list) List() []subscriptions.Subscription {
 	out := make([]subscriptions.Subscription, len(l.ids))
 	for i, id := range l.ids {
-		out[i] = subscriptions.Subscription{ID: id}
+		out[i] = subscriptions.Subscription{ID: id, Active: !l.disabled[id]}
+		if l.disabled[id] {
+			out[i].DisabledReason = "endpoint_gone"
+		}
 	}
 	return out
 }
@@ -219,6 +227,46 @@ func TestBreakerAndDeletedSubscriptions(t *testing.T) {
 	b.m.Attempt("sub-b", delivery.ReasonSucceeded, time.Millisecond)
 	b.subs.ids = []string{"sub-a", "sub-b"}
 	require.Equal(t, 1.0, b.gather(t)[`webhookd_attempts_total{outcome="succeeded",subscription="sub-b"}`])
+}
+
+// The disabled gauge says which subscriptions the dispatcher disabled: 1
+// for those, 0 for the others, a paused one included (an operator's choice
+// is no alarm).
+func TestDisabledGauge(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Deps{})
+	b.subs.ids = []string{"sub-ok", "sub-gone"}
+	b.subs.disabled = map[string]bool{"sub-gone": true}
+	g := b.gather(t)
+	require.Equal(t, 1.0, g[`webhookd_subscription_disabled{subscription="sub-gone"}`])
+	require.Contains(t, g, `webhookd_subscription_disabled{subscription="sub-ok"}`)
+	require.Equal(t, 0.0, g[`webhookd_subscription_disabled{subscription="sub-ok"}`])
+
+	b.subs.disabled = nil // resumed
+	require.Equal(t, 0.0, b.gather(t)[`webhookd_subscription_disabled{subscription="sub-gone"}`])
+}
+
+// The readiness gauge follows the check it is given, asked at most once a
+// second; without a check it is left out.
+func TestReadyGauge(t *testing.T) {
+	t.Parallel()
+	require.NotContains(t, setup(t, Deps{}).gather(t), "webhookd_ready")
+
+	var notReady error
+	asked := 0
+	b := setup(t, Deps{Ready: func() error { asked++; return notReady }})
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.m.now = func() time.Time { return now }
+	require.Equal(t, 1.0, b.gather(t)["webhookd_ready"])
+
+	notReady = errors.New("subscription mirror catching up")
+	require.Equal(t, 1.0, b.gather(t)["webhookd_ready"], "within a second the last answer serves")
+	require.Equal(t, 1, asked)
+	now = now.Add(stateCacheFor)
+	g := b.gather(t)
+	require.Contains(t, g, "webhookd_ready")
+	require.Equal(t, 0.0, g["webhookd_ready"])
+	require.Equal(t, 2, asked)
 }
 
 // The consumer gauges and the lag come from a real JetStream: events nobody

@@ -30,14 +30,14 @@ var queues = [...]queue{
 }
 
 // stateCollector reads, on scrape, what no hook sees: the consumers'
-// backlogs, the age of the oldest waiting message and each subscription's
-// breaker.
+// backlogs, the age of the oldest waiting message, each subscription's
+// breaker and whether it is disabled, and the replica's readiness.
 type stateCollector struct {
 	m       *Metrics
 	deps    Deps
 	timeout time.Duration
 
-	pending, ackPending, oldest, breaker *prometheus.Desc
+	pending, ackPending, oldest, breaker, disabled, ready *prometheus.Desc
 
 	mu      sync.Mutex // serializes scrapes' JetStream reads and the cache
 	readAt  time.Time
@@ -56,6 +56,10 @@ func newStateCollector(m *Metrics, timeout time.Duration, deps Deps) *stateColle
 			"Age of the oldest event or job not yet delivered to a router or worker; 0 when none waits.", nil, nil),
 		breaker: prometheus.NewDesc("webhookd_circuit_breaker_state",
 			"Circuit breaker of the subscription's endpoint as this replica sees it: 0 closed, 1 half-open, 2 open.", []string{"subscription"}, nil),
+		disabled: prometheus.NewDesc("webhookd_subscription_disabled",
+			"1 while the dispatcher holds the subscription disabled (410 Gone, or failing for --disable-after), else 0; a pause by an operator is not a disable.", []string{"subscription"}, nil),
+		ready: prometheus.NewDesc("webhookd_ready",
+			"1 while this replica answers /readyz with 200 (subscription mirror caught up, NATS streams and consumers reachable), else 0.", nil, nil),
 	}
 }
 
@@ -65,32 +69,58 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.ackPending
 	ch <- c.oldest
 	ch <- c.breaker
+	ch <- c.disabled
+	ch <- c.ready
 }
 
 // Collect implements prometheus.Collector.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.deps.Subscriptions != nil && c.deps.Endpoints != nil {
+	if c.deps.Subscriptions != nil {
 		for _, s := range c.deps.Subscriptions.List() {
-			ch <- prometheus.MustNewConstMetric(c.breaker, prometheus.GaugeValue,
-				breakerValue(c.deps.Endpoints.Health(s.ID).Breaker), s.ID)
+			if c.deps.Endpoints != nil {
+				ch <- prometheus.MustNewConstMetric(c.breaker, prometheus.GaugeValue,
+					breakerValue(c.deps.Endpoints.Health(s.ID).Breaker), s.ID)
+			}
+			ch <- prometheus.MustNewConstMetric(c.disabled, prometheus.GaugeValue, boolValue(s.Disabled()), s.ID)
 		}
 	}
-	if c.deps.JS == nil {
+	if c.deps.JS == nil && c.deps.Ready == nil {
 		return
 	}
 	if now := c.m.now(); now.Sub(c.readAt) >= stateCacheFor {
 		c.readAt = now
-		ms, err := c.read()
-		if err != nil {
-			c.m.log.Warn().Err(err).Msg("reading the JetStream state for /metrics failed; its gauges are left out")
-		}
-		c.cached = ms
+		c.cached = c.readState()
 	}
 	for _, m := range c.cached {
 		ch <- m
 	}
+}
+
+// readState asks the readiness check and JetStream, whichever is given.
+// A failed JetStream read is logged and its gauges are left out.
+func (c *stateCollector) readState() []prometheus.Metric {
+	var out []prometheus.Metric
+	if c.deps.Ready != nil {
+		out = append(out, prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, boolValue(c.deps.Ready() == nil)))
+	}
+	if c.deps.JS != nil {
+		ms, err := c.read()
+		if err != nil {
+			c.m.log.Warn().Err(err).Msg("reading the JetStream state for /metrics failed; its gauges are left out")
+		}
+		out = append(out, ms...)
+	}
+	return out
+}
+
+// boolValue maps true onto 1 and false onto 0.
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // breakerValue maps a breaker state onto the gauge's value.

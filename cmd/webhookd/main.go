@@ -162,9 +162,21 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		// A quarter of the pending limit all subscriptions share.
 		MaxHeldBack: cfg.MaxAckPending / 4,
 	}, log)
+	g, gctx := errgroup.WithContext(ctx)
+	// ready is what /readyz answers by, and webhookd_ready reports.
+	ready := func() error {
+		select {
+		case <-subs.Ready():
+		default:
+			return errors.New("subscription mirror catching up")
+		}
+		cctx, cancel := context.WithTimeout(gctx, 2*time.Second)
+		defer cancel()
+		return conn.Check(cctx)
+	}
 	version, revision := buildInfo()
 	met, err := metrics.New(metrics.Config{EventTypes: cfg.AllEventTypes(), Version: version, Revision: revision},
-		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints}, log)
+		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints, Ready: ready}, log)
 	if err != nil {
 		return err
 	}
@@ -183,7 +195,6 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		JS: conn.JS, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer,
 	}, 0, log)
 
-	g, gctx := errgroup.WithContext(ctx)
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
@@ -192,16 +203,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
-		Ready: func() error {
-			select {
-			case <-subs.Ready():
-			default:
-				return errors.New("subscription mirror catching up")
-			}
-			cctx, cancel := context.WithTimeout(gctx, 2*time.Second)
-			defer cancel()
-			return conn.Check(cctx)
-		},
+		Ready:    ready,
 	}, log)
 	if err != nil {
 		return err

@@ -247,3 +247,32 @@ func TestDisabledSubscriptionLogsTheHostOnly(t *testing.T) {
 	require.False(t, strings.Contains(d.logs.String(), queryToken), "the receiver's query token is logged")
 	require.False(t, strings.Contains(d.logs.String(), "secret-path"), "the receiver's path is logged")
 }
+
+// What the alerts in deploy/ read: a subscription the dispatcher disabled
+// (a 410 Gone) reads 1 on webhookd_subscription_disabled, a healthy one 0,
+// and a ready replica reads 1 on webhookd_ready.
+func TestMetricsShowDisabledSubscriptionsAndReadiness(t *testing.T) {
+	t.Parallel()
+	d := start(t)
+	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) }))
+	t.Cleanup(gone.Close)
+	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(ok.Close)
+	var goneSub, okSub client.Subscription
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+gone.URL+`","events":["maintenance.due"]}`, &goneSub))
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+ok.URL+`","events":["task.created"]}`, &okSub))
+
+	s := d.scrapeMetrics(t, "")
+	require.Equal(t, 1.0, s.sum("webhookd_ready", nil))
+	require.True(t, s.has("webhookd_subscription_disabled", labels{"subscription": goneSub.ID}))
+	require.Equal(t, 0.0, s.sum("webhookd_subscription_disabled", labels{"subscription": goneSub.ID}))
+
+	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"maintenance.due","data":{}}`, nil))
+	waitFor(t, func() bool {
+		s = d.scrapeMetrics(t, "")
+		return s.sum("webhookd_subscription_disabled", labels{"subscription": goneSub.ID}) == 1
+	})
+	require.True(t, s.has("webhookd_subscription_disabled", labels{"subscription": okSub.ID}))
+	require.Equal(t, 0.0, s.sum("webhookd_subscription_disabled", labels{"subscription": okSub.ID}))
+	require.Equal(t, 1.0, s.sum("webhookd_ready", nil))
+}
