@@ -1,7 +1,10 @@
-// Package deploy holds the files that run webhookd in production (a
-// systemd unit, a Kubernetes Deployment and Service, a Dockerfile) and the
-// tests that check them: the static build they rely on works, and the
-// files keep the properties the README promises.
+// Package deploy holds the files that run and watch webhookd in production
+// (a systemd unit, a Kubernetes Deployment and Service, a Dockerfile, a
+// Grafana dashboard and Prometheus alert rules) and the tests that check
+// them: the static build they rely on works, the files keep the properties
+// the README promises, promtool accepts the rules and their unit tests
+// pass, and every metric the dashboard and the rules name is served by a
+// running webhookd.
 package deploy
 
 import (
