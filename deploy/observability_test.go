@@ -29,10 +29,10 @@ import (
 )
 
 var (
-	dashboardFile  = filepath.Join("grafana", "webhookd-dashboard.json")
-	rulesFile      = filepath.Join("prometheus", "webhookd-alerts.yml")
-	rulesTestFile  = filepath.Join("prometheus", "webhookd-alerts.test.yml")
-	observationDoc = filepath.Join("..", "docs", "observability.md")
+	dashboardFile    = filepath.Join("grafana", "webhookd-dashboard.json")
+	rulesFile        = filepath.Join("prometheus", "webhookd-alerts.yml")
+	rulesTestFile    = filepath.Join("prometheus", "webhookd-alerts.test.yml")
+	observabilityDoc = filepath.Join("..", "docs", "observability.md")
 )
 
 // promtool returns the path of Prometheus's promtool. Outside CI a machine
@@ -166,7 +166,7 @@ func dashboardExprs(t *testing.T) []string {
 // and a runbook section that exists in docs/observability.md.
 func TestAlertRulesHaveRunbooks(t *testing.T) {
 	t.Parallel()
-	doc, err := os.ReadFile(observationDoc)
+	doc, err := os.ReadFile(observabilityDoc)
 	require.NoError(t, err)
 	anchors := map[string]bool{}
 	for line := range strings.SplitSeq(string(doc), "\n") {
