@@ -16,9 +16,16 @@ BUILDFLAGS ?= -buildvcs=auto
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-deps: ## download the Go modules (needs Go 1.26 and a C compiler for -race)
+# .ci/tools.txt lists the programs the tests need besides Go: .ci/run installs
+# them, make deps names the missing ones.
+deps: ## download the Go modules; name the test tools missing (.ci/tools.txt: gcc, chromium, python3, node, promtool)
 	$(GO) mod download
 	$(GO) version
+	@missing=$$(grep -v '^#' .ci/tools.txt | while read -r cmd pkg _; do \
+		command -v $$cmd >/dev/null || printf ' %s' $$pkg; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: the tests also need:$$missing (Debian: sudo apt-get install -y$$missing; .ci/run installs them)"; \
+	fi
 
 build: ## build bin/webhookd and bin/webhookctl
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/ ./cmd/webhookd ./cmd/webhookctl

@@ -28,17 +28,17 @@ type vector struct {
 	Other   string            `json:"other"` // another subscription's secret
 }
 
-// readmeBlock returns the n-th fenced block of the given language in the
-// README's receiver section.
+// readmeBlock returns the first fenced block of the given language in
+// docs/receivers.md, the receiver authors' page.
 func readmeBlock(t *testing.T, lang string) string {
 	t.Helper()
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile("../docs/receivers.md")
 	require.NoError(t, err)
 	s := string(b)
 	i := strings.Index(s, "## For receiver authors")
 	require.GreaterOrEqual(t, i, 0)
 	m := regexp.MustCompile("(?s)```" + lang + "\n(.*?)```").FindStringSubmatch(s[i:])
-	require.NotNil(t, m, "no %s block in the README's receiver section", lang)
+	require.NotNil(t, m, "no %s block in docs/receivers.md's receiver section", lang)
 	return m[1]
 }
 
@@ -75,14 +75,14 @@ func realDelivery(t *testing.T) vector {
 	}
 }
 
-// The README's Python and Node snippets verify a real delivery with its
+// The Python and Node snippets of docs/receivers.md verify a real delivery with its
 // secret, and refuse it with another secret or an altered body.
-func TestREADMESnippetsVerifyARealDelivery(t *testing.T) {
+func TestReceiverDocSnippetsVerifyARealDelivery(t *testing.T) {
 	t.Parallel()
 	python, pyErr := exec.LookPath("python3")
 	node, nodeErr := exec.LookPath("node")
 	if pyErr != nil && nodeErr != nil {
-		t.Skip("neither python3 nor node is installed (install python3 or nodejs to check the README's snippets)")
+		t.Skip("neither python3 nor node is installed (install python3 or nodejs to check the snippets of docs/receivers.md)")
 	}
 	vec, err := json.Marshal(realDelivery(t))
 	require.NoError(t, err)
@@ -90,7 +90,7 @@ func TestREADMESnippetsVerifyARealDelivery(t *testing.T) {
 
 	t.Run("python", func(t *testing.T) {
 		if pyErr != nil {
-			t.Skip("python3 is not installed (install the python3 package to check the README's Python snippet)")
+			t.Skip("python3 is not installed (install the python3 package to check the Python snippet of docs/receivers.md)")
 		}
 		driver := readmeBlock(t, "python") + `
 import json, sys
@@ -109,7 +109,7 @@ print(json.dumps(out, separators=(",", ":")))
 	})
 	t.Run("node", func(t *testing.T) {
 		if nodeErr != nil {
-			t.Skip("node is not installed (install the nodejs package to check the README's Node.js snippet)")
+			t.Skip("node is not installed (install the nodejs package to check the Node.js snippet of docs/receivers.md)")
 		}
 		driver := readmeBlock(t, "js") + `
 const v = JSON.parse(require('fs').readFileSync(0, 'utf8'));
