@@ -35,11 +35,15 @@ install: ## install webhookd and webhookctl into $(go env GOPATH)/bin, or PREFIX
 	$(GO) build $(BUILDFLAGS) -o $(PREFIX)/bin/ ./cmd/webhookd ./cmd/webhookctl
 	@echo "installed $(PREFIX)/bin/webhookd and $(PREFIX)/bin/webhookctl"
 
-# Console logs on a terminal; JSON when stdout is a pipe or a file, for log collectors.
-run: build ## run webhookd with its embedded NATS, data in ./data (extra flags: make run ARGS="--allow-targets 127.0.0.0/8")
+# Local development: console logs on a terminal (JSON when stdout is a pipe or
+# a file, for log collectors), and deliveries to loopback receivers allowed
+# (RUN_FLAGS), which webhookd's own default refuses.
+RUN_FLAGS ?= --allow-targets 127.0.0.0/8
+run: build ## run webhookd for local development: embedded NATS, data in ./data, loopback receivers allowed (more flags: ARGS="...")
 	@if test -t 1; then format=console; else format=json; fi; \
-	echo ./$(BIN)/webhookd --log-format $$format $(ARGS); \
-	exec ./$(BIN)/webhookd --log-format $$format $(ARGS)
+	echo "make run: local development: deliveries to loopback receivers are allowed ($(RUN_FLAGS)); webhookd's own default refuses them"; \
+	echo $(BIN)/webhookd --log-format $$format $(RUN_FLAGS) $(ARGS); \
+	exec $(BIN)/webhookd --log-format $$format $(RUN_FLAGS) $(ARGS)
 
 test: ## go vet, then every test with the race detector
 	$(GO) vet ./...

@@ -3,7 +3,9 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -84,12 +86,14 @@ func (s *Server) statsView(id string) *client.DeliveryStats {
 	return st
 }
 
-// checkURL applies the API's URL rules: absolute http(s) with a host, not a
-// literal internal IP unless allowed (delivery.Guard: the IANA special-purpose
-// ranges, IPv4 carried in IPv6 included), and no IPv4 address in a legacy
+// checkURL applies the API's URL rules: absolute http(s) with a host, not an
+// internal address unless allowed (delivery.Guard: the IANA special-purpose
+// ranges, IPv4 carried in IPv6 included), whether given as a literal IP or
+// as a name that resolves to one now, and no IPv4 address in a legacy
 // spelling (2130706433, 0x7f.1, 0177.0.0.1, 127.1), which some resolvers
-// turn into an address. Names are checked at every connection.
-func (s *Server) checkURL(raw string) error {
+// turn into an address. A name that does not resolve now is accepted: the
+// guard checks the address dialled at every connection anyway.
+func (s *Server) checkURL(ctx context.Context, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil {
 		return invalid("url: %q must be an absolute http(s) URL with a host and no credentials", raw)
@@ -97,7 +101,7 @@ func (s *Server) checkURL(raw string) error {
 	host := u.Hostname()
 	ip, err := netip.ParseAddr(host)
 	if err == nil && !s.guard.Allowed(ip) {
-		return invalid("url: %s is an internal address; deliveries to it are refused (see --allow-targets)", ip)
+		return invalid("url: %s is an internal address; deliveries to it are refused: %s", ip, allowHint(ip))
 	}
 	// A host whose last label is a number is an IPv4 address to a URL parser
 	// (WHATWG URL, "ends in a number"): no top-level domain is numeric.
@@ -107,7 +111,34 @@ func (s *Server) checkURL(raw string) error {
 		strings.HasPrefix(last, "0x") && strings.Trim(last[2:], "0123456789abcdef") == "") {
 		return invalid("url: host %q is an IPv4 address in a non-standard spelling; write it as four decimal numbers, a.b.c.d", host)
 	}
+	if err != nil {
+		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+		defer cancel()
+		addrs, lerr := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+		if lerr != nil {
+			return nil // not resolvable now: the guard judges the address dialled
+		}
+		for _, a := range addrs {
+			if !s.guard.Allowed(a) {
+				a = a.Unmap()
+				return invalid("url: %s resolves to %s, an internal address; deliveries to it are refused: %s", host, a, allowHint(a))
+			}
+		}
+	}
 	return nil
+}
+
+// resolveTimeout bounds the name lookup of a subscription URL's host.
+const resolveTimeout = 3 * time.Second
+
+// allowHint says how to let deliveries reach an internal address: the whole
+// of IPv4 loopback for a local receiver, else the address alone.
+func allowHint(ip netip.Addr) string {
+	p := netip.PrefixFrom(ip.WithZone(""), ip.BitLen())
+	if ip.Is4() && ip.IsLoopback() {
+		p = netip.MustParsePrefix("127.0.0.0/8")
+	}
+	return fmt.Sprintf("restart webhookd with `--allow-targets %s` to allow it", p)
 }
 
 func (s *Server) checkEvents(events []string) error {
@@ -171,7 +202,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err := decode(r, 64<<10, &in); err != nil {
 		return err
 	}
-	if err := s.checkURL(in.URL); err != nil {
+	if err := s.checkURL(r.Context(), in.URL); err != nil {
 		return err
 	}
 	if err := s.checkEvents(in.Events); err != nil {
@@ -257,7 +288,7 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	if p.URL != nil {
-		if err := s.checkURL(*p.URL); err != nil {
+		if err := s.checkURL(r.Context(), *p.URL); err != nil {
 			return err
 		}
 	}

@@ -322,13 +322,7 @@ func fields() []field {
 				return nil
 			}},
 		{"allow-targets", "CIDRs deliveries may reach despite the internal-address guard, e.g. 127.0.0.0/8",
-			func(c *Config) string {
-				s := make([]string, len(c.AllowTargets))
-				for i, p := range c.AllowTargets {
-					s[i] = p.String()
-				}
-				return strings.Join(s, ",")
-			},
+			func(c *Config) string { return FormatPrefixes(c.AllowTargets) },
 			func(c *Config, s string) error {
 				c.AllowTargets = nil
 				for _, part := range splitList(s) {
@@ -371,6 +365,15 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// FormatPrefixes is prefixes as --allow-targets takes them, comma-separated.
+func FormatPrefixes(prefixes []netip.Prefix) string {
+	s := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // EnvName returns the environment variable read for a key.

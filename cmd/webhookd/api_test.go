@@ -43,8 +43,8 @@ func TestAPIAuth(t *testing.T) {
 
 // TestAPIRefusesInternalAddressesInURLs checks the guard at create and update
 // time: a subscription URL whose host is a literal internal address, in any
-// spelling, is refused; --allow-targets overrides; names pass (they are
-// checked at every connection).
+// spelling, is refused; --allow-targets overrides; names that do not
+// resolve pass (the guard checks the address dialled at every connection).
 func TestAPIRefusesInternalAddressesInURLs(t *testing.T) {
 	t.Parallel()
 	d := start(t, "--allow-targets", "203.0.113.0/24") // replaces start's loopback
@@ -79,6 +79,29 @@ func TestAPIRefusesInternalAddressesInURLs(t *testing.T) {
 		require.Equal(t, http.StatusCreated, d.call(t, "POST", "/v1/subscriptions", d.token, create(host), nil), host)
 		require.Equal(t, http.StatusOK, d.call(t, "PATCH", "/v1/subscriptions/"+sub.ID, d.token, update(host), nil), host)
 	}
+}
+
+// A name that resolves to an internal address is refused at create and at
+// update with the same one-line hint as a literal one, naming the program
+// and the restart; once allowed, the same URL is accepted.
+func TestAPIRefusesANameResolvingInternally(t *testing.T) {
+	t.Parallel()
+	closed := start(t, "--allow-targets", "203.0.113.0/24") // replaces start's loopback
+	var sub client.Subscription
+	require.Equal(t, http.StatusCreated, closed.call(t, "POST", "/v1/subscriptions", closed.token, `{"url":"https://hooks.example.com/x","events":["task.completed"]}`, &sub))
+	const hint = "deliveries to it are refused: restart webhookd with `--allow-targets 127.0.0.0/8` to allow it"
+	var e apiErr
+	require.Equal(t, http.StatusBadRequest, closed.call(t, "POST", "/v1/subscriptions", closed.token, `{"url":"http://localhost:9000/hooks","events":["task.completed"]}`, &e))
+	require.Equal(t, "url: localhost resolves to 127.0.0.1, an internal address; "+hint, e.Error.Message)
+	require.Equal(t, http.StatusBadRequest, closed.call(t, "PATCH", "/v1/subscriptions/"+sub.ID, closed.token, `{"url":"http://localhost:9000/hooks"}`, &e))
+	require.Equal(t, "url: localhost resolves to 127.0.0.1, an internal address; "+hint, e.Error.Message)
+	require.Equal(t, http.StatusBadRequest, closed.call(t, "POST", "/v1/subscriptions", closed.token, `{"url":"http://127.0.0.2:9000/hooks","events":["task.completed"]}`, &e))
+	require.Equal(t, "url: 127.0.0.2 is an internal address; "+hint, e.Error.Message)
+	require.Equal(t, http.StatusBadRequest, closed.call(t, "POST", "/v1/subscriptions", closed.token, `{"url":"http://10.1.2.3/x","events":["task.completed"]}`, &e))
+	require.Contains(t, e.Error.Message, "restart webhookd with `--allow-targets 10.1.2.3/32`")
+
+	open := start(t) // loopback allowed, as make run does
+	require.Equal(t, http.StatusCreated, open.call(t, "POST", "/v1/subscriptions", open.token, `{"url":"http://localhost:9000/hooks","events":["task.completed"]}`, nil))
 }
 
 func TestAPIValidation(t *testing.T) {

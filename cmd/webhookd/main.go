@@ -76,6 +76,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	if len(cfg.AllowTargets) > 0 { // first, so that nobody misses it
+		log.Warn().Str("allow_targets", config.FormatPrefixes(cfg.AllowTargets)).
+			Msg("deliveries may reach these internal addresses (--allow-targets): for local development and in-house receivers; the default allows none")
+	}
 	key, err := secretKey(cfg) // before anything starts: a bad key fails fast
 	if err != nil {
 		return err

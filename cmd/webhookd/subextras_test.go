@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -192,13 +194,21 @@ func TestForgedPingOnExternalNATSIsRejected(t *testing.T) {
 // timeout, like any delivery.
 func TestPingKeepsToTheGuardAndTheTimeout(t *testing.T) {
 	t.Parallel()
-	d := start(t, "--allow-targets", "192.0.2.0/24") // the last flag wins: loopback is guarded
+	// The API refuses a loopback URL unless allowed, so the subscription is
+	// made while loopback is allowed, then webhookd restarts on the same
+	// data dir with loopback guarded: the guard at connection refuses it.
+	dir := t.TempDir()
+	first := start(t, "--data-dir", dir)
 	rcv, got, _ := daemontest.Receiver(t, http.StatusOK, "")
-	local := strings.Replace(rcv.URL, "127.0.0.1", "localhost", 1) // a name: accepted, checked at connection
 	var sub client.Subscription
-	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"`+local+`","events":["task.completed"]}`, &sub))
+	token, err := os.ReadFile(filepath.Join(dir, tokenFile))
+	require.NoError(t, err)
+	first.token = strings.TrimSpace(string(token))
+	require.Equal(t, 201, first.call(t, "POST", "/v1/subscriptions", first.token, `{"url":"`+rcv.URL+`","events":["task.completed"]}`, &sub))
+	require.NoError(t, first.stop())
+	d := start(t, "--data-dir", dir, "--allow-targets", "192.0.2.0/24") // the last flag wins: loopback is guarded
 	var res client.PingResult
-	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/ping", d.token, "", &res))
+	require.Equal(t, 200, d.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/ping", first.token, "", &res))
 	require.Equal(t, "failed", res.Outcome)
 	require.Equal(t, "blocked_target", res.Reason)
 	require.Empty(t, got, "the guard refused the connection")
