@@ -11,7 +11,7 @@ PREFIX  ?= $(shell $(GO) env GOPATH)
 # -buildvcs=auto stamps the commit into the binaries (--version) even where
 # GOFLAGS turns it off; outside a git checkout nothing is stamped.
 BUILDFLAGS ?= -buildvcs=auto
-.PHONY: help deps build install run test lint bench fuzz clean
+.PHONY: help deps build install run test lint docs bench fuzz clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,9 @@ lint: ## gofmt check, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+docs: ## regenerate docs/configuration.md from webhookd's flags (a test checks it is up to date)
+	$(GO) test -count=1 -run '^TestConfigurationDocIsUpToDate$$' ./config -update
 
 bench: ## benchmarks: signing, matching, and publish-to-receipt latency through the whole pipeline
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...

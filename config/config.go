@@ -326,11 +326,11 @@ func fields() []field {
 			func(c *Config, s string) error {
 				c.AllowTargets = nil
 				for _, part := range splitList(s) {
-					p, err := netip.ParsePrefix(part)
+					p, err := parsePrefix(part)
 					if err != nil {
-						return fmt.Errorf("%q is not a CIDR: %w", part, err)
+						return err
 					}
-					c.AllowTargets = append(c.AllowTargets, p.Masked())
+					c.AllowTargets = append(c.AllowTargets, p)
 				}
 				return nil
 			}},
@@ -388,7 +388,9 @@ func EnvName(key string) string {
 func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("webhookd", flag.ContinueOnError)
 	boolKeys := map[string]bool{keyAllowAnonymous: true, keyMetricsRequireToken: true}
-	fs.SetOutput(usage)
+	// The flag package's own messages and usage are replaced by one line
+	// (flagError) and by PrintUsage for --help.
+	fs.SetOutput(io.Discard)
 	all := fields()
 	def := Default()
 	given := map[string]string{}
@@ -402,15 +404,13 @@ func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer)
 			return nil
 		})
 	}
-	configFile := fs.String("config", "", "YAML file with any of these keys")
-	fs.Usage = func() {
-		fmt.Fprintf(usage, "Usage: webhookd [flags]\n\nEach flag is also read from WEBHOOKD_<NAME> and from the --config YAML file.\nPrecedence: defaults < YAML < environment < flags.\n\nFlags:\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(usage, "  --%s\n        %s\n", f.Name, f.Usage)
-		})
-	}
-	if err := fs.Parse(args); err != nil {
+	configFile := fs.String(configKey, "", "YAML file with any of these keys")
+	fs.Usage = func() {}
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		PrintUsage(usage)
 		return Config{}, err
+	} else if err != nil {
+		return Config{}, flagError(err)
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
@@ -467,7 +467,11 @@ func (c *Config) applyYAML(path string, all []field) error {
 	for _, k := range keys {
 		f, ok := byName[k]
 		if !ok {
-			return &FieldError{Field: k, Reason: fmt.Sprintf("unknown key in %s", path)}
+			reason := fmt.Sprintf("unknown key in %s", path)
+			if s := suggestFlags(k); len(s) > 0 {
+				reason += "; did you mean " + strings.ReplaceAll(dashList(s), "--", "") + "?"
+			}
+			return &FieldError{Field: k, Reason: reason}
 		}
 		v, err := yamlScalar(doc[k])
 		if err == nil {

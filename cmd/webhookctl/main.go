@@ -82,6 +82,7 @@ Times in tables are UTC (RFC 3339, ending in Z), as in webhookd's logs.`,
 		Version:       version.Read().String("webhookctl"),
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(flagError)
 	def := func(env, fallback string) string {
 		if v := a.getenv(env); v != "" {
 			return v

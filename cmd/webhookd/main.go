@@ -124,6 +124,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			TLSCA: cfg.NATSTLSCA, TLSCert: cfg.NATSTLSCert, TLSKey: cfg.NATSTLSKey,
 		},
 	}, log)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w; another process (a webhookd or nats-server?) holds %s: stop it, or give another address with --nats-listen", err, cfg.NATSListen)
+	}
 	if err != nil {
 		return err
 	}
@@ -214,6 +217,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen on http-addr %s: %w; another process holds it: stop it, or give another address with --http-addr", cfg.HTTPAddr, err)
+		}
 		return fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
 	}
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
