@@ -49,6 +49,29 @@ func TestMain(m *testing.M) {
 	daemontest.Run(m, dir)
 }
 
+// inCI reports whether the tests run in CI (CI set, as CI systems and
+// .ci/run set it): a missing tool is then a failure, not a skip.
+func inCI() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false" && v != "0"
+}
+
+// tool returns the path of the program name (Debian package pkg). When it
+// is missing the test is skipped, saying why, or fails in CI.
+func tool(t *testing.T, name, pkg, why string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	msg := fmt.Sprintf("%s is not installed (install the %s package %s; .ci/run does)", name, pkg, why)
+	if inCI() {
+		t.Fatal("CI is set and " + msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
 // proc is a running example whose output lines (stdout and stderr) arrive
 // on a channel.
 type proc struct {
@@ -174,10 +197,7 @@ func checkReceiver(t *testing.T, verified string, command func(addr, secret stri
 
 func TestPythonReceiverVerifiesARealDelivery(t *testing.T) {
 	t.Parallel()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 is not installed (install the python3 package to run examples/python/receiver.py against a real delivery)")
-	}
+	python := tool(t, "python3", "python3", "to run examples/python/receiver.py against a real delivery")
 	checkReceiver(t, "verified task.completed id=evt-T123-done", func(addr, secret string) *exec.Cmd {
 		_, port, _ := net.SplitHostPort(addr)
 		cmd := exec.Command(python, "python/receiver.py", "--port", port)
@@ -188,10 +208,7 @@ func TestPythonReceiverVerifiesARealDelivery(t *testing.T) {
 
 func TestNodeReceiverVerifiesARealDelivery(t *testing.T) {
 	t.Parallel()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed (install the nodejs package to run examples/node/receiver.js against a real delivery)")
-	}
+	node := tool(t, "node", "nodejs", "to run examples/node/receiver.js against a real delivery")
 	checkReceiver(t, "verified task.completed id=evt-T123-done", func(addr, secret string) *exec.Cmd {
 		_, port, _ := net.SplitHostPort(addr)
 		cmd := exec.Command(node, "node/receiver.js", "--port", port)
