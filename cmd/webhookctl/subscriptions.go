@@ -425,7 +425,7 @@ did not answer 2xx.`,
 				}
 				row(w, "OUTCOME", outcome)
 				row(w, "STATUS", orDash(statusCode(p.StatusCode)))
-				row(w, "DURATION", (time.Duration(p.DurationMS) * time.Millisecond).String())
+				row(w, "DURATION", fmt.Sprintf("%dms", p.DurationMS)) // as in the attempts table: 0ms, not 0s
 				row(w, "RESPONSE", orDash(snippet(p.Response, 200)))
 				if p.Error != "" {
 					row(w, "ERROR", snippet(p.Error, 200))
