@@ -27,8 +27,10 @@ var ErrStopping = errors.New("dispatcher: stopping")
 type Config struct {
 	// Workers is the number of concurrent delivery attempts.
 	Workers int
-	// Routers is the number of concurrent fan-outs (default 32): each waits
-	// for its jobs to be stored, so they must be many to keep EVENTS moving.
+	// Routers is the number of events routed at once (default 16): a
+	// router starts its event's first attempts on the fast path, waiting
+	// for capacity when Workers attempts are in flight, and stores the
+	// jobs it spills.
 	Routers int
 	// ShutdownTimeout bounds how long in-flight attempts may run after stop.
 	ShutdownTimeout time.Duration
@@ -38,6 +40,9 @@ type Config struct {
 	EventTypes []string
 	// MaxEventBytes rejects events whose data is larger (default 1 MiB).
 	MaxEventBytes int
+	// NoFastPath spills every first attempt to DELIVERIES, as before the
+	// fast path: for comparisons, and for tests of the job path.
+	NoFastPath bool
 }
 
 // Subscriptions is what the dispatcher needs of the subscription store:
@@ -59,17 +64,15 @@ type Attempter interface {
 	Attempt(ctx context.Context, job delivery.Job, sub subscriptions.Subscription) delivery.Result
 }
 
-// Recorder writes an audit record durably (see history.Recorder.Publish).
+// Recorder writes audit records durably (see history.Recorder).
 type Recorder interface {
-	Publish(ctx context.Context, rec history.Record, keep *delivery.Job) (dup bool, err error)
-}
-
-// AsyncRecorder is a Recorder that can also start writing a record without
-// waiting (see history.Recorder.PublishAsync). With one, workers hand each
-// settlement to the settlers and go on to the next job; the job is settled
-// only once the future confirms its record.
-type AsyncRecorder interface {
-	PublishAsync(rec history.Record) (natsjs.PubAckFuture, error)
+	// Record queues rec, with keep (the job kept beside it for a later
+	// requeue), for the recorder's next AUDIT batch and returns at once;
+	// done is called exactly once, with nil once AUDIT confirmed the
+	// record, and must not block.
+	Record(rec history.Record, keep *delivery.Job, done func(error))
+	// Publish records rec and waits for the confirmation.
+	Publish(ctx context.Context, rec history.Record, keep *delivery.Job) error
 }
 
 // Observer is told what the dispatcher did, once each fact is durable: for
@@ -80,8 +83,8 @@ type Observer interface {
 	// or recorded as rejected (ResultRouted, ResultNoSubscriber,
 	// ResultRejected).
 	Event(eventType, result string)
-	// Attempt: an attempt's record was written (a duplicate record, from a
-	// re-run after a crash, is not reported again); reason is
+	// Attempt: an attempt's record was confirmed (an attempt re-run after
+	// a crash is an attempt the receiver saw, and counts again); reason is
 	// delivery.ReasonSucceeded or the failure reason.
 	Attempt(subscriptionID, reason string, took time.Duration)
 	// Finished: a record of the delivery with this status was written:
@@ -120,7 +123,7 @@ type Stats struct {
 	Routed       uint64 `json:"routed"`        // events fanned out to at least one subscription
 	NoSubscriber uint64 `json:"no_subscriber"` // events acked without a matching subscription
 	Rejected     uint64 `json:"rejected"`      // events recorded as rejected
-	Jobs         uint64 `json:"jobs"`          // delivery jobs published by the router
+	Jobs         uint64 `json:"jobs"`          // delivery jobs stored in DELIVERIES: spilled first attempts and retries
 	Attempts     uint64 `json:"attempts"`      // HTTP attempts recorded
 	Deferred     uint64 `json:"deferred"`      // jobs put back unattempted: endpoint full or breaker open
 	Held         uint64 `json:"held"`          // jobs held for a paused or disabled subscription
@@ -142,10 +145,16 @@ type Dispatcher struct {
 	now     func() time.Time
 	catalog map[string]bool
 	room    *room
-	// async is Deps.Recorder when it is an AsyncRecorder, else nil;
-	// settling feeds the settlers the jobs whose records are on their way.
-	async    AsyncRecorder
-	settling chan pendingSettle
+	funnel  *funnel
+	cap     capacity
+	// branches counts fast-path attempts running outside the pools.
+	branches sync.WaitGroup
+	// settling feeds the settlers the settlements whose records are on
+	// their way; outstanding bounds them (a place each), and pending
+	// counts them for the shutdown.
+	settling    chan *pendingSettle
+	outstanding chan struct{}
+	pending     sync.WaitGroup
 
 	routed, noSubscriber, rejected, jobs, attempts, deferred, held atomic.Uint64
 }
@@ -156,7 +165,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 		return nil, fmt.Errorf("dispatcher: workers %d: want at least 1", cfg.Workers)
 	}
 	if cfg.Routers < 1 {
-		cfg.Routers = 32
+		cfg.Routers = 16
 	}
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = 1 << 20
@@ -174,12 +183,12 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
 	}
+	log = log.With().Str("component", "dispatcher").Logger()
+	bound := maxOutstanding * cfg.Workers
 	d := &Dispatcher{
-		cfg: cfg, deps: deps, log: log.With().Str("component", "dispatcher").Logger(), now: time.Now,
-		catalog: catalog, room: newRoom(deps.JS),
-	}
-	if a, ok := deps.Recorder.(AsyncRecorder); ok {
-		d.async, d.settling = a, make(chan pendingSettle, cfg.Workers)
+		cfg: cfg, deps: deps, log: log, now: time.Now,
+		catalog: catalog, room: newRoom(deps.JS), funnel: &funnel{log: log}, cap: newCapacity(cfg.Workers),
+		settling: make(chan *pendingSettle, bound), outstanding: make(chan struct{}, bound),
 	}
 	return d, nil
 }
@@ -214,24 +223,33 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelWork(ErrStopping)
 	var settlers sync.WaitGroup
-	if d.settling != nil {
-		for range settlerCount {
-			settlers.Add(1)
-			go func() {
-				defer settlers.Done()
-				for p := range d.settling {
-					d.confirm(p)
+	quit := make(chan struct{})
+	for range settlerCount {
+		settlers.Add(1)
+		go func() {
+			defer settlers.Done()
+			for {
+				select {
+				case p := <-d.settling:
+					d.settled(p)
+					<-d.outstanding
+					d.pending.Done()
+				case <-quit:
+					return
 				}
-			}()
-		}
-		// Every worker has returned before the settlers are told to
-		// finish: the jobs they handed over are settled before Run returns.
-		defer func() { close(d.settling); settlers.Wait() }()
+			}
+		}()
 	}
+	// Every worker and branch has returned, and every record they handed
+	// over is settled, before the settlers are told to finish.
+	defer func() { d.pending.Wait(); close(quit); settlers.Wait() }()
 	pools := []*pool{
-		{name: jetstream.ConsumerRouter, cons: routerCons, n: d.cfg.Routers, log: d.log,
-			handle: func(m natsjs.Msg) { d.safely(workCtx, m, d.route) }},
-		{name: jetstream.ConsumerWorkers, cons: workerCons, n: d.cfg.Workers, log: d.log,
+		// Routers stop pulling while the fast path has no token free.
+		{name: jetstream.ConsumerRouter, cons: routerCons, n: d.cfg.Routers, funnel: d.funnel, log: d.log,
+			handle: func(m natsjs.Msg) {
+				d.safely(workCtx, m, func(work context.Context, m natsjs.Msg) { d.route(work, ctx, m) })
+			}},
+		{name: jetstream.ConsumerWorkers, cons: workerCons, n: d.cfg.Workers, funnel: d.funnel, log: d.log,
 			handle: func(m natsjs.Msg) { d.safely(workCtx, m, d.work) }},
 	}
 	var wg sync.WaitGroup
@@ -242,9 +260,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.log.Info().Int("workers", d.cfg.Workers).Int("routers", d.cfg.Routers).Msg("dispatcher started")
 
 	<-ctx.Done()
-	d.deps.Endpoints.Flush() // jobs waiting in memory for a busy endpoint go back at once
+	// Jobs and branches waiting in memory for a busy endpoint go back at
+	// once: jobs nak'ed, branches spilled to DELIVERIES.
+	d.deps.Endpoints.Flush()
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { wg.Wait(); d.branches.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(d.cfg.ShutdownTimeout):
@@ -264,16 +284,19 @@ func (d *Dispatcher) safely(ctx context.Context, m natsjs.Msg, handle func(conte
 		if p := recover(); p != nil {
 			d.log.Error().Str("subject", m.Subject()).Interface("panic", p).Bytes("stack", debug.Stack()).
 				Msg("handling a message panicked; it will be redelivered")
-			_ = m.NakWithDelay(panicDelay)
+			d.funnel.nak(m, panicDelay)
 		}
 	}()
 	handle(ctx, m)
 }
 
-// settlerCount is how many goroutines settle jobs whose records are on
-// their way: most of their time is spent waiting for acknowledgements that
-// arrive in order.
+// settlerCount is how many goroutines finish settlements whose records
+// were confirmed: queue the next attempt, settle, log.
 const settlerCount = 4
+
+// maxOutstanding times Config.Workers is how many settlements may wait for
+// their records at once; a worker that would exceed it waits.
+const maxOutstanding = 4
 
 // panicDelay is how long a message whose handling panicked waits.
 const panicDelay = 30 * time.Second

@@ -144,7 +144,7 @@ func TestFanOutAndFilteringOverTheCatalog(t *testing.T) {
 	}
 	st := b.disp.Stats()
 	require.EqualValues(t, len(config.Catalog()), st.Routed)
-	require.EqualValues(t, total, st.Jobs)
+	require.Zero(t, st.Jobs, "every first attempt went the fast path: nothing stored in DELIVERIES")
 	require.Zero(t, st.Rejected)
 }
 
@@ -243,9 +243,11 @@ func TestPoisonedEventsAreRejectedAndDoNotBlock(t *testing.T) {
 	b.waitDelivery(t, good, delivery.StatusSucceeded)
 }
 
+// A spilled job whose publish is repeated (a redelivered event's spill
+// after a router crashed mid fan-out) is stored once.
 func TestRepeatedFanOutCreatesNoDuplicateJobs(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{})
+	b := setup(t, options{noFastPath: true})
 	rcv := newReceiver(t, always(http.StatusOK))
 	sub := b.subscribe(t, rcv.URL, "task.created")
 	// A router that crashed mid fan-out already published this job (the

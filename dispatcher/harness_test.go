@@ -61,6 +61,9 @@ type options struct {
 	observer dispatcher.Observer
 	// heldSweep is the Queue's HeldSweep (default: a minute).
 	heldSweep time.Duration
+	// noFastPath spills every first attempt to DELIVERIES: for tests of
+	// the job path.
+	noFastPath bool
 }
 
 func setup(t testing.TB, o options) *bundle {
@@ -125,7 +128,7 @@ func setup(t testing.TB, o options) *bundle {
 	endpoints := endpoint.NewEndpoints(o.health, log)
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: o.workers, ShutdownTimeout: o.shutdownTimeout, AckWait: prov.AckWait,
-		EventTypes: config.Catalog(), MaxEventBytes: o.maxEventBytes,
+		EventTypes: config.Catalog(), MaxEventBytes: o.maxEventBytes, NoFastPath: o.noFastPath,
 	}, dispatcher.Deps{
 		JS: js, Subscriptions: subs, Attempter: att, Recorder: rec, Policy: o.policy, Endpoints: endpoints,
 		Observer: o.observer,
@@ -137,6 +140,10 @@ func setup(t testing.TB, o options) *bundle {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 4)
+	// The recorder outlives the dispatcher, as in webhookd.
+	recCtx, stopRecorder := context.WithCancel(context.Background())
+	recDone := make(chan error, 1)
+	go func() { recDone <- recorder.Run(recCtx) }()
 	go func() { errs <- subs.Run(ctx) }()
 	go func() { errs <- indexer.Run(ctx) }()
 	go func() { errs <- queue.Run(ctx) }()
@@ -145,7 +152,7 @@ func setup(t testing.TB, o options) *bundle {
 	case <-time.After(10 * time.Second):
 		t.Fatal("subscription mirror not ready")
 	}
-	go func() { errs <- disp.Run(ctx) }()
+	go func() { err := disp.Run(ctx); stopRecorder(); errs <- err }()
 
 	var once sync.Once
 	var crashed atomic.Bool
@@ -156,6 +163,9 @@ func setup(t testing.TB, o options) *bundle {
 				if err := <-errs; !crashed.Load() {
 					require.NoError(t, err)
 				}
+			}
+			if err := <-recDone; !crashed.Load() {
+				require.NoError(t, err)
 			}
 			nc.Close()
 			deliverer.Close()

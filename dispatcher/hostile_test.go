@@ -333,17 +333,22 @@ func TestRetryAfterStretchesTheDelay(t *testing.T) {
 	require.GreaterOrEqual(t, d.Attempts[1].At.Sub(d.Attempts[0].At), time.Second)
 }
 
-// failingRecorder fails the first n attempt records.
+// failingRecorder fails the first n attempt records. Their failure is
+// told from a goroutine of its own, after Record returned, as when AUDIT
+// refuses a batch after the worker went on.
 type failingRecorder struct {
 	dispatcher.Recorder
 	left atomic.Int64
+	used atomic.Int64
 }
 
-func (f *failingRecorder) Publish(ctx context.Context, rec history.Record, keep *delivery.Job) (bool, error) {
+func (f *failingRecorder) Record(rec history.Record, keep *delivery.Job, done func(error)) {
+	f.used.Add(1)
 	if rec.Attempt != nil && f.left.Add(-1) >= 0 {
-		return false, fmt.Errorf("audit stream unavailable (test)")
+		go done(fmt.Errorf("audit stream unavailable (test)"))
+		return
 	}
-	return f.Recorder.Publish(ctx, rec, keep)
+	f.Recorder.Record(rec, keep, done)
 }
 
 // When the record cannot be written, the job is nak'ed, never acked: the

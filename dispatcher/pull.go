@@ -32,6 +32,7 @@ type pool struct {
 	cons   natsjs.Consumer
 	n      int
 	handle func(natsjs.Msg)
+	funnel *funnel
 	log    zerolog.Logger
 }
 
@@ -112,7 +113,7 @@ func (p *pool) fetch(ctx context.Context, batch int, msgs chan<- natsjs.Msg) (in
 	for m := range b.Messages() {
 		got++
 		if ctx.Err() != nil {
-			_ = m.Nak() // fetched, not started: let another replica take it now
+			p.funnel.nak(m, 0) // fetched, not started: let another replica take it now
 			continue
 		}
 		msgs <- m

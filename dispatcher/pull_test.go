@@ -21,7 +21,7 @@ import (
 func TestWorkersPullOnlyWhatTheyCanStart(t *testing.T) {
 	t.Parallel()
 	const workers, jobs = 3, 12
-	b := setup(t, options{workers: workers, health: endpoint.Config{MaxInFlight: jobs}})
+	b := setup(t, options{workers: workers, health: endpoint.Config{MaxInFlight: jobs}, noFastPath: true})
 	hang := newGate(t)
 	_, err := b.subs.Create(context.Background(), subscriptions.Subscription{
 		URL: hang.URL, Events: []string{"robot.connected"}, Timeout: time.Minute,

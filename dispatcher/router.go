@@ -13,21 +13,28 @@ import (
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/jetstream"
-	"github.com/robotlab/webhookd/subscriptions"
 )
 
 // publishTimeout bounds waiting for the acknowledgements of one fan-out.
 const publishTimeout = 10 * time.Second
 
-// route fans one event out into delivery jobs and settles it. Every path
-// ends in an ack, or in a nak with a delay when the failure is ours and
-// passing (NATS unavailable, DELIVERIES full): a bad event is recorded as
-// rejected with its reason and never retried.
-func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
+// route fans one event out and settles it through its branches. Each
+// matching subscription's first attempt goes straight to a worker in this
+// process (the fast path) through the endpoint's admission (cap, breaker,
+// memory queue); a branch that cannot go that way is spilled as a job to
+// DELIVERIES: the endpoint is full or its breaker open, the subscription
+// is paused or disabled, or the event is a redelivery (a replica died
+// mid fan-out, so some branches may have run: they are all queued, and the
+// jobs' message ids drop the ones queued before). The event is acked once
+// every branch has a confirmed record or a stored job (see fanout). A bad
+// event is recorded as rejected with its reason and never retried; a
+// failure of ours (NATS unavailable, DELIVERIES full) naks it with a
+// growing delay.
+func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", m.Subject()).Msg("event without metadata; terminating")
-		_ = m.Term()
+		d.funnel.term(m, "event without metadata")
 		return
 	}
 	ev := delivery.Event{
@@ -59,7 +66,7 @@ func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 		d.noSubscriber.Add(1)
 		d.deps.Observer.Event(ev.Type, ResultNoSubscriber)
 		log.Debug().Msg("event has no subscriber")
-		_ = m.Ack()
+		d.funnel.ack(m)
 		return
 	}
 	if full, err := d.room.full(ctx); full || err != nil {
@@ -67,23 +74,61 @@ func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 		// queued; the event waits in EVENTS, which refuses new events
 		// when it fills up in turn.
 		log.Warn().Err(err).Msg("DELIVERIES is nearly full; fan-out waits")
-		_ = m.NakWithDelay(ownFailureDelay(md.NumDelivered))
+		d.funnel.nak(m, ownFailureDelay(md.NumDelivered))
 		return
 	}
-	if err := d.fanOut(ctx, ev, subs); err != nil {
-		if permanent(err) {
-			d.reject(ctx, m, ev, "cannot queue its delivery jobs: "+err.Error())
-			return
+	f := &fanout{m: m, tries: md.NumDelivered, ev: ev, log: log}
+	f.left.Store(1) // routing's own share, settled last
+	f.stop = d.funnel.keepAlive(m, d.cfg.AckWait/3, d.cfg.AckWait/3)
+	now := d.now()
+	var spills []delivery.Job
+	for _, sub := range subs {
+		job := delivery.NewJob(ev, sub.ID, now)
+		if d.cfg.NoFastPath || md.NumDelivered > 1 || !sub.Active {
+			spills = append(spills, job)
+			continue
 		}
-		log.Warn().Err(err).Uint64("tries", md.NumDelivered).Msg("fan-out failed; will retry")
-		_ = m.NakWithDelay(ownFailureDelay(md.NumDelivered))
-		return
+		if started, wait := d.fastPath(ctx, pull, f, job, sub); !started {
+			if wait > 0 {
+				job.NotBefore = now.Add(wait).UTC()
+			}
+			spills = append(spills, job)
+		}
 	}
-	d.routed.Add(1)
-	d.deps.Observer.Event(ev.Type, ResultRouted)
-	if err := m.Ack(); err != nil {
-		log.Warn().Err(err).Msg("ack event") // redelivered; the jobs are deduplicated
+	err = nil
+	if len(spills) > 0 {
+		if err = d.spill(ctx, spills); err != nil {
+			log.Warn().Err(err).Uint64("tries", md.NumDelivered).Msg("spilling delivery jobs failed")
+		}
 	}
+	d.branchDone(f, err == nil)
+}
+
+// spill stores jobs in DELIVERIES. Jobs that can never be stored (larger
+// than the server takes) fail their deliveries at once, with the reason.
+func (d *Dispatcher) spill(ctx context.Context, jobs []delivery.Job) error {
+	err := d.publishJobs(ctx, jobs)
+	if err != nil && permanent(err) {
+		err = d.failUnqueueable(ctx, jobs, err)
+	}
+	return err
+}
+
+// failUnqueueable records as failed the deliveries of jobs that cannot be
+// queued (too large for the server), and returns an error only if a record
+// could not be written.
+func (d *Dispatcher) failUnqueueable(ctx context.Context, jobs []delivery.Job, cause error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	for _, job := range jobs {
+		sub, _ := d.deps.Subscriptions.Get(job.SubscriptionID)
+		rec := d.record(job, sub, delivery.StatusFailed, "cannot queue its delivery job: "+cause.Error())
+		if err := d.deps.Recorder.Publish(rctx, rec, nil); err != nil {
+			return err
+		}
+		d.deps.Observer.Finished(rec.SubscriptionID, rec.Status)
+	}
+	return nil
 }
 
 // ownFailureDelay spaces the retries of a failure of ours: 1 s, doubling
@@ -115,16 +160,16 @@ func (d *Dispatcher) reject(ctx context.Context, m natsjs.Msg, ev delivery.Event
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	log := d.log.With().Str("event_id", ev.ID).Str("event_type", ev.Type).Logger()
-	if _, err := d.deps.Recorder.Publish(rctx, rec, nil); err != nil {
+	if err := d.deps.Recorder.Publish(rctx, rec, nil); err != nil {
 		log.Error().Err(err).Msg("recording rejected event failed; will retry")
-		_ = m.NakWithDelay(time.Second)
+		d.funnel.nak(m, time.Second)
 		return
 	}
 	d.rejected.Add(1)
 	d.deps.Observer.Event(ev.Type, ResultRejected)
 	d.deps.Observer.Finished("", delivery.StatusRejected)
 	log.Warn().Str("reason", rec.Reason).Int("bytes", len(ev.Data)).Msg("event.rejected")
-	_ = m.Ack()
+	d.funnel.ack(m)
 }
 
 // check returns why ev is rejected, or "".
@@ -148,14 +193,12 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// fanOut publishes one job per subscription and waits for every
+// publishJobs publishes jobs to DELIVERIES and waits for every
 // acknowledgement.
-func (d *Dispatcher) fanOut(ctx context.Context, ev delivery.Event, subs []subscriptions.Subscription) error {
-	now := d.now()
-	futures := make([]natsjs.PubAckFuture, 0, len(subs))
-	for _, sub := range subs {
-		job := delivery.NewJob(ev, sub.ID, now)
-		f, err := d.deps.JS.PublishMsgAsync(job.Msg(jetstream.DeliverySubject(sub.ID)), natsjs.WithMsgID(job.MsgID()))
+func (d *Dispatcher) publishJobs(ctx context.Context, jobs []delivery.Job) error {
+	futures := make([]natsjs.PubAckFuture, 0, len(jobs))
+	for _, job := range jobs {
+		f, err := d.deps.JS.PublishMsgAsync(job.Msg(jetstream.DeliverySubject(job.SubscriptionID)), natsjs.WithMsgID(job.MsgID()))
 		if err != nil {
 			return fmt.Errorf("publish job %s: %w", job.ID, err)
 		}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -67,13 +66,14 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 	job, err := delivery.DecodeJob(m.Headers(), m.Data())
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", m.Subject()).Msg("undecodable job; terminating")
-		_ = m.TermWithReason("undecodable job")
+		d.funnel.term(m, "undecodable job")
 		return
 	}
 	log := d.log.With().Str("delivery_id", job.ID).Str("event_id", job.EventID).
 		Str("event_type", job.Event).Str("subscription_id", job.SubscriptionID).Int("attempt", job.Attempt).Logger()
-	s, next := d.decide(ctx, m, job, pulled, log)
-	d.settle(ctx, m, job, s, log)
+	c := carrier{m: m}
+	s, next := d.decide(ctx, c, job, pulled, log)
+	d.settle(ctx, c, job, s, log)
 	for next != nil {
 		next = next()
 	}
@@ -81,7 +81,8 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 
 // decide runs the job's attempt if it may run now, and returns how the job
 // is settled, and the job that waited for the slot the attempt freed.
-func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, log zerolog.Logger) (settlement, endpoint.Handoff) {
+func (d *Dispatcher) decide(ctx context.Context, c carrier, job delivery.Job, pulled time.Time, log zerolog.Logger) (settlement, endpoint.Handoff) {
+	m := c.m
 	if wait := job.NotBefore.Sub(d.now()); wait > 0 {
 		return settlement{act: nak, delay: wait}, nil // a retry, published ahead of its time
 	}
@@ -100,11 +101,11 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 		MaxWait: d.cfg.AckWait / 3,
 		Bytes:   len(m.Data()),
 		Run: func(slot *endpoint.Slot) endpoint.Handoff {
-			return d.runQueued(ctx, m, job, pulled, slot, log)
+			return d.runQueued(ctx, c, job, pulled, slot, log)
 		},
 		Expire: func(wait time.Duration) {
 			d.deferred.Add(1)
-			_ = m.NakWithDelay(wait)
+			d.funnel.nak(m, wait)
 		},
 	})
 	switch {
@@ -121,26 +122,27 @@ func (d *Dispatcher) decide(ctx context.Context, m natsjs.Msg, job delivery.Job,
 		d.deferred.Add(1)
 		return settlement{act: nak, delay: wait}, nil
 	}
-	return d.run(ctx, m, job, pulled, sub, slot, log)
+	return d.run(ctx, c, job, pulled, sub, slot, log)
 }
 
 // runQueued runs a job that waited in memory, with the slot handed to it,
 // settles it and returns the next job that waited.
-func (d *Dispatcher) runQueued(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, slot *endpoint.Slot, log zerolog.Logger) endpoint.Handoff {
-	if time.Since(pulled) > d.cfg.AckWait/6 {
+func (d *Dispatcher) runQueued(ctx context.Context, c carrier, job delivery.Job, pulled time.Time, slot *endpoint.Slot, log zerolog.Logger) endpoint.Handoff {
+	if c.fan == nil && time.Since(pulled) > d.cfg.AckWait/6 {
 		// It waited a while, and the settling before the handoff may have
-		// taken more: keep it ours before anything else.
-		_ = m.InProgress()
+		// taken more: keep it ours before anything else. (An event's
+		// branch is kept by the event's own keep-alive.)
+		d.funnel.progress(c.m)
 		pulled = time.Now()
 	}
 	sub, s, ok := d.admissible(ctx, job) // the subscription may have changed meanwhile
 	var next endpoint.Handoff
 	if ok {
-		s, next = d.run(ctx, m, job, pulled, sub, slot, log)
+		s, next = d.run(ctx, c, job, pulled, sub, slot, log)
 	} else {
 		next = slot.Cancel()
 	}
-	d.settle(ctx, m, job, s, log)
+	d.settle(ctx, c, job, s, log)
 	return next
 }
 
@@ -169,8 +171,8 @@ func (d *Dispatcher) admissible(ctx context.Context, job delivery.Job) (subscrip
 
 // run makes the attempt in slot and returns its settlement, and the job
 // that waited for the slot.
-func (d *Dispatcher) run(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, sub subscriptions.Subscription, slot *endpoint.Slot, log zerolog.Logger) (settlement, endpoint.Handoff) {
-	res := d.attempt(ctx, m, job, pulled, sub)
+func (d *Dispatcher) run(ctx context.Context, c carrier, job delivery.Job, pulled time.Time, sub subscriptions.Subscription, slot *endpoint.Slot, log zerolog.Logger) (settlement, endpoint.Handoff) {
+	res := d.attempt(ctx, c, job, pulled, sub)
 	// net/http reports the cancellation's cause, not context.Canceled, so
 	// any failure after the stop cancelled the work is a cut-off attempt.
 	if errors.Is(context.Cause(ctx), ErrStopping) && res.Outcome != delivery.OutcomeSucceeded {
@@ -244,101 +246,76 @@ func (d *Dispatcher) record(job delivery.Job, sub subscriptions.Subscription, st
 	}
 }
 
+// carrier is what a settlement settles: a job message pulled from
+// DELIVERIES (fan nil), or one branch of an event's fan-out, a first
+// attempt made on the fast path (m is then the event's message, kept alive
+// by the fan-out, and settled by it once every branch is).
+type carrier struct {
+	m   natsjs.Msg
+	fan *fanout
+}
+
 // settle applies s: record (with the kept job), then queue the next
-// attempt, then ack, nak or term, then log. If the record or the next job
-// cannot be written, the job is nak'ed and its attempt re-run later; it is
-// never acked without its record.
-func (d *Dispatcher) settle(ctx context.Context, m natsjs.Msg, job delivery.Job, s settlement, log zerolog.Logger) {
+// attempt, then ack, nak or term through the funnel, then log. The record
+// joins the recorder's next AUDIT batch, and the job is settled by a
+// settler once the batch is confirmed, so a worker waits for its HTTP
+// attempt, not for the stream. If the record or the next job cannot be
+// written, the job is nak'ed (a branch spilled) and its attempt re-run
+// later; it is never acked without its record.
+func (d *Dispatcher) settle(ctx context.Context, c carrier, job delivery.Job, s settlement, log zerolog.Logger) {
 	if s.act == waits {
 		return
 	}
-	if s.rec != nil && s.keep == nil && d.async != nil {
-		// Pipelined: the settlers finish once AUDIT confirms the record.
-		if f, err := d.async.PublishAsync(*s.rec); err == nil {
-			d.settling <- pendingSettle{ctx: ctx, m: m, job: job, s: s, log: log, ack: f}
-			return
-		}
-		// Not even sent (the publisher is stalled): write it below, waiting.
+	p := &pendingSettle{ctx: ctx, c: c, job: job, s: s, log: log}
+	if s.rec == nil {
+		d.settled(p)
+		return
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	dup := false
-	if s.rec != nil {
-		var err error
-		dup, err = d.deps.Recorder.Publish(rctx, *s.rec, s.keep)
-		if err != nil {
-			log.Error().Err(err).Msg("recording failed; the job will run again")
-			_ = m.NakWithDelay(retryAfterOwnFailure)
-			return
-		}
-	}
-	d.settled(rctx, m, job, s, log, dup)
+	d.outstanding <- struct{}{} // waits while the records outstanding are at their bound
+	d.pending.Add(1)
+	d.deps.Recorder.Record(*s.rec, s.keep, func(err error) {
+		p.err = err
+		d.settling <- p // never blocks: it holds a place for every record outstanding
+	})
 }
 
-// pendingSettle is a job whose record is on its way to AUDIT.
+// pendingSettle is a settlement whose record is on its way to AUDIT; err
+// is the record's fate.
 type pendingSettle struct {
 	ctx context.Context
-	m   natsjs.Msg
+	c   carrier
 	job delivery.Job
 	s   settlement
 	log zerolog.Logger
-	ack natsjs.PubAckFuture
+	err error
 }
 
-// confirm waits for p's record to be confirmed and then settles the job;
-// if the record fails or is not confirmed within recordTimeout, the job is
-// nak'ed and its attempt re-run, never acked.
-func (d *Dispatcher) confirm(p pendingSettle) {
+// settled finishes settling once the record (if any) is confirmed: queue
+// the next attempt, then ack, nak or term, then log.
+func (d *Dispatcher) settled(p *pendingSettle) {
+	s, log := p.s, p.log
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), recordTimeout)
 	defer cancel()
-	select {
-	case ack := <-p.ack.Ok():
-		d.settled(rctx, p.m, p.job, p.s, p.log, ack.Duplicate)
-	case err := <-p.ack.Err():
-		p.log.Error().Err(err).Msg("recording failed; the job will run again")
-		_ = p.m.NakWithDelay(retryAfterOwnFailure)
-	case <-rctx.Done():
-		p.log.Error().Msg("recording not confirmed in time; the job will run again")
-		_ = p.m.NakWithDelay(retryAfterOwnFailure)
+	if p.err != nil {
+		log.Error().Err(p.err).Msg("recording failed; the attempt will run again")
+		d.apply(rctx, p.c, p.job, nak, retryAfterOwnFailure, "", log)
+		return
 	}
-}
-
-// settled finishes settling once the record (if any) is written: queue the
-// next attempt, then ack, nak or term, then log.
-func (d *Dispatcher) settled(rctx context.Context, m natsjs.Msg, job delivery.Job, s settlement, log zerolog.Logger, dup bool) {
 	if s.rec != nil {
-		if dup {
-			// A worker that died after recording this attempt: the stored
-			// record stands, and this run is a repeat, not a new attempt.
-			log.Warn().Msg("attempt was already recorded by an earlier run of this job; settling as it says")
-		} else {
-			if s.rec.Attempt != nil {
-				d.attempts.Add(1)
-				d.deps.Observer.Attempt(s.rec.SubscriptionID, s.rec.Attempt.Reason, s.took)
-			}
-			d.deps.Observer.Finished(s.rec.SubscriptionID, s.rec.Status)
+		if s.rec.Attempt != nil {
+			d.attempts.Add(1)
+			d.deps.Observer.Attempt(s.rec.SubscriptionID, s.rec.Attempt.Reason, s.took)
 		}
+		d.deps.Observer.Finished(s.rec.SubscriptionID, s.rec.Status)
 	}
 	if s.next != nil {
-		_, err := d.deps.JS.PublishMsg(rctx, s.next.Msg(jetstream.DeliverySubject(s.next.SubscriptionID)), natsjs.WithMsgID(s.next.MsgID()))
-		if err != nil {
-			log.Error().Err(err).Msg("queueing the next attempt failed; the job will run again")
-			_ = m.NakWithDelay(retryAfterOwnFailure)
+		if err := d.publishJobs(rctx, []delivery.Job{*s.next}); err != nil {
+			log.Error().Err(err).Msg("queueing the next attempt failed; the attempt will run again")
+			d.apply(rctx, p.c, p.job, nak, retryAfterOwnFailure, "", log)
 			return
 		}
 	}
-	var err error
-	switch s.act {
-	case ack:
-		err = m.Ack()
-	case nak:
-		err = m.NakWithDelay(s.delay)
-	case term:
-		err = m.TermWithReason(s.why)
-	}
-	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		log.Warn().Err(err).Msg("settling job failed; JetStream will redeliver it")
-	}
+	d.apply(rctx, p.c, p.job, s.act, s.delay, s.why, log)
 	if s.msg != "" {
 		ev := log.WithLevel(s.level)
 		if s.log != nil {
@@ -347,7 +324,29 @@ func (d *Dispatcher) settled(rctx context.Context, m natsjs.Msg, job delivery.Jo
 		ev.Msg(s.msg)
 	}
 	if s.rec != nil && s.rec.Status == delivery.StatusFailed && s.rec.Attempt != nil {
-		d.announceExhausted(rctx, job, *s.rec)
+		d.announceExhausted(rctx, p.job, *s.rec)
+	}
+}
+
+// apply settles c as act says. A job message goes through the funnel; a
+// branch of an event is done with ack and term, and spilled to DELIVERIES
+// (due after delay) with nak.
+func (d *Dispatcher) apply(ctx context.Context, c carrier, job delivery.Job, act action, delay time.Duration, why string, log zerolog.Logger) {
+	if c.fan != nil {
+		if act == nak {
+			d.spillBranch(ctx, c.fan, job, delay, log)
+			return
+		}
+		d.branchDone(c.fan, true)
+		return
+	}
+	switch act {
+	case ack:
+		d.funnel.ack(c.m)
+	case nak:
+		d.funnel.nak(c.m, delay)
+	case term:
+		d.funnel.term(c.m, why)
 	}
 }
 
@@ -379,29 +378,18 @@ func holdReason(sub subscriptions.Subscription) string {
 // attempt runs the HTTP attempt while telling JetStream the job is in
 // progress every AckWait/3 since it was pulled (or last kept in progress),
 // so a slow receiver causes no redelivery. Most attempts take milliseconds
-// and send none.
-func (d *Dispatcher) attempt(ctx context.Context, m natsjs.Msg, job delivery.Job, pulled time.Time, sub subscriptions.Subscription) delivery.Result {
-	every := d.cfg.AckWait / 3
-	first := time.Until(pulled.Add(every))
-	if first <= 0 { // it waited in memory for a slot that long
-		_ = m.InProgress()
-		first = every
-	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		t := time.NewTimer(first)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				_ = m.InProgress()
-				t.Reset(every)
-			}
+// and send none. A branch of an event is kept alive by its fan-out.
+func (d *Dispatcher) attempt(ctx context.Context, c carrier, job delivery.Job, pulled time.Time, sub subscriptions.Subscription) delivery.Result {
+	if c.fan == nil {
+		every := d.cfg.AckWait / 3
+		first := time.Until(pulled.Add(every))
+		if first <= 0 { // it waited in memory for a slot that long
+			d.funnel.progress(c.m)
+			first = every
 		}
-	}()
+		stop := d.funnel.keepAlive(c.m, first, every)
+		defer stop()
+	}
 	return d.deps.Attempter.Attempt(ctx, job, sub)
 }
 

@@ -253,7 +253,7 @@ func attempt(ctx context.Context, d *delivery.Deliverer, rec *history.Recorder, 
 		deadline.Stop()
 	} else { // the async publisher is full: wait, as webhookd does
 		rctx, cancel := context.WithTimeout(ctx, ackTimeout)
-		_, err = rec.Publish(rctx, r, nil)
+		err = rec.Publish(rctx, r, nil)
 		cancel()
 		recorded = err == nil
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -28,15 +29,29 @@ func NewRecorder(js natsjs.JetStream, store *Store, replica string) *Recorder {
 	return &Recorder{js: js, store: store, replica: replica}
 }
 
-// Publish publishes rec to AUDIT and waits for the stream's
-// acknowledgement. With keep, the job is first stored in AUDIT too, data
-// included, and rec refers to it (JobSeq), so the delivery can be sent again
-// later. It reports dup when JetStream had already stored a record with the
-// same id (an attempt recorded by a worker that died before settling): the
-// stored record stands and this one was not written. On error the caller
-// must not settle the job as done.
-func (r *Recorder) Publish(ctx context.Context, rec Record, keep *delivery.Job) (dup bool, err error) {
-	return r.publish(ctx, r.stamp(rec), keep)
+// Record queues rec (with keep) and calls done once AUDIT confirmed it.
+// TEMPORARY shim until group commit lands: one goroutine per record.
+func (r *Recorder) Record(rec Record, keep *delivery.Job, done func(error)) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := r.publish(ctx, r.stamp(rec), keep)
+		done(err)
+	}()
+}
+
+// Run drives the recorder until ctx is done.
+func (r *Recorder) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+// Publish records rec, waits for the confirmation and applies it to this
+// replica's store, so an API answer that follows reads its own write.
+func (r *Recorder) Publish(ctx context.Context, rec Record, keep *delivery.Job) error {
+	rec = r.stamp(rec)
+	dup, err := r.publish(ctx, rec, keep)
+	if err != nil || dup || r.store == nil {
+		return err
+	}
+	return r.store.Apply(rec)
 }
 
 // stamp marks rec as this replica's and bounds its free-text fields.
@@ -91,17 +106,6 @@ func (r *Recorder) PublishAsync(rec Record) (natsjs.PubAckFuture, error) {
 		return nil, fmt.Errorf("delivery: publish record %s: %w", id, err)
 	}
 	return f, nil
-}
-
-// Record publishes rec like Publish and applies it to this replica's store
-// at once, so an API answer that follows reads its own write.
-func (r *Recorder) Record(ctx context.Context, rec Record) error {
-	rec = r.stamp(rec)
-	dup, err := r.publish(ctx, rec, nil)
-	if err != nil || dup {
-		return err
-	}
-	return r.store.Apply(rec)
 }
 
 // recordID identifies a record for deduplication: one per attempt, one per

@@ -1,0 +1,84 @@
+package dispatcher
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// funnel is the one caller of Ack, Nak, NakWithDelay, Term and InProgress
+// for both consumers: the router's events and the workers' jobs. A settle
+// that fails is logged once, here, with the message's identity, and
+// counted; JetStream then redelivers the message after its AckWait, so
+// nothing is lost, only late.
+type funnel struct {
+	log    zerolog.Logger
+	failed atomic.Uint64 // settles the server never got
+}
+
+// ack settles m as done.
+func (f *funnel) ack(m natsjs.Msg) { f.check(m, "ack", m.Ack()) }
+
+// nak hands m back to be delivered again after delay (at once with 0).
+func (f *funnel) nak(m natsjs.Msg, delay time.Duration) {
+	if delay <= 0 {
+		f.check(m, "nak", m.Nak())
+		return
+	}
+	f.check(m, "nak", m.NakWithDelay(delay))
+}
+
+// term takes m out of its stream's delivery for good, with the reason
+// JetStream keeps.
+func (f *funnel) term(m natsjs.Msg, why string) { f.check(m, "term", m.TermWithReason(why)) }
+
+// progress restarts m's AckWait.
+func (f *funnel) progress(m natsjs.Msg) { f.check(m, "in-progress", m.InProgress()) }
+
+func (f *funnel) check(m natsjs.Msg, what string, err error) {
+	if err == nil {
+		return
+	}
+	f.failed.Add(1)
+	ev := f.log.Warn()
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
+		ev = f.log.Debug() // shutting down, or settled twice on purpose: nothing to act on
+	}
+	ev = ev.Err(err).Str("settle", what).Str("subject", m.Subject())
+	if md, mdErr := m.Metadata(); mdErr == nil {
+		ev = ev.Str("stream", md.Stream).Uint64("stream_seq", md.Sequence.Stream).Uint64("delivered", md.NumDelivered)
+	}
+	ev.Msg("settling a message failed; JetStream will redeliver it")
+}
+
+// keepAlive sends InProgress for m every interval until the returned stop
+// is called: for a message whose work outlasts a third of its AckWait (a
+// slow attempt, or an event waiting for its fan-out). It starts no
+// goroutine until the first interval has passed.
+func (f *funnel) keepAlive(m natsjs.Msg, first, every time.Duration) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	mu.Lock()
+	defer mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(max(first, 0), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		f.progress(m)
+		t.Reset(every)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
+}
