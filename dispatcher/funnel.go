@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -46,8 +45,8 @@ func (f *funnel) check(m natsjs.Msg, what string, err error) {
 	}
 	f.failed.Add(1)
 	ev := f.log.Warn()
-	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
-		ev = f.log.Debug() // shutting down, or settled twice on purpose: nothing to act on
+	if errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
+		ev = f.log.Debug() // settled before: the first settle stands
 	}
 	ev = ev.Err(err).Str("settle", what).Str("subject", m.Subject())
 	if md, mdErr := m.Metadata(); mdErr == nil {

@@ -243,15 +243,29 @@ func (b *bundle) waitDelivery(t *testing.T, id string, status delivery.Status) h
 	return d
 }
 
-// workersIdle reports whether the workers consumer holds no job, pending or
-// waiting for a retry.
+// workersIdle reports whether both consumers are settled: the router holds
+// no event (one in flight has first attempts running on the fast path) and
+// the workers no job, pending or waiting for a retry.
 func (b *bundle) workersIdle(t *testing.T) bool {
 	t.Helper()
-	c, err := b.ns.JS.Consumer(context.Background(), jetstream.StreamDeliveries, jetstream.ConsumerWorkers)
+	for _, c := range [][2]string{{jetstream.StreamEvents, jetstream.ConsumerRouter}, {jetstream.StreamDeliveries, jetstream.ConsumerWorkers}} {
+		pending, ackPending := b.consumerState(t, c[0], c[1])
+		if pending != 0 || ackPending != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// consumerState returns a consumer's messages not yet delivered and those
+// delivered but not settled.
+func (b *bundle) consumerState(t *testing.T, stream, consumer string) (pending uint64, ackPending int) {
+	t.Helper()
+	c, err := b.ns.JS.Consumer(context.Background(), stream, consumer)
 	require.NoError(t, err)
 	info, err := c.Info(context.Background())
 	require.NoError(t, err)
-	return info.NumPending == 0 && info.NumAckPending == 0
+	return info.NumPending, info.NumAckPending
 }
 
 // waitUntil polls cond: for state that lives in a store or in JetStream

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -163,4 +164,42 @@ func TestSlowReceiverDoesNotHoldBackOthers(t *testing.T) {
 	for range 20 {
 		fast.next(t, 10*time.Second)
 	}
+}
+
+// A graceful stop hands back at once everything it has not started: the
+// events and jobs waiting in memory for their endpoint's slots are spilled
+// or nak'ed, not left for their AckWait (a minute here). Only the attempts
+// in flight stay with the stopping replica, and they finish and settle
+// before Run returns; the replica that comes next starts the rest at once.
+func TestGracefulStopHandsBackUnstartedWork(t *testing.T) {
+	t.Parallel()
+	const events, limit = 40, 8
+	longAckWait := func(p *jetstream.Provisioning) { p.AckWait = time.Minute }
+	a := setup(t, options{workers: 16, prov: longAckWait, shutdownTimeout: 30 * time.Second,
+		health: endpoint.Config{MaxInFlight: limit}})
+	hang := newGate(t)
+	a.subscribe(t, hang.URL, "task.completed")
+	publishMany(t, a, "task.completed", "handback", events)
+	waitUntil(t, 10*time.Second, func() bool { return hang.inFlight.Load() == limit }, "the endpoint's cap in flight")
+
+	stopped := make(chan struct{})
+	go func() { a.stop(); close(stopped) }()
+	// While its attempts are still in flight, the stopping replica holds no
+	// other event: the unstarted ones were handed back as jobs.
+	waitUntil(t, 10*time.Second, func() bool {
+		_, routerHeld := a.consumerState(t, jetstream.StreamEvents, jetstream.ConsumerRouter)
+		return routerHeld == limit
+	}, "only the events whose attempts are in flight held")
+	hang.open()
+	<-stopped
+
+	// The next replica starts the handed-back deliveries as soon as they
+	// are due, far within the minute of AckWait that anything left held
+	// would wait.
+	started := time.Now()
+	b := setup(t, options{server: a.ns, prov: longAckWait, workers: 16, health: endpoint.Config{MaxInFlight: limit}})
+	waitUntil(t, 20*time.Second, func() bool { return hang.total.Load() >= events }, "every event attempted before AckWait")
+	waitUntil(t, 20*time.Second, func() bool { return b.workersIdle(t) }, "all settled")
+	t.Logf("the next replica attempted the %d handed-back deliveries within %s", events-limit, time.Since(started).Round(time.Millisecond))
+	require.EqualValues(t, events, hang.total.Load(), "each delivery attempted once")
 }
