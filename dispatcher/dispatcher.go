@@ -245,7 +245,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer func() { d.pending.Wait(); close(quit); settlers.Wait() }()
 	pools := []*pool{
 		// Routers stop pulling while the fast path has no token free.
-		{name: jetstream.ConsumerRouter, cons: routerCons, n: d.cfg.Routers, funnel: d.funnel, log: d.log,
+		{name: jetstream.ConsumerRouter, cons: routerCons, n: d.cfg.Routers, funnel: d.funnel, log: d.log, tokens: d.cap,
 			handle: func(m natsjs.Msg) {
 				d.safely(workCtx, m, func(work context.Context, m natsjs.Msg) { d.route(work, ctx, m) })
 			}},

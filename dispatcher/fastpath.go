@@ -16,8 +16,9 @@ import (
 // capacity is the fast path's budget of first attempts in flight,
 // Config.Workers tokens. A router waits for a token before it admits a
 // branch to its endpoint, so while every token is taken the routers stop
-// pulling events: a replica takes no more events than it can start (at
-// most Config.Routers wait), and leaves the rest to its peers. A branch
+// pulling events, and they pull no more at once than there are tokens
+// free: a replica takes no more events than it can start, and leaves the
+// rest to its peers. A branch
 // that waits in an endpoint's memory queue holds no token (the queue has
 // its own bounds), so a slow endpoint's backlog holds no router. Beside
 // the fast path, the DELIVERIES pool has Config.Workers goroutines of its
@@ -43,6 +44,33 @@ func (c capacity) acquire(ctx context.Context) bool {
 }
 
 func (c capacity) release() { c <- struct{}{} }
+
+// take waits for one token and takes up to n-1 more that are free at once;
+// it returns how many it took (0 when ctx ended first). The router pool
+// takes one for each event it pulls, and hands it to the event's first
+// fast-path branch.
+func (c capacity) take(ctx context.Context, n int) int {
+	if !c.acquire(ctx) {
+		return 0
+	}
+	got := 1
+	for got < n {
+		select {
+		case <-c:
+			got++
+		default:
+			return got
+		}
+	}
+	return got
+}
+
+// give returns n tokens.
+func (c capacity) give(n int) {
+	for range n {
+		c <- struct{}{}
+	}
+}
 
 // fanout is one event on its way out. Each matching subscription is a
 // branch; the event is settled once every branch is: acked when each has
@@ -80,13 +108,17 @@ func (d *Dispatcher) branchDone(f *fanout, ok bool) {
 }
 
 // fastPath tries to start job, the first attempt of sub's branch of f,
-// in this process: it waits for a token of the fast path's capacity until
-// pull ends (the replica stops), then asks the endpoint's admission. It
+// in this process: it takes the token the event was pulled with, if still
+// unused (*token), or waits for one until pull ends (the replica stops),
+// then asks the endpoint's admission. It
 // reports whether the attempt started in a goroutine of its own or waits
 // in the endpoint's memory queue; if neither, the caller spills the job to
 // DELIVERIES, due after wait (the endpoint is full or its breaker open).
-func (d *Dispatcher) fastPath(ctx, pull context.Context, f *fanout, job delivery.Job, sub subscriptions.Subscription) (started bool, wait time.Duration) {
-	if !d.cap.acquire(pull) {
+func (d *Dispatcher) fastPath(ctx, pull context.Context, f *fanout, token *bool, job delivery.Job, sub subscriptions.Subscription) (started bool, wait time.Duration) {
+	switch {
+	case *token:
+		*token = false
+	case !d.cap.acquire(pull):
 		return false, 0 // stopping: hand the branch to DELIVERIES now
 	}
 	f.left.Add(1)

@@ -118,7 +118,9 @@ func setup(t testing.TB, o options) *bundle {
 	if o.recorder != nil {
 		rec = o.recorder(rec)
 	}
-	var att dispatcher.Attempter = deliverer
+	// A crash also cuts off the replica's HTTP attempts, as kill -9 would.
+	dead, kill := context.WithCancel(context.Background())
+	var att dispatcher.Attempter = crashable{Attempter: deliverer, dead: dead}
 	if o.attempter != nil {
 		att = o.attempter(att)
 	}
@@ -175,9 +177,27 @@ func setup(t testing.TB, o options) *bundle {
 	t.Cleanup(stop)
 	crash := func() {
 		crashed.Store(true)
+		kill()     // no attempt reaches a receiver any more
 		nc.Close() // no ack, nak or record reaches the server any more
 	}
 	return &bundle{ns: ns, subs: subs, store: store, disp: disp, queue: queue, endpoints: endpoints, nc: nc, stop: stop, crash: crash}
+}
+
+// crashable cuts its attempts off once dead is done: a killed replica's
+// attempts in flight never get their answer, and it makes no new ones.
+type crashable struct {
+	dispatcher.Attempter
+	dead context.Context
+}
+
+func (c crashable) Attempt(ctx context.Context, job delivery.Job, sub subscriptions.Subscription) delivery.Result {
+	if c.dead.Err() != nil {
+		return delivery.Result{Outcome: delivery.OutcomeFailed, Reason: "killed (test)", Err: c.dead.Err()}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.dead, cancel)()
+	return c.Attempter.Attempt(ctx, job, sub)
 }
 
 // subscribe creates a subscription through the store (the Go API).

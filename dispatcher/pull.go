@@ -28,9 +28,12 @@ const fetchWait = time.Second
 // thousands of pending jobs until two heartbeats were missed (measured:
 // stalls of 5 s, again and again, after a burst of 20,000 jobs).
 type pool struct {
-	name   string
-	cons   natsjs.Consumer
-	n      int
+	name string
+	cons natsjs.Consumer
+	n    int
+	// tokens, if set, is a capacity the pool takes a token of for each
+	// message it pulls, waiting while none is free; the handler owns it.
+	tokens capacity
 	handle func(natsjs.Msg)
 	funnel *funnel
 	log    zerolog.Logger
@@ -77,12 +80,25 @@ func (p *pool) run(ctx context.Context) {
 				break take
 			}
 		}
+		if p.tokens != nil {
+			took := p.tokens.take(ctx, batch)
+			if took == 0 {
+				return // stopped
+			}
+			for range batch - took {
+				idle <- struct{}{}
+			}
+			batch = took
+		}
 		if ctx.Err() != nil { // stopped while an idle goroutine was taken
 			return
 		}
 		got, err := p.fetch(ctx, batch, msgs)
 		for range batch - got {
 			idle <- struct{}{}
+		}
+		if p.tokens != nil {
+			p.tokens.give(batch - got)
 		}
 		if err == nil {
 			failures = 0

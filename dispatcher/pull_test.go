@@ -45,6 +45,31 @@ func TestWorkersPullOnlyWhatTheyCanStart(t *testing.T) {
 	waitUntil(t, 30*time.Second, func() bool { return hang.total.Load() == jobs && b.workersIdle(t) }, "all sent")
 }
 
+// The routers pull no more events than the fast path has capacity for: a
+// replica whose every worker is busy leaves new events in EVENTS, for
+// itself later or for a peer, instead of holding them unstarted.
+func TestRoutersPullOnlyWhatTheyCanStart(t *testing.T) {
+	t.Parallel()
+	const workers, events = 3, 12
+	b := setup(t, options{workers: workers, health: endpoint.Config{MaxInFlight: events}})
+	hang := newGate(t)
+	_, err := b.subs.Create(context.Background(), subscriptions.Subscription{
+		URL: hang.URL, Events: []string{"robot.connected"}, Timeout: time.Minute,
+	})
+	require.NoError(t, err)
+	for i := range events {
+		b.publish(t, "robot.connected", `{}`, fmt.Sprintf("e-%d", i))
+	}
+	waitUntil(t, 10*time.Second, func() bool { return hang.inFlight.Load() == workers }, "every token in use")
+	pending, held := b.consumerState(t, jetstream.StreamEvents, jetstream.ConsumerRouter)
+	require.Equal(t, workers, held, "only the events whose attempts are in flight were pulled")
+	require.EqualValues(t, events-workers, pending)
+	require.Zero(t, b.disp.Stats().Jobs, "nothing spilled: the events wait in EVENTS")
+
+	hang.open()
+	waitUntil(t, 30*time.Second, func() bool { return hang.total.Load() == events && b.workersIdle(t) }, "all sent")
+}
+
 // A busy endpoint's backlog waits in memory for its slot, as much of it
 // as the endpoint gets through within a third of the AckWait: the jobs are
 // not handed back to JetStream and pulled again and again.

@@ -30,7 +30,16 @@ const publishTimeout = 10 * time.Second
 // event is recorded as rejected with its reason and never retried; a
 // failure of ours (NATS unavailable, DELIVERIES full) naks it with a
 // growing delay.
+//
+// The router pool pulled m with a token of the fast path's capacity, which
+// route hands to the event's first fast-path branch, or gives back.
 func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
+	token := true
+	defer func() {
+		if token {
+			d.cap.release()
+		}
+	}()
 	md, err := m.Metadata()
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", m.Subject()).Msg("event without metadata; terminating")
@@ -88,7 +97,7 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 			spills = append(spills, job)
 			continue
 		}
-		if started, wait := d.fastPath(ctx, pull, f, job, sub); !started {
+		if started, wait := d.fastPath(ctx, pull, f, &token, job, sub); !started {
 			if wait > 0 {
 				job.NotBefore = now.Add(wait).UTC()
 			}
