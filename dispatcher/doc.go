@@ -1,23 +1,46 @@
 // Package dispatcher runs webhookd's two stages over JetStream, and the
 // operators' requeues next to them (Queue).
 //
-// # Router
+// # Router and the fast path
 //
-// The router consumes EVENTS (a work queue) through the shared durable
-// consumer "router". An event is checked first: its type must be in the
-// catalog, its data at most Config.MaxEventBytes and one JSON object in
-// valid UTF-8, and its id (Nats-Msg-Id) at most delivery.MaxEventIDBytes (else
-// it is recorded under the id derived from its sequence). A bad event is
-// recorded as rejected with its reason and
-// acked at once: it is never retried and never blocks later events. A good
-// event is fanned out into one job per matching subscription, published to
-// DELIVERIES with Nats-Msg-Id = delivery id, and acked only when every job
-// is stored. A router that crashes mid fan-out sees the event again, and
-// the stream's duplicate window drops the republished jobs. A publish that
-// can never succeed (the job too large for the server) rejects the event
-// with the reason; a passing failure (NATS away, DELIVERIES nearly full)
-// naks it with a growing delay, so the event waits in EVENTS, and EVENTS,
-// once full, refuses new events with an error the robot sees.
+// The router consumes EVENTS through the shared durable consumer "router",
+// Config.Routers goroutines per replica. An event is checked first: its
+// type must be in the catalog, its data at most Config.MaxEventBytes and
+// one JSON object in valid UTF-8, and its id (Nats-Msg-Id) at most
+// delivery.MaxEventIDBytes (else it is recorded under the id derived from
+// its sequence). A bad event is recorded as rejected with its reason and
+// acked at once: it is never retried and never blocks later events.
+//
+// A good event is a fan-out (fanout): one branch per matching
+// subscription. Each branch's first attempt goes the fast path: straight
+// to a goroutine of this process, through the same endpoint admission as a
+// job (endpoint.Endpoints: the cap of attempts in flight, the breaker, the
+// memory queue). A branch is spilled instead, as a job published to
+// DELIVERIES with Nats-Msg-Id = delivery id, when it needs one: the
+// endpoint is at its cap (and its queue would not get to it in time) or
+// its breaker is open (the job is due after that wait), the subscription
+// is paused or disabled (the worker holds the job), or the event is a
+// redelivery (a replica died mid fan-out: every branch is spilled, and the
+// jobs' message ids drop those it had spilled before; a branch it had
+// attempted is attempted again, a duplicate the delivery id lets the
+// receiver drop). The event is acked once every branch has one of: a
+// confirmed record of its attempt's outcome (succeeded, or failed for
+// good with the job kept), a confirmed record plus its stored retry job,
+// or its stored spilled job. If any branch gets none, the event is nak'ed
+// with a growing delay and routed again. While branches run, the event is
+// kept in progress every AckWait/3.
+//
+// The fast path's capacity is Config.Workers tokens (capacity): the router
+// pool takes one per event it pulls, and a fan-out to several endpoints
+// takes one more for each further branch, so a replica whose attempts fill
+// its capacity pulls no more events, and leaves them to its peers. A
+// branch waiting in an endpoint's memory queue holds no token, so a slow
+// endpoint's backlog holds neither routers nor tokens. A publish of a job
+// that can never succeed (larger than the server takes) fails that
+// delivery at once with the reason; a passing failure (NATS away,
+// DELIVERIES nearly full) naks the event with a growing delay, so it waits
+// in EVENTS, which refuses new events once full with an error the robot
+// sees.
 //
 // Delivery ids are a UUIDv5 of the event id, the subscription id and the
 // event's EVENTS sequence: a repeated fan-out of one stored event yields the
@@ -47,15 +70,13 @@
 // # Workers
 //
 // The workers consume DELIVERIES through the shared durable consumer
-// "workers", Config.Workers goroutines per replica (the routers, EVENTS
-// alike). Each pull is a Fetch of its own for no more jobs than there are
-// idle goroutines: no job waits in a client buffer with its AckWait
-// running, and a pull request the server lost costs its one-second expiry,
-// not a stall (see pool). For each job a worker
-// decides, attempts if it may, and settles (settle is the one place every
-// path ends: record, queue the next attempt, then ack, nak with a delay or
-// term, then log; a job whose record cannot be written is nak'ed, never
-// acked):
+// "workers", Config.Workers goroutines per replica beside the fast path's
+// capacity, so retries and spilled jobs always find workers. Each pull is
+// a Fetch of its own for no more messages than there are idle goroutines
+// (the routers' likewise, within their tokens): no message waits in a
+// client buffer with its AckWait running, and a pull request the server
+// lost costs its one-second expiry, not a stall (see pool). For each job a
+// worker decides, attempts if it may, and settles:
 //
 //   - not yet due: nak until due;
 //   - subscription deleted: recorded cancelled, term;
@@ -77,14 +98,27 @@
 // Operational events about operational events are not published, so a
 // failing receiver of them cannot feed itself.
 //
-// The audit writes are pipelined: a worker publishes a record without a
-// kept job asynchronously and hands the job to a few settlers, which
-// settle it only once AUDIT has confirmed the record (on an error or no
-// confirmation within 10s, the job is nak'ed and its attempt re-run). So a
-// worker waits for its HTTP attempt, not for the stream, and the rule
-// "recorded before settled" still holds.
+// # Settling
 //
-// While an attempt runs the worker sends InProgress every AckWait/3 from
+// Every path of a job or a branch ends in settle, in a fixed order: the
+// record (with the kept job, if any), then the next attempt's job, then
+// the message's settlement, then the log line. The record joins the
+// recorder's next AUDIT batch (history.Recorder.Record: several records
+// per message, the next batch forming while one is in flight); a settler
+// goroutine finishes the settlement once the batch is confirmed, so a
+// worker waits for its HTTP attempt, not for the stream, and the rule
+// "recorded before settled" holds. A record or next job that cannot be
+// written naks the job (spills the branch) for its attempt to run again,
+// never acks it. At most 4 × Config.Workers settlements wait for their
+// records at once; beyond that a worker waits.
+//
+// One settle funnel (funnel) is the only caller of Ack, Nak,
+// NakWithDelay, Term and InProgress for both consumers: the router's
+// events as much as the workers' jobs, timers and the pool's hand-backs
+// included. A settle that fails is logged once there, with the message's
+// stream and sequence, and counted.
+//
+// While a job's attempt runs the worker sends InProgress every AckWait/3 from
 // when the job was pulled (none for an attempt of milliseconds), so a
 // slow receiver causes no early redelivery and AckWait can stay short: a
 // crashed worker's job comes back after AckWait. A panic while handling a
@@ -92,10 +126,14 @@
 //
 // # Shutdown
 //
-// When Run's context ends, both consumers stop pulling; messages already
-// buffered are nak'ed at once so another replica takes them; in-flight
-// attempts may finish for Config.ShutdownTimeout, after which their context
-// is cancelled with ErrStopping and the job is nak'ed unrecorded.
+// When Run's context ends, both pools stop pulling; messages fetched but
+// not started are nak'ed at once, and so are jobs waiting in memory for a
+// slot, while branches waiting there, or for a token, are spilled to
+// DELIVERIES at once: another replica takes all of them without waiting
+// for an AckWait. In-flight attempts may finish for Config.ShutdownTimeout
+// and are settled before Run returns (the recorder outlives Run); after
+// the timeout their context is cancelled with ErrStopping and the job is
+// nak'ed (the branch spilled) unrecorded.
 //
 // # Queue
 //
