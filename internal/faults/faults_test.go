@@ -340,7 +340,11 @@ func bboltDamaged(dm damage) func(*testing.T, *row) {
 		began := time.Now()
 		require.NoError(t, d.launch())
 		err := d.waitReady(20 * time.Second)
-		p.check(err == nil, "webhookd starts on a %s bbolt file (%v)", dm.name, firstLineOf(err))
+		why := firstLineOf(err)
+		if !d.running() {
+			why = fmt.Sprintf("%v; %s", d.exit, orNone(d.firstLine("panic")+d.firstLine("fatal error")))
+		}
+		p.check(err == nil, "webhookd starts and is ready on the %s bbolt file (%s)", dm.name, why)
 		if err == nil {
 			aside, _ := filepath.Glob(dataFile(d) + ".*")
 			p.check(len(aside) > 0, "the damaged file is set aside under another name (data dir: %v)", dirNames(d.dataDir))
