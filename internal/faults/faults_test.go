@@ -71,14 +71,16 @@ func TestFaults(t *testing.T) {
 	}
 }
 
-// killReplica: two replicas on one NATS server, 900 events at 300/s, and
-// the second replica killed with SIGKILL after a third. The survivor takes
+// killReplica: two replicas on one NATS server, a receiver answering after
+// 50 ms (8 attempts in flight per replica at most: 320/s for both), 900
+// events at 300/s, and the second replica killed with SIGKILL after a
+// third. The survivor takes
 // over the killed one's unacknowledged jobs after --ack-wait (2 s).
 func killReplica(t *testing.T, r *row) {
 	ns := jstest.RunRestartable(t)
 	a := startDaemon(t, "replica A", ns.URL, "")
 	b := startDaemon(t, "replica B", ns.URL, "")
-	s := newSink(t, 0, false)
+	s := newSink(t, 50*time.Millisecond, false) // each replica has attempts in flight and jobs queued when B dies
 	sub := a.subscribe(s)
 	b.serves(sub.ID)
 	rb := newRobot(t, ns.URL, 256)
@@ -311,11 +313,13 @@ var overwrite = damage{"overwritten", func(t *testing.T, path string) {
 	}
 }}
 
-// truncate cuts the file to half its size.
+// truncate cuts the file after its first 4 pages (of more than 4), as a
+// copy that ran out of room would.
 var truncate = damage{"truncated", func(t *testing.T, path string) {
 	info, err := os.Stat(path)
 	require.NoError(t, err)
-	require.NoError(t, os.Truncate(path, info.Size()/2/4096*4096))
+	require.Greater(t, info.Size(), int64(4*4096))
+	require.NoError(t, os.Truncate(path, 4*4096))
 }}
 
 // bboltDamaged: 100 events delivered, webhookd stopped, its bbolt file
