@@ -241,7 +241,8 @@ func (d *daemon) status() (client.Status, error) {
 	return d.client().Status(ctx)
 }
 
-// proc returns one value (VmRSS: kB) of the process's /proc status.
+// procValue returns one value of the process's /proc status, such as
+// VmRSS (in kB).
 func (d *daemon) procValue(key string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
@@ -263,20 +264,6 @@ func (d *daemon) rssMiB() float64 { return float64(d.procValue("VmRSS")) / 1024 
 func (d *daemon) fds() int {
 	es, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid))
 	return len(es)
-}
-
-// logHas reports whether the log holds a line containing every part.
-func (d *daemon) logHas(parts ...string) bool {
-	for _, line := range strings.Split(d.log.String(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
 }
 
 // firstLine returns the first log line containing s, or "".
@@ -571,14 +558,10 @@ func (r *robot) publish(seq uint64, limit time.Duration) error {
 	}
 }
 
-// load publishes seqs from, from+1, … from+n-1 at rate per second (flat out
-// when 0) over 4 concurrent publishers, each retrying until acknowledged.
-// After the k-th acknowledgement (k = at) it closes reached. It returns the
-// acknowledged seqs, sorted, and the first publish error.
+// load is a robot publishing seqs from, from+1, … from+n-1 at rate per
+// second (flat out when 0) over 4 concurrent publishers, each retrying
+// until acknowledged. After the at-th acknowledgement it closes reached.
 type load struct {
-	from, n uint64
-	rate    int
-	at      uint64
 	reached chan struct{}
 	done    chan struct{}
 
@@ -587,9 +570,10 @@ type load struct {
 	err   error
 }
 
-// startLoad runs a load on r in the background.
+// startLoad runs a load on r in the background; wait returns the
+// acknowledged seqs.
 func startLoad(r *robot, from, n uint64, rate int, at uint64) *load {
-	l := &load{from: from, n: n, rate: rate, at: at, reached: make(chan struct{}), done: make(chan struct{})}
+	l := &load{reached: make(chan struct{}), done: make(chan struct{})}
 	const publishers = 4
 	var wg sync.WaitGroup
 	var count atomic.Uint64
@@ -604,7 +588,7 @@ func startLoad(r *robot, from, n uint64, rate int, at uint64) *load {
 				}
 				if err := r.publish(from+i, 60*time.Second); err != nil {
 					l.mu.Lock()
-					l.err = cmpErr(l.err, err)
+					l.err = firstErr(l.err, err)
 					l.mu.Unlock()
 					return
 				}
@@ -621,7 +605,8 @@ func startLoad(r *robot, from, n uint64, rate int, at uint64) *load {
 	return l
 }
 
-func cmpErr(old, err error) error {
+// firstErr returns old, or err when old is nil.
+func firstErr(old, err error) error {
 	if old != nil {
 		return old
 	}

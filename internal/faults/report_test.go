@@ -38,8 +38,8 @@ type row struct {
 	notes   []string
 	result  string // filled by TestFaults unless a fault sets it (skipped)
 	broken  []string
-	pending string // the pendingFixes key whose promises this fault checks
-	took    time.Duration
+	pending string        // the pendingFixes key whose promises this fault checks
+	took    time.Duration // the whole sub-test, setup and cleanup included
 }
 
 func newRow(fault string) *row { return &row{fault: fault, next: -1, drained: -1} }
@@ -121,11 +121,11 @@ func cannotRun(t *testing.T, r *row, reason string) {
 
 // printTable writes the rows as a Markdown table.
 func printTable(w io.Writer, rows []*row) {
-	fmt.Fprintln(w, "| Fault | Events acked | Lost | Duplicates | Fault over → next delivery | Fault over → all delivered | Result | Notes |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|---|---|")
+	fmt.Fprintln(w, "| Fault | Events acked | Lost | Duplicates | Fault over → next delivery | Fault over → all delivered | Result | Notes | Took |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|---|---|--:|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %s | %s |\n", r.fault, r.acked, r.lost, r.dupes,
-			dur(r.next), dur(r.drained), r.result, strings.ReplaceAll(strings.Join(r.notes, "; "), "|", "\\|"))
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %s | %s | %.0f s |\n", r.fault, r.acked, r.lost, r.dupes,
+			dur(r.next), dur(r.drained), r.result, strings.ReplaceAll(strings.Join(r.notes, "; "), "|", "\\|"), r.took.Seconds())
 	}
 }
 
