@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -340,6 +341,7 @@ func bboltDamaged(dm damage) func(*testing.T, *row) {
 		require.True(t, s.waitAll(acked, 10*time.Second, 60*time.Second), "the first 100 delivered")
 		require.NoError(t, d.term(30*time.Second))
 		dm.do(t, dataFile(d))
+		before := dirNames(d.dataDir)
 
 		began := time.Now()
 		require.NoError(t, d.launch())
@@ -350,8 +352,13 @@ func bboltDamaged(dm damage) func(*testing.T, *row) {
 		}
 		p.check(err == nil, "webhookd starts and is ready on the %s bbolt file (%s)", dm.name, why)
 		if err == nil {
-			aside, _ := filepath.Glob(dataFile(d) + ".*")
-			p.check(len(aside) > 0, "the damaged file is set aside under another name (data dir: %v)", dirNames(d.dataDir))
+			var aside []string
+			for _, name := range dirNames(d.dataDir) {
+				if strings.HasPrefix(name, "webhooks") && !slices.Contains(before, name) {
+					aside = append(aside, name)
+				}
+			}
+			p.check(len(aside) > 0, "the damaged file is set aside under a new name (data dir: %v)", dirNames(d.dataDir))
 			code := deliveriesCode(d)
 			p.check(code == http.StatusOK, "GET /v1/deliveries answers 200 (got %d)", code)
 			acked = append(acked, publishAll(t, rb, 100, 100)...)
