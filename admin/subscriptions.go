@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/config"
@@ -87,13 +90,23 @@ func (s *Server) statsView(id string) *client.DeliveryStats {
 // literal internal IP unless allowed (delivery.Guard: the IANA special-purpose
 // ranges, IPv4 carried in IPv6 included), and no IPv4 address in a legacy
 // spelling (2130706433, 0x7f.1, 0177.0.0.1, 127.1), which some resolvers
-// turn into an address. Names are checked at every connection.
+// turn into an address. A host with non-ASCII characters is judged after the
+// IDNA mapping net/http applies before it dials (UTS #46: full-width digits
+// and the ideographic and full-width full stops become ASCII, so
+// "127。0。0。1" is 127.0.0.1). Names are checked at every connection.
 func (s *Server) checkURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil {
 		return invalid("url: %q must be an absolute http(s) URL with a host and no credentials", raw)
 	}
 	host := u.Hostname()
+	if !isASCII(host) {
+		ascii, err := idna.Lookup.ToASCII(host)
+		if err != nil {
+			return invalid("url: host %q is not a valid internationalised domain name: %v", host, err)
+		}
+		host = ascii
+	}
 	ip, err := netip.ParseAddr(host)
 	if err == nil && !s.guard.Allowed(ip) {
 		return invalid("url: %s is an internal address; deliveries to it are refused (see --allow-targets)", ip)
@@ -107,6 +120,16 @@ func (s *Server) checkURL(raw string) error {
 		return invalid("url: host %q is an IPv4 address in a non-standard spelling; write it as four decimal numbers, a.b.c.d", host)
 	}
 	return nil
+}
+
+// isASCII reports whether v holds ASCII characters only.
+func isASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) checkEvents(events []string) error {
