@@ -530,6 +530,9 @@ func (c Config) Validate() error {
 		return bad("admin-token", "too short: %d bytes, want at least %d (e.g. openssl rand -hex 32), or leave it empty to have one generated",
 			len(c.AdminToken), MinAdminTokenLen)
 	}
+	if why := WeakToken(c.AdminToken); why != "" {
+		return bad("admin-token", "too predictable (%s): generate one with openssl rand -hex 32, or leave it empty to have one generated", why)
+	}
 	if c.DeliveryTimeout <= 0 {
 		return bad("delivery-timeout", "must be positive, got %s", c.DeliveryTimeout)
 	}

@@ -393,7 +393,7 @@ const tokenFile = "admin-token"
 // adminToken returns the configured token (its length checked by config), or
 // the one generated into the data dir on first start. A token file that its
 // group or others may read or write, or whose token is shorter than
-// config.MinAdminTokenLen, is refused. The token itself is never logged.
+// config.MinAdminTokenLen or too predictable (config.WeakToken), is refused. The token itself is never logged.
 func adminToken(cfg config.Config, log zerolog.Logger) (string, error) {
 	if cfg.AdminToken != "" {
 		return cfg.AdminToken, nil
@@ -445,6 +445,10 @@ func readTokenFile(path string) (string, error) {
 	if t != "" && len(t) < config.MinAdminTokenLen { // never echo the token
 		return "", fmt.Errorf("admin token in %s is %d bytes, want at least %d: replace it (e.g. openssl rand -hex 32 > %s) or delete it to have one generated",
 			path, len(t), config.MinAdminTokenLen, path)
+	}
+	if why := config.WeakToken(t); why != "" {
+		return "", fmt.Errorf("admin token in %s is too predictable (%s): replace it (e.g. openssl rand -hex 32 > %s) or delete it to have one generated",
+			path, why, path)
 	}
 	return t, nil
 }
