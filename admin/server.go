@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/robotlab/webhookd/admin/console"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/internal/throttle"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -46,6 +48,11 @@ type Config struct {
 	MaxEventBytes int
 	// MetricsRequireToken makes GET /metrics ask for Token too.
 	MetricsRequireToken bool
+	// Throttle sets the budgets of wrong tokens, per client address and
+	// over all, shared by the bearer check and the console's login (zero:
+	// throttle's defaults, 10 at once then 1 a second per address, 100 at
+	// once then 20 a second over all).
+	Throttle throttle.Config
 }
 
 // Deps are the API's collaborators.
@@ -81,6 +88,7 @@ type Server struct {
 	guard   *delivery.Guard
 	token   [32]byte
 	console *console.Console
+	fails   *throttle.Failures
 }
 
 // New returns the server; Handler serves it.
@@ -98,14 +106,15 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
 	}
-	ui, err := console.New(console.Config{Token: cfg.Token}, log)
+	fails := throttle.New(cfg.Throttle)
+	ui, err := console.New(console.Config{Token: cfg.Token, Failures: fails}, log)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	return &Server{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
 		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
-		console: ui,
+		console: ui, fails: fails,
 	}, nil
 }
 
@@ -221,12 +230,29 @@ func pathID(r *http.Request, what string) (string, error) {
 	return id, nil
 }
 
-// authorized checks the bearer token in constant time, then runs h.
+// authorized checks the bearer token in constant time, then runs h. A
+// client address that has sent too many wrong tokens lately (or everyone,
+// when the global budget is spent) is answered 429 without a check; each
+// wrong token is logged at warn with the address, never the token. The
+// console's own calls for a logged-in operator are not throttled.
 func (s *Server) authorized(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr, inProcess := throttle.Client(r.RemoteAddr), console.InProcess(r.Context())
+		if wait := s.fails.Wait(addr); wait > 0 && !inProcess {
+			secs := int((wait + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeError(w, apiError(http.StatusTooManyRequests, client.CodeTooManyRequests,
+				"too many wrong tokens from this address; retry in %d s", secs))
+			return
+		}
 		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		sum := sha256.Sum256([]byte(given))
 		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			if ok && !inProcess { // a token was tried: a guess
+				exhausted := s.fails.Fail(addr)
+				s.log.Warn().Str("remote_addr", r.RemoteAddr).Str("method", r.Method).Str("path", r.URL.Path).
+					Bool("throttled", exhausted).Msg("wrong bearer token")
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="webhookd"`)
 			writeError(w, apiError(http.StatusUnauthorized, client.CodeUnauthorized, "missing or wrong bearer token"))
 			return

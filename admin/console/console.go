@@ -11,12 +11,14 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/internal/throttle"
 )
 
 //go:embed templates/*.html static/*
@@ -40,6 +42,10 @@ type Config struct {
 	SessionTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Failures throttles wrong tokens at login, per client address and
+	// over all; share it with the admin API's bearer check (default: a
+	// throttle of the console's own with the default budgets).
+	Failures *throttle.Failures
 }
 
 // Console is the web console. It holds no state of its own: every page is
@@ -50,6 +56,7 @@ type Console struct {
 	now   func() time.Time
 	pages map[string]*template.Template
 	log   zerolog.Logger
+	fails *throttle.Failures
 }
 
 // New parses the embedded templates and returns the console.
@@ -63,6 +70,9 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Failures == nil {
+		cfg.Failures = throttle.New(throttle.Config{})
+	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"login", "subscriptions", "deliveries", "delivery", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs()).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
@@ -73,7 +83,7 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 	}
 	return &Console{
 		sess: newSessions(cfg.Token, cfg.SessionTTL, cfg.Now), auth: "Bearer " + cfg.Token, now: cfg.Now,
-		pages: pages, log: log.With().Str("component", "console").Logger(),
+		pages: pages, log: log.With().Str("component", "console").Logger(), fails: cfg.Failures,
 	}, nil
 }
 
@@ -171,8 +181,22 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, &page{}, http.StatusForbidden, "Cross-origin request refused.")
 		return
 	}
+	addr := throttle.Client(r.RemoteAddr)
+	if wait := c.fails.Wait(addr); wait > 0 {
+		// Refused unchecked: a throttled guesser learns nothing.
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		c.render(w, http.StatusTooManyRequests, "login", &page{Title: "Log in",
+			Error: fmt.Sprintf("Too many wrong tokens from your address: wait %d s and try again.", secs)})
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	if !c.sess.tokenOK(strings.TrimSpace(r.PostFormValue("token"))) {
+	given := strings.TrimSpace(r.PostFormValue("token"))
+	if !c.sess.tokenOK(given) {
+		if given != "" { // an empty form is no guess
+			exhausted := c.fails.Fail(addr)
+			c.log.Warn().Str("remote_addr", r.RemoteAddr).Bool("throttled", exhausted).Msg("console login with a wrong token")
+		}
 		c.render(w, http.StatusUnauthorized, "login", &page{Title: "Log in", Error: "Wrong token."})
 		return
 	}
@@ -253,11 +277,22 @@ type handlers struct {
 	api http.Handler
 }
 
+// inProcessKey marks the context of the console's own API calls.
+type inProcessKey struct{}
+
+// InProcess reports whether a request is one of the console's own calls to
+// the admin API, made for a logged-in operator: the API does not throttle
+// those by client address (the session was checked already).
+func InProcess(ctx context.Context) bool {
+	v, _ := ctx.Value(inProcessKey{}).(bool)
+	return v
+}
+
 // call runs one admin API request in process, as the operator (the
 // console's token), and decodes its JSON answer into out. An error answer
 // comes back as a *client.Error.
 func (h handlers) call(ctx context.Context, from *http.Request, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, path, nil)
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, inProcessKey{}, true), method, path, nil)
 	if err != nil {
 		return fmt.Errorf("console: %s %s: %w", method, path, err)
 	}
