@@ -23,6 +23,7 @@ import (
 	"github.com/robotlab/webhookd/admin/console"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/internal/httplimit"
 	"github.com/robotlab/webhookd/internal/throttle"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -53,6 +54,11 @@ type Config struct {
 	// throttle's defaults, 10 at once then 1 a second per address, 100 at
 	// once then 20 a second over all).
 	Throttle throttle.Config
+	// MaxPublicPerClient caps the requests one client address may have in
+	// flight on the paths that need no credential (/ui/login, /ui/static/,
+	// /healthz, /readyz, /metrics, /v1/openapi.json, /): default 8,
+	// negative for no cap.
+	MaxPublicPerClient int
 }
 
 // Deps are the API's collaborators.
@@ -89,6 +95,7 @@ type Server struct {
 	token   [32]byte
 	console *console.Console
 	fails   *throttle.Failures
+	public  *httplimit.PerClient
 }
 
 // New returns the server; Handler serves it.
@@ -102,6 +109,9 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = 1 << 20
 	}
+	if cfg.MaxPublicPerClient == 0 {
+		cfg.MaxPublicPerClient = 8
+	}
 	catalog := map[string]bool{}
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
@@ -114,7 +124,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	return &Server{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
 		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
-		console: ui, fails: fails,
+		console: ui, fails: fails, public: httplimit.NewPerClient(cfg.MaxPublicPerClient),
 	}, nil
 }
 
@@ -130,17 +140,19 @@ func (s *Server) Handler() http.Handler {
 // routes registers every route on a new mux.
 func (s *Server) routes() *routeMux {
 	mux := newRouteMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	// Paths anyone may call are capped per client address (public).
+	public := s.public.Wrap
+	mux.Handle("GET /healthz", public(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	})))
+	mux.Handle("GET /readyz", public(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if err := s.deps.Ready(); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	mux.Handle("GET /metrics", s.metrics())
+	})))
+	mux.Handle("GET /metrics", public(s.metrics()))
 	v1 := map[string]handlerFunc{
 		"POST /v1/subscriptions":                    s.createSubscription,
 		"GET /v1/subscriptions":                     s.listSubscriptions,
@@ -167,11 +179,14 @@ func (s *Server) routes() *routeMux {
 	mux.Handle("/v1/", s.authorized(func(http.ResponseWriter, *http.Request) error {
 		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route")
 	}))
-	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /v1/openapi.json", public(http.HandlerFunc(serveOpenAPI)))
+	mux.Handle("GET /{$}", public(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther) // a browser pointed at the server finds the console
-	})
-	mux.Handle("/ui/", s.console.Handler(s.cleanPaths(mux.ServeMux)))
+	})))
+	ui := s.console.Handler(s.cleanPaths(mux.ServeMux))
+	mux.Handle("/ui/", ui)
+	mux.Handle("/ui/login", public(ui))
+	mux.Handle("/ui/static/", public(ui))
 	return mux
 }
 

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -191,6 +192,14 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, os.ErrDeadlineExceeded) { // the body did not arrive in time
+			status = http.StatusRequestTimeout
+		}
+		c.fail(w, &page{}, status, "Could not read the login form.")
+		return
+	}
 	given := strings.TrimSpace(r.PostFormValue("token"))
 	if !c.sess.tokenOK(given) {
 		if given != "" { // an empty form is no guess

@@ -185,7 +185,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
-		MetricsRequireToken: cfg.MetricsRequireToken,
+		MetricsRequireToken: cfg.MetricsRequireToken, MaxPublicPerClient: cfg.HTTPPublicPerClient,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder,
@@ -208,9 +208,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := httpServer(api.Handler(), cfg.HTTPReadTimeout)
 	if addr := cfg.PprofListen(); addr != "" {
-		if err := startPprof(gctx, g, addr, log); err != nil {
+		if err := startPprof(gctx, g, addr, cfg.HTTPReadTimeout, log); err != nil {
 			_ = ln.Close()
 			return err
 		}
@@ -244,6 +244,19 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	err = g.Wait()
 	log.Info().Err(err).Msg("webhookd stopped")
 	return err
+}
+
+// httpServer returns the server of an HTTP listener: a request's headers
+// must arrive within 10 s (or readTimeout if shorter), the whole request,
+// body included, within readTimeout, or the connection is closed; an idle
+// keep-alive connection is closed after 2 min. readTimeout does not cut a
+// handler that works long after reading its body, nor a response being
+// written: net/http lifts the read deadline once the body is read.
+func httpServer(h http.Handler, readTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler: h, ReadHeaderTimeout: min(10*time.Second, readTimeout), ReadTimeout: readTimeout,
+		IdleTimeout: 2 * time.Minute,
+	}
 }
 
 // wantsVersion reports whether args ask for --version (or -version), before
