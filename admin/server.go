@@ -54,6 +54,8 @@ type Config struct {
 	// throttle's defaults, 10 at once then 1 a second per address, 100 at
 	// once then 20 a second over all).
 	Throttle throttle.Config
+	// SessionTTL is how long a console login lasts (default 12h).
+	SessionTTL time.Duration
 	// MaxPublicPerClient caps the requests one client address may have in
 	// flight on the paths that need no credential (/ui/login, /ui/static/,
 	// /healthz, /readyz, /metrics, /v1/openapi.json, /): default 8,
@@ -82,6 +84,10 @@ type Deps struct {
 	// record. Without them ping answers 503.
 	Pinger   Pinger
 	Recorder *delivery.Recorder
+	// Sessions is the bucket of console sessions ended by logout
+	// (jetstream.BucketRevokedSessions), shared by every replica. Without
+	// it a logout holds on this replica only.
+	Sessions natsjs.KeyValue
 }
 
 // Server is the HTTP surface of one replica.
@@ -117,7 +123,11 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 		catalog[t] = true
 	}
 	fails := throttle.New(cfg.Throttle)
-	ui, err := console.New(console.Config{Token: cfg.Token, Failures: fails}, log)
+	ccfg := console.Config{Token: cfg.Token, SessionTTL: cfg.SessionTTL, Failures: fails}
+	if deps.Sessions != nil {
+		ccfg.Revocations = kvRevocations{kv: deps.Sessions}
+	}
+	ui, err := console.New(ccfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}

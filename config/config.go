@@ -70,6 +70,9 @@ type Config struct {
 	// included, may take to arrive on every HTTP listener (the admin API
 	// and console, pprof); its headers get at most 10 s of it.
 	HTTPReadTimeout time.Duration
+	// ConsoleSessionTTL (console-session-ttl) is how long a console login
+	// lasts; a logout ends it sooner, on every replica.
+	ConsoleSessionTTL time.Duration
 	// HTTPPublicPerClient (http-public-per-client) caps the requests one
 	// client address may have in flight on the paths that need no
 	// credential (/ui/login, /healthz, /readyz, /metrics, ...).
@@ -197,6 +200,7 @@ func Default() Config {
 		HTTPAddr:            "127.0.0.1:8080",
 		HTTPReadTimeout:     30 * time.Second,
 		HTTPPublicPerClient: 8,
+		ConsoleSessionTTL:   12 * time.Hour,
 		DeliveryTimeout:     30 * time.Second,
 		RetryBackoff:        Backoff{Delays: []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}},
 		LogLevel:            "info",
@@ -320,6 +324,7 @@ func fields() []field {
 			}},
 		str("http-addr", "address of the admin API, /healthz, /readyz and /metrics", func(c *Config) *string { return &c.HTTPAddr }),
 		dur("http-read-timeout", "how long a request, body included, may take to arrive on every HTTP listener (headers: at most 10s of it); a slower one is cut off and its connection closed", func(c *Config) *time.Duration { return &c.HTTPReadTimeout }),
+		dur("console-session-ttl", "how long a console login lasts; logout ends it sooner on every replica. Give every replica the same value", func(c *Config) *time.Duration { return &c.ConsoleSessionTTL }),
 		num("http-public-per-client", "requests one client address may have in flight on the paths that need no token (/ui/login, /healthz, /readyz, /metrics, ...); more are answered 429", func(c *Config) *int { return &c.HTTPPublicPerClient }),
 		str("admin-token", "bearer token of the admin API (empty: generated once into <data-dir>/admin-token)", func(c *Config) *string { return &c.AdminToken }),
 		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
@@ -547,6 +552,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPReadTimeout <= 0 {
 		return bad("http-read-timeout", "must be positive, got %s", c.HTTPReadTimeout)
+	}
+	if c.ConsoleSessionTTL < time.Minute || c.ConsoleSessionTTL > 30*24*time.Hour {
+		return bad("console-session-ttl", "%s: want 1m to 720h", c.ConsoleSessionTTL)
 	}
 	if c.HTTPPublicPerClient < 1 || c.HTTPPublicPerClient > 10_000 {
 		return bad("http-public-per-client", "%d: want 1 to 10000", c.HTTPPublicPerClient)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -43,10 +44,52 @@ type Config struct {
 	SessionTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Revocations records the sessions ended by logout, so that every
+	// replica refuses them (default: this console's memory only, which
+	// holds on this replica alone).
+	Revocations Revocations
 	// Failures throttles wrong tokens at login, per client address and
 	// over all; share it with the admin API's bearer check (default: a
 	// throttle of the console's own with the default budgets).
 	Failures *throttle.Failures
+}
+
+// Revocations records the sessions ended by logout. Implementations must
+// be safe for concurrent use and remember a revoked id for at least a
+// session's lifetime.
+type Revocations interface {
+	// Revoke records the session id as ended.
+	Revoke(ctx context.Context, id string) error
+	// Revoked reports whether the session id was ended.
+	Revoked(ctx context.Context, id string) (bool, error)
+}
+
+// memoryRevocations is the default Revocations: this process only.
+type memoryRevocations struct {
+	mu  sync.Mutex
+	ids map[string]time.Time // id → when it may be forgotten
+	ttl time.Duration
+	now func() time.Time
+}
+
+func (m *memoryRevocations) Revoke(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for k, until := range m.ids {
+		if now.After(until) {
+			delete(m.ids, k)
+		}
+	}
+	m.ids[id] = now.Add(m.ttl)
+	return nil
+}
+
+func (m *memoryRevocations) Revoked(_ context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.ids[id]
+	return ok, nil
 }
 
 // Console is the web console. It holds no state of its own: every page is
@@ -58,6 +101,7 @@ type Console struct {
 	pages map[string]*template.Template
 	log   zerolog.Logger
 	fails *throttle.Failures
+	revs  Revocations
 }
 
 // New parses the embedded templates and returns the console.
@@ -74,6 +118,9 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 	if cfg.Failures == nil {
 		cfg.Failures = throttle.New(throttle.Config{})
 	}
+	if cfg.Revocations == nil {
+		cfg.Revocations = &memoryRevocations{ids: map[string]time.Time{}, ttl: cfg.SessionTTL, now: cfg.Now}
+	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"login", "subscriptions", "deliveries", "delivery", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs()).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
@@ -85,6 +132,7 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 	return &Console{
 		sess: newSessions(cfg.Token, cfg.SessionTTL, cfg.Now), auth: "Bearer " + cfg.Token, now: cfg.Now,
 		pages: pages, log: log.With().Str("component", "console").Logger(), fails: cfg.Failures,
+		revs: cfg.Revocations,
 	}, nil
 }
 
@@ -170,7 +218,7 @@ func (c *Console) failAPI(w http.ResponseWriter, p *page, err error) {
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
-	if _, ok := c.session(r); ok {
+	if _, ok, err := c.session(r); ok && err == nil {
 		http.Redirect(w, r, "/ui/subscriptions", http.StatusSeeOther)
 		return
 	}
@@ -218,7 +266,18 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/subscriptions", http.StatusSeeOther)
 }
 
-func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *page) {
+// logout ends the session on every replica (its id is recorded as
+// revoked), then clears the cookie. When the revocation cannot be
+// recorded, the cookie is kept and the operator told to try again: a copy
+// of it would otherwise still work.
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, p *page) {
+	payload, _, _ := c.session(r) // loggedIn checked it
+	if err := c.revs.Revoke(r.Context(), sessionID(payload)); err != nil {
+		c.log.Error().Err(err).Msg("console logout: record the revoked session")
+		c.fail(w, p, http.StatusServiceUnavailable, "Could not end the session on every replica: try again.")
+		return
+	}
+	c.log.Info().Str("remote_addr", r.RemoteAddr).Msg("console session ended by logout")
 	c.setCookie(w, r, "", -1)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
@@ -234,13 +293,23 @@ func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, value string
 	})
 }
 
-// session returns the payload of the request's valid session, if any.
-func (c *Console) session(r *http.Request) ([]byte, bool) {
+// session returns the payload of the request's valid session, if any: signed
+// by this token, not expired, and not revoked by a logout on any replica. An
+// error means the revocations could not be read.
+func (c *Console) session(r *http.Request) ([]byte, bool, error) {
 	ck, err := r.Cookie(cookieName)
 	if err != nil {
-		return nil, false
+		return nil, false, nil
 	}
-	return c.sess.verify(ck.Value)
+	payload, ok := c.sess.verify(ck.Value)
+	if !ok {
+		return nil, false, nil
+	}
+	revoked, err := c.revs.Revoked(r.Context(), sessionID(payload))
+	if err != nil {
+		return nil, false, fmt.Errorf("console: check session: %w", err)
+	}
+	return payload, !revoked, nil
 }
 
 // sameOrigin refuses a request whose Origin header (browsers send it on
@@ -259,7 +328,12 @@ func sameOrigin(r *http.Request) bool {
 // form and must not come from another origin.
 func (c *Console) loggedIn(h func(http.ResponseWriter, *http.Request, *page)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		payload, ok := c.session(r)
+		payload, ok, err := c.session(r)
+		if err != nil {
+			c.log.Error().Err(err).Msg("console session check failed")
+			c.fail(w, &page{}, http.StatusServiceUnavailable, "Cannot check the session now: try again.")
+			return
+		}
 		if !ok {
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				http.Redirect(w, r, "/ui/login", http.StatusSeeOther)

@@ -130,13 +130,17 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	if err := jetstream.Provision(ctx, conn.JS, jetstream.Provisioning{
 		AuditRetention: cfg.Retention, AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending,
-		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore, Replicas: cfg.StreamReplicas,
+		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore, Replicas: cfg.StreamReplicas, SessionTTL: cfg.ConsoleSessionTTL,
 	}); err != nil {
 		return err
 	}
 	kv, err := conn.JS.KeyValue(ctx, jetstream.BucketSubscriptions)
 	if err != nil {
 		return fmt.Errorf("open subscription bucket: %w", err)
+	}
+	revoked, err := conn.JS.KeyValue(ctx, jetstream.BucketRevokedSessions)
+	if err != nil {
+		return fmt.Errorf("open revoked sessions bucket: %w", err)
 	}
 	var subOpts []subscriptions.Option
 	if key != nil {
@@ -185,10 +189,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
-		MetricsRequireToken: cfg.MetricsRequireToken, MaxPublicPerClient: cfg.HTTPPublicPerClient,
+		MetricsRequireToken: cfg.MetricsRequireToken, MaxPublicPerClient: cfg.HTTPPublicPerClient, SessionTTL: cfg.ConsoleSessionTTL,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
-		Pinger: deliverer, Recorder: recorder,
+		Pinger: deliverer, Recorder: recorder, Sessions: revoked,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready: func() error {
 			select {
