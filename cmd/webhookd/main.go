@@ -151,6 +151,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	if key != nil {
+		if err := reseal(ctx, subs, conn, key, log); err != nil {
+			return err
+		}
+	}
 	store, err := delivery.OpenStore(db, log)
 	if err != nil {
 		return err
@@ -402,6 +407,28 @@ func secretKey(cfg config.Config) (*subscriptions.Key, error) {
 		return nil, fmt.Errorf("%s: %w", from, err)
 	}
 	return key, nil
+}
+
+// reseal rewrites the subscription bucket the first time this replica runs
+// with key, so that no plaintext secret is left in the bucket's stream
+// files (see subscriptions.Store.Reseal).
+func reseal(ctx context.Context, subs *subscriptions.Store, conn *jetstream.Conn, key *subscriptions.Key, log zerolog.Logger) error {
+	rep, err := subs.Reseal(ctx, conn.JS)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !rep.Done:
+	case rep.Clean:
+		log.Info().Str("key_id", key.ID()).Int("records", rep.Records).Int("tombstones", rep.Tombstones).
+			Uint64("messages_purged", rep.Purged).
+			Msg("subscription bucket resealed: every secret encrypted, old revisions and deleted records purged from its files")
+	default:
+		log.Warn().Str("key_id", key.ID()).Int("records", rep.Records).Int("tombstones", rep.Tombstones).
+			Uint64("messages_purged", rep.Purged).
+			Msg("subscription bucket resealed, but another replica wrote to it meanwhile: old bytes may remain in its last file block; tried again at the next start")
+	}
+	return nil
 }
 
 // tokenFile is where a generated admin token is kept, readable only by its owner.
