@@ -273,7 +273,7 @@ func (s *Server) authorized(h handlerFunc) http.Handler {
 		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		sum := sha256.Sum256([]byte(given))
 		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
-			if ok && !inProcess { // a token was tried: a guess
+			if ok && given != "" && !inProcess { // a token was tried: a guess
 				exhausted := s.fails.Fail(addr)
 				s.log.Warn().Str("remote_addr", r.RemoteAddr).Str("method", r.Method).Str("path", r.URL.Path).
 					Bool("throttled", exhausted).Msg("wrong bearer token")
