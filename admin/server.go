@@ -264,7 +264,7 @@ func (s *Server) authorized(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr, inProcess := throttle.Client(r.RemoteAddr), console.InProcess(r.Context())
 		if wait := s.fails.Wait(addr); wait > 0 && !inProcess {
-			secs := int((wait + time.Second - 1) / time.Second)
+			secs := throttle.RetryAfter(wait)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			writeError(w, apiError(http.StatusTooManyRequests, client.CodeTooManyRequests,
 				"too many wrong tokens from this address; retry in %d s", secs))

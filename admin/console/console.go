@@ -92,7 +92,8 @@ func (m *memoryRevocations) Revoked(_ context.Context, id string) (bool, error) 
 	return ok, nil
 }
 
-// Console is the web console. It holds no state of its own: every page is
+// Console is the web console. It holds no state of its own but the
+// default, in-memory revocations (Config.Revocations): every page is
 // built from admin API answers.
 type Console struct {
 	sess  sessions
@@ -233,7 +234,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	addr := throttle.Client(r.RemoteAddr)
 	if wait := c.fails.Wait(addr); wait > 0 {
 		// Refused unchecked: a throttled guesser learns nothing.
-		secs := int((wait + time.Second - 1) / time.Second)
+		secs := throttle.RetryAfter(wait)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		c.render(w, http.StatusTooManyRequests, "login", &page{Title: "Log in",
 			Error: fmt.Sprintf("Too many wrong tokens from your address: wait %d s and try again.", secs)})

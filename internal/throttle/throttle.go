@@ -101,6 +101,12 @@ func (f *Failures) Wait(client string) time.Duration {
 	return wait
 }
 
+// RetryAfter returns wait in whole seconds, rounded up, for a Retry-After
+// header.
+func RetryAfter(wait time.Duration) int {
+	return int((wait + time.Second - 1) / time.Second)
+}
+
 // waitFor returns how long until lim holds one token.
 func waitFor(lim *rate.Limiter, now time.Time) time.Duration {
 	tokens := lim.TokensAt(now)
