@@ -109,6 +109,9 @@ func (s *Store) Reseal(ctx context.Context, js natsjs.JetStream) (ResealReport, 
 		if journal, upTo, err = s.snapshot(ctx); err != nil {
 			return ResealReport{}, err
 		}
+		if len(journal) == 0 { // no message left: nothing to purge but what went before
+			upTo = str.CachedInfo().State.LastSeq
+		}
 		if err := s.writeJournal(journal, upTo); err != nil {
 			return ResealReport{}, err
 		}

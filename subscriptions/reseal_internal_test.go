@@ -111,3 +111,36 @@ func TestResealFinishesFromItsJournalAfterACrash(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, last.Done, "once per key")
 }
+
+// TestResealOfAnEmptyBucketIsDoneOnce checks that a bucket without a
+// message (never used, or emptied) is resealed once, cleanly, not at every
+// start.
+func TestResealOfAnEmptyBucketIsDoneOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := jstest.RunProvisioned(t)
+	kv, err := ns.JS.KeyValue(ctx, jetstream.BucketSubscriptions)
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, uuid.NewString(), []byte(`{}`))
+	require.NoError(t, err)
+	str, err := ns.JS.Stream(ctx, "KV_"+jetstream.BucketSubscriptions)
+	require.NoError(t, err)
+	require.NoError(t, str.Purge(ctx), "emptied, its last sequence kept")
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "m.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	raw := make([]byte, KeySize)
+	_, err = rand.Read(raw)
+	require.NoError(t, err)
+	key, err := NewKey(raw)
+	require.NoError(t, err)
+	s, err := Open(kv, db, zerolog.New(zerolog.NewTestWriter(t)), WithSecretKey(key))
+	require.NoError(t, err)
+	rep, err := s.Reseal(ctx, ns.JS)
+	require.NoError(t, err)
+	require.True(t, rep.Done)
+	require.True(t, rep.Clean)
+	rep, err = s.Reseal(ctx, ns.JS)
+	require.NoError(t, err)
+	require.False(t, rep.Done, "once per key")
+}
