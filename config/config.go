@@ -66,6 +66,17 @@ type Config struct {
 	HTTPAddr string
 	// AdminToken (admin-token) is the bearer token of the admin API.
 	AdminToken string
+	// HTTPReadTimeout (http-read-timeout) is how long a request, its body
+	// included, may take to arrive on every HTTP listener (the admin API
+	// and console, pprof); its headers get at most 10 s of it.
+	HTTPReadTimeout time.Duration
+	// ConsoleSessionTTL (console-session-ttl) is how long a console login
+	// lasts; a logout ends it sooner, on every replica.
+	ConsoleSessionTTL time.Duration
+	// HTTPPublicPerClient (http-public-per-client) caps the requests one
+	// client address may have in flight on the paths that need no
+	// credential (/ui/login, /healthz, /readyz, /metrics, ...).
+	HTTPPublicPerClient int
 	// DeliveryTimeout (delivery-timeout) bounds one HTTP attempt unless the
 	// subscription sets its own.
 	DeliveryTimeout time.Duration
@@ -182,27 +193,30 @@ func Catalog() []string {
 // Default returns the configuration used when nothing else is given.
 func Default() Config {
 	return Config{
-		DataDir:         "./data",
-		NATSListen:      "127.0.0.1:4222",
-		StreamReplicas:  1,
-		StoreSync:       StoreSync{Interval: time.Second},
-		HTTPAddr:        "127.0.0.1:8080",
-		DeliveryTimeout: 30 * time.Second,
-		RetryBackoff:    Backoff{Delays: []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}},
-		LogLevel:        "info",
-		LogFormat:       "json",
-		Workers:         64,
-		ShutdownTimeout: 30 * time.Second,
-		AckWait:         30 * time.Second,
-		MaxAckPending:   100_000,
-		Retention:       30 * 24 * time.Hour,
-		SecretGrace:     24 * time.Hour,
-		MaxEventSize:    1 << 20,
-		MaxStore:        10 << 30,
-		MaxInFlight:     8,
-		BreakerFailures: 5,
-		BreakerCooldown: 30 * time.Second,
-		DisableAfter:    5 * 24 * time.Hour,
+		DataDir:             "./data",
+		NATSListen:          "127.0.0.1:4222",
+		StreamReplicas:      1,
+		StoreSync:           StoreSync{Interval: time.Second},
+		HTTPAddr:            "127.0.0.1:8080",
+		HTTPReadTimeout:     30 * time.Second,
+		HTTPPublicPerClient: 8,
+		ConsoleSessionTTL:   12 * time.Hour,
+		DeliveryTimeout:     30 * time.Second,
+		RetryBackoff:        Backoff{Delays: []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}},
+		LogLevel:            "info",
+		LogFormat:           "json",
+		Workers:             64,
+		ShutdownTimeout:     30 * time.Second,
+		AckWait:             30 * time.Second,
+		MaxAckPending:       100_000,
+		Retention:           30 * 24 * time.Hour,
+		SecretGrace:         24 * time.Hour,
+		MaxEventSize:        1 << 20,
+		MaxStore:            10 << 30,
+		MaxInFlight:         8,
+		BreakerFailures:     5,
+		BreakerCooldown:     30 * time.Second,
+		DisableAfter:        5 * 24 * time.Hour,
 	}
 }
 
@@ -309,6 +323,9 @@ func fields() []field {
 				return nil
 			}},
 		str("http-addr", "address of the admin API, /healthz, /readyz and /metrics", func(c *Config) *string { return &c.HTTPAddr }),
+		dur("http-read-timeout", "how long a request, body included, may take to arrive on every HTTP listener (headers: at most 10s of it); a slower one is cut off and its connection closed", func(c *Config) *time.Duration { return &c.HTTPReadTimeout }),
+		dur("console-session-ttl", "how long a console login lasts; logout ends it sooner on every replica. Give every replica the same value", func(c *Config) *time.Duration { return &c.ConsoleSessionTTL }),
+		num("http-public-per-client", "requests one client address may have in flight on the paths that need no token (/ui/login, /healthz, /readyz, /metrics, ...); more are answered 429", func(c *Config) *int { return &c.HTTPPublicPerClient }),
 		str("admin-token", "bearer token of the admin API (empty: generated once into <data-dir>/admin-token)", func(c *Config) *string { return &c.AdminToken }),
 		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
 		{"retry-backoff", `retry delays, "5s,10s,15s" (one retry each) or "exp:INITIAL:MAX:RETRIES[:JITTER]"`,
@@ -536,6 +553,18 @@ func (c Config) Validate() error {
 	if c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen { // never echo the token
 		return bad("admin-token", "too short: %d bytes, want at least %d (e.g. openssl rand -hex 32), or leave it empty to have one generated",
 			len(c.AdminToken), MinAdminTokenLen)
+	}
+	if why := WeakToken(c.AdminToken); why != "" {
+		return bad("admin-token", "too predictable (%s): generate one with openssl rand -hex 32, or leave it empty to have one generated", why)
+	}
+	if c.HTTPReadTimeout <= 0 {
+		return bad("http-read-timeout", "must be positive, got %s", c.HTTPReadTimeout)
+	}
+	if c.ConsoleSessionTTL < time.Minute || c.ConsoleSessionTTL > 30*24*time.Hour {
+		return bad("console-session-ttl", "%s: want 1m to 720h", c.ConsoleSessionTTL)
+	}
+	if c.HTTPPublicPerClient < 1 || c.HTTPPublicPerClient > 10_000 {
+		return bad("http-public-per-client", "%d: want 1 to 10000", c.HTTPPublicPerClient)
 	}
 	if c.DeliveryTimeout <= 0 {
 		return bad("delivery-timeout", "must be positive, got %s", c.DeliveryTimeout)

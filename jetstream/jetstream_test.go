@@ -59,6 +59,16 @@ func TestProvisionIsIdempotentAndUpdatesConfig(t *testing.T) {
 	require.Equal(t, natsjs.DiscardNew, s.CachedInfo().Config.Discard, "a full queue refuses new work")
 	_, err = ns.JS.KeyValue(ctx, jetstream.BucketSubscriptions)
 	require.NoError(t, err)
+
+	// Revoked console sessions are kept for a session's lifetime.
+	sessions, err := ns.JS.Stream(ctx, "KV_"+jetstream.BucketRevokedSessions)
+	require.NoError(t, err)
+	require.Equal(t, 12*time.Hour, sessions.CachedInfo().Config.MaxAge, "the default session lifetime")
+	p.SessionTTL = time.Hour
+	require.NoError(t, jetstream.Provision(ctx, ns.JS, p))
+	sessions, err = ns.JS.Stream(ctx, "KV_"+jetstream.BucketRevokedSessions)
+	require.NoError(t, err)
+	require.Equal(t, time.Hour, sessions.CachedInfo().Config.MaxAge, "follows --console-session-ttl")
 }
 
 func TestFullEventsStreamRefusesNewEventsAndOversizedOnes(t *testing.T) {

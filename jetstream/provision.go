@@ -32,6 +32,9 @@ type Provisioning struct {
 	// quarter each, refusing new messages when full; AUDIT half, dropping
 	// its oldest records when full. 0: no cap.
 	MaxStore int64
+	// SessionTTL is the console's session lifetime: how long a revoked
+	// session is remembered (default 12h).
+	SessionTTL time.Duration
 }
 
 // EventHeaderAllowance is the room left for an event's headers above
@@ -104,12 +107,13 @@ func (p Provisioning) Consumers() map[string]natsjs.ConsumerConfig {
 }
 
 // Provision creates or updates the streams, the shared consumers and the
-// subscription bucket. It is idempotent: replicas may call it concurrently.
+// buckets (subscriptions, and the console's revoked sessions with a TTL of
+// SessionTTL). It is idempotent: replicas may call it concurrently.
 // A stream left by an older version with another retention policy is
 // replaced when its consumer holds no unfinished work, and refused with an
 // error otherwise.
 //
-// Replicas applies to the streams, the bucket and (inherited) the consumers;
+// Replicas applies to the streams, the buckets and (inherited) the consumers;
 // changing it scales the existing streams in place. A count above the
 // cluster's JetStream servers fails with an error saying so.
 func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
@@ -134,14 +138,38 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 			return fmt.Errorf("jetstream: provision consumer %s/%s: %w", stream, cc.Durable, err)
 		}
 	}
-	if str, err := js.Stream(ctx, "KV_"+BucketSubscriptions); err == nil && str.CachedInfo().Config.Replicas == max(p.Replicas, 1) {
-		return nil // as wanted; an update would wait on a bucket still being scaled
+	sessionTTL := p.SessionTTL
+	if sessionTTL <= 0 {
+		sessionTTL = 12 * time.Hour
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{
-		Bucket: BucketSubscriptions, Description: "webhook subscriptions",
-		History: 1, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
-	}); err != nil {
-		return fmt.Errorf("jetstream: provision bucket %s%s: %w", BucketSubscriptions, replicasHint(p.Replicas), err)
+	for _, kc := range []natsjs.KeyValueConfig{
+		{
+			Bucket: BucketSubscriptions, Description: "webhook subscriptions",
+			History: 1, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
+		},
+		{
+			Bucket: BucketRevokedSessions, Description: "console sessions ended by logout, kept for a session's lifetime",
+			History: 1, TTL: sessionTTL, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
+		},
+	} {
+		if err := provisionBucket(ctx, js, kc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// provisionBucket creates or updates the KV bucket kc, unless it exists as
+// wanted: an update would wait on a bucket still being scaled.
+func provisionBucket(ctx context.Context, js natsjs.JetStream, kc natsjs.KeyValueConfig) error {
+	if str, err := js.Stream(ctx, "KV_"+kc.Bucket); err == nil {
+		have := str.CachedInfo().Config
+		if have.Replicas == kc.Replicas && have.MaxAge == kc.TTL {
+			return nil
+		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+		return fmt.Errorf("jetstream: provision bucket %s%s: %w", kc.Bucket, replicasHint(kc.Replicas), err)
 	}
 	return nil
 }
