@@ -97,7 +97,7 @@ func TestEventIDWithoutMsgIDIsStable(t *testing.T) {
 	require.NotEmpty(t, first.event["id"])
 	require.Equal(t, first.event["id"], second.event["id"])
 	require.Equal(t, first.header.Get("X-Webhook-Delivery"), second.header.Get("X-Webhook-Delivery"))
-	require.Equal(t, delivery.EventIDFromSequence(1), first.event["id"])
+	require.Equal(t, delivery.EventIDFromSequence("", 1), first.event["id"])
 }
 
 func TestFanOutAndFilteringOverTheCatalog(t *testing.T) {

@@ -571,7 +571,7 @@ func TestOverlongEventIDIsRejected(t *testing.T) {
 	seq := b.publish(t, "task.completed", `{"n":1}`, strings.Repeat("i", 40<<10))
 	good := b.deliver(t, sub, "task.completed", `{"n":2}`, "good")
 
-	id := delivery.EventIDFromSequence(seq)
+	id := delivery.EventIDFromSequence("", seq)
 	var ds []delivery.Delivery
 	waitUntil(t, 10*time.Second, func() bool {
 		ds, _, _ = b.store.List(delivery.Query{EventID: id})

@@ -42,6 +42,9 @@ type Deps struct {
 	JS            natsjs.JetStream
 	Subscriptions Subscriptions
 	Endpoints     *delivery.Endpoints
+	// EventsPurged counts the routed events this replica's purger removed
+	// from EVENTS (jetstream.Purger.Purged); nil leaves the counter out.
+	EventsPurged func() uint64
 }
 
 var _ dispatcher.Observer = (*Metrics)(nil)
@@ -124,11 +127,18 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 	})
 	buildInfo.Set(1)
 	m.state = newStateCollector(m, cfg.StateTimeout, deps)
-	for _, c := range []prometheus.Collector{
+	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		events, m.attempts, m.finished, m.duration, buildInfo, m.state,
-	} {
+	}
+	if purged := deps.EventsPurged; purged != nil {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "webhookd_events_purged_total",
+			Help: "Routed events this replica purged from EVENTS once past their retention (other replicas purge too: sum them).",
+		}, func() float64 { return float64(purged()) }))
+	}
+	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}

@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	defer setMemoryLimit(cfg.MemoryLimit, log)()
 	key, err := secretKey(cfg) // before anything starts: a bad key fails fast
 	if err != nil {
 		return err
@@ -131,9 +132,17 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err := jetstream.Provision(ctx, conn.JS, jetstream.Provisioning{
 		AuditRetention: cfg.Retention, AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending,
 		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore, Replicas: cfg.StreamReplicas,
+		DuplicateWindow: cfg.DedupWindow, EventID: delivery.EventIDFromSequence,
 	}); err != nil {
 		return err
 	}
+	salt, err := jetstream.EventSalt(ctx, conn.JS)
+	if err != nil {
+		return err
+	}
+	purger := jetstream.NewPurger(conn.JS, jetstream.PurgerConfig{
+		Retention: cfg.EventRetention, RetentionBytes: cfg.RetainedEventBytes(),
+	}, log)
 	kv, err := conn.JS.KeyValue(ctx, jetstream.BucketSubscriptions)
 	if err != nil {
 		return fmt.Errorf("open subscription bucket: %w", err)
@@ -162,13 +171,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}, log)
 	version, revision := buildInfo()
 	met, err := metrics.New(metrics.Config{EventTypes: cfg.AllEventTypes(), Version: version, Revision: revision},
-		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints}, log)
+		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints, EventsPurged: purger.Purged}, log)
 	if err != nil {
 		return err
 	}
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
-		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent),
+		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent), EventIDSalt: salt,
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
 		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met,
@@ -185,7 +194,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
-		MetricsRequireToken: cfg.MetricsRequireToken,
+		MetricsRequireToken: cfg.MetricsRequireToken, EventIDSalt: salt,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder,
@@ -219,6 +228,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	g.Go(func() error { return subs.Run(gctx) })
 	g.Go(func() error { return indexer.Run(gctx) })
 	g.Go(func() error { return queue.Run(gctx) })
+	g.Go(func() error { return purger.Run(gctx) })
 	g.Go(func() error {
 		select { // route nothing before the subscription mirror has caught up
 		case <-subs.Ready():
@@ -244,6 +254,22 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	err = g.Wait()
 	log.Info().Err(err).Msg("webhookd stopped")
 	return err
+}
+
+// setMemoryLimit sets the Go heap's soft limit (which covers the embedded
+// NATS server too: it runs in this process) to limit, unless GOMEMLIMIT
+// set one, and returns what puts the previous limit back.
+func setMemoryLimit(limit int64, log zerolog.Logger) (restore func()) {
+	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		log.Info().Str("gomemlimit", v).Msg("GOMEMLIMIT sets the Go memory limit; --memory-limit is ignored")
+		return func() {}
+	}
+	if limit <= 0 {
+		return func() {}
+	}
+	prev := debug.SetMemoryLimit(limit)
+	log.Info().Str("memory_limit", config.FormatSize(limit)).Msg("Go memory soft limit set")
+	return func() { debug.SetMemoryLimit(prev) }
 }
 
 // wantsVersion reports whether args ask for --version (or -version), before
