@@ -183,10 +183,45 @@ func TestMigrationToLimitsLosesNoEventWhileRobotsPublish(t *testing.T) {
 		}
 	}
 	for _, ev := range want {
-		require.Contains(t, seen, ev.id, "event lost")
+		_, ok := seen[ev.id]
+		require.True(t, ok, "event %s (%s %s) lost", ev.id, ev.subject, ev.data)
 	}
 	for i, ev := range want[:200] {
 		require.Equal(t, 1, seen[ev.id], "%s copied once", ev.id)
 		require.Equal(t, ev.id+" "+ev.subject+" "+ev.data, order[i], "old events keep their order, subject and data")
+	}
+}
+
+func TestConcurrentCopiesAppendEachMessageOnce(t *testing.T) {
+	t.Parallel()
+	ns := jstest.RunServer(t)
+	ctx := context.Background()
+	for _, sc := range []natsjs.StreamConfig{{Name: "SRC", Subjects: []string{"src.>"}}, {Name: "DST", Subjects: []string{"dst.>"}}} {
+		_, err := ns.JS.CreateStream(ctx, sc)
+		require.NoError(t, err)
+	}
+	for i := range 500 {
+		_, err := ns.JS.Publish(ctx, "src.e", []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+	}
+	// Two copiers, as two replicas that both believe they hold the lock:
+	// each fails when the other appended first, and a retry resumes.
+	var wg sync.WaitGroup
+	for range 2 {
+		js := connect(t, ns.ClientURL())
+		wg.Go(func() {
+			for jetstream.CopyStream(ctx, js, "SRC", "DST", "dst.") != nil {
+			}
+		})
+	}
+	wg.Wait()
+	dst, err := ns.JS.Stream(ctx, "DST")
+	require.NoError(t, err)
+	require.EqualValues(t, 500, dst.CachedInfo().State.Msgs, "each message once")
+	for seq := uint64(1); seq <= 500; seq++ {
+		m, err := dst.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(int(seq-1)), string(m.Data), "in order")
+		require.Equal(t, "dst.src.e", m.Subject)
 	}
 }
