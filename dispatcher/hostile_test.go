@@ -536,6 +536,11 @@ func TestPauseAndResumeAcrossReplicas(t *testing.T) {
 	sub := a.subscribe(t, rcv.URL, "robot.connected")
 	_, err := a.subs.Update(context.Background(), sub.ID, func(s *subscriptions.Subscription) error { s.Active = false; return nil })
 	require.NoError(t, err)
+	waitUntil(t, 10*time.Second, func() bool {
+		sa, okA := a.subs.Get(sub.ID)
+		sb, okB := b.subs.Get(sub.ID)
+		return okA && okB && !sa.Active && !sb.Active
+	}, "both replicas see the pause") // else the first events may be delivered
 	start := time.Now()
 	publishMany(t, a, "robot.connected", "p", held)
 	waitUntil(t, 5*time.Minute, func() bool { return a.disp.Stats().Held+b.disp.Stats().Held == uint64(held) }, "all held")
