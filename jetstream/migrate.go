@@ -173,6 +173,9 @@ func migrateLocked(ctx context.Context, js natsjs.JetStream, sc natsjs.StreamCon
 	cur, err := js.Stream(ctx, StreamEvents)
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
 		staging := sc
+		// No limits while copying (copies carry two more headers): a
+		// Discard New stream keeps what it holds when its limits come back.
+		staging.MaxBytes, staging.MaxMsgSize = -1, -1
 		staging.Subjects = []string{migrateNewPrefix + ">"}
 		staging.SubjectTransform = &natsjs.SubjectTransformConfig{Source: migrateNewPrefix + ">", Destination: EventsPrefix + ">"}
 		cur, err = js.CreateStream(ctx, staging)
@@ -213,14 +216,15 @@ func copyStream(ctx context.Context, js natsjs.JetStream, from, to natsjs.Stream
 		return fmt.Errorf("stream %s: %w", dst, err)
 	}
 	last, next := info.State.LastSeq, uint64(1)
-	if info.State.Msgs > 0 {
-		m, err := to.GetMsg(ctx, last)
-		if err != nil {
-			return fmt.Errorf("read the last copy in %s: %w", dst, err)
-		}
+	m, err := to.GetLastMsgForSubject(ctx, ">")
+	switch {
+	case errors.Is(err, natsjs.ErrMsgNotFound):
+	case err != nil:
+		return fmt.Errorf("read the last copy in %s: %w", dst, err)
+	default:
 		copied, err := strconv.ParseUint(m.Header.Get(headerCopiedSeq), 10, 64)
 		if err != nil {
-			return fmt.Errorf("the last message of %s (%d) is not a copy: %q", dst, last, m.Header.Get(headerCopiedSeq))
+			return fmt.Errorf("the last message of %s (%d) is not a copy: %q", dst, m.Sequence, m.Header.Get(headerCopiedSeq))
 		}
 		next = copied + 1
 	}

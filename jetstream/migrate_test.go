@@ -225,3 +225,46 @@ func TestConcurrentCopiesAppendEachMessageOnce(t *testing.T) {
 		require.Equal(t, "dst.src.e", m.Subject)
 	}
 }
+
+func TestAnInterruptedMigrationResumesWithoutLossOrDuplicates(t *testing.T) {
+	t.Parallel()
+	ns := jstest.RunServer(t)
+	ctx := context.Background()
+	provisionOldEvents(t, ns.JS)
+	const n = 5_000
+	for i := range n {
+		_, err := ns.JS.PublishAsync(jetstream.EventSubject("task.completed"), []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+		if (i+1)%1000 == 0 {
+			<-ns.JS.PublishAsyncComplete()
+		}
+	}
+
+	// The first replica stops (its start is cancelled) in the middle of a copy.
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- jetstream.Provision(mctx, connect(t, ns.ClientURL()), jstest.Provisioning()) }()
+	require.Eventually(t, func() bool {
+		s, err := ns.JS.Stream(ctx, jetstream.MigrationHold)
+		return err == nil && s.CachedInfo().State.Msgs > 0
+	}, 20*time.Second, time.Millisecond)
+	stop()
+	require.Error(t, <-done)
+	hold, err := ns.JS.Stream(ctx, jetstream.MigrationHold)
+	require.NoError(t, err)
+	require.Less(t, hold.CachedInfo().State.Msgs, uint64(n), "stopped before the copy was done")
+
+	// The next start finishes it.
+	require.NoError(t, jetstream.Provision(ctx, ns.JS, jstest.Provisioning()))
+	s, err := ns.JS.Stream(ctx, jetstream.StreamEvents)
+	require.NoError(t, err)
+	require.Equal(t, natsjs.LimitsPolicy, s.CachedInfo().Config.Retention)
+	require.EqualValues(t, n, s.CachedInfo().State.Msgs, "every event once")
+	for seq := uint64(1); seq <= n; seq += 97 {
+		m, err := s.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(int(seq-1)), string(m.Data), "in order")
+		require.Equal(t, jetstream.EventSubject("task.completed"), m.Subject)
+		require.Equal(t, delivery.EventIDFromSequence("", seq), jetstream.EventIDHeader(m.Header), "the old id kept")
+	}
+}
