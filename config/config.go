@@ -367,7 +367,7 @@ func fields() []field {
 		size("max-event-size", "largest event data accepted over NATS and HTTP, e.g. 1MiB", func(c *Config) *int64 { return &c.MaxEventSize }),
 		dur("event-retention", "how long a routed event's payload is kept (the message log); 0: purged as soon as routed. An event not yet routed is never purged", func(c *Config) *time.Duration { return &c.EventRetention }),
 		size("event-retention-bytes", "cap on what routed events keep: above it the oldest routed ones are purged first; at most half of EVENTS's quarter of --max-store is used, so unrouted events keep room; 0: no cap but that", func(c *Config) *int64 { return &c.EventRetentionBytes }),
-		dur("dedup-window", "how long the streams remember a message id (Nats-Msg-Id): a robot's retry within it is not stored twice; each id costs the NATS server about 100 bytes for this long", func(c *Config) *time.Duration { return &c.DedupWindow }),
+		dur("dedup-window", "how long the streams remember a message id (Nats-Msg-Id): a robot's retry within it is not stored twice; each id costs the NATS server roughly 150 bytes of memory for this long", func(c *Config) *time.Duration { return &c.DedupWindow }),
 		size("memory-limit", "soft limit of the Go heap (runtime/debug.SetMemoryLimit), e.g. 512MiB; GOMEMLIMIT wins when set; 0: none", func(c *Config) *int64 { return &c.MemoryLimit }),
 		size("max-store", "bytes the streams may hold (EVENTS 1/4, DELIVERIES 1/4, AUDIT 1/2); when EVENTS is full new events are refused; 0: no cap", func(c *Config) *int64 { return &c.MaxStore }),
 		num("max-in-flight", "attempts in flight per subscription and replica, unless the subscription sets its own", func(c *Config) *int { return &c.MaxInFlight }),
