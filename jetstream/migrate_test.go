@@ -153,6 +153,8 @@ func TestMigrationToLimitsLosesNoEventWhileRobotsPublish(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, natsjs.LimitsPolicy, s.CachedInfo().Config.Retention)
 	require.Equal(t, []string{jetstream.EventsPrefix + ">"}, s.CachedInfo().Config.Subjects)
+	require.Nil(t, s.CachedInfo().Config.SubjectTransform, "the staging transform is gone")
+	require.EqualValues(t, jstest.Provisioning().Streams()[0].MaxMsgSize, s.CachedInfo().Config.MaxMsgSize, "limits back")
 	_, err = ns.JS.Stream(ctx, jetstream.MigrationHold)
 	require.ErrorIs(t, err, natsjs.ErrStreamNotFound, "the holding stream is removed")
 
