@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"runtime/debug"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/admin/client"
@@ -70,4 +72,18 @@ func TestRoutedEventsArePurgedAfterTheirRetention(t *testing.T) {
 		}
 		waitFor(t, func() bool { return eventsKept(t, d) == tc.kept })
 	}
+}
+
+func TestMemoryLimitSetsTheSoftLimitUnlessGOMEMLIMIT(t *testing.T) {
+	// Not parallel: the limit is the whole process's.
+	prev := debug.SetMemoryLimit(-1)
+	restore := setMemoryLimit(300<<20, zerolog.Nop())
+	require.EqualValues(t, 300<<20, debug.SetMemoryLimit(-1))
+	restore()
+	require.Equal(t, prev, debug.SetMemoryLimit(-1), "put back when webhookd stops")
+
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	restore = setMemoryLimit(300<<20, zerolog.Nop())
+	defer restore()
+	require.Equal(t, prev, debug.SetMemoryLimit(-1), "GOMEMLIMIT wins")
 }
