@@ -32,7 +32,7 @@ func (d *Dispatcher) route(ctx context.Context, m natsjs.Msg) {
 	ev := delivery.Event{
 		ID:        jetstream.EventIDHeader(m.Headers()),
 		Type:      jetstream.EventType(m.Subject()),
-		Timestamp: md.Timestamp,
+		Timestamp: jetstream.EventTime(m.Headers(), md.Timestamp),
 		Seq:       md.Sequence.Stream,
 		Data:      m.Data(),
 	}

@@ -20,6 +20,18 @@ func EventIDHeader(h nats.Header) string {
 	return h.Get(HeaderEventID)
 }
 
+// EventTime returns when an event was published: stored, the time its
+// stream stored it, or for an event copied by the EVENTS migration the time
+// its HeaderEventTime gives.
+func EventTime(h nats.Header, stored time.Time) time.Time {
+	if v := h.Get(HeaderEventTime); v != "" {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return t
+		}
+	}
+	return stored
+}
+
 // EventSalt returns what makes this EVENTS stream unlike any other: its
 // creation time, to the nanosecond, which its every server keeps and
 // which changes when the stream is created anew. Events published without

@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -46,4 +47,16 @@ func TestEventIDHeaderPrefersTheMsgID(t *testing.T) {
 	require.Equal(t, "copied", jetstream.EventIDHeader(h))
 	h.Set(natsjs.MsgIDHeader, "robot")
 	require.Equal(t, "robot", jetstream.EventIDHeader(h))
+}
+
+func TestEventTimePrefersTheCopiedTime(t *testing.T) {
+	t.Parallel()
+	stored := time.Date(2026, 12, 7, 23, 0, 0, 0, time.UTC)
+	h := nats.Header{}
+	require.Equal(t, stored, jetstream.EventTime(h, stored))
+	h.Set(jetstream.HeaderEventTime, "not a time")
+	require.Equal(t, stored, jetstream.EventTime(h, stored), "a bad header is ignored")
+	first := stored.Add(-time.Hour + 123)
+	h.Set(jetstream.HeaderEventTime, first.Format(time.RFC3339Nano))
+	require.True(t, first.Equal(jetstream.EventTime(h, stored)))
 }

@@ -20,6 +20,10 @@ import (
 // further apart than the duplicate window) are both kept.
 const HeaderEventID = "Webhookd-Event-Id"
 
+// HeaderEventTime carries when an event copied by the EVENTS migration was
+// first stored (RFC 3339 with nanoseconds): the copy is stored later.
+const HeaderEventTime = "Webhookd-Event-Time"
+
 // The EVENTS migration from a work queue to Limits retention (JetStream
 // cannot change a stream's retention in place). Its steps, each safe to
 // repeat after a crash, under a lock:
@@ -148,6 +152,7 @@ func migrateLocked(ctx context.Context, js natsjs.JetStream, sc natsjs.StreamCon
 			}
 			out.Header.Del(nats.MsgIdHdr)
 			out.Header.Set(HeaderEventID, id)
+			out.Header.Set(HeaderEventTime, m.Time.UTC().Format(time.RFC3339Nano))
 		}); err != nil {
 			return err
 		}

@@ -242,6 +242,15 @@ func TestAnInterruptedMigrationResumesWithoutLossOrDuplicates(t *testing.T) {
 		}
 	}
 
+	stored := map[uint64]time.Time{} // when the old EVENTS stored some
+	oldStream, err := ns.JS.Stream(ctx, jetstream.StreamEvents)
+	require.NoError(t, err)
+	for seq := uint64(1); seq <= n; seq += 97 {
+		m, err := oldStream.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		stored[seq] = m.Time
+	}
+
 	// The first replica stops (its start is cancelled) in the middle of a copy.
 	mctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -268,5 +277,6 @@ func TestAnInterruptedMigrationResumesWithoutLossOrDuplicates(t *testing.T) {
 		require.Equal(t, strconv.Itoa(int(seq-1)), string(m.Data), "in order")
 		require.Equal(t, jetstream.EventSubject("task.completed"), m.Subject)
 		require.Equal(t, delivery.EventIDFromSequence("", seq), jetstream.EventIDHeader(m.Header), "the old id kept")
+		require.True(t, stored[seq].Equal(jetstream.EventTime(m.Header, m.Time)), "the old time kept: %s, not %s", stored[seq], m.Time)
 	}
 }
