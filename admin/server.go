@@ -49,6 +49,9 @@ type Config struct {
 	Retention time.Duration
 	// MaxEventBytes bounds the data of an event published over HTTP (default 1 MiB).
 	MaxEventBytes int
+	// EventIDSalt is EVENTS's salt (jetstream.EventSalt): the id an event
+	// published without one gets, as the router derives it.
+	EventIDSalt string
 	// MetricsRequireToken makes GET /metrics ask for Token too.
 	MetricsRequireToken bool
 	// Throttle sets the budgets of wrong tokens, per client address and

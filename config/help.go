@@ -27,11 +27,11 @@ const configKey = "config"
 // flagGroups orders the flags by topic. General comes last: webhookd adds
 // --version to it.
 var flagGroups = []flagGroup{
-	{"Storage", []string{"data-dir", "retention", "max-store", "secret-key-file"}},
+	{"Storage and memory", []string{"data-dir", "retention", "max-store", "secret-key-file", "memory-limit", "dedup-window"}},
 	{"Robots: the embedded NATS server", []string{"nats-listen", "nats-users-file", keyAllowAnonymous, "store-sync"}},
 	{"External NATS cluster", []string{"nats-url", "stream-replicas", "nats-creds", "nats-nkey-seed", "nats-user",
 		"nats-password", "nats-password-file", "nats-token", "nats-token-file", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}},
-	{"Events", []string{"event-types", "max-event-size"}},
+	{"Events", []string{"event-types", "max-event-size", "event-retention", "event-retention-bytes"}},
 	{"Deliveries", []string{"delivery-timeout", "retry-backoff", "allow-targets", "workers", "max-in-flight",
 		"breaker-failures", "breaker-cooldown", "disable-after", "secret-grace"}},
 	{"Queue and shutdown", []string{"ack-wait", "max-ack-pending", "shutdown-timeout"}},

@@ -38,6 +38,9 @@ type Config struct {
 	EventTypes []string
 	// MaxEventBytes rejects events whose data is larger (default 1 MiB).
 	MaxEventBytes int
+	// EventIDSalt is EVENTS's salt (jetstream.EventSalt), from which an
+	// event without a Nats-Msg-Id gets its id.
+	EventIDSalt string
 }
 
 // Subscriptions is what the dispatcher needs of the subscription store:

@@ -24,14 +24,14 @@ func TestProvisionIsIdempotentAndUpdatesConfig(t *testing.T) {
 	require.NoError(t, jetstream.Provision(ctx, ns.JS, p), "a second replica provisioning the same config")
 
 	for name, retention := range map[string]natsjs.RetentionPolicy{
-		jetstream.StreamEvents: natsjs.WorkQueuePolicy, jetstream.StreamDeliveries: natsjs.WorkQueuePolicy,
+		jetstream.StreamEvents: natsjs.LimitsPolicy, jetstream.StreamDeliveries: natsjs.WorkQueuePolicy,
 		jetstream.StreamAudit: natsjs.LimitsPolicy,
 	} {
 		s, err := ns.JS.Stream(ctx, name)
 		require.NoError(t, err)
 		require.Equal(t, retention, s.CachedInfo().Config.Retention, name)
 		require.Equal(t, natsjs.FileStorage, s.CachedInfo().Config.Storage, name)
-		if retention == natsjs.WorkQueuePolicy {
+		if name != jetstream.StreamAudit {
 			require.Zero(t, s.CachedInfo().Config.MaxAge, "%s: queued work never expires", name)
 		}
 	}

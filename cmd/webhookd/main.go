@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		log.Warn().Str("allow_targets", config.FormatPrefixes(cfg.AllowTargets)).
 			Msg("deliveries may reach these internal addresses (--allow-targets): for local development and in-house receivers; the default allows none")
 	}
+	defer setMemoryLimit(cfg.MemoryLimit, log)()
 	key, err := secretKey(cfg) // before anything starts: a bad key fails fast
 	if err != nil {
 		return err
@@ -140,9 +141,17 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err := jetstream.Provision(ctx, conn.JS, jetstream.Provisioning{
 		AuditRetention: cfg.Retention, AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending,
 		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore, Replicas: cfg.StreamReplicas, SessionTTL: cfg.ConsoleSessionTTL,
+		DuplicateWindow: cfg.DedupWindow, EventID: delivery.EventIDFromSequence,
 	}); err != nil {
 		return err
 	}
+	salt, err := jetstream.EventSalt(ctx, conn.JS)
+	if err != nil {
+		return err
+	}
+	purger := jetstream.NewPurger(conn.JS, jetstream.PurgerConfig{
+		Retention: cfg.EventRetention, RetentionBytes: cfg.RetainedEventBytes(),
+	}, log)
 	kv, err := conn.JS.KeyValue(ctx, jetstream.BucketSubscriptions)
 	if err != nil {
 		return fmt.Errorf("open subscription bucket: %w", err)
@@ -192,13 +201,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	version, revision := buildInfo()
 	met, err := metrics.New(metrics.Config{EventTypes: cfg.AllEventTypes(), Version: version, Revision: revision},
-		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints, Ready: ready}, log)
+		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints, Ready: ready, EventsPurged: purger.Purged}, log)
 	if err != nil {
 		return err
 	}
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
-		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent),
+		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent), EventIDSalt: salt,
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
 		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met,
@@ -215,6 +224,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
 		MetricsRequireToken: cfg.MetricsRequireToken, MaxPublicPerClient: cfg.HTTPPublicPerClient, SessionTTL: cfg.ConsoleSessionTTL,
+		EventIDSalt: salt,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder, Sessions: revoked,
@@ -242,6 +252,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	g.Go(func() error { return subs.Run(gctx) })
 	g.Go(func() error { return indexer.Run(gctx) })
 	g.Go(func() error { return queue.Run(gctx) })
+	g.Go(func() error { return purger.Run(gctx) })
 	g.Go(func() error {
 		select { // route nothing before the subscription mirror has caught up
 		case <-subs.Ready():
@@ -280,6 +291,22 @@ func httpServer(h http.Handler, readTimeout time.Duration) *http.Server {
 		Handler: h, ReadHeaderTimeout: min(10*time.Second, readTimeout), ReadTimeout: readTimeout,
 		IdleTimeout: 2 * time.Minute,
 	}
+}
+
+// setMemoryLimit sets the Go heap's soft limit (which covers the embedded
+// NATS server too: it runs in this process) to limit, unless GOMEMLIMIT
+// set one, and returns what puts the previous limit back.
+func setMemoryLimit(limit int64, log zerolog.Logger) (restore func()) {
+	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		log.Info().Str("gomemlimit", v).Msg("GOMEMLIMIT sets the Go memory limit; --memory-limit is ignored")
+		return func() {}
+	}
+	if limit <= 0 {
+		return func() {}
+	}
+	prev := debug.SetMemoryLimit(limit)
+	log.Info().Str("memory_limit", config.FormatSize(limit)).Msg("Go memory soft limit set")
+	return func() { debug.SetMemoryLimit(prev) }
 }
 
 // wantsVersion reports whether args ask for --version (or -version), before
