@@ -52,7 +52,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := req.ID
 	if id == "" {
-		id = delivery.EventIDFromSequence(ack.Sequence)
+		id = delivery.EventIDFromSequence(s.cfg.EventIDSalt, ack.Sequence)
 	}
 	writeJSON(w, http.StatusAccepted, client.Published{ID: id, Event: req.Event, Sequence: ack.Sequence, Duplicate: ack.Duplicate})
 	return nil

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,8 @@ import (
 	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/internal/httplimit"
+	"github.com/robotlab/webhookd/internal/throttle"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -46,8 +49,23 @@ type Config struct {
 	Retention time.Duration
 	// MaxEventBytes bounds the data of an event published over HTTP (default 1 MiB).
 	MaxEventBytes int
+	// EventIDSalt is EVENTS's salt (jetstream.EventSalt): the id an event
+	// published without one gets, as the router derives it.
+	EventIDSalt string
 	// MetricsRequireToken makes GET /metrics ask for Token too.
 	MetricsRequireToken bool
+	// Throttle sets the budgets of wrong tokens, per client address and
+	// over all, shared by the bearer check and the console's login (zero:
+	// throttle's defaults, 10 at once then 1 a second per address, 100 at
+	// once then 20 a second over all).
+	Throttle throttle.Config
+	// SessionTTL is how long a console login lasts (default 12h).
+	SessionTTL time.Duration
+	// MaxPublicPerClient caps the requests one client address may have in
+	// flight on the paths that need no credential (/ui/login, /ui/static/,
+	// /healthz, /readyz, /metrics, /v1/openapi.json, /): default 8,
+	// negative for no cap.
+	MaxPublicPerClient int
 }
 
 // Deps are the API's collaborators.
@@ -71,6 +89,10 @@ type Deps struct {
 	// record. Without them ping answers 503.
 	Pinger   Pinger
 	Recorder *history.Recorder
+	// Sessions is the bucket of console sessions ended by logout
+	// (jetstream.BucketRevokedSessions), shared by every replica. Without
+	// it a logout holds on this replica only.
+	Sessions natsjs.KeyValue
 }
 
 // Server is the HTTP surface of one replica.
@@ -83,6 +105,8 @@ type Server struct {
 	guard   *delivery.Guard
 	token   [32]byte
 	console *console.Console
+	fails   *throttle.Failures
+	public  *httplimit.PerClient
 }
 
 // New returns the server; Handler serves it.
@@ -96,18 +120,26 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = 1 << 20
 	}
+	if cfg.MaxPublicPerClient == 0 {
+		cfg.MaxPublicPerClient = 8
+	}
 	catalog := map[string]bool{}
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
 	}
-	ui, err := console.New(console.Config{Token: cfg.Token}, log)
+	fails := throttle.New(cfg.Throttle)
+	ccfg := console.Config{Token: cfg.Token, SessionTTL: cfg.SessionTTL, Failures: fails}
+	if deps.Sessions != nil {
+		ccfg.Revocations = kvRevocations{kv: deps.Sessions}
+	}
+	ui, err := console.New(ccfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	return &Server{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
 		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
-		console: ui,
+		console: ui, fails: fails, public: httplimit.NewPerClient(cfg.MaxPublicPerClient),
 	}, nil
 }
 
@@ -123,17 +155,19 @@ func (s *Server) Handler() http.Handler {
 // routes registers every route on a new mux.
 func (s *Server) routes() *routeMux {
 	mux := newRouteMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	// Paths anyone may call are capped per client address (public).
+	public := s.public.Wrap
+	mux.Handle("GET /healthz", public(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	})))
+	mux.Handle("GET /readyz", public(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if err := s.deps.Ready(); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	mux.Handle("GET /metrics", s.metrics())
+	})))
+	mux.Handle("GET /metrics", public(s.metrics()))
 	v1 := map[string]handlerFunc{
 		"POST /v1/subscriptions":                    s.createSubscription,
 		"GET /v1/subscriptions":                     s.listSubscriptions,
@@ -160,11 +194,14 @@ func (s *Server) routes() *routeMux {
 	mux.Handle("/v1/", s.authorized(func(http.ResponseWriter, *http.Request) error {
 		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route")
 	}))
-	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /v1/openapi.json", public(http.HandlerFunc(serveOpenAPI)))
+	mux.Handle("GET /{$}", public(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther) // a browser pointed at the server finds the console
-	})
-	mux.Handle("/ui/", s.console.Handler(s.cleanPaths(mux.ServeMux)))
+	})))
+	ui := s.console.Handler(s.cleanPaths(mux.ServeMux))
+	mux.Handle("/ui/", ui)
+	mux.Handle("/ui/login", public(ui))
+	mux.Handle("/ui/static/", public(ui))
 	return mux
 }
 
@@ -223,12 +260,29 @@ func pathID(r *http.Request, what string) (string, error) {
 	return id, nil
 }
 
-// authorized checks the bearer token in constant time, then runs h.
+// authorized checks the bearer token in constant time, then runs h. A
+// client address that has sent too many wrong tokens lately (or everyone,
+// when the global budget is spent) is answered 429 without a check; each
+// wrong token is logged at warn with the address, never the token. The
+// console's own calls for a logged-in operator are not throttled.
 func (s *Server) authorized(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr, inProcess := throttle.Client(r.RemoteAddr), console.InProcess(r.Context())
+		if wait := s.fails.Wait(addr); wait > 0 && !inProcess {
+			secs := throttle.RetryAfter(wait)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeError(w, apiError(http.StatusTooManyRequests, client.CodeTooManyRequests,
+				"too many wrong tokens from this address; retry in %d s", secs))
+			return
+		}
 		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		sum := sha256.Sum256([]byte(given))
 		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			if ok && given != "" && !inProcess { // a token was tried: a guess
+				exhausted := s.fails.Fail(addr)
+				s.log.Warn().Str("remote_addr", r.RemoteAddr).Str("method", r.Method).Str("path", r.URL.Path).
+					Bool("throttled", exhausted).Msg("wrong bearer token")
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="webhookd"`)
 			writeError(w, apiError(http.StatusUnauthorized, client.CodeUnauthorized, "missing or wrong bearer token"))
 			return

@@ -12,6 +12,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/config"
@@ -91,14 +94,24 @@ func (s *Server) statsView(id string) *client.DeliveryStats {
 // ranges, IPv4 carried in IPv6 included), whether given as a literal IP or
 // as a name that resolves to one now, and no IPv4 address in a legacy
 // spelling (2130706433, 0x7f.1, 0177.0.0.1, 127.1), which some resolvers
-// turn into an address. A name that does not resolve now is accepted: the
-// guard checks the address dialled at every connection anyway.
+// turn into an address. A host with non-ASCII characters is judged after the
+// IDNA mapping net/http applies before it dials (UTS #46: full-width digits
+// and the ideographic and full-width full stops become ASCII, so
+// "127。0。0。1" is 127.0.0.1). A name that does not resolve now is
+// accepted: the guard checks the address dialled at every connection anyway.
 func (s *Server) checkURL(ctx context.Context, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil {
 		return invalid("url: %q must be an absolute http(s) URL with a host and no credentials", raw)
 	}
 	host := u.Hostname()
+	if !isASCII(host) {
+		ascii, err := idna.Lookup.ToASCII(host)
+		if err != nil {
+			return invalid("url: host %q is not a valid internationalised domain name: %v", host, err)
+		}
+		host = ascii
+	}
 	ip, err := netip.ParseAddr(host)
 	if err == nil && !s.guard.Allowed(ip) {
 		return invalid("url: %s is an internal address; deliveries to it are refused: %s", ip, allowHint(ip))
@@ -139,6 +152,16 @@ func allowHint(ip netip.Addr) string {
 		p = netip.MustParsePrefix("127.0.0.0/8")
 	}
 	return fmt.Sprintf("restart webhookd with `--allow-targets %s` to allow it", p)
+}
+
+// isASCII reports whether v holds ASCII characters only.
+func isASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) checkEvents(events []string) error {

@@ -66,6 +66,17 @@ type Config struct {
 	HTTPAddr string
 	// AdminToken (admin-token) is the bearer token of the admin API.
 	AdminToken string
+	// HTTPReadTimeout (http-read-timeout) is how long a request, its body
+	// included, may take to arrive on every HTTP listener (the admin API
+	// and console, pprof); its headers get at most 10 s of it.
+	HTTPReadTimeout time.Duration
+	// ConsoleSessionTTL (console-session-ttl) is how long a console login
+	// lasts; a logout ends it sooner, on every replica.
+	ConsoleSessionTTL time.Duration
+	// HTTPPublicPerClient (http-public-per-client) caps the requests one
+	// client address may have in flight on the paths that need no
+	// credential (/ui/login, /healthz, /readyz, /metrics, ...).
+	HTTPPublicPerClient int
 	// DeliveryTimeout (delivery-timeout) bounds one HTTP attempt unless the
 	// subscription sets its own.
 	DeliveryTimeout time.Duration
@@ -99,6 +110,18 @@ type Config struct {
 	// MaxEventSize (max-event-size) is the largest event data accepted, in
 	// bytes, over NATS and over HTTP alike.
 	MaxEventSize int64
+	// EventRetention (event-retention) keeps the payload of a routed event
+	// this long; 0 purges it as soon as it is routed.
+	EventRetention time.Duration
+	// EventRetentionBytes (event-retention-bytes) caps what routed events
+	// keep: above it the oldest are purged first. See RetainedEventBytes.
+	EventRetentionBytes int64
+	// DedupWindow (dedup-window) is how long the streams remember a
+	// message id: a robot's retry within it is not stored twice.
+	DedupWindow time.Duration
+	// MemoryLimit (memory-limit) is the Go heap's soft limit in bytes; 0
+	// sets none. The GOMEMLIMIT environment variable wins when set.
+	MemoryLimit int64
 	// MaxStore (max-store) caps the bytes the streams may hold: a quarter
 	// for EVENTS, a quarter for DELIVERIES, half for AUDIT. 0: no cap.
 	MaxStore int64
@@ -182,27 +205,34 @@ func Catalog() []string {
 // Default returns the configuration used when nothing else is given.
 func Default() Config {
 	return Config{
-		DataDir:         "./data",
-		NATSListen:      "127.0.0.1:4222",
-		StreamReplicas:  1,
-		StoreSync:       StoreSync{Interval: time.Second},
-		HTTPAddr:        "127.0.0.1:8080",
-		DeliveryTimeout: 30 * time.Second,
-		RetryBackoff:    Backoff{Delays: []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}},
-		LogLevel:        "info",
-		LogFormat:       "json",
-		Workers:         64,
-		ShutdownTimeout: 30 * time.Second,
-		AckWait:         30 * time.Second,
-		MaxAckPending:   100_000,
-		Retention:       30 * 24 * time.Hour,
-		SecretGrace:     24 * time.Hour,
-		MaxEventSize:    1 << 20,
-		MaxStore:        10 << 30,
-		MaxInFlight:     8,
-		BreakerFailures: 5,
-		BreakerCooldown: 30 * time.Second,
-		DisableAfter:    5 * 24 * time.Hour,
+		DataDir:             "./data",
+		NATSListen:          "127.0.0.1:4222",
+		StreamReplicas:      1,
+		StoreSync:           StoreSync{Interval: time.Second},
+		HTTPAddr:            "127.0.0.1:8080",
+		HTTPReadTimeout:     30 * time.Second,
+		HTTPPublicPerClient: 8,
+		ConsoleSessionTTL:   12 * time.Hour,
+		DeliveryTimeout:     30 * time.Second,
+		RetryBackoff:        Backoff{Delays: []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}},
+		LogLevel:            "info",
+		LogFormat:           "json",
+		Workers:             64,
+		ShutdownTimeout:     30 * time.Second,
+		AckWait:             30 * time.Second,
+		MaxAckPending:       100_000,
+		Retention:           30 * 24 * time.Hour,
+		SecretGrace:         24 * time.Hour,
+		MaxEventSize:        1 << 20,
+		MaxStore:            10 << 30,
+		EventRetention:      24 * time.Hour,
+		EventRetentionBytes: 1 << 30,
+		DedupWindow:         DuplicateWindow,
+		MemoryLimit:         DefaultMemoryLimit,
+		MaxInFlight:         8,
+		BreakerFailures:     5,
+		BreakerCooldown:     30 * time.Second,
+		DisableAfter:        5 * 24 * time.Hour,
 	}
 }
 
@@ -309,6 +339,9 @@ func fields() []field {
 				return nil
 			}},
 		str("http-addr", "address of the admin API, /healthz, /readyz and /metrics", func(c *Config) *string { return &c.HTTPAddr }),
+		dur("http-read-timeout", "how long a request, body included, may take to arrive on every HTTP listener (headers: at most 10s of it); a slower one is cut off and its connection closed", func(c *Config) *time.Duration { return &c.HTTPReadTimeout }),
+		dur("console-session-ttl", "how long a console login lasts; logout ends it sooner on every replica. Give every replica the same value", func(c *Config) *time.Duration { return &c.ConsoleSessionTTL }),
+		num("http-public-per-client", "requests one client address may have in flight on the paths that need no token (/ui/login, /healthz, /readyz, /metrics, ...); more are answered 429", func(c *Config) *int { return &c.HTTPPublicPerClient }),
 		str("admin-token", "bearer token of the admin API (empty: generated once into <data-dir>/admin-token)", func(c *Config) *string { return &c.AdminToken }),
 		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
 		{"retry-backoff", `retry delays, "5s,10s,15s" (one retry each) or "exp:INITIAL:MAX:RETRIES[:JITTER]"`,
@@ -343,6 +376,10 @@ func fields() []field {
 		dur("retention", "how long delivery history is kept", func(c *Config) *time.Duration { return &c.Retention }),
 		dur("secret-grace", "how long a rotated-out secret keeps signing deliveries", func(c *Config) *time.Duration { return &c.SecretGrace }),
 		size("max-event-size", "largest event data accepted over NATS and HTTP, e.g. 1MiB", func(c *Config) *int64 { return &c.MaxEventSize }),
+		dur("event-retention", "how long a routed event's payload is kept (the message log); 0: purged as soon as routed. An event not yet routed is never purged", func(c *Config) *time.Duration { return &c.EventRetention }),
+		size("event-retention-bytes", "cap on what routed events keep: above it the oldest routed ones are purged first; at most half of EVENTS's quarter of --max-store is used, so unrouted events keep room; 0: no cap but that", func(c *Config) *int64 { return &c.EventRetentionBytes }),
+		dur("dedup-window", "how long the streams remember a message id (Nats-Msg-Id): a robot's retry within it is not stored twice; each id costs the NATS server roughly 150 bytes of memory for this long", func(c *Config) *time.Duration { return &c.DedupWindow }),
+		size("memory-limit", "soft limit of the Go heap (runtime/debug.SetMemoryLimit), e.g. 512MiB; GOMEMLIMIT wins when set; 0: none", func(c *Config) *int64 { return &c.MemoryLimit }),
 		size("max-store", "bytes the streams may hold (EVENTS 1/4, DELIVERIES 1/4, AUDIT 1/2); when EVENTS is full new events are refused; 0: no cap", func(c *Config) *int64 { return &c.MaxStore }),
 		num("max-in-flight", "attempts in flight per subscription and replica, unless the subscription sets its own", func(c *Config) *int { return &c.MaxInFlight }),
 		num("breaker-failures", "failures in a row that open a subscription's circuit breaker", func(c *Config) *int { return &c.BreakerFailures }),
@@ -537,6 +574,18 @@ func (c Config) Validate() error {
 		return bad("admin-token", "too short: %d bytes, want at least %d (e.g. openssl rand -hex 32), or leave it empty to have one generated",
 			len(c.AdminToken), MinAdminTokenLen)
 	}
+	if why := WeakToken(c.AdminToken); why != "" {
+		return bad("admin-token", "too predictable (%s): generate one with openssl rand -hex 32, or leave it empty to have one generated", why)
+	}
+	if c.HTTPReadTimeout <= 0 {
+		return bad("http-read-timeout", "must be positive, got %s", c.HTTPReadTimeout)
+	}
+	if c.ConsoleSessionTTL < time.Minute || c.ConsoleSessionTTL > 30*24*time.Hour {
+		return bad("console-session-ttl", "%s: want 1m to 720h", c.ConsoleSessionTTL)
+	}
+	if c.HTTPPublicPerClient < 1 || c.HTTPPublicPerClient > 10_000 {
+		return bad("http-public-per-client", "%d: want 1 to 10000", c.HTTPPublicPerClient)
+	}
 	if c.DeliveryTimeout <= 0 {
 		return bad("delivery-timeout", "must be positive, got %s", c.DeliveryTimeout)
 	}
@@ -572,9 +621,21 @@ func (c Config) Validate() error {
 	// An attempt repeated after a crash is recognised by its record's and
 	// next job's message ids within the streams' duplicate window: its job
 	// comes back after ack-wait, and its attempt lasts up to delivery-timeout.
-	if c.AckWait+c.DeliveryTimeout+dedupMargin >= DuplicateWindow {
-		return bad("ack-wait", "%s: ack-wait plus delivery-timeout (%s) plus %s must stay under the %s duplicate window, or an attempt repeated after a crash could queue the next attempt twice",
-			c.AckWait, c.DeliveryTimeout, dedupMargin, DuplicateWindow)
+	if c.DedupWindow < 10*time.Second || c.DedupWindow > time.Hour {
+		return bad("dedup-window", "%s: want 10s to 1h", c.DedupWindow)
+	}
+	if c.AckWait+c.DeliveryTimeout+dedupMargin >= c.DedupWindow {
+		return bad("ack-wait", "%s: ack-wait plus delivery-timeout (%s) plus %s must stay under the %s --dedup-window, or an attempt repeated after a crash could queue the next attempt twice",
+			c.AckWait, c.DeliveryTimeout, dedupMargin, c.DedupWindow)
+	}
+	if c.EventRetention < 0 {
+		return bad("event-retention", "must not be negative, got %s", c.EventRetention)
+	}
+	if c.EventRetentionBytes < 0 {
+		return bad("event-retention-bytes", "must not be negative, got %d", c.EventRetentionBytes)
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < 64<<20 {
+		return bad("memory-limit", "%s: want 0 (none) or at least 64MiB", FormatSize(c.MemoryLimit))
 	}
 	if c.SecretGrace < 0 {
 		return bad("secret-grace", "must not be negative, got %s", c.SecretGrace)
@@ -629,13 +690,29 @@ func (c Config) PprofListen() string {
 	return addr
 }
 
-// DuplicateWindow is how long the streams remember a message id (the
-// jetstream package's default); dedupMargin is the time a worker may take
-// to record an attempt.
+// DuplicateWindow is the default of --dedup-window (the jetstream
+// package's default); dedupMargin is the time a worker may take to record
+// an attempt.
 const (
 	DuplicateWindow = 2 * time.Minute
 	dedupMargin     = 10 * time.Second
 )
+
+// DefaultMemoryLimit is the default of --memory-limit: the Go heap's
+// share of a replica of about 1 GiB, leaving room for the embedded NATS
+// server's caches, the index's mapped pages and the stacks.
+const DefaultMemoryLimit = 512 << 20
+
+// RetainedEventBytes is the byte cap on routed events the purger applies:
+// EventRetentionBytes, but at most half of EVENTS's quarter of MaxStore,
+// so that retained events never leave unrouted ones without room; 0: none.
+func (c Config) RetainedEventBytes() int64 {
+	limit := c.EventRetentionBytes
+	if half := c.MaxStore / 8; c.MaxStore > 0 && (limit == 0 || limit > half) {
+		limit = half
+	}
+	return limit
+}
 
 // NATSHostPort splits NATSListen into host and port.
 func (c Config) NATSHostPort() (string, int, error) { return splitHostPort(c.NATSListen) }

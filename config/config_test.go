@@ -179,6 +179,11 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"unknown yaml key", nil, nil, "data_dir: x\n", "data_dir"},
 		{"bad yaml value", nil, nil, "workers: [a, {b: c}]\n", "workers"},
 		{"bad pprof addr", []string{"--pprof-addr", "localhost:sixty"}, nil, "", "pprof-addr"},
+		{"negative event retention", []string{"--event-retention", "-1h"}, nil, "", "event-retention"},
+		{"bad event retention bytes", []string{"--event-retention-bytes", "lots"}, nil, "", "event-retention-bytes"},
+		{"tiny dedup window", []string{"--dedup-window", "1s"}, nil, "", "dedup-window"},
+		{"dedup window under ack-wait", []string{"--dedup-window", "30s"}, nil, "", "ack-wait"},
+		{"tiny memory limit", []string{"--memory-limit", "1MiB"}, nil, "", "memory-limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -273,4 +278,26 @@ func TestPprofListen(t *testing.T) {
 		require.NoError(t, err, in)
 		require.Equal(t, want, cfg.PprofListen(), in)
 	}
+}
+
+func TestEventsAndMemoryFlags(t *testing.T) {
+	t.Parallel()
+	def := config.Default()
+	require.Equal(t, 24*time.Hour, def.EventRetention)
+	require.EqualValues(t, 1<<30, def.RetainedEventBytes(), "1 GiB fits under max-store/8")
+	require.Equal(t, 2*time.Minute, def.DedupWindow)
+	require.EqualValues(t, 512<<20, def.MemoryLimit)
+
+	cfg, err := config.Load([]string{"--event-retention", "0", "--event-retention-bytes", "0", "--max-store", "1GiB",
+		"--dedup-window", "90s", "--memory-limit", "256MiB"}, env(nil), io.Discard)
+	require.NoError(t, err)
+	require.Zero(t, cfg.EventRetention, "0 purges once routed")
+	require.EqualValues(t, 128<<20, cfg.RetainedEventBytes(), "no cap of its own: half of EVENTS's quarter of max-store")
+	require.Equal(t, 90*time.Second, cfg.DedupWindow)
+	require.EqualValues(t, 256<<20, cfg.MemoryLimit)
+
+	cfg.EventRetentionBytes = 4 << 30
+	require.EqualValues(t, 128<<20, cfg.RetainedEventBytes(), "never more than that half")
+	cfg.MaxStore = 0
+	require.EqualValues(t, 4<<30, cfg.RetainedEventBytes(), "no max-store: the flag alone")
 }

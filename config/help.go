@@ -27,15 +27,16 @@ const configKey = "config"
 // flagGroups orders the flags by topic. General comes last: webhookd adds
 // --version to it.
 var flagGroups = []flagGroup{
-	{"Storage", []string{"data-dir", "retention", "max-store", "secret-key-file"}},
+	{"Storage and memory", []string{"data-dir", "retention", "max-store", "secret-key-file", "memory-limit", "dedup-window"}},
 	{"Robots: the embedded NATS server", []string{"nats-listen", "nats-users-file", keyAllowAnonymous, "store-sync"}},
 	{"External NATS cluster", []string{"nats-url", "stream-replicas", "nats-creds", "nats-nkey-seed", "nats-user",
 		"nats-password", "nats-password-file", "nats-token", "nats-token-file", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}},
-	{"Events", []string{"event-types", "max-event-size"}},
+	{"Events", []string{"event-types", "max-event-size", "event-retention", "event-retention-bytes"}},
 	{"Deliveries", []string{"delivery-timeout", "retry-backoff", "allow-targets", "workers", "max-in-flight",
 		"breaker-failures", "breaker-cooldown", "disable-after", "secret-grace"}},
 	{"Queue and shutdown", []string{"ack-wait", "max-ack-pending", "shutdown-timeout"}},
-	{"Admin API and observability", []string{"http-addr", "admin-token", keyMetricsRequireToken, "pprof-addr"}},
+	{"Admin API and observability", []string{"http-addr", "admin-token", keyMetricsRequireToken, "pprof-addr",
+		"http-read-timeout", "http-public-per-client", "console-session-ttl"}},
 	{"General", []string{configKey, "log-level", "log-format"}},
 }
 

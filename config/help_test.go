@@ -77,7 +77,7 @@ func TestHelpIsGroupedByTopic(t *testing.T) {
 			require.Greater(t, strings.Index(help, "  --"+f.Name+"\n"), i, "--%s under %q", f.Name, topic.Title)
 		}
 	}
-	require.Contains(t, help, "\nStorage:\n  --data-dir\n")
+	require.Contains(t, help, "\nStorage and memory:\n  --data-dir\n")
 	require.Contains(t, help, "\nDeliveries:\n  --delivery-timeout\n")
 }
 

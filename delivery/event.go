@@ -85,10 +85,16 @@ var namespace = uuid.MustParse("5b2f6f0e-8d0c-4c84-9a57-3a4c1a9e2f10")
 const MaxEventIDBytes = 256
 
 // EventIDFromSequence derives the id of an event published without a
-// Nats-Msg-Id from its EVENTS stream sequence, so a redelivered event keeps
-// its id.
-func EventIDFromSequence(seq uint64) string {
-	return uuid.NewSHA1(namespace, fmt.Appendf(nil, "events/%d", seq)).String()
+// Nats-Msg-Id from its EVENTS stream sequence and salt, a value unique to
+// that stream instance (jetstream.EventSalt): a redelivered event keeps its
+// id, and two installs, or an EVENTS created anew, do not give the same id
+// to their first events. An empty salt gives the ids of versions before
+// the salt.
+func EventIDFromSequence(salt string, seq uint64) string {
+	if salt == "" {
+		return uuid.NewSHA1(namespace, fmt.Appendf(nil, "events/%d", seq)).String()
+	}
+	return uuid.NewSHA1(namespace, fmt.Appendf(nil, "events/%s/%d", salt, seq)).String()
 }
 
 func truncate(s string, n int) string {

@@ -43,6 +43,9 @@ type Config struct {
 	// NoFastPath spills every first attempt to DELIVERIES, as before the
 	// fast path: for comparisons, and for tests of the job path.
 	NoFastPath bool
+	// EventIDSalt is EVENTS's salt (jetstream.EventSalt), from which an
+	// event without a Nats-Msg-Id gets its id.
+	EventIDSalt string
 }
 
 // Subscriptions is what the dispatcher needs of the subscription store:

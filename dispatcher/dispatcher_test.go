@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
@@ -98,7 +99,7 @@ func TestEventIDWithoutMsgIDIsStable(t *testing.T) {
 	require.NotEmpty(t, first.event["id"])
 	require.Equal(t, first.event["id"], second.event["id"])
 	require.Equal(t, first.header.Get("X-Webhook-Delivery"), second.header.Get("X-Webhook-Delivery"))
-	require.Equal(t, delivery.EventIDFromSequence(1), first.event["id"])
+	require.Equal(t, delivery.EventIDFromSequence("", 1), first.event["id"])
 }
 
 func TestFanOutAndFilteringOverTheCatalog(t *testing.T) {
@@ -276,10 +277,17 @@ func TestSettledJobsLeaveTheQueue(t *testing.T) {
 		b.publish(t, "task.failed", `{}`, fmt.Sprintf("bad-%d", i))
 	}
 	waitUntil(t, 15*time.Second, func() bool { return b.disp.Stats().Attempts == 15 && b.workersIdle(t) }, "5 successes, 5×2 failures")
+	// EVENTS is kept under Limits retention: the purger removes routed
+	// events, here at once (no retention).
+	purger := jetstream.NewPurger(b.ns.JS, jetstream.PurgerConfig{}, zerolog.Nop())
 	for _, name := range []string{jetstream.StreamDeliveries, jetstream.StreamEvents} {
 		s, err := b.ns.JS.Stream(context.Background(), name)
 		require.NoError(t, err)
 		waitUntil(t, 10*time.Second, func() bool {
+			if name == jetstream.StreamEvents {
+				_, err := purger.PurgeOnce(context.Background())
+				require.NoError(t, err)
+			}
 			info, err := s.Info(context.Background())
 			require.NoError(t, err)
 			return info.State.Msgs == 0

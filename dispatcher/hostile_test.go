@@ -543,6 +543,11 @@ func TestPauseAndResumeAcrossReplicas(t *testing.T) {
 	sub := a.subscribe(t, rcv.URL, "robot.connected")
 	_, err := a.subs.Update(context.Background(), sub.ID, func(s *subscriptions.Subscription) error { s.Active = false; return nil })
 	require.NoError(t, err)
+	waitUntil(t, 10*time.Second, func() bool {
+		sa, okA := a.subs.Get(sub.ID)
+		sb, okB := b.subs.Get(sub.ID)
+		return okA && okB && !sa.Active && !sb.Active
+	}, "both replicas see the pause") // else the first events may be delivered
 	start := time.Now()
 	publishMany(t, a, "robot.connected", "p", held)
 	waitUntil(t, 5*time.Minute, func() bool { return a.disp.Stats().Held+b.disp.Stats().Held == uint64(held) }, "all held")
@@ -578,7 +583,7 @@ func TestOverlongEventIDIsRejected(t *testing.T) {
 	seq := b.publish(t, "task.completed", `{"n":1}`, strings.Repeat("i", 40<<10))
 	good := b.deliver(t, sub, "task.completed", `{"n":2}`, "good")
 
-	id := delivery.EventIDFromSequence(seq)
+	id := delivery.EventIDFromSequence("", seq)
 	var ds []history.Delivery
 	waitUntil(t, 10*time.Second, func() bool {
 		ds, _, _ = b.store.List(history.Query{EventID: id})

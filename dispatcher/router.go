@@ -47,20 +47,20 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 		return
 	}
 	ev := delivery.Event{
-		ID:        m.Headers().Get(nats.MsgIdHdr),
+		ID:        jetstream.EventIDHeader(m.Headers()),
 		Type:      jetstream.EventType(m.Subject()),
-		Timestamp: md.Timestamp,
+		Timestamp: jetstream.EventTime(m.Headers(), md.Timestamp),
 		Seq:       md.Sequence.Stream,
 		Data:      m.Data(),
 	}
 	if ev.ID == "" {
-		ev.ID = delivery.EventIDFromSequence(ev.Seq)
+		ev.ID = delivery.EventIDFromSequence(d.cfg.EventIDSalt, ev.Seq)
 	}
 	if len(ev.ID) > delivery.MaxEventIDBytes {
 		// Recorded under the derived id: the robot's is too long to index.
 		reason := fmt.Sprintf("event id (Nats-Msg-Id %q) is %d bytes, over the limit of %d",
 			truncate(ev.ID, 64), len(ev.ID), delivery.MaxEventIDBytes)
-		ev.ID = delivery.EventIDFromSequence(ev.Seq)
+		ev.ID = delivery.EventIDFromSequence(d.cfg.EventIDSalt, ev.Seq)
 		d.reject(ctx, m, ev, reason)
 		return
 	}

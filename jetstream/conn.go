@@ -271,15 +271,15 @@ func (l serverLogger) Debugf(format string, v ...any)  { l.log.Trace().Msgf(form
 func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
 
 // Check reports why this replica cannot work now, or nil: the connection
-// must be up and the streams, the shared consumers and the subscription
-// bucket must exist (they can be missing on a server that lost its store,
+// must be up and the streams, the shared consumers and the buckets (the
+// subscriptions, the console's revoked sessions) must exist (they can be missing on a server that lost its store,
 // or unreachable while a cluster has no leader for them). It asks the
 // server, bounded by ctx.
 func (c *Conn) Check(ctx context.Context) error {
 	if !c.NC.IsConnected() {
 		return fmt.Errorf("nats %s", strings.ToLower(c.NC.Status().String()))
 	}
-	for _, name := range []string{StreamEvents, StreamDeliveries, StreamAudit, "KV_" + BucketSubscriptions} {
+	for _, name := range []string{StreamEvents, StreamDeliveries, StreamAudit, "KV_" + BucketSubscriptions, "KV_" + BucketRevokedSessions} {
 		if _, err := c.JS.Stream(ctx, name); err != nil {
 			return fmt.Errorf("nats stream %s: %w", name, err)
 		}

@@ -3,22 +3,21 @@
 // dispatcher uses. It does not wrap nats.go's jetstream types: other packages
 // use them directly (imported as natsjs).
 //
-// Streams (all Limits retention, file storage):
+// Streams (file storage):
 //
-//   - EVENTS (events.>): what robots publish; consumer "router".
-//   - DELIVERIES (deliveries.>): one job per event and matching subscription;
-//     consumer "workers".
-//   - AUDIT (audit.>): one record per attempt or verdict, kept for the history
-//     retention; each replica indexes it through its own consumer.
+//   - EVENTS (events.>, Limits retention, Discard New): what robots publish;
+//     consumer "router". Purger removes an event once the router's ack
+//     floor has passed it and its --event-retention is over, so the stream
+//     is also the message log; an unrouted event is never removed, and a
+//     full EVENTS refuses new events. An older work-queue EVENTS is moved
+//     over at start by Provision (see migrate.go).
+//   - DELIVERIES (deliveries.>, work queue): one job per attempt to make;
+//     consumer "workers". A settled job leaves the stream.
+//   - AUDIT (audit.>, Limits): one record per attempt or verdict, kept for the
+//     history retention; each replica indexes it through its own consumer.
 //
-// Why Limits and not WorkQueue: after a kill -9 a Limits stream keeps its
-// deduplication window (a router that redoes a fan-out creates no new jobs),
-// while a WorkQueue stream forgets the ids of consumed jobs and would accept
-// them again; Limits also avoids the store churn of a queue that drains to
-// empty. The price is that consumer ack positions written shortly before a
-// crash may be lost, so some jobs are offered again: the worker skips a job
-// whose delivery is already recorded as finished, and receivers dedupe on
-// X-Webhook-Delivery for the rest. Ordering is not guaranteed.
+// An event published without a Nats-Msg-Id takes its id from its sequence
+// and EventSalt, EVENTS's creation time, so ids differ between installs.
 //
 // Provision is idempotent and updates changed configuration, so replicas may
 // run it concurrently at start-up. Provisioning.Replicas (--stream-replicas)

@@ -1,6 +1,12 @@
 package jetstream
 
-import "github.com/nats-io/nats-server/v2/server"
+import (
+	"context"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
 
 // Server returns the embedded server, so tests can inspect its connections
 // and JetStream configuration.
@@ -8,3 +14,20 @@ func (c *Conn) Server() *server.Server { return c.server }
 
 // ReconnectDelay exposes reconnectDelay to tests.
 var ReconnectDelay = reconnectDelay
+
+// CopyStream exposes copyStream to tests: it copies stream from into
+// stream to, each copy on subject prefix+its subject.
+func CopyStream(ctx context.Context, js natsjs.JetStream, from, to, prefix string) error {
+	src, err := js.Stream(ctx, from)
+	if err != nil {
+		return err
+	}
+	dst, err := js.Stream(ctx, to)
+	if err != nil {
+		return err
+	}
+	return copyStream(ctx, js, src, dst, func(m *natsjs.RawStreamMsg, out *nats.Msg) { out.Subject = prefix + m.Subject })
+}
+
+// MigrationHold is the name of the holding stream of the EVENTS migration.
+const MigrationHold = migrateHold

@@ -24,14 +24,14 @@ func TestProvisionIsIdempotentAndUpdatesConfig(t *testing.T) {
 	require.NoError(t, jetstream.Provision(ctx, ns.JS, p), "a second replica provisioning the same config")
 
 	for name, retention := range map[string]natsjs.RetentionPolicy{
-		jetstream.StreamEvents: natsjs.WorkQueuePolicy, jetstream.StreamDeliveries: natsjs.WorkQueuePolicy,
+		jetstream.StreamEvents: natsjs.LimitsPolicy, jetstream.StreamDeliveries: natsjs.WorkQueuePolicy,
 		jetstream.StreamAudit: natsjs.LimitsPolicy,
 	} {
 		s, err := ns.JS.Stream(ctx, name)
 		require.NoError(t, err)
 		require.Equal(t, retention, s.CachedInfo().Config.Retention, name)
 		require.Equal(t, natsjs.FileStorage, s.CachedInfo().Config.Storage, name)
-		if retention == natsjs.WorkQueuePolicy {
+		if name != jetstream.StreamAudit {
 			require.Zero(t, s.CachedInfo().Config.MaxAge, "%s: queued work never expires", name)
 		}
 	}
@@ -59,6 +59,16 @@ func TestProvisionIsIdempotentAndUpdatesConfig(t *testing.T) {
 	require.Equal(t, natsjs.DiscardNew, s.CachedInfo().Config.Discard, "a full queue refuses new work")
 	_, err = ns.JS.KeyValue(ctx, jetstream.BucketSubscriptions)
 	require.NoError(t, err)
+
+	// Revoked console sessions are kept for a session's lifetime.
+	sessions, err := ns.JS.Stream(ctx, "KV_"+jetstream.BucketRevokedSessions)
+	require.NoError(t, err)
+	require.Equal(t, 12*time.Hour, sessions.CachedInfo().Config.MaxAge, "the default session lifetime")
+	p.SessionTTL = time.Hour
+	require.NoError(t, jetstream.Provision(ctx, ns.JS, p))
+	sessions, err = ns.JS.Stream(ctx, "KV_"+jetstream.BucketRevokedSessions)
+	require.NoError(t, err)
+	require.Equal(t, time.Hour, sessions.CachedInfo().Config.MaxAge, "follows --console-session-ttl")
 }
 
 func TestFullEventsStreamRefusesNewEventsAndOversizedOnes(t *testing.T) {

@@ -10,6 +10,9 @@ const (
 	ConsumerRouter      = "router"
 	ConsumerWorkers     = "workers"
 	BucketSubscriptions = "subscriptions"
+	// BucketRevokedSessions holds the console sessions ended by logout,
+	// each for a session's lifetime, so that every replica refuses them.
+	BucketRevokedSessions = "console_revoked_sessions"
 
 	// EventsPrefix is the subject prefix robots publish under.
 	EventsPrefix = "events."

@@ -16,7 +16,10 @@ type Provisioning struct {
 	Replicas int
 	// AuditRetention is the MaxAge of AUDIT (delivery history).
 	AuditRetention time.Duration
-	// DuplicateWindow is how long a Nats-Msg-Id is remembered (default 2m).
+	// DuplicateWindow is how long each stream remembers a Nats-Msg-Id
+	// (default 2m): EVENTS for robots' retries, DELIVERIES and AUDIT for
+	// the jobs and records of work repeated after a crash. Each id
+	// remembered costs the server memory until the window passes.
 	DuplicateWindow time.Duration
 	// AckWait of the router and workers consumers: how long a job whose
 	// worker went silent waits before redelivery. Workers extend it with
@@ -28,10 +31,19 @@ type Provisioning struct {
 	// MaxEventBytes is the largest event data accepted; EVENTS refuses a
 	// larger message at publish (headers get EventHeaderAllowance more).
 	MaxEventBytes int64
+	// EventID names an event published without a Nats-Msg-Id from a
+	// stream salt and its sequence (delivery.EventIDFromSequence). The
+	// EVENTS migration calls it with an empty salt, as older versions did,
+	// so that a copied event keeps its id; without it Provision refuses to
+	// migrate.
+	EventID func(salt string, seq uint64) string
 	// MaxStore caps the bytes of the streams: EVENTS and DELIVERIES a
 	// quarter each, refusing new messages when full; AUDIT half, dropping
 	// its oldest records when full. 0: no cap.
 	MaxStore int64
+	// SessionTTL is the console's session lifetime: how long a revoked
+	// session is remembered (default 12h).
+	SessionTTL time.Duration
 }
 
 // EventHeaderAllowance is the room left for an event's headers above
@@ -40,12 +52,14 @@ const EventHeaderAllowance = 16 << 10
 
 // Streams returns the stream configurations for p.
 //
-// EVENTS and DELIVERIES are work queues: a message leaves when it is acked
-// (an event once fanned out, a job once settled), and that removal survives
-// a crash of the server, so settled work is not offered again. They have no
-// age limit: queued work is never dropped; at their byte cap they refuse new
-// messages, which the publisher sees as an error. AUDIT is the history,
-// kept for AuditRetention.
+// EVENTS is kept under Limits retention: Purger removes events once the
+// router has acked them (and their payload's retention has passed), so a
+// routed event is never offered again and an unrouted one never dropped.
+// DELIVERIES is a work queue: a job leaves when it is settled, and that
+// removal survives a crash of the server. Neither has an age limit: at
+// their byte cap they refuse new messages (Discard New), which the
+// publisher sees as an error. AUDIT is the history, kept for
+// AuditRetention.
 func (p Provisioning) Streams() []natsjs.StreamConfig {
 	dup := p.DuplicateWindow
 	if dup <= 0 {
@@ -63,8 +77,8 @@ func (p Provisioning) Streams() []natsjs.StreamConfig {
 	}
 	return []natsjs.StreamConfig{
 		{
-			Name: StreamEvents, Description: "events published by robots and controllers, until routed",
-			Subjects: []string{EventsPrefix + ">"}, Retention: natsjs.WorkQueuePolicy,
+			Name: StreamEvents, Description: "events published by robots and controllers, purged once routed and retained",
+			Subjects: []string{EventsPrefix + ">"}, Retention: natsjs.LimitsPolicy,
 			Storage: natsjs.FileStorage, Replicas: replicas, Duplicates: dup,
 			MaxBytes: quarter, Discard: natsjs.DiscardNew, MaxMsgSize: maxMsg,
 		},
@@ -104,12 +118,14 @@ func (p Provisioning) Consumers() map[string]natsjs.ConsumerConfig {
 }
 
 // Provision creates or updates the streams, the shared consumers and the
-// subscription bucket. It is idempotent: replicas may call it concurrently.
-// A stream left by an older version with another retention policy is
-// replaced when its consumer holds no unfinished work, and refused with an
-// error otherwise.
+// buckets (subscriptions, and the console's revoked sessions with a TTL of
+// SessionTTL). It is idempotent: replicas may call it concurrently.
+// A work-queue EVENTS left by an older version is migrated to Limits
+// retention with every message it holds (see migrateEvents); another
+// stream left with another retention policy is replaced when its consumer
+// holds no unfinished work, and refused with an error otherwise.
 //
-// Replicas applies to the streams, the bucket and (inherited) the consumers;
+// Replicas applies to the streams, the buckets and (inherited) the consumers;
 // changing it scales the existing streams in place. A count above the
 // cluster's JetStream servers fails with an error saying so.
 func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
@@ -118,7 +134,17 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 	}
 	consumers := p.Consumers()
 	for _, sc := range p.Streams() {
-		have, err := migrate(ctx, js, sc, consumers[sc.Name].Durable)
+		var have *natsjs.StreamConfig
+		var err error
+		if sc.Name == StreamEvents {
+			var oldID func(uint64) string
+			if p.EventID != nil {
+				oldID = func(seq uint64) string { return p.EventID("", seq) }
+			}
+			have, err = migrateEvents(ctx, js, sc, consumers[StreamEvents], oldID)
+		} else {
+			have, err = migrate(ctx, js, sc, consumers[sc.Name].Durable)
+		}
 		if err != nil {
 			return err
 		}
@@ -134,14 +160,38 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 			return fmt.Errorf("jetstream: provision consumer %s/%s: %w", stream, cc.Durable, err)
 		}
 	}
-	if str, err := js.Stream(ctx, "KV_"+BucketSubscriptions); err == nil && str.CachedInfo().Config.Replicas == max(p.Replicas, 1) {
-		return nil // as wanted; an update would wait on a bucket still being scaled
+	sessionTTL := p.SessionTTL
+	if sessionTTL <= 0 {
+		sessionTTL = 12 * time.Hour
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{
-		Bucket: BucketSubscriptions, Description: "webhook subscriptions",
-		History: 1, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
-	}); err != nil {
-		return fmt.Errorf("jetstream: provision bucket %s%s: %w", BucketSubscriptions, replicasHint(p.Replicas), err)
+	for _, kc := range []natsjs.KeyValueConfig{
+		{
+			Bucket: BucketSubscriptions, Description: "webhook subscriptions",
+			History: 1, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
+		},
+		{
+			Bucket: BucketRevokedSessions, Description: "console sessions ended by logout, kept for a session's lifetime",
+			History: 1, TTL: sessionTTL, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
+		},
+	} {
+		if err := provisionBucket(ctx, js, kc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// provisionBucket creates or updates the KV bucket kc, unless it exists as
+// wanted: an update would wait on a bucket still being scaled.
+func provisionBucket(ctx context.Context, js natsjs.JetStream, kc natsjs.KeyValueConfig) error {
+	if str, err := js.Stream(ctx, "KV_"+kc.Bucket); err == nil {
+		have := str.CachedInfo().Config
+		if have.Replicas == kc.Replicas && have.MaxAge == kc.TTL {
+			return nil
+		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+		return fmt.Errorf("jetstream: provision bucket %s%s: %w", kc.Bucket, replicasHint(kc.Replicas), err)
 	}
 	return nil
 }

@@ -47,6 +47,9 @@ type Deps struct {
 	// Ready is the replica's readiness check, the one /readyz answers by
 	// (nil error: ready). It is asked at most once a second, like JS.
 	Ready func() error
+	// EventsPurged counts the routed events this replica's purger removed
+	// from EVENTS (jetstream.Purger.Purged); nil leaves the counter out.
+	EventsPurged func() uint64
 }
 
 var _ dispatcher.Observer = (*Metrics)(nil)
@@ -129,11 +132,18 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 	})
 	buildInfo.Set(1)
 	m.state = newStateCollector(m, cfg.StateTimeout, deps)
-	for _, c := range []prometheus.Collector{
+	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		events, m.attempts, m.finished, m.duration, buildInfo, m.state,
-	} {
+	}
+	if purged := deps.EventsPurged; purged != nil {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "webhookd_events_purged_total",
+			Help: "Routed events this replica purged from EVENTS once past their retention (other replicas purge too: sum them).",
+		}, func() float64 { return float64(purged()) }))
+	}
+	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}

@@ -363,3 +363,15 @@ func BenchmarkAttemptHook(b *testing.B) {
 		})
 	})
 }
+
+// webhookd_events_purged_total reads the purger's count at each scrape,
+// and is left out without one.
+func TestEventsPurgedCounter(t *testing.T) {
+	t.Parallel()
+	var purged uint64 = 7
+	b := setup(t, Deps{EventsPurged: func() uint64 { return purged }})
+	require.Equal(t, 7.0, b.gather(t)["webhookd_events_purged_total"])
+	purged = 12
+	require.Equal(t, 12.0, b.gather(t)["webhookd_events_purged_total"])
+	require.NotContains(t, setup(t, Deps{}).gather(t), "webhookd_events_purged_total")
+}

@@ -326,6 +326,9 @@ const (
 	CodeTooLarge     = "payload_too_large"
 	CodeUnavailable  = "unavailable"
 	CodeInternal     = "internal"
+	// CodeTooManyRequests answers a client address that sent too many wrong
+	// tokens lately (HTTP 429, with Retry-After).
+	CodeTooManyRequests = "too_many_requests"
 )
 
 // Client talks to one webhookd replica.

@@ -11,12 +11,16 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/internal/throttle"
 )
 
 //go:embed templates/*.html static/*
@@ -40,9 +44,56 @@ type Config struct {
 	SessionTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Revocations records the sessions ended by logout, so that every
+	// replica refuses them (default: this console's memory only, which
+	// holds on this replica alone).
+	Revocations Revocations
+	// Failures throttles wrong tokens at login, per client address and
+	// over all; share it with the admin API's bearer check (default: a
+	// throttle of the console's own with the default budgets).
+	Failures *throttle.Failures
 }
 
-// Console is the web console. It holds no state of its own: every page is
+// Revocations records the sessions ended by logout. Implementations must
+// be safe for concurrent use and remember a revoked id for at least a
+// session's lifetime.
+type Revocations interface {
+	// Revoke records the session id as ended.
+	Revoke(ctx context.Context, id string) error
+	// Revoked reports whether the session id was ended.
+	Revoked(ctx context.Context, id string) (bool, error)
+}
+
+// memoryRevocations is the default Revocations: this process only.
+type memoryRevocations struct {
+	mu  sync.Mutex
+	ids map[string]time.Time // id → when it may be forgotten
+	ttl time.Duration
+	now func() time.Time
+}
+
+func (m *memoryRevocations) Revoke(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for k, until := range m.ids {
+		if now.After(until) {
+			delete(m.ids, k)
+		}
+	}
+	m.ids[id] = now.Add(m.ttl)
+	return nil
+}
+
+func (m *memoryRevocations) Revoked(_ context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.ids[id]
+	return ok, nil
+}
+
+// Console is the web console. It holds no state of its own but the
+// default, in-memory revocations (Config.Revocations): every page is
 // built from admin API answers.
 type Console struct {
 	sess  sessions
@@ -50,6 +101,8 @@ type Console struct {
 	now   func() time.Time
 	pages map[string]*template.Template
 	log   zerolog.Logger
+	fails *throttle.Failures
+	revs  Revocations
 }
 
 // New parses the embedded templates and returns the console.
@@ -63,6 +116,12 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Failures == nil {
+		cfg.Failures = throttle.New(throttle.Config{})
+	}
+	if cfg.Revocations == nil {
+		cfg.Revocations = &memoryRevocations{ids: map[string]time.Time{}, ttl: cfg.SessionTTL, now: cfg.Now}
+	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"login", "subscriptions", "deliveries", "delivery", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs()).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
@@ -73,7 +132,8 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 	}
 	return &Console{
 		sess: newSessions(cfg.Token, cfg.SessionTTL, cfg.Now), auth: "Bearer " + cfg.Token, now: cfg.Now,
-		pages: pages, log: log.With().Str("component", "console").Logger(),
+		pages: pages, log: log.With().Str("component", "console").Logger(), fails: cfg.Failures,
+		revs: cfg.Revocations,
 	}, nil
 }
 
@@ -159,7 +219,7 @@ func (c *Console) failAPI(w http.ResponseWriter, p *page, err error) {
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
-	if _, ok := c.session(r); ok {
+	if _, ok, err := c.session(r); ok && err == nil {
 		http.Redirect(w, r, "/ui/subscriptions", http.StatusSeeOther)
 		return
 	}
@@ -171,8 +231,30 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, &page{}, http.StatusForbidden, "Cross-origin request refused.")
 		return
 	}
+	addr := throttle.Client(r.RemoteAddr)
+	if wait := c.fails.Wait(addr); wait > 0 {
+		// Refused unchecked: a throttled guesser learns nothing.
+		secs := throttle.RetryAfter(wait)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		c.render(w, http.StatusTooManyRequests, "login", &page{Title: "Log in",
+			Error: fmt.Sprintf("Too many wrong tokens from your address: wait %d s and try again.", secs)})
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	if !c.sess.tokenOK(strings.TrimSpace(r.PostFormValue("token"))) {
+	if err := r.ParseForm(); err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, os.ErrDeadlineExceeded) { // the body did not arrive in time
+			status = http.StatusRequestTimeout
+		}
+		c.fail(w, &page{}, status, "Could not read the login form.")
+		return
+	}
+	given := strings.TrimSpace(r.PostFormValue("token"))
+	if !c.sess.tokenOK(given) {
+		if given != "" { // an empty form is no guess
+			exhausted := c.fails.Fail(addr)
+			c.log.Warn().Str("remote_addr", r.RemoteAddr).Bool("throttled", exhausted).Msg("console login with a wrong token")
+		}
 		c.render(w, http.StatusUnauthorized, "login", &page{Title: "Log in", Error: "Wrong token."})
 		return
 	}
@@ -185,7 +267,18 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/subscriptions", http.StatusSeeOther)
 }
 
-func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *page) {
+// logout ends the session on every replica (its id is recorded as
+// revoked), then clears the cookie. When the revocation cannot be
+// recorded, the cookie is kept and the operator told to try again: a copy
+// of it would otherwise still work.
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, p *page) {
+	payload, _, _ := c.session(r) // loggedIn checked it
+	if err := c.revs.Revoke(r.Context(), sessionID(payload)); err != nil {
+		c.log.Error().Err(err).Msg("console logout: record the revoked session")
+		c.fail(w, p, http.StatusServiceUnavailable, "Could not end the session on every replica: try again.")
+		return
+	}
+	c.log.Info().Str("remote_addr", r.RemoteAddr).Msg("console session ended by logout")
 	c.setCookie(w, r, "", -1)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
@@ -201,13 +294,23 @@ func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, value string
 	})
 }
 
-// session returns the payload of the request's valid session, if any.
-func (c *Console) session(r *http.Request) ([]byte, bool) {
+// session returns the payload of the request's valid session, if any: signed
+// by this token, not expired, and not revoked by a logout on any replica. An
+// error means the revocations could not be read.
+func (c *Console) session(r *http.Request) ([]byte, bool, error) {
 	ck, err := r.Cookie(cookieName)
 	if err != nil {
-		return nil, false
+		return nil, false, nil
 	}
-	return c.sess.verify(ck.Value)
+	payload, ok := c.sess.verify(ck.Value)
+	if !ok {
+		return nil, false, nil
+	}
+	revoked, err := c.revs.Revoked(r.Context(), sessionID(payload))
+	if err != nil {
+		return nil, false, fmt.Errorf("console: check session: %w", err)
+	}
+	return payload, !revoked, nil
 }
 
 // sameOrigin refuses a request whose Origin header (browsers send it on
@@ -226,7 +329,12 @@ func sameOrigin(r *http.Request) bool {
 // form and must not come from another origin.
 func (c *Console) loggedIn(h func(http.ResponseWriter, *http.Request, *page)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		payload, ok := c.session(r)
+		payload, ok, err := c.session(r)
+		if err != nil {
+			c.log.Error().Err(err).Msg("console session check failed")
+			c.fail(w, &page{}, http.StatusServiceUnavailable, "Cannot check the session now: try again.")
+			return
+		}
 		if !ok {
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
@@ -253,11 +361,22 @@ type handlers struct {
 	api http.Handler
 }
 
+// inProcessKey marks the context of the console's own API calls.
+type inProcessKey struct{}
+
+// InProcess reports whether a request is one of the console's own calls to
+// the admin API, made for a logged-in operator: the API does not throttle
+// those by client address (the session was checked already).
+func InProcess(ctx context.Context) bool {
+	v, _ := ctx.Value(inProcessKey{}).(bool)
+	return v
+}
+
 // call runs one admin API request in process, as the operator (the
 // console's token), and decodes its JSON answer into out. An error answer
 // comes back as a *client.Error.
 func (h handlers) call(ctx context.Context, from *http.Request, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, path, nil)
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, inProcessKey{}, true), method, path, nil)
 	if err != nil {
 		return fmt.Errorf("console: %s %s: %w", method, path, err)
 	}

@@ -185,6 +185,32 @@ func TestLoginSetsASignedSessionCookie(t *testing.T) {
 	require.Contains(t, a.header.Get("Set-Cookie"), "; Secure", "and behind a TLS proxy")
 }
 
+// TestLogoutRevokesTheSession copies the cookie before logging out: the
+// copy is refused afterwards, and a new login works.
+func TestLogoutRevokesTheSession(t *testing.T) {
+	t.Parallel()
+	b := setup(t, token)
+	ck := b.login(t)
+	a := b.do(t, http.MethodGet, "/ui/subscriptions", ck, nil)
+	require.Equal(t, http.StatusOK, a.status)
+	copied := *ck
+
+	a = b.do(t, http.MethodPost, "/ui/logout", ck, url.Values{"csrf": {csrfOf(t, a.body)}})
+	require.Equal(t, http.StatusSeeOther, a.status, a.body)
+	require.Contains(t, a.header.Get("Set-Cookie"), "Max-Age=0", "the browser's cookie is cleared")
+
+	a = b.do(t, http.MethodGet, "/ui/subscriptions", &copied, nil)
+	require.Equal(t, http.StatusSeeOther, a.status, "a copy of the cookie is refused after logout")
+	require.Equal(t, "/ui/login", a.header.Get("Location"))
+	a = b.do(t, http.MethodGet, "/ui/login", &copied, nil)
+	require.Equal(t, http.StatusOK, a.status, "the login page shows, no redirect loop")
+	a = b.do(t, http.MethodPost, "/ui/subscriptions/"+subID+"/pause", &copied, url.Values{"csrf": {"x"}})
+	require.Equal(t, http.StatusForbidden, a.status)
+
+	again := b.login(t)
+	require.Equal(t, http.StatusOK, b.do(t, http.MethodGet, "/ui/subscriptions", again, nil).status)
+}
+
 func TestSessionsAreRefusedWhenForgedExpiredOrFromAnotherToken(t *testing.T) {
 	t.Parallel()
 	b := setup(t, token)

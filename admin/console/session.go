@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -16,7 +17,8 @@ import (
 // "<payload>.<mac>", both base64url: payload = expiry (unix seconds, 8 bytes
 // big-endian) + 16 random bytes, mac = HMAC-SHA256 of the payload under a key
 // derived from the admin token. The cookie never holds the token; a session
-// dies at its expiry or when the token changes (the key changes with it).
+// dies at its expiry, when the token changes (the key changes with it), or
+// at logout, which records its id (sessionID) as revoked for every replica.
 type sessions struct {
 	key     []byte
 	ttl     time.Duration
@@ -80,6 +82,10 @@ func (s sessions) verify(value string) ([]byte, bool) {
 	}
 	return payload, true
 }
+
+// sessionID returns the id under which a session is revoked: its random
+// part, hex-encoded. It cannot be turned back into a session value.
+func sessionID(payload []byte) string { return hex.EncodeToString(payload[8:]) }
 
 // csrf returns the form token of a session: bound to it, so a token from
 // another session (or none) is refused.

@@ -170,7 +170,7 @@ func fanOut(js natsjs.JetStream, m natsjs.Msg, subs []subscriptions.Subscription
 	if err != nil {
 		return fanned{event: m, err: err}
 	}
-	ev := delivery.Event{ID: delivery.EventIDFromSequence(md.Sequence.Stream), Type: jetstream.EventType(m.Subject()),
+	ev := delivery.Event{ID: delivery.EventIDFromSequence("", md.Sequence.Stream), Type: jetstream.EventType(m.Subject()),
 		Timestamp: md.Timestamp, Seq: md.Sequence.Stream, Data: m.Data()}
 	fo := fanned{event: m}
 	now := time.Now()

@@ -48,7 +48,7 @@ func TestFloorRecordsAndIndexesEveryAttempt(t *testing.T) {
 	require.Eventually(t, func() bool { return col.delivered.Load() == n }, 30*time.Second, 10*time.Millisecond)
 	require.Zero(t, col.badSignatures.Load())
 	for _, seq := range seqs {
-		id := delivery.JobID(delivery.EventIDFromSequence(seq), subs[0].ID, seq)
+		id := delivery.JobID(delivery.EventIDFromSequence("", seq), subs[0].ID, seq)
 		require.Eventually(t, func() bool {
 			d, err := f.store.Get(id)
 			return err == nil && d.Status == delivery.StatusSucceeded
@@ -79,7 +79,7 @@ func TestFloorRecordsARetriedAttemptAsTheNext(t *testing.T) {
 	ack, err := js.Publish(ctx, jetstream.EventSubject(eventType), eventData(1, time.Now(), 256))
 	require.NoError(t, err)
 
-	id := delivery.JobID(delivery.EventIDFromSequence(ack.Sequence), subs[0].ID, ack.Sequence)
+	id := delivery.JobID(delivery.EventIDFromSequence("", ack.Sequence), subs[0].ID, ack.Sequence)
 	var d history.Delivery
 	require.Eventually(t, func() bool {
 		d, err = f.store.Get(id)

@@ -63,6 +63,12 @@ func TestAPIRefusesInternalAddressesInURLs(t *testing.T) {
 		"[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "[::a9fe:a9fe]", "[ff02::1]",
 	}
 	legacy := []string{"2130706433", "0x7f000001", "0x7f.1", "0177.0.0.1", "127.1", "127.0.0.1.", "0xA9FEA9FE", "169.254.43518"}
+	// Unicode spellings that IDNA mapping (which net/http applies before
+	// dialling) turns into internal addresses: ideographic, full-width and
+	// half-width ideographic full stops, full-width digits, and the same
+	// percent-encoded.
+	internal = append(internal, "127。0。0。1", "127．0．0．1", "169｡254｡169｡254",
+		"１２７.0.0.1", "10%E3%80%820%E3%80%820%E3%80%821")
 	for _, host := range append(internal, legacy...) {
 		mention := "internal address"
 		if slices.Contains(legacy, host) {

@@ -49,7 +49,7 @@ func TestRunHelpIsGroupedByTopic(t *testing.T) {
 	require.NoError(t, run(context.Background(), []string{"--help"}, noEnv, &out))
 	help := out.String()
 	last := -1
-	for _, topic := range []string{"Storage:", "Robots: the embedded NATS server:", "External NATS cluster:", "Events:",
+	for _, topic := range []string{"Storage and memory:", "Robots: the embedded NATS server:", "External NATS cluster:", "Events:",
 		"Deliveries:", "Queue and shutdown:", "Admin API and observability:", "General:", "Subcommands:"} {
 		i := strings.Index(help, "\n"+topic+"\n")
 		require.Greater(t, i, last, topic)

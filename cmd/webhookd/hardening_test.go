@@ -65,6 +65,28 @@ func TestRunRefusesShortAdminTokens(t *testing.T) {
 	require.NotContains(t, err.Error(), short)
 }
 
+// TestRunRefusesPredictableAdminTokens checks the flag and the token file:
+// 32 × "a" is long enough but refused, with the flag (or file) named and a
+// way to generate one, never the token.
+func TestRunRefusesPredictableAdminTokens(t *testing.T) {
+	t.Parallel()
+	weak := strings.Repeat("a", config.MinAdminTokenLen)
+	err := refusedStart(t, noEnv, "--data-dir", t.TempDir(), "--admin-token", weak)
+	var fe *config.FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "admin-token", fe.Field)
+	require.ErrorContains(t, err, "too predictable")
+	require.ErrorContains(t, err, "openssl rand -hex 32")
+	require.NotContains(t, err.Error(), weak, "the token is never echoed")
+
+	dir := t.TempDir()
+	path := writeToken(t, dir, weak, 0o600)
+	err = refusedStart(t, noEnv, "--data-dir", dir)
+	require.ErrorContains(t, err, path)
+	require.ErrorContains(t, err, "too predictable")
+	require.NotContains(t, err.Error(), weak)
+}
+
 func TestRunRefusesAWritableDataDir(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []os.FileMode{0o770, 0o720, 0o707, 0o702, 0o777} {
@@ -101,7 +123,8 @@ func TestRunAcceptsOwnerOnlyPermissions(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	require.NoError(t, os.Chmod(dir, 0o750)) // readable by the group is fine, writable is not
-	token := strings.Repeat("cd", 32)
+	// A random token: a pattern would be refused as too predictable.
+	token := "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	writeToken(t, dir, token, 0o400)
 	d := start(t, "--data-dir", dir)
 	require.Equal(t, http.StatusOK, d.call(t, http.MethodGet, "/v1/event-types", token, "", nil), "the file's token is used")

@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		log.Warn().Str("allow_targets", config.FormatPrefixes(cfg.AllowTargets)).
 			Msg("deliveries may reach these internal addresses (--allow-targets): for local development and in-house receivers; the default allows none")
 	}
+	defer setMemoryLimit(cfg.MemoryLimit, log)()
 	key, err := secretKey(cfg) // before anything starts: a bad key fails fast
 	if err != nil {
 		return err
@@ -139,13 +140,25 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	if err := jetstream.Provision(ctx, conn.JS, jetstream.Provisioning{
 		AuditRetention: cfg.Retention, AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending,
-		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore, Replicas: cfg.StreamReplicas,
+		MaxEventBytes: maxEvent, MaxStore: cfg.MaxStore, Replicas: cfg.StreamReplicas, SessionTTL: cfg.ConsoleSessionTTL,
+		DuplicateWindow: cfg.DedupWindow, EventID: delivery.EventIDFromSequence,
 	}); err != nil {
 		return err
 	}
+	salt, err := jetstream.EventSalt(ctx, conn.JS)
+	if err != nil {
+		return err
+	}
+	purger := jetstream.NewPurger(conn.JS, jetstream.PurgerConfig{
+		Retention: cfg.EventRetention, RetentionBytes: cfg.RetainedEventBytes(),
+	}, log)
 	kv, err := conn.JS.KeyValue(ctx, jetstream.BucketSubscriptions)
 	if err != nil {
 		return fmt.Errorf("open subscription bucket: %w", err)
+	}
+	revoked, err := conn.JS.KeyValue(ctx, jetstream.BucketRevokedSessions)
+	if err != nil {
+		return fmt.Errorf("open revoked sessions bucket: %w", err)
 	}
 	var subOpts []subscriptions.Option
 	if key != nil {
@@ -155,6 +168,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	subs, err := subscriptions.Open(kv, db, log, subOpts...)
 	if err != nil {
 		return err
+	}
+	if key != nil {
+		if err := reseal(ctx, subs, conn, key, log); err != nil {
+			return err
+		}
 	}
 	store, err := history.OpenStore(db, log)
 	if err != nil {
@@ -183,13 +201,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	version, revision := buildInfo()
 	met, err := metrics.New(metrics.Config{EventTypes: cfg.AllEventTypes(), Version: version, Revision: revision},
-		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints, Ready: ready}, log)
+		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints, Ready: ready, EventsPurged: purger.Purged}, log)
 	if err != nil {
 		return err
 	}
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
-		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent),
+		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent), EventIDSalt: salt,
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
 		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met,
@@ -205,10 +223,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	api, err := admin.New(admin.Config{
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
-		MetricsRequireToken: cfg.MetricsRequireToken,
+		MetricsRequireToken: cfg.MetricsRequireToken, MaxPublicPerClient: cfg.HTTPPublicPerClient, SessionTTL: cfg.ConsoleSessionTTL,
+		EventIDSalt: salt,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
-		Pinger: deliverer, Recorder: recorder,
+		Pinger: deliverer, Recorder: recorder, Sessions: revoked,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready:    ready,
 	}, log)
@@ -222,9 +241,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		}
 		return fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := httpServer(api.Handler(), cfg.HTTPReadTimeout)
 	if addr := cfg.PprofListen(); addr != "" {
-		if err := startPprof(gctx, g, addr, log); err != nil {
+		if err := startPprof(gctx, g, addr, cfg.HTTPReadTimeout, log); err != nil {
 			_ = ln.Close()
 			return err
 		}
@@ -238,6 +257,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopRecorder()
 	g.Go(func() error { return recorder.Run(recCtx) })
+	g.Go(func() error { return purger.Run(gctx) })
 	g.Go(func() error {
 		defer stopRecorder()
 		select { // route nothing before the subscription mirror has caught up
@@ -264,6 +284,35 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	err = g.Wait()
 	log.Info().Err(err).Msg("webhookd stopped")
 	return err
+}
+
+// httpServer returns the server of an HTTP listener: a request's headers
+// must arrive within 10 s (or readTimeout if shorter), the whole request,
+// body included, within readTimeout, or the connection is closed; an idle
+// keep-alive connection is closed after 2 min. readTimeout does not cut a
+// handler that works long after reading its body, nor a response being
+// written: net/http lifts the read deadline once the body is read.
+func httpServer(h http.Handler, readTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler: h, ReadHeaderTimeout: min(10*time.Second, readTimeout), ReadTimeout: readTimeout,
+		IdleTimeout: 2 * time.Minute,
+	}
+}
+
+// setMemoryLimit sets the Go heap's soft limit (which covers the embedded
+// NATS server too: it runs in this process) to limit, unless GOMEMLIMIT
+// set one, and returns what puts the previous limit back.
+func setMemoryLimit(limit int64, log zerolog.Logger) (restore func()) {
+	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		log.Info().Str("gomemlimit", v).Msg("GOMEMLIMIT sets the Go memory limit; --memory-limit is ignored")
+		return func() {}
+	}
+	if limit <= 0 {
+		return func() {}
+	}
+	prev := debug.SetMemoryLimit(limit)
+	log.Info().Str("memory_limit", config.FormatSize(limit)).Msg("Go memory soft limit set")
+	return func() { debug.SetMemoryLimit(prev) }
 }
 
 // wantsVersion reports whether args ask for --version (or -version), before
@@ -407,13 +456,35 @@ func secretKey(cfg config.Config) (*subscriptions.Key, error) {
 	return key, nil
 }
 
+// reseal rewrites the subscription bucket the first time this replica runs
+// with key, so that no plaintext secret is left in the bucket's stream
+// files (see subscriptions.Store.Reseal).
+func reseal(ctx context.Context, subs *subscriptions.Store, conn *jetstream.Conn, key *subscriptions.Key, log zerolog.Logger) error {
+	rep, err := subs.Reseal(ctx, conn.JS)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !rep.Done:
+	case rep.Clean:
+		log.Info().Str("key_id", key.ID()).Int("records", rep.Records).Int("tombstones", rep.Tombstones).
+			Uint64("messages_purged", rep.Purged).
+			Msg("subscription bucket resealed: every secret encrypted, old revisions and deleted records purged from its files")
+	default:
+		log.Warn().Str("key_id", key.ID()).Int("records", rep.Records).Int("tombstones", rep.Tombstones).
+			Uint64("messages_purged", rep.Purged).
+			Msg("subscription bucket resealed, but another replica wrote to it meanwhile: old bytes may remain in its last file block; tried again at the next start")
+	}
+	return nil
+}
+
 // tokenFile is where a generated admin token is kept, readable only by its owner.
 const tokenFile = "admin-token"
 
 // adminToken returns the configured token (its length checked by config), or
 // the one generated into the data dir on first start. A token file that its
 // group or others may read or write, or whose token is shorter than
-// config.MinAdminTokenLen, is refused. The token itself is never logged.
+// config.MinAdminTokenLen or too predictable (config.WeakToken), is refused. The token itself is never logged.
 func adminToken(cfg config.Config, log zerolog.Logger) (string, error) {
 	if cfg.AdminToken != "" {
 		return cfg.AdminToken, nil
@@ -465,6 +536,10 @@ func readTokenFile(path string) (string, error) {
 	if t != "" && len(t) < config.MinAdminTokenLen { // never echo the token
 		return "", fmt.Errorf("admin token in %s is %d bytes, want at least %d: replace it (e.g. openssl rand -hex 32 > %s) or delete it to have one generated",
 			path, len(t), config.MinAdminTokenLen, path)
+	}
+	if why := config.WeakToken(t); why != "" {
+		return "", fmt.Errorf("admin token in %s is too predictable (%s): replace it (e.g. openssl rand -hex 32 > %s) or delete it to have one generated",
+			path, why, path)
 	}
 	return t, nil
 }

@@ -16,7 +16,9 @@ import (
 // startPprof serves Go's profiler endpoints (/debug/pprof/) on addr under g
 // until ctx is done. It is opt-in (--pprof-addr) and has no authentication,
 // so its address defaults to loopback; the admin API never serves it.
-func startPprof(ctx context.Context, g *errgroup.Group, addr string, log zerolog.Logger) error {
+// A request (POST /debug/pprof/symbol has a body) gets readTimeout to
+// arrive, as on the admin listener.
+func startPprof(ctx context.Context, g *errgroup.Group, addr string, readTimeout time.Duration, log zerolog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on pprof-addr %s: %w", addr, err)
@@ -27,7 +29,7 @@ func startPprof(ctx context.Context, g *errgroup.Group, addr string, log zerolog
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpServer(mux, readTimeout)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("pprof server: %w", err)

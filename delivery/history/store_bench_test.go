@@ -43,7 +43,7 @@ func benchmarkApply(b *testing.B, batch int) {
 			at := t0.Add(time.Duration(n) * time.Millisecond)
 			recs[i] = history.Record{
 				// Ids as webhookd makes them: random-looking UUIDs.
-				DeliveryID: delivery.JobID(strconv.Itoa(id), "s", 1), EventID: delivery.EventIDFromSequence(uint64(id)), Event: "task.completed",
+				DeliveryID: delivery.JobID(strconv.Itoa(id), "s", 1), EventID: delivery.EventIDFromSequence("", uint64(id)), Event: "task.completed",
 				SubscriptionID: fmt.Sprintf("s%02d", id%20), URL: "https://example.com/hook", Status: st, Reason: "http_503",
 				At: at, CreatedAt: t0.Add(time.Duration(id) * time.Millisecond),
 				Attempt: &history.AttemptInfo{Attempt: attempt, MaxAttempts: 4, At: at, URL: "https://example.com/hook",

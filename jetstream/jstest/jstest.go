@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -52,6 +53,7 @@ func Provisioning() jetstream.Provisioning {
 	return jetstream.Provisioning{
 		AuditRetention: time.Hour, MaxEventBytes: 1 << 20,
 		AckWait: 5 * time.Second, MaxAckPending: 1000, // long enough for a loaded CI machine
+		EventID: delivery.EventIDFromSequence,
 	}
 }
 
