@@ -135,6 +135,10 @@ func setup(t testing.TB, o options) *bundle {
 	queue := dispatcher.NewQueue(dispatcher.QueueDeps{JS: js, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer}, 1000, log)
 	queue.HeldSweep = o.heldSweep
 
+	// The recorder outlives the dispatcher, which records while it stops.
+	rctx, rcancel := context.WithCancel(context.Background())
+	recorded := make(chan error, 1)
+	go func() { recorded <- recorder.Run(rctx) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 4)
 	go func() { errs <- subs.Run(ctx) }()
@@ -157,6 +161,8 @@ func setup(t testing.TB, o options) *bundle {
 					require.NoError(t, err)
 				}
 			}
+			rcancel()
+			require.NoError(t, <-recorded)
 			nc.Close()
 			deliverer.Close()
 			require.NoError(t, db.Close())

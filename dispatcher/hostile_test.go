@@ -339,9 +339,9 @@ type failingRecorder struct {
 	left atomic.Int64
 }
 
-func (f *failingRecorder) Publish(ctx context.Context, rec history.Record, keep *delivery.Job) (bool, error) {
+func (f *failingRecorder) Publish(ctx context.Context, rec history.Record, keep *delivery.Job) error {
 	if rec.Attempt != nil && f.left.Add(-1) >= 0 {
-		return false, fmt.Errorf("audit stream unavailable (test)")
+		return fmt.Errorf("audit stream unavailable (test)")
 	}
 	return f.Recorder.Publish(ctx, rec, keep)
 }

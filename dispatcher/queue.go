@@ -31,7 +31,7 @@ type QueueDeps struct {
 	// Recorder writes the "pending" record of a requeue and applies it at
 	// once, so the answer that follows reads it.
 	Recorder interface {
-		Record(ctx context.Context, rec history.Record) error
+		Publish(ctx context.Context, rec history.Record, keep *delivery.Job) error
 	}
 	Subscriptions interface {
 		Get(id string) (subscriptions.Subscription, bool)
@@ -263,10 +263,10 @@ func (q *Queue) requeue(ctx context.Context, d history.Delivery, t *turn) error 
 		// written; one written now could outdate the attempt's record.
 		return nil
 	}
-	err = q.deps.Recorder.Record(ctx, history.Record{
+	err = q.deps.Recorder.Publish(ctx, history.Record{
 		DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: d.SubscriptionID, URL: sub.URL,
 		Status: delivery.StatusPending, Reason: "requeued by an operator", At: now, CreatedAt: d.CreatedAt,
-	})
+	}, nil)
 	if err != nil {
 		// The job is queued; its next attempt will be recorded as usual.
 		q.log.Warn().Err(err).Str("delivery_id", d.ID).Msg("job requeued, but recording it as pending failed")
@@ -365,10 +365,10 @@ const resumeRecheck = recordTimeout + time.Second
 func (q *Queue) CancelHeld(ctx context.Context, subID string) (int, error) {
 	now := q.now().UTC()
 	n, _, err := q.forHeld(ctx, subID, 0, func(ctx context.Context, d history.Delivery, _ *turn) error {
-		return q.deps.Recorder.Record(ctx, history.Record{
+		return q.deps.Recorder.Publish(ctx, history.Record{
 			DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: subID, URL: d.URL,
 			Status: delivery.StatusCancelled, Reason: "subscription deleted", At: now, CreatedAt: d.CreatedAt,
-		})
+		}, nil)
 	})
 	return n, err
 }

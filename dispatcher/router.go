@@ -115,7 +115,7 @@ func (d *Dispatcher) reject(ctx context.Context, m natsjs.Msg, ev delivery.Event
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	log := d.log.With().Str("event_id", ev.ID).Str("event_type", ev.Type).Logger()
-	if _, err := d.deps.Recorder.Publish(rctx, rec, nil); err != nil {
+	if err := d.deps.Recorder.Publish(rctx, rec, nil); err != nil {
 		log.Error().Err(err).Msg("recording rejected event failed; will retry")
 		_ = m.NakWithDelay(time.Second)
 		return
