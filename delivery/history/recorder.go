@@ -193,11 +193,15 @@ func (r *Recorder) Run(ctx context.Context) error {
 	wg.Go(func() { r.followFormat(fctx) })
 	defer func() { stopFormat(); wg.Wait() }()
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-r.wake:
+			}
+		}
+		if ctx.Err() != nil {
 			r.flush(context.WithoutCancel(ctx))
 			return nil
-		case <-r.wake:
 		}
 		for {
 			batch := r.take()
