@@ -294,6 +294,7 @@ func applyTx(tx *bolt.Tx, r Record) error {
 		return errors.New("record without delivery id")
 	}
 	b := tx.Bucket(bucketDeliveries)
+	b.FillPercent = appendFill // ids are time-ordered: new deliveries append
 	var d Delivery
 	var old *Delivery
 	if v := b.Get([]byte(r.DeliveryID)); v != nil {
