@@ -166,7 +166,9 @@ func TestRollingUpgradeFromThePreviousRelease(t *testing.T) {
 	waitFor(t, func() bool { return rcv.count() == 60 })
 	var ping client.PingResult
 	require.Equal(t, http.StatusOK, nw.call(t, "POST", "/v1/subscriptions/"+sub.ID+"/ping", nw.token, "", &ping))
-	waitFor(t, func() bool { return od.call(t, "GET", "/v1/deliveries/"+ping.DeliveryID, od.token, "", nil) == http.StatusOK })
+	waitFor(t, func() bool {
+		return od.call(t, "GET", "/v1/deliveries/"+ping.DeliveryID, od.token, "", nil) == http.StatusOK
+	})
 	waitFor(t, func() bool { return succeeded(t, od, sub.ID) == 61 && succeeded(t, nw, sub.ID) == 61 })
 	require.Equal(t, map[string]int{"": auditFormats(t, ns.JS)[""]}, auditFormats(t, ns.JS),
 		"format 1 only while an indexer of the previous release is registered")
