@@ -2,8 +2,10 @@ package history_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -201,4 +203,74 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkStoreIndexRSS indexes 100,000 deliveries (one attempt each, 20
+// subscriptions), once, and reports what they cost: the file's size, and
+// the file-backed resident memory (RssFile) the index adds to the process,
+// after indexing and after a page of every query kind. bbolt maps the file
+// read-only and writes with pwrite, so a page counts in RSS once read (a
+// lookup during Apply, a List); the kernel drops such clean pages under
+// memory pressure. ids=random makes delivery ids as the previous release
+// did, ids=ordered time-ordered.
+func BenchmarkStoreIndexRSS(b *testing.B) {
+	for _, ordered := range []bool{false, true} {
+		ids := map[bool]string{false: "random", true: "ordered"}[ordered]
+		b.Run("ids="+ids, func(b *testing.B) { benchmarkIndexRSS(b, ordered) })
+	}
+}
+
+func benchmarkIndexRSS(b *testing.B, ordered bool) {
+	const total = 100_000
+	rss0 := rssFile(b)
+	s, db := openBenchDB(b)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]history.Record, 0, 1024)
+	for i := range total {
+		created := t0.Add(time.Duration(i) * time.Millisecond)
+		recs = append(recs, history.Record{
+			DeliveryID: benchID(i, created, ordered), EventID: delivery.EventIDFromSequence(uint64(i)), Event: "task.completed",
+			SubscriptionID: fmt.Sprintf("s%02d", i%20), URL: "https://example.com/hook", Status: delivery.StatusSucceeded,
+			Reason: "succeeded", At: created.Add(10 * time.Millisecond), CreatedAt: created,
+			Attempt: &history.AttemptInfo{Attempt: 1, MaxAttempts: 4, At: created, URL: "https://example.com/hook",
+				StatusCode: 200, DurationMS: 10, Outcome: delivery.OutcomeSucceeded, Reason: "succeeded"},
+		})
+		if len(recs) == cap(recs) || i == total-1 {
+			if err := s.ApplyBatch(recs, uint64(i+1)); err != nil {
+				b.Fatal(err)
+			}
+			recs = recs[:0]
+		}
+	}
+	indexed := rssFile(b)
+	for b.Loop() {
+		for _, q := range []history.Query{{}, {SubscriptionID: "s07"}, {Status: delivery.StatusSucceeded}, {EventType: "task.completed"}} {
+			if _, _, err := s.List(q); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(dbSize(b, db))/(1<<20), "file-MiB/100k")
+	b.ReportMetric(float64(indexed-rss0)/(1<<20), "rss-file-MiB/100k-indexed")
+	b.ReportMetric(float64(rssFile(b)-rss0)/(1<<20), "rss-file-MiB/100k-listed")
+}
+
+// rssFile returns the process's file-backed resident memory (RssFile in
+// /proc/self/status), in bytes.
+func rssFile(b *testing.B) int64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc/self/status:", err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Skip("no RssFile in /proc/self/status")
+	return 0
 }
