@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
@@ -48,7 +49,7 @@ func BenchmarkStoreApplyAt200k(b *testing.B) {
 // benchID returns delivery n's id, created at created.
 func benchID(n int, created time.Time, ordered bool) string {
 	if !ordered {
-		return delivery.JobID(strconv.Itoa(n), "s", 1)
+		return uuid.NewSHA1(uuid.NameSpaceOID, []byte(strconv.Itoa(n))).String() // as the previous release made them
 	}
 	ms := uint64(created.UnixMilli())
 	return fmt.Sprintf("%08x-%04x-7%03x-8000-%012x", ms>>16, ms&0xffff, n%0x1000, n)

@@ -395,7 +395,7 @@ func TestStoreFillsTheAppendingIndexes(t *testing.T) {
 	recs := make([]history.Record, 0, 5000)
 	for i := range cap(recs) {
 		at := t0.Add(time.Duration(i) * time.Millisecond)
-		recs = append(recs, attemptRec(delivery.JobID(strconv.Itoa(i), "s", 1), "s"+strconv.Itoa(i%10), "e"+strconv.Itoa(i), 1, delivery.StatusSucceeded, at))
+		recs = append(recs, attemptRec(delivery.JobID(strconv.Itoa(i), "s", uint64(i), at), "s"+strconv.Itoa(i%10), "e"+strconv.Itoa(i), 1, delivery.StatusSucceeded, at))
 	}
 	for chunk := range slices.Chunk(recs, 100) {
 		require.NoError(t, s.Apply(chunk...))

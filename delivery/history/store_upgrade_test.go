@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
@@ -170,7 +171,7 @@ func TestOpenStoreRebuildsIndexesWithoutAppendFill(t *testing.T) {
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	writeOldStore(t, db, 20_000, time.Now().Add(-time.Hour), func(i int) string { return delivery.JobID(strconv.Itoa(i), "s", 1) })
+	writeOldStore(t, db, 20_000, time.Now().Add(-time.Hour), func(i int) string { return uuid.NewSHA1(uuid.NameSpaceOID, []byte(strconv.Itoa(i))).String() })
 	s, err := history.OpenStoreChunked(db, zerolog.Nop(), 2000)
 	require.NoError(t, err)
 	fill, err := s.IndexFill()
