@@ -230,7 +230,7 @@ func benchmarkIndexRSS(b *testing.B, ordered bool) {
 	for i := range total {
 		created := t0.Add(time.Duration(i) * time.Millisecond)
 		recs = append(recs, history.Record{
-			DeliveryID: benchID(i, created, ordered), EventID: delivery.EventIDFromSequence(uint64(i)), Event: "task.completed",
+			DeliveryID: benchID(i, created, ordered), EventID: delivery.EventIDFromSequence("", uint64(i)), Event: "task.completed",
 			SubscriptionID: fmt.Sprintf("s%02d", i%20), URL: "https://example.com/hook", Status: delivery.StatusSucceeded,
 			Reason: "succeeded", At: created.Add(10 * time.Millisecond), CreatedAt: created,
 			Attempt: &history.AttemptInfo{Attempt: 1, MaxAttempts: 4, At: created, URL: "https://example.com/hook",
