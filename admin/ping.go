@@ -85,7 +85,7 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := s.deps.Recorder.Record(rctx, rec); err != nil {
+	if err := s.deps.Recorder.Publish(rctx, rec, nil); err != nil {
 		return err
 	}
 	s.log.Info().Str("subscription_id", sub.ID).Str("delivery_id", job.ID).Str("outcome", string(res.Outcome)).

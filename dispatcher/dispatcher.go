@@ -64,7 +64,7 @@ type Attempter interface {
 
 // Recorder writes an audit record durably (see history.Recorder.Publish).
 type Recorder interface {
-	Publish(ctx context.Context, rec history.Record, keep *delivery.Job) (dup bool, err error)
+	Publish(ctx context.Context, rec history.Record, keep *delivery.Job) error
 }
 
 // AsyncRecorder is a Recorder that can also start writing a record without

@@ -1,7 +1,6 @@
 package dispatcher_test
 
 import (
-	"context"
 	"net/http"
 	"sync"
 	"testing"
@@ -58,21 +57,6 @@ func (o *observed) snapshot() (events, attempts, finished map[string]int) {
 		return out
 	}
 	return cp(o.events), cp(o.attempts), cp(o.finished)
-}
-
-// dupRecorder stores every record but says the first attempt record was
-// already there, as when a worker died after recording it.
-type dupRecorder struct {
-	dispatcher.Recorder
-	once sync.Once
-}
-
-func (d *dupRecorder) Publish(ctx context.Context, rec history.Record, keep *delivery.Job) (bool, error) {
-	dup, err := d.Recorder.Publish(ctx, rec, keep)
-	if err == nil && rec.Attempt != nil {
-		d.once.Do(func() { dup = true })
-	}
-	return dup, err
 }
 
 // dupAsyncRecorder pipelines every record to AUDIT but says the first
@@ -158,7 +142,6 @@ func TestObserverCountsWhatIsRecorded(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, async.used.Load(), int64(2), "the pipelined case's records went through the pipeline")
 	for name, wrap := range map[string]func(dispatcher.Recorder) dispatcher.Recorder{
-		"duplicate record": func(r dispatcher.Recorder) dispatcher.Recorder { return &dupRecorder{Recorder: r} },
 		"duplicate pipelined record": func(r dispatcher.Recorder) dispatcher.Recorder {
 			return &dupAsyncRecorder{Recorder: r, async: r.(dispatcher.AsyncRecorder)}
 		},

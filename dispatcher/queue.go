@@ -31,7 +31,7 @@ type QueueDeps struct {
 	// Recorder writes the "pending" record of a requeue and applies it at
 	// once, so the answer that follows reads it.
 	Recorder interface {
-		Record(ctx context.Context, rec history.Record) error
+		Publish(ctx context.Context, rec history.Record, keep *delivery.Job) error
 	}
 	Subscriptions interface {
 		Get(id string) (subscriptions.Subscription, bool)
@@ -263,10 +263,10 @@ func (q *Queue) requeue(ctx context.Context, d history.Delivery, t *turn) error 
 		// written; one written now could outdate the attempt's record.
 		return nil
 	}
-	err = q.deps.Recorder.Record(ctx, history.Record{
+	err = q.deps.Recorder.Publish(ctx, history.Record{
 		DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: d.SubscriptionID, URL: sub.URL,
 		Status: delivery.StatusPending, Reason: "requeued by an operator", At: now, CreatedAt: d.CreatedAt,
-	})
+	}, nil)
 	if err != nil {
 		// The job is queued; its next attempt will be recorded as usual.
 		q.log.Warn().Err(err).Str("delivery_id", d.ID).Msg("job requeued, but recording it as pending failed")
@@ -365,10 +365,10 @@ const resumeRecheck = recordTimeout + time.Second
 func (q *Queue) CancelHeld(ctx context.Context, subID string) (int, error) {
 	now := q.now().UTC()
 	n, _, err := q.forHeld(ctx, subID, 0, func(ctx context.Context, d history.Delivery, _ *turn) error {
-		return q.deps.Recorder.Record(ctx, history.Record{
+		return q.deps.Recorder.Publish(ctx, history.Record{
 			DeliveryID: d.ID, EventID: d.EventID, Event: d.Event, SubscriptionID: subID, URL: d.URL,
 			Status: delivery.StatusCancelled, Reason: "subscription deleted", At: now, CreatedAt: d.CreatedAt,
-		})
+		}, nil)
 	})
 	return n, err
 }
@@ -483,12 +483,21 @@ func (q *Queue) catchUp(ctx context.Context, subID string) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
 	}
-	last, err := str.GetLastMsgForSubject(ctx, jetstream.AuditSubject(subID))
-	if errors.Is(err, natsjs.ErrMsgNotFound) {
-		return nil // nothing recorded for it yet
+	// Its records are on its own subject (one per message) or in batches
+	// shared with the others (history.BatchSubject): wait for the later.
+	var through uint64
+	for _, subject := range []string{jetstream.AuditSubject(subID), history.BatchSubject} {
+		last, err := str.GetLastMsgForSubject(ctx, subject)
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			continue // nothing recorded there yet
+		}
+		if err != nil {
+			return fmt.Errorf("last audit record of %s: %w", subID, err)
+		}
+		through = max(through, last.Sequence)
 	}
-	if err != nil {
-		return fmt.Errorf("last audit record of %s: %w", subID, err)
+	if through == 0 {
+		return nil
 	}
-	return q.deps.Index.WaitApplied(ctx, last.Sequence)
+	return q.deps.Index.WaitApplied(ctx, through)
 }

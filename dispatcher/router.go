@@ -109,13 +109,13 @@ func permanent(err error) bool {
 // record cannot be written the event is nak'ed, never acked.
 func (d *Dispatcher) reject(ctx context.Context, m natsjs.Msg, ev delivery.Event, reason string) {
 	rec := history.Record{
-		DeliveryID: delivery.JobID(ev.ID, "", ev.Seq), EventID: ev.ID, Event: ev.Type,
+		DeliveryID: delivery.JobID(ev.ID, "", ev.Seq, ev.Timestamp), EventID: ev.ID, Event: ev.Type,
 		Status: delivery.StatusRejected, Reason: reason, At: d.now().UTC(), CreatedAt: ev.Timestamp,
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	log := d.log.With().Str("event_id", ev.ID).Str("event_type", ev.Type).Logger()
-	if _, err := d.deps.Recorder.Publish(rctx, rec, nil); err != nil {
+	if err := d.deps.Recorder.Publish(rctx, rec, nil); err != nil {
 		log.Error().Err(err).Msg("recording rejected event failed; will retry")
 		_ = m.NakWithDelay(time.Second)
 		return

@@ -265,7 +265,7 @@ func (d *Dispatcher) settle(ctx context.Context, m natsjs.Msg, job delivery.Job,
 	dup := false
 	if s.rec != nil {
 		var err error
-		dup, err = d.deps.Recorder.Publish(rctx, *s.rec, s.keep)
+		err = d.deps.Recorder.Publish(rctx, *s.rec, s.keep)
 		if err != nil {
 			log.Error().Err(err).Msg("recording failed; the job will run again")
 			_ = m.NakWithDelay(retryAfterOwnFailure)

@@ -179,6 +179,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return err
 	}
 	recorder := history.NewRecorder(conn.JS, store, replica)
+	// The recorder outlives the dispatcher and the admin API, which record
+	// while they stop: it stops after them (deferred first, runs last).
+	rctx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
+	recorded := make(chan error, 1)
+	go func() { recorded <- recorder.Run(rctx) }()
+	defer func() { stopRecorder(); <-recorded }()
 	deliverer := delivery.NewDeliverer(delivery.Config{DefaultTimeout: cfg.DeliveryTimeout, AllowTargets: cfg.AllowTargets})
 	defer deliverer.Close()
 	endpoints := endpoint.NewEndpoints(endpoint.Config{
