@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -50,12 +51,30 @@ const (
 	robotInboxes   = "_INBOX.>"
 )
 
+// robotPublishDeny is what a robot may not publish to. Robots are confined
+// by their account: the only ways out of it are the events.> import and
+// the server's own imports ($SYS requests, the $JS API), denied here with
+// webhookd's reserved events and every robot's inboxes (no forged acks).
+// The rest names webhookd's subjects, which a robot account never imports:
+// a second line should one ever be added.
+//
+// There is no allow list on purpose. The server matches a subject with an
+// empty token (events..task, events.task.) against no pattern at all, so an
+// allow list refuses it as a permission violation, which the client library
+// reports asynchronously while the publisher waits out its timeout. Without
+// one, such a publish reaches no subscriber and the server answers at once
+// with "no responders": a prompt refusal.
+var robotPublishDeny = []string{
+	reservedEvents, robotInboxes, "$SYS.>", "$JS.>", "$JSC.>", "$KV.>", "$O.>",
+	DeliveriesPrefix + ">", AuditPrefix + ">", InboxPrefix + ".>",
+}
+
 // robotPermissions lets a robot publish events, except webhookd's own, and
 // receive the acks JetStream sends to its inbox. Nothing else: no JetStream
-// API, no KV, no other subjects.
+// API, no KV, no other subjects (see robotPublishDeny).
 func robotPermissions() *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{EventsPrefix + ">"}, Deny: []string{reservedEvents}},
+		Publish:   &server.SubjectPermission{Deny: slices.Clone(robotPublishDeny)},
 		Subscribe: &server.SubjectPermission{Allow: []string{robotInboxes}},
 	}
 }

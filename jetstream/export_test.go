@@ -8,3 +8,6 @@ func (c *Conn) Server() *server.Server { return c.server }
 
 // ReconnectDelay exposes reconnectDelay to tests.
 var ReconnectDelay = reconnectDelay
+
+// RobotPublishDeny returns what robots may not publish to.
+func RobotPublishDeny() []string { return robotPublishDeny }
