@@ -27,8 +27,11 @@ import (
 const InboxPrefix = "_WEBHOOKD_INBOX"
 
 // Accounts and users of the embedded server. webhookd and JetStream live in
-// the global account ($G, where existing stores keep their streams); robots
-// live in their own account and reach events.> through a service import.
+// the global account ($G, where existing stores keep their streams). Each
+// robot named in the users file has an account of its own (ROBOT_<user> or
+// ROBOT_<nkey>), so no robot can receive another's publish acks; anonymous
+// robots share the account ROBOTS, and so see each other's acks. Every
+// robot account reaches events.> through a service import.
 // The import is what makes a robot's reply subject harmless: JetStream
 // answers a publish on a subject mapped back into the robots account, so a
 // robot that sets its reply to deliveries.x or $KV.subscriptions.<id> cannot
@@ -37,7 +40,9 @@ const InboxPrefix = "_WEBHOOKD_INBOX"
 // check reply subjects against publish permissions).
 const (
 	robotsAccount = "ROBOTS"
-	internalUser  = "webhookd"
+	// robotAccountPrefix begins the account of a named robot.
+	robotAccountPrefix = "ROBOT_"
+	internalUser       = "webhookd"
 	// inProcess is jwt.ConnectionTypeInProcess: webhookd's user may only
 	// connect in-process, never over TCP.
 	inProcess = "IN_PROCESS"
@@ -208,12 +213,23 @@ func newAuth(o Options) (*auth, error) {
 	}
 
 	global := server.NewAccount(server.DEFAULT_GLOBAL_ACCOUNT)
-	robotsAcc := server.NewAccount(robotsAccount)
-	if err := global.AddServiceExport(EventsPrefix+">", []*server.Account{robotsAcc}); err != nil {
+	// Exported to every account: only webhookd creates accounts here.
+	if err := global.AddServiceExport(EventsPrefix+">", nil); err != nil {
 		return nil, fmt.Errorf("jetstream: export events: %w", err)
 	}
-	if err := robotsAcc.AddServiceImport(global, EventsPrefix+">", EventsPrefix+">"); err != nil {
-		return nil, fmt.Errorf("jetstream: import events: %w", err)
+	accounts := []*server.Account{global}
+	taken := map[string]bool{}
+	robotAccount := func(name string) (*server.Account, error) {
+		if taken[name] { // a user named like another robot's NKey
+			return nil, fmt.Errorf("jetstream: users file: two robots would share the account %s: rename the user", name)
+		}
+		taken[name] = true
+		acc := server.NewAccount(name)
+		if err := acc.AddServiceImport(global, EventsPrefix+">", EventsPrefix+">"); err != nil {
+			return nil, fmt.Errorf("jetstream: import events into %s: %w", name, err)
+		}
+		accounts = append(accounts, acc)
+		return acc, nil
 	}
 
 	password, err := randomSecret()
@@ -227,7 +243,6 @@ func newAuth(o Options) (*auth, error) {
 		return nil, fmt.Errorf("jetstream: hash internal password: %w", err)
 	}
 	a := &auth{
-		accounts: []*server.Account{global, robotsAcc},
 		users: []*server.User{{
 			Username: internalUser, Password: string(hash), Account: global,
 			AllowedConnectionTypes: map[string]struct{}{inProcess: {}},
@@ -249,18 +264,31 @@ func newAuth(o Options) (*auth, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: anonymous identity: %w", err)
 		}
-		a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: pub, Permissions: robotPermissions(), Account: robotsAcc})
+		acc, err := robotAccount(robotsAccount)
+		if err != nil {
+			return nil, err
+		}
+		a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: pub, Permissions: robotPermissions(), Account: acc})
 		a.noAuthUser = pub
 	}
 	for _, r := range robots {
 		if r.NKey != "" {
-			a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: r.NKey, Permissions: robotPermissions(), Account: robotsAcc})
+			acc, err := robotAccount(robotAccountPrefix + r.NKey)
+			if err != nil {
+				return nil, err
+			}
+			a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: r.NKey, Permissions: robotPermissions(), Account: acc})
 			continue
 		}
+		acc, err := robotAccount(robotAccountPrefix + r.User)
+		if err != nil {
+			return nil, err
+		}
 		a.users = append(a.users, &server.User{
-			Username: r.User, Password: r.Password, Permissions: robotPermissions(), Account: robotsAcc,
+			Username: r.User, Password: r.Password, Permissions: robotPermissions(), Account: acc,
 		})
 	}
+	a.accounts = accounts
 	return a, nil
 }
 

@@ -75,7 +75,9 @@ var ErrUnavailable = errors.New("jetstream: NATS unavailable")
 //
 // The embedded server is closed by default: robots (anonymous, or named in
 // o.UsersFile) may only publish to events.> (not events.webhook.>) and
-// receive their acks on _INBOX.>; webhookd's own connection is in-process,
+// receive their acks on _INBOX.> (each named robot in an account of its own,
+// so no robot sees another's acks; anonymous robots share one account);
+// webhookd's own connection is in-process,
 // with a random password that lives only in this process, and uses
 // InboxPrefix. Open refuses a non-loopback o.Listen without o.UsersFile
 // unless o.AllowAnonymous says anonymous robots are wanted there, and returns

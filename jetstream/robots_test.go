@@ -2,12 +2,16 @@ package jetstream_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/jetstream"
@@ -99,4 +103,71 @@ func TestRobotAccountsLeadOnlyToEvents(t *testing.T) {
 		}
 	}
 	require.NotZero(t, accounts)
+}
+
+// Each named robot has an account of its own: a robot subscribed to every
+// inbox sees none of another robot's publish acks, and both still get their
+// own. Anonymous robots share one account and see each other's (documented).
+func TestRobotsCannotReadEachOthersAcks(t *testing.T) {
+	t.Parallel()
+	users, kinds := writeUsers(t)
+	conn := openEmbedded(t, jetstream.Options{UsersFile: users, AllowAnonymous: true})
+
+	// snoop subscribes to every inbox a robot may subscribe to.
+	snoop := func(r *robot) *nats.Subscription {
+		sub, err := r.nc.SubscribeSync("_INBOX.>")
+		require.NoError(t, err)
+		require.NoError(t, r.nc.Flush())
+		return sub
+	}
+	publish := func(r *robot, id string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ack, err := r.js.Publish(ctx, jetstream.EventSubject("task.created"), []byte(`{}`), natsjs.WithMsgID(id))
+		require.NoError(t, err, id)
+		require.Equal(t, jetstream.StreamEvents, ack.Stream)
+	}
+	// seen reports whether sub got anything; the publish that would have
+	// reached it was acked before this flush's round trip began.
+	seen := func(r *robot, sub *nats.Subscription) int {
+		require.NoError(t, r.nc.Flush())
+		n, _, err := sub.Pending()
+		require.NoError(t, err)
+		return n
+	}
+
+	names := []string{"password", "bcrypt", "nkey", "anonymous"}
+	for _, spy := range names {
+		for _, victim := range names {
+			if spy == victim {
+				continue
+			}
+			s := connectRobot(t, conn.ClientURL(), kinds[spy]...)
+			v := connectRobot(t, conn.ClientURL(), kinds[victim]...)
+			sub := snoop(s)
+			publish(v, "from-"+victim+"-to-"+spy)
+			require.Zero(t, seen(s, sub), "%s robot saw %s robot's publish ack", spy, victim)
+			require.NoError(t, sub.Unsubscribe())
+			publish(s, "own-"+spy+"-"+victim) // the snooper's own acks still arrive
+		}
+	}
+
+	a, b := connectRobot(t, conn.ClientURL()), connectRobot(t, conn.ClientURL())
+	sub := snoop(a)
+	publish(b, "anonymous-b")
+	require.Equal(t, 1, seen(a, sub), "anonymous robots share one account, acks included")
+}
+
+func TestUserNamedLikeAnotherRobotsNKeyIsRefused(t *testing.T) {
+	t.Parallel()
+	kp, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	pub, err := kp.PublicKey()
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "users.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("users:\n  - nkey: "+pub+"\n  - user: "+pub+"\n    password: x\n"), 0o600))
+	_, err = jetstream.Open(context.Background(), jetstream.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", UsersFile: path},
+		zerolog.New(zerolog.NewTestWriter(t)))
+	require.ErrorContains(t, err, "two robots would share the account ROBOT_"+pub)
 }
