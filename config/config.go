@@ -113,6 +113,10 @@ type Config struct {
 	// MaxStore (max-store) caps the bytes the streams may hold: a quarter
 	// for EVENTS, a quarter for DELIVERIES, half for AUDIT. 0: no cap.
 	MaxStore int64
+	// StoreMinFree (store-min-free) is the free space the embedded server's
+	// filesystem must keep: below it, new events are refused (promptly)
+	// until space returns.
+	StoreMinFree int64
 	// MaxInFlight (max-in-flight) is the default number of attempts in
 	// flight per subscription and replica.
 	MaxInFlight int
@@ -213,6 +217,7 @@ func Default() Config {
 		SecretGrace:         24 * time.Hour,
 		MaxEventSize:        1 << 20,
 		MaxStore:            10 << 30,
+		StoreMinFree:        32 << 20,
 		MaxInFlight:         8,
 		BreakerFailures:     5,
 		BreakerCooldown:     30 * time.Second,
@@ -361,6 +366,7 @@ func fields() []field {
 		dur("secret-grace", "how long a rotated-out secret keeps signing deliveries", func(c *Config) *time.Duration { return &c.SecretGrace }),
 		size("max-event-size", "largest event data accepted over NATS and HTTP, e.g. 1MiB", func(c *Config) *int64 { return &c.MaxEventSize }),
 		size("max-store", "bytes the streams may hold (EVENTS 1/4, DELIVERIES 1/4, AUDIT 1/2); when EVENTS is full new events are refused; 0: no cap", func(c *Config) *int64 { return &c.MaxStore }),
+		size("store-min-free", "free space the embedded NATS store's filesystem must keep: below it, or after a failed write, new events are refused at once, /readyz says not ready and webhookd_store_writable is 0, until space returns (at least 1MiB)", func(c *Config) *int64 { return &c.StoreMinFree }),
 		num("max-in-flight", "attempts in flight per subscription and replica, unless the subscription sets its own", func(c *Config) *int { return &c.MaxInFlight }),
 		num("breaker-failures", "failures in a row that open a subscription's circuit breaker", func(c *Config) *int { return &c.BreakerFailures }),
 		dur("breaker-cooldown", "how long an open circuit breaker holds jobs back before one probe attempt", func(c *Config) *time.Duration { return &c.BreakerCooldown }),
@@ -540,6 +546,9 @@ func (c Config) Validate() error {
 		}
 		if !c.StoreSync.Always && c.StoreSync.Interval <= 0 {
 			return bad("store-sync", "%s: want always or a positive duration", c.StoreSync)
+		}
+		if c.StoreMinFree < 1<<20 {
+			return bad("store-min-free", "%s: want at least 1MiB", FormatSize(c.StoreMinFree))
 		}
 	} else if c.NATSUsersFile != "" {
 		return bad("nats-users-file", "applies to the embedded server only; with --nats-url the cluster's own configuration names its users")

@@ -53,6 +53,12 @@ type Options struct {
 	// MaxPayload is the largest message the server accepts, in bytes; 0
 	// keeps the NATS default (1 MiB).
 	MaxPayload int32
+	// StoreMinFree is the free space, in bytes, the store's filesystem must
+	// keep for the store to accept writes (see StoreGuard); 0 means
+	// DefaultStoreMinFree.
+	StoreMinFree int64
+	// StoreCheckInterval is how often the StoreGuard looks; 0 means 1s.
+	StoreCheckInterval time.Duration
 }
 
 // Conn is an open NATS connection with its JetStream context, and the
@@ -62,6 +68,7 @@ type Conn struct {
 	JS natsjs.JetStream
 
 	server *server.Server
+	guard  *StoreGuard
 	closed chan struct{}
 }
 
@@ -107,7 +114,7 @@ func Open(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Conn{NC: nc, JS: js, server: ns, closed: closed}, nil
+	return &Conn{NC: nc, JS: js, server: ns, guard: newStoreGuard(ns, o, log), closed: closed}, nil
 }
 
 func dial(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
@@ -179,6 +186,9 @@ func startEmbedded(o Options, log zerolog.Logger) (*server.Server, *auth, error)
 	if o.MaxPayload < 0 {
 		return nil, nil, fmt.Errorf("jetstream: max payload %d: want 0 (NATS default) or a positive size", o.MaxPayload)
 	}
+	if o.StoreMinFree < 0 {
+		return nil, nil, fmt.Errorf("jetstream: store minimum free space %d: want 0 (default) or a positive size", o.StoreMinFree)
+	}
 	if o.SyncInterval < 0 {
 		return nil, nil, fmt.Errorf("jetstream: sync interval %s: want 0 (NATS default) or a positive duration", o.SyncInterval)
 	}
@@ -232,6 +242,10 @@ func startEmbedded(o Options, log zerolog.Logger) (*server.Server, *auth, error)
 		Msg("embedded nats-server started")
 	return ns, a, nil
 }
+
+// StoreGuard returns the guard of the embedded server's store, to run and
+// to ask whether the store can write; nil for an external NATS.
+func (c *Conn) StoreGuard() *StoreGuard { return c.guard }
 
 // StoreDir returns the embedded server's JetStream directory under dataDir.
 func StoreDir(dataDir string) string { return filepath.Join(dataDir, "jetstream") }

@@ -47,6 +47,9 @@ type Deps struct {
 	// Ready is the replica's readiness check, the one /readyz answers by
 	// (nil error: ready). It is asked at most once a second, like JS.
 	Ready func() error
+	// StoreWritable reports whether the embedded NATS store accepts writes
+	// (webhookd_store_writable); nil leaves the gauge out.
+	StoreWritable func() bool
 }
 
 var _ dispatcher.Observer = (*Metrics)(nil)
@@ -129,11 +132,23 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 	})
 	buildInfo.Set(1)
 	m.state = newStateCollector(m, cfg.StateTimeout, deps)
-	for _, c := range []prometheus.Collector{
+	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		events, m.attempts, m.finished, m.duration, buildInfo, m.state,
-	} {
+	}
+	if writable := deps.StoreWritable; writable != nil {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "webhookd_store_writable",
+			Help: "1 while the embedded NATS store accepts writes; 0 while it refuses new events (disk below --store-min-free, or a failed write) until space returns.",
+		}, func() float64 {
+			if writable() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}
