@@ -11,10 +11,12 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -224,7 +226,10 @@ func newAuth(o Options) (*auth, error) {
 			return nil, fmt.Errorf("jetstream: users file: two robots would share the account %s: rename the user", name)
 		}
 		taken[name] = true
-		acc := server.NewAccount(name)
+		acc, err := limitedAccount(name, o.MaxRobotConnections, o.MaxRobotSubscriptions)
+		if err != nil {
+			return nil, err
+		}
 		if err := acc.AddServiceImport(global, EventsPrefix+">", EventsPrefix+">"); err != nil {
 			return nil, fmt.Errorf("jetstream: import events into %s: %w", name, err)
 		}
@@ -290,6 +295,55 @@ func newAuth(o Options) (*auth, error) {
 	}
 	a.accounts = accounts
 	return a, nil
+}
+
+// authenticator returns the server's authenticator for these users, slowing
+// an address down by delay after each failure (0: no delay).
+func (a *auth) authenticator(delay time.Duration, log zerolog.Logger) *authenticator {
+	au := &authenticator{
+		users: map[string]*server.User{}, nkeys: map[string]*server.NkeyUser{},
+		penalties: newPenalties(delay), log: log.With().Str("component", "nats-auth").Logger(),
+	}
+	for _, u := range a.users {
+		au.users[u.Username] = u
+	}
+	for _, n := range a.nkeys {
+		au.nkeys[n.Nkey] = n
+		if n.Nkey == a.noAuthUser {
+			au.anonymous = n
+		}
+	}
+	return au
+}
+
+// limitedAccount returns a new account that caps its connections and the
+// subscriptions of each of them (0: no cap). nats-server sets these limits
+// only from its configuration file or an account JWT, so the account comes
+// from parsing a configuration, under a placeholder name then replaced
+// (names are not part of the parsed text, so none can break it).
+func limitedAccount(name string, conns, subs int) (*server.Account, error) {
+	if conns == 0 && subs == 0 {
+		return server.NewAccount(name), nil
+	}
+	limit := func(n int) int {
+		if n == 0 {
+			return -1 // no limit
+		}
+		return n
+	}
+	const placeholder = "A"
+	var opts server.Options
+	if err := opts.ProcessConfigString(fmt.Sprintf("accounts: { %s: { limits: { max_connections: %d, max_subscriptions: %d } } }",
+		placeholder, limit(conns), limit(subs))); err != nil {
+		return nil, fmt.Errorf("jetstream: account limits: %w", err)
+	}
+	for _, acc := range opts.Accounts {
+		if acc.Name == placeholder {
+			acc.Name = name
+			return acc, nil
+		}
+	}
+	return nil, errors.New("jetstream: account limits: no account parsed")
 }
 
 func randomSecret() (string, error) {

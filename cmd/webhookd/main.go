@@ -116,6 +116,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		URL: cfg.NATSURL, StoreDir: jetstream.StoreDir(cfg.DataDir), Listen: cfg.NATSListen, Name: "webhookd-" + replica,
 		UsersFile: cfg.NATSUsersFile, AllowAnonymous: cfg.NATSAllowAnonymous,
 		SyncAlways: cfg.StoreSync.Always, SyncInterval: cfg.StoreSync.Interval, StoreMinFree: cfg.StoreMinFree,
+		MaxConnections: cfg.NATSMaxConnections, MaxRobotConnections: cfg.NATSMaxRobotConnections,
+		MaxRobotSubscriptions: cfg.NATSMaxRobotSubscriptions, MaxPending: cfg.NATSMaxPending,
+		AuthFailureDelay: cfg.NATSAuthFailureDelay,
 		// Room for a job: the largest event plus its headers.
 		MaxPayload: int32(cfg.MaxEventSize + 64<<10),
 		Client: jetstream.Client{
