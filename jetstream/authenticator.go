@@ -213,8 +213,9 @@ type penalties struct {
 	now   func() time.Time
 	sleep func(time.Duration)
 
-	mu   sync.Mutex
-	next map[string]time.Time // address → its next free slot
+	mu    sync.Mutex
+	next  map[string]time.Time // address → its next free slot
+	swept time.Time            // when quiet addresses were last forgotten
 }
 
 func newPenalties(delay time.Duration) *penalties {
@@ -257,7 +258,8 @@ func (p *penalties) fail(host string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	if len(p.next) >= maxPenalized {
+	if len(p.next) >= maxPenalized && now.Sub(p.swept) >= p.delay {
+		p.swept = now
 		for h, next := range p.next { // forget addresses quiet for a minute
 			if now.Sub(next) > time.Minute {
 				delete(p.next, h)

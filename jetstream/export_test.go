@@ -1,6 +1,10 @@
 package jetstream
 
-import "github.com/nats-io/nats-server/v2/server"
+import (
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
 
 // Server returns the embedded server, so tests can inspect its connections
 // and JetStream configuration.
@@ -11,3 +15,21 @@ var ReconnectDelay = reconnectDelay
 
 // RobotPublishDeny returns what robots may not publish to.
 func RobotPublishDeny() []string { return robotPublishDeny }
+
+// NewPenalties returns the login throttle with a clock and sleep of the
+// test's own.
+func NewPenalties(delay time.Duration, now func() time.Time, sleep func(time.Duration)) *Penalties {
+	p := newPenalties(delay)
+	p.now, p.sleep = now, sleep
+	return p
+}
+
+// Penalties is the login throttle.
+type Penalties = penalties
+
+// Wait and Fail expose wait and fail.
+func (p *penalties) Wait(host string) bool { return p.wait(host) }
+func (p *penalties) Fail(host string)      { p.fail(host) }
+
+// MaxPenalized is how many addresses the throttle tracks one by one.
+const MaxPenalized = maxPenalized
