@@ -56,10 +56,12 @@ func TestConnectionLimits(t *testing.T) {
 	require.NoError(t, err)
 	_, err = dial(t, url, kinds["nkey"]...)
 	require.NoError(t, err)
-	// The server sends -ERR and closes at once: the client may see either.
+	// The server sends -ERR and closes at once: the client sees the error
+	// (nats.go words it two ways, depending on when it reads it) or the
+	// closed connection.
 	_, err = dial(t, url, kinds["bcrypt"]...)
 	require.Error(t, err, "the server's total")
-	require.True(t, errors.Is(err, nats.ErrMaxConnectionsExceeded) || strings.Contains(err.Error(), "broken pipe") ||
+	require.True(t, strings.Contains(err.Error(), "maximum connections exceeded") || strings.Contains(err.Error(), "broken pipe") ||
 		strings.Contains(err.Error(), "connection reset") || errors.Is(err, io.EOF), "%v", err)
 	connz, err := conn.Server().Connz(nil)
 	require.NoError(t, err)
