@@ -59,6 +59,21 @@ type Config struct {
 	// credentials on the embedded server even on a non-loopback listener or
 	// with a users file.
 	NATSAllowAnonymous bool
+	// NATSMaxConnections (nats-max-connections) caps the embedded server's
+	// client connections, webhookd's own included.
+	NATSMaxConnections int
+	// NATSMaxRobotConnections (nats-max-robot-connections) caps the
+	// connections of each named robot, and of all anonymous robots together.
+	NATSMaxRobotConnections int
+	// NATSMaxRobotSubscriptions (nats-max-robot-subscriptions) caps the
+	// subscriptions of each robot connection.
+	NATSMaxRobotSubscriptions int
+	// NATSMaxPending (nats-max-pending) caps the bytes the embedded server
+	// buffers for one connection that does not read; it is then closed.
+	NATSMaxPending int64
+	// NATSAuthFailureDelay (nats-auth-failure-delay) spaces the attempts of
+	// an address that failed to authenticate to the embedded server; 0: off.
+	NATSAuthFailureDelay time.Duration
 	// StoreSync (store-sync) is how often the embedded server's file store
 	// fsyncs: after every write, or at an interval.
 	StoreSync StoreSync
@@ -125,6 +140,10 @@ type Config struct {
 	// MaxStore (max-store) caps the bytes the streams may hold: a quarter
 	// for EVENTS, a quarter for DELIVERIES, half for AUDIT. 0: no cap.
 	MaxStore int64
+	// StoreMinFree (store-min-free) is the free space the embedded server's
+	// filesystem must keep: below it, new events are refused (promptly)
+	// until space returns.
+	StoreMinFree int64
 	// MaxInFlight (max-in-flight) is the default number of attempts in
 	// flight per subscription and replica.
 	MaxInFlight int
@@ -205,10 +224,17 @@ func Catalog() []string {
 // Default returns the configuration used when nothing else is given.
 func Default() Config {
 	return Config{
-		DataDir:             "./data",
-		NATSListen:          "127.0.0.1:4222",
-		StreamReplicas:      1,
-		StoreSync:           StoreSync{Interval: time.Second},
+		DataDir:        "./data",
+		NATSListen:     "127.0.0.1:4222",
+		StreamReplicas: 1,
+		StoreSync:      StoreSync{Interval: time.Second},
+
+		NATSMaxConnections:        1024,
+		NATSMaxRobotConnections:   64,
+		NATSMaxRobotSubscriptions: 100,
+		NATSMaxPending:            64 << 20,
+		NATSAuthFailureDelay:      time.Second,
+
 		HTTPAddr:            "127.0.0.1:8080",
 		HTTPReadTimeout:     30 * time.Second,
 		HTTPPublicPerClient: 8,
@@ -229,6 +255,7 @@ func Default() Config {
 		EventRetentionBytes: 1 << 30,
 		DedupWindow:         DuplicateWindow,
 		MemoryLimit:         DefaultMemoryLimit,
+		StoreMinFree:        32 << 20,
 		MaxInFlight:         8,
 		BreakerFailures:     5,
 		BreakerCooldown:     30 * time.Second,
@@ -328,6 +355,11 @@ func fields() []field {
 		str("nats-listen", "client address of the embedded NATS server; anything but loopback needs --nats-users-file or --nats-allow-anonymous", func(c *Config) *string { return &c.NATSListen }),
 		str("nats-users-file", "YAML or JSON file of robots that may connect to the embedded NATS server (users with a password or bcrypt hash, or NKey public keys); giving one turns anonymous robots off unless --nats-allow-anonymous", func(c *Config) *string { return &c.NATSUsersFile }),
 		boolean(keyAllowAnonymous, "accept robots without credentials on the embedded NATS server (they may only publish events.>); without it anonymous robots are accepted only on a loopback listener without --nats-users-file", func(c *Config) *bool { return &c.NATSAllowAnonymous }),
+		num("nats-max-connections", "connections the embedded NATS server accepts in all, webhookd's own included (each costs about 45 KiB of memory and a file descriptor)", func(c *Config) *int { return &c.NATSMaxConnections }),
+		num("nats-max-robot-connections", "connections of each robot named in --nats-users-file, and of all anonymous robots together", func(c *Config) *int { return &c.NATSMaxRobotConnections }),
+		num("nats-max-robot-subscriptions", "subscriptions of one robot connection (a robot needs one for its publish acks)", func(c *Config) *int { return &c.NATSMaxRobotSubscriptions }),
+		size("nats-max-pending", "bytes the embedded NATS server buffers for one connection that does not read before closing it as a slow consumer (webhookd's own included: at least 2 × max-event-size)", func(c *Config) *int64 { return &c.NATSMaxPending }),
+		dur("nats-auth-failure-delay", "after a failed NATS authentication, the address's next attempts are checked at most once per this delay (each failure is logged at warn); 0: off", func(c *Config) *time.Duration { return &c.NATSAuthFailureDelay }),
 		{name: "store-sync", usage: "when the embedded NATS store fsyncs: an interval such as 1s (a machine crash or power cut loses up to that much) or always (after every write: nothing acknowledged is lost, at a third of the throughput or less). Applies to the embedded single-node server only",
 			get: func(c *Config) string { return c.StoreSync.String() },
 			set: func(c *Config, s string) error {
@@ -381,6 +413,7 @@ func fields() []field {
 		dur("dedup-window", "how long the streams remember a message id (Nats-Msg-Id): a robot's retry within it is not stored twice; each id costs the NATS server roughly 150 bytes of memory for this long", func(c *Config) *time.Duration { return &c.DedupWindow }),
 		size("memory-limit", "soft limit of the Go heap (runtime/debug.SetMemoryLimit), e.g. 512MiB; GOMEMLIMIT wins when set; 0: none", func(c *Config) *int64 { return &c.MemoryLimit }),
 		size("max-store", "bytes the streams may hold (EVENTS 1/4, DELIVERIES 1/4, AUDIT 1/2); when EVENTS is full new events are refused; 0: no cap", func(c *Config) *int64 { return &c.MaxStore }),
+		size("store-min-free", "free space the embedded NATS store's filesystem must keep: below it, or after a failed write, new events are refused at once, /readyz says not ready and webhookd_store_writable is 0, until space returns (at least 1MiB)", func(c *Config) *int64 { return &c.StoreMinFree }),
 		num("max-in-flight", "attempts in flight per subscription and replica, unless the subscription sets its own", func(c *Config) *int { return &c.MaxInFlight }),
 		num("breaker-failures", "failures in a row that open a subscription's circuit breaker", func(c *Config) *int { return &c.BreakerFailures }),
 		dur("breaker-cooldown", "how long an open circuit breaker holds jobs back before one probe attempt", func(c *Config) *time.Duration { return &c.BreakerCooldown }),
@@ -561,6 +594,12 @@ func (c Config) Validate() error {
 		if !c.StoreSync.Always && c.StoreSync.Interval <= 0 {
 			return bad("store-sync", "%s: want always or a positive duration", c.StoreSync)
 		}
+		if c.StoreMinFree < 1<<20 {
+			return bad("store-min-free", "%s: want at least 1MiB", FormatSize(c.StoreMinFree))
+		}
+		if err := c.validateNATSLimits(); err != nil {
+			return err
+		}
 	} else if c.NATSUsersFile != "" {
 		return bad("nats-users-file", "applies to the embedded server only; with --nats-url the cluster's own configuration names its users")
 	}
@@ -670,6 +709,27 @@ func (c Config) Validate() error {
 		if !ValidEventType(t) {
 			return bad("event-types", "%q: want dot-separated tokens of letters, digits, '_' or '-'", t)
 		}
+	}
+	return nil
+}
+
+// validateNATSLimits checks the embedded server's connection limits.
+func (c Config) validateNATSLimits() error {
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case c.NATSMaxConnections < 2:
+		return bad("nats-max-connections", "%d: want at least 2 (webhookd's own connection takes one)", c.NATSMaxConnections)
+	case c.NATSMaxRobotConnections < 1:
+		return bad("nats-max-robot-connections", "%d: want at least 1", c.NATSMaxRobotConnections)
+	case c.NATSMaxRobotSubscriptions < 1:
+		return bad("nats-max-robot-subscriptions", "%d: want at least 1 (a robot subscribes once for its publish acks)", c.NATSMaxRobotSubscriptions)
+	case c.NATSMaxPending < 2*c.MaxEventSize || c.NATSMaxPending < 1<<20:
+		return bad("nats-max-pending", "%s: want at least 1MiB and 2 × max-event-size (%s): webhookd's own connection receives whole events",
+			FormatSize(c.NATSMaxPending), FormatSize(2*c.MaxEventSize))
+	case c.NATSAuthFailureDelay < 0 || c.NATSAuthFailureDelay > 10*time.Second:
+		return bad("nats-auth-failure-delay", "%s: want 0 (off) to 10s", c.NATSAuthFailureDelay)
 	}
 	return nil
 }

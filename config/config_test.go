@@ -167,6 +167,8 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"bad nats listen", []string{"--nats-listen", "4222"}, nil, "", "nats-listen"},
 		{"bad http addr", []string{"--http-addr", "localhost"}, nil, "", "http-addr"},
 		{"zero workers", []string{"--workers", "0"}, nil, "", "workers"},
+		{"store-min-free under 1MiB", []string{"--store-min-free", "512KiB"}, nil, "", "store-min-free"},
+		{"store-min-free not a size", nil, map[string]string{"WEBHOOKD_STORE_MIN_FREE": "lots"}, "", "store-min-free"},
 		{"workers not a number", []string{"--workers", "many"}, nil, "", "workers"},
 		{"ack pending below workers", []string{"--workers", "10", "--max-ack-pending", "5"}, nil, "", "max-ack-pending"},
 		{"bad event type", []string{"--event-types", "task.*"}, nil, "", "event-types"},

@@ -28,7 +28,9 @@ const configKey = "config"
 // --version to it.
 var flagGroups = []flagGroup{
 	{"Storage and memory", []string{"data-dir", "retention", "max-store", "secret-key-file", "memory-limit", "dedup-window"}},
-	{"Robots: the embedded NATS server", []string{"nats-listen", "nats-users-file", keyAllowAnonymous, "store-sync"}},
+	{"Robots: the embedded NATS server", []string{"nats-listen", "nats-users-file", keyAllowAnonymous, "store-sync",
+		"store-min-free", "nats-max-connections", "nats-max-robot-connections", "nats-max-robot-subscriptions",
+		"nats-max-pending", "nats-auth-failure-delay"}},
 	{"External NATS cluster", []string{"nats-url", "stream-replicas", "nats-creds", "nats-nkey-seed", "nats-user",
 		"nats-password", "nats-password-file", "nats-token", "nats-token-file", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}},
 	{"Events", []string{"event-types", "max-event-size", "event-retention", "event-retention-bytes"}},

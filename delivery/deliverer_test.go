@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
@@ -271,9 +273,30 @@ func TestJobTravelsUnchanged(t *testing.T) {
 
 func TestJobIDsDifferForAnEventIDReusedLater(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, delivery.JobID("e", "s", 1), delivery.JobID("e", "s", 1))
-	require.NotEqual(t, delivery.JobID("e", "s", 1), delivery.JobID("e", "s", 2), "a new stream sequence is a new delivery")
-	require.NotEqual(t, delivery.JobID("e", "s", 1), delivery.JobID("e", "t", 1))
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	require.Equal(t, delivery.JobID("e", "s", 1, at), delivery.JobID("e", "s", 1, at), "the same stored event: the same id")
+	require.NotEqual(t, delivery.JobID("e", "s", 1, at), delivery.JobID("e", "s", 2, at.Add(time.Minute)), "a new stream sequence is a new delivery")
+	require.NotEqual(t, delivery.JobID("e", "s", 1, at), delivery.JobID("e", "t", 1, at))
+	require.NotEqual(t, delivery.JobID("e", "s", 1, at), delivery.JobID("e", "s", 2, at), "stored in the same millisecond")
+}
+
+// Delivery ids are UUIDv7-shaped: they sort as their events were stored,
+// whatever the events' and subscriptions' ids, so the history index grows
+// at its end.
+func TestJobIDsSortByStoredTime(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	prev := ""
+	for i := range 1000 {
+		id := delivery.JobID(fmt.Sprintf("evt-%d", 1000-i), fmt.Sprintf("sub-%d", i%7), uint64(i+1), at.Add(time.Duration(i)*time.Millisecond))
+		u, err := uuid.Parse(id)
+		require.NoError(t, err)
+		require.Equal(t, uuid.Version(7), u.Version())
+		require.Equal(t, uuid.RFC4122, u.Variant())
+		require.Equal(t, at.Add(time.Duration(i)*time.Millisecond).UnixMilli(), time.Unix(u.Time().UnixTime()).UnixMilli(), "the stored time, to the millisecond")
+		require.Greater(t, id, prev)
+		prev = id
+	}
 }
 
 func hmacHex(secret string, body []byte) string {

@@ -82,7 +82,7 @@ func FuzzEnvelope(f *testing.F) {
 
 		ev := delivery.Event{ID: id, Type: typ, Timestamp: fuzzTime(sec, nsec), Seq: uint64(sec), Data: data}
 		job := delivery.NewJob(ev, "sub-1", time.Unix(nsec, 0))
-		if job.ID != delivery.JobID(id, "sub-1", uint64(sec)) || job.Attempt != 1 || !bytes.Equal(job.Data, data) {
+		if job.ID != delivery.JobID(id, "sub-1", uint64(sec), ev.Timestamp) || job.Attempt != 1 || !bytes.Equal(job.Data, data) {
 			t.Fatalf("NewJob = %+v: want the delivery id, attempt 1 and the data unchanged", job)
 		}
 		env := job.Envelope()

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"crypto/sha1"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,18 +56,30 @@ const (
 	hdrNotBefore    = "Webhook-Not-Before"
 )
 
-// JobID derives the delivery id from the event id, the subscription id and
-// the event's EVENTS stream sequence (UUIDv5). A repeated fan-out of the same
-// stored event yields the same ids; an event id that a robot reuses after
-// the stream's duplicate window is a new event and gets new deliveries.
-func JobID(eventID, subID string, seq uint64) string {
-	return uuid.NewSHA1(namespace, []byte(eventID+"\x00"+subID+"\x00"+strconv.FormatUint(seq, 10))).String()
+// JobID derives the delivery id from the event id, the subscription id,
+// the event's EVENTS stream sequence and the time the stream stored it. It
+// has the shape of a UUIDv7: the stored time's milliseconds first, so ids
+// sort as their events were stored and the history index grows at its end,
+// then 74 bits of a SHA-1 of the rest. A repeated fan-out of the same stored
+// event yields the same ids; an event id that a robot reuses after the
+// stream's duplicate window is a new event and gets new deliveries.
+func JobID(eventID, subID string, seq uint64, stored time.Time) string {
+	h := sha1.Sum(append(namespace[:], eventID+"\x00"+subID+"\x00"+strconv.FormatUint(seq, 10)...))
+	var id uuid.UUID
+	ms := uint64(max(stored.UnixMilli(), 0))
+	for i := range 6 {
+		id[i] = byte(ms >> (40 - 8*i))
+	}
+	copy(id[6:], h[:10])
+	id[6] = 0x70 | id[6]&0x0f // version 7
+	id[8] = 0x80 | id[8]&0x3f // RFC 9562 variant
+	return id.String()
 }
 
 // NewJob returns the first job that delivers ev to subscription subID.
 func NewJob(ev Event, subID string, now time.Time) Job {
 	return Job{
-		ID: JobID(ev.ID, subID, ev.Seq), EventID: ev.ID, Event: ev.Type, EventTime: ev.Timestamp.UTC(),
+		ID: JobID(ev.ID, subID, ev.Seq, ev.Timestamp), EventID: ev.ID, Event: ev.Type, EventTime: ev.Timestamp.UTC(),
 		SubscriptionID: subID, CreatedAt: now.UTC(), Attempt: 1, Data: ev.Data,
 	}
 }

@@ -251,12 +251,13 @@ func TestRepeatedFanOutCreatesNoDuplicateJobs(t *testing.T) {
 	b := setup(t, options{noFastPath: true})
 	rcv := newReceiver(t, always(http.StatusOK))
 	sub := b.subscribe(t, rcv.URL, "task.created")
-	// A router that crashed mid fan-out already published this job (the
-	// event will be the stream's first message).
-	job := newJob(t, "evt-dup", "task.created", sub.ID)
+	// The event, and its job published again, as by a router that
+	// crashed mid fan-out and whose event is routed again: whichever of
+	// the router's and this one comes second is deduplicated.
+	seq := b.publish(t, "task.created", `{}`, "evt-dup")
+	ev := delivery.Event{ID: "evt-dup", Type: "task.created", Timestamp: b.storedAt(t, seq), Seq: seq, Data: []byte(`{}`)}
+	job := delivery.NewJob(ev, sub.ID, time.Now())
 	b.publishJob(t, job, job.ID)
-
-	b.publish(t, "task.created", `{}`, "evt-dup") // the event is seen again
 	require.Equal(t, job.ID, rcv.next(t, 10*time.Second).header.Get("X-Webhook-Delivery"))
 	waitUntil(t, 10*time.Second, func() bool { return b.disp.Stats().Routed == 1 && b.workersIdle(t) }, "fan-out done")
 	require.Empty(t, rcv.reqs, "the republished job was deduplicated")

@@ -78,6 +78,23 @@ func setup(t testing.TB, o options) *bundle {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		require.NoError(t, jetstream.Provision(ctx, ns.JS, prov))
+		// Keeps every event with its stored time, which delivery ids
+		// begin with (see jobID), after the router has taken it from the
+		// work queue. Its consumer, inside the server, gets each event as
+		// EVENTS stores it, before any router can route and ack it; it
+		// must be running before the first event.
+		mirror, err := ns.JS.CreateStream(ctx, natsjs.StreamConfig{Name: eventsSeen, Storage: natsjs.MemoryStorage,
+			Mirror: &natsjs.StreamSource{Name: jetstream.StreamEvents}})
+		require.NoError(t, err)
+		for {
+			info, err := mirror.Info(ctx)
+			require.NoError(t, err)
+			if info.Mirror != nil && info.Mirror.Active >= 0 {
+				break
+			}
+			require.NoError(t, ctx.Err(), "the mirror of EVENTS never became active")
+			time.Sleep(5 * time.Millisecond) // the server sets the mirror up on its own
+		}
 	}
 	if o.policy == nil {
 		o.policy = delivery.Schedule(100*time.Millisecond, 200*time.Millisecond, 300*time.Millisecond)
@@ -140,12 +157,12 @@ func setup(t testing.TB, o options) *bundle {
 	queue := dispatcher.NewQueue(dispatcher.QueueDeps{JS: js, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer}, 1000, log)
 	queue.HeldSweep = o.heldSweep
 
+	// The recorder outlives the dispatcher, which records while it stops.
+	rctx, rcancel := context.WithCancel(context.Background())
+	recorded := make(chan error, 1)
+	go func() { recorded <- recorder.Run(rctx) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 4)
-	// The recorder outlives the dispatcher, as in webhookd.
-	recCtx, stopRecorder := context.WithCancel(context.Background())
-	recDone := make(chan error, 1)
-	go func() { recDone <- recorder.Run(recCtx) }()
 	go func() { errs <- subs.Run(ctx) }()
 	go func() { errs <- indexer.Run(ctx) }()
 	go func() { errs <- queue.Run(ctx) }()
@@ -154,7 +171,7 @@ func setup(t testing.TB, o options) *bundle {
 	case <-time.After(10 * time.Second):
 		t.Fatal("subscription mirror not ready")
 	}
-	go func() { err := disp.Run(ctx); stopRecorder(); errs <- err }()
+	go func() { errs <- disp.Run(ctx) }()
 
 	var once sync.Once
 	var crashed atomic.Bool
@@ -166,7 +183,8 @@ func setup(t testing.TB, o options) *bundle {
 					require.NoError(t, err)
 				}
 			}
-			if err := <-recDone; !crashed.Load() {
+			rcancel()
+			if err := <-recorded; !crashed.Load() {
 				require.NoError(t, err)
 			}
 			nc.Close()
@@ -229,7 +247,38 @@ func (b *bundle) publish(t testing.TB, eventType, data, msgID string) uint64 {
 // delivery to sub.
 func (b *bundle) deliver(t testing.TB, sub subscriptions.Subscription, eventType, data, eventID string) string {
 	t.Helper()
-	return delivery.JobID(eventID, sub.ID, b.publish(t, eventType, data, eventID))
+	return b.jobID(t, eventID, sub.ID, b.publish(t, eventType, data, eventID))
+}
+
+// eventsSeen is the test server's mirror of EVENTS.
+const eventsSeen = "EVENTS_SEEN"
+
+// jobID returns the id of the delivery to subID of the event eventID
+// stored at EVENTS sequence seq.
+func (b *bundle) jobID(t testing.TB, eventID, subID string, seq uint64) string {
+	t.Helper()
+	return delivery.JobID(eventID, subID, seq, b.storedAt(t, seq))
+}
+
+// storedAt returns when EVENTS stored the event at seq, which delivery ids
+// begin with: the mirror keeps it (with its sequence) after the router has
+// taken the event from the work queue.
+func (b *bundle) storedAt(t testing.TB, seq uint64) time.Time {
+	t.Helper()
+	ctx := context.Background()
+	str, err := b.ns.JS.Stream(ctx, eventsSeen)
+	require.NoError(t, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err := str.GetMsg(ctx, seq)
+		if err == nil {
+			return m.Time
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event %d not in the mirror of EVENTS within 10s: %v", seq, err)
+		}
+		time.Sleep(5 * time.Millisecond) // the mirror's copy has no event to await
+	}
 }
 
 // newJob builds the first job that delivers an empty event to subID.

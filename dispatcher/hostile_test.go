@@ -113,7 +113,7 @@ func TestEventIDReusedAfterTheDuplicateWindowIsDelivered(t *testing.T) {
 		seq = ack.Sequence
 		return !ack.Duplicate
 	}, "the duplicate window to pass")
-	second := delivery.JobID("reused", sub.ID, seq)
+	second := b.jobID(t, "reused", sub.ID, seq)
 	require.NotEqual(t, first, second)
 	r := rcv.next(t, 10*time.Second)
 	require.Equal(t, second, r.header.Get("X-Webhook-Delivery"))
@@ -243,7 +243,7 @@ func TestBreakerHoldsJobsBackAndProbes(t *testing.T) {
 	healthy.Store(true)
 	attempts := 0
 	for i := range 10 {
-		id := delivery.JobID(fmt.Sprintf("a-%d", i), sub.ID, uint64(i+1))
+		id := b.jobID(t, fmt.Sprintf("a-%d", i), sub.ID, uint64(i+1))
 		d := b.waitDelivery(t, id, delivery.StatusSucceeded)
 		attempts += len(d.Attempts)
 	}

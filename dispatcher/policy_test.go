@@ -36,7 +36,7 @@ func TestSubscriptionRetryPolicyOverridesTheDefault(t *testing.T) {
 
 	failed := func(sub subscriptions.Subscription, attempts int) []history.AttemptInfo {
 		t.Helper()
-		d := b.waitDelivery(t, delivery.JobID("evt-policy", sub.ID, seq), delivery.StatusFailed)
+		d := b.waitDelivery(t, b.jobID(t, "evt-policy", sub.ID, seq), delivery.StatusFailed)
 		require.Len(t, d.Attempts, attempts, "attempts of %s", sub.URL)
 		for _, a := range d.Attempts {
 			require.Equal(t, attempts, a.MaxAttempts)
@@ -54,6 +54,6 @@ func TestSubscriptionRetryPolicyOverridesTheDefault(t *testing.T) {
 	_, err := b.subs.Update(ctx, list.ID, func(s *subscriptions.Subscription) error { s.RetryPolicy = ""; return nil })
 	require.NoError(t, err)
 	seq = b.publish(t, "task.failed", `{}`, "evt-policy-2")
-	d := b.waitDelivery(t, delivery.JobID("evt-policy-2", list.ID, seq), delivery.StatusFailed)
+	d := b.waitDelivery(t, b.jobID(t, "evt-policy-2", list.ID, seq), delivery.StatusFailed)
 	require.Len(t, d.Attempts, 4)
 }

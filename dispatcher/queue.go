@@ -483,12 +483,21 @@ func (q *Queue) catchUp(ctx context.Context, subID string) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", jetstream.StreamAudit, err)
 	}
-	last, err := str.GetLastMsgForSubject(ctx, jetstream.AuditSubject(subID))
-	if errors.Is(err, natsjs.ErrMsgNotFound) {
-		return nil // nothing recorded for it yet
+	// Its records are on its own subject (one per message) or in batches
+	// shared with the others (history.BatchSubject): wait for the later.
+	var through uint64
+	for _, subject := range []string{jetstream.AuditSubject(subID), history.BatchSubject} {
+		last, err := str.GetLastMsgForSubject(ctx, subject)
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			continue // nothing recorded there yet
+		}
+		if err != nil {
+			return fmt.Errorf("last audit record of %s: %w", subID, err)
+		}
+		through = max(through, last.Sequence)
 	}
-	if err != nil {
-		return fmt.Errorf("last audit record of %s: %w", subID, err)
+	if through == 0 {
+		return nil
 	}
-	return q.deps.Index.WaitApplied(ctx, last.Sequence)
+	return q.deps.Index.WaitApplied(ctx, through)
 }

@@ -163,7 +163,7 @@ func permanent(err error) bool {
 // record cannot be written the event is nak'ed, never acked.
 func (d *Dispatcher) reject(ctx context.Context, m natsjs.Msg, ev delivery.Event, reason string) {
 	rec := history.Record{
-		DeliveryID: delivery.JobID(ev.ID, "", ev.Seq), EventID: ev.ID, Event: ev.Type,
+		DeliveryID: delivery.JobID(ev.ID, "", ev.Seq, ev.Timestamp), EventID: ev.ID, Event: ev.Type,
 		Status: delivery.StatusRejected, Reason: reason, At: d.now().UTC(), CreatedAt: ev.Timestamp,
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)

@@ -9,11 +9,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -26,8 +29,11 @@ import (
 const InboxPrefix = "_WEBHOOKD_INBOX"
 
 // Accounts and users of the embedded server. webhookd and JetStream live in
-// the global account ($G, where existing stores keep their streams); robots
-// live in their own account and reach events.> through a service import.
+// the global account ($G, where existing stores keep their streams). Each
+// robot named in the users file has an account of its own (ROBOT_<user> or
+// ROBOT_<nkey>), so no robot can receive another's publish acks; anonymous
+// robots share the account ROBOTS, and so see each other's acks. Every
+// robot account reaches events.> through a service import.
 // The import is what makes a robot's reply subject harmless: JetStream
 // answers a publish on a subject mapped back into the robots account, so a
 // robot that sets its reply to deliveries.x or $KV.subscriptions.<id> cannot
@@ -36,7 +42,9 @@ const InboxPrefix = "_WEBHOOKD_INBOX"
 // check reply subjects against publish permissions).
 const (
 	robotsAccount = "ROBOTS"
-	internalUser  = "webhookd"
+	// robotAccountPrefix begins the account of a named robot.
+	robotAccountPrefix = "ROBOT_"
+	internalUser       = "webhookd"
 	// inProcess is jwt.ConnectionTypeInProcess: webhookd's user may only
 	// connect in-process, never over TCP.
 	inProcess = "IN_PROCESS"
@@ -50,12 +58,30 @@ const (
 	robotInboxes   = "_INBOX.>"
 )
 
+// robotPublishDeny is what a robot may not publish to. Robots are confined
+// by their account: the only ways out of it are the events.> import and
+// the server's own imports ($SYS requests, the $JS API), denied here with
+// webhookd's reserved events and every robot's inboxes (no forged acks).
+// The rest names webhookd's subjects, which a robot account never imports:
+// a second line should one ever be added.
+//
+// There is no allow list on purpose. The server matches a subject with an
+// empty token (events..task, events.task.) against no pattern at all, so an
+// allow list refuses it as a permission violation, which the client library
+// reports asynchronously while the publisher waits out its timeout. Without
+// one, such a publish reaches no subscriber and the server answers at once
+// with "no responders": a prompt refusal.
+var robotPublishDeny = []string{
+	reservedEvents, robotInboxes, "$SYS.>", "$JS.>", "$JSC.>", "$KV.>", "$O.>",
+	DeliveriesPrefix + ">", AuditPrefix + ">", InboxPrefix + ".>",
+}
+
 // robotPermissions lets a robot publish events, except webhookd's own, and
 // receive the acks JetStream sends to its inbox. Nothing else: no JetStream
-// API, no KV, no other subjects.
+// API, no KV, no other subjects (see robotPublishDeny).
 func robotPermissions() *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{EventsPrefix + ">"}, Deny: []string{reservedEvents}},
+		Publish:   &server.SubjectPermission{Deny: slices.Clone(robotPublishDeny)},
 		Subscribe: &server.SubjectPermission{Allow: []string{robotInboxes}},
 	}
 }
@@ -189,12 +215,26 @@ func newAuth(o Options) (*auth, error) {
 	}
 
 	global := server.NewAccount(server.DEFAULT_GLOBAL_ACCOUNT)
-	robotsAcc := server.NewAccount(robotsAccount)
-	if err := global.AddServiceExport(EventsPrefix+">", []*server.Account{robotsAcc}); err != nil {
+	// Exported to every account: only webhookd creates accounts here.
+	if err := global.AddServiceExport(EventsPrefix+">", nil); err != nil {
 		return nil, fmt.Errorf("jetstream: export events: %w", err)
 	}
-	if err := robotsAcc.AddServiceImport(global, EventsPrefix+">", EventsPrefix+">"); err != nil {
-		return nil, fmt.Errorf("jetstream: import events: %w", err)
+	accounts := []*server.Account{global}
+	taken := map[string]bool{}
+	robotAccount := func(name string) (*server.Account, error) {
+		if taken[name] { // a user named like another robot's NKey
+			return nil, fmt.Errorf("jetstream: users file: two robots would share the account %s: rename the user", name)
+		}
+		taken[name] = true
+		acc, err := limitedAccount(name, o.MaxRobotConnections, o.MaxRobotSubscriptions)
+		if err != nil {
+			return nil, err
+		}
+		if err := acc.AddServiceImport(global, EventsPrefix+">", EventsPrefix+">"); err != nil {
+			return nil, fmt.Errorf("jetstream: import events into %s: %w", name, err)
+		}
+		accounts = append(accounts, acc)
+		return acc, nil
 	}
 
 	password, err := randomSecret()
@@ -208,7 +248,6 @@ func newAuth(o Options) (*auth, error) {
 		return nil, fmt.Errorf("jetstream: hash internal password: %w", err)
 	}
 	a := &auth{
-		accounts: []*server.Account{global, robotsAcc},
 		users: []*server.User{{
 			Username: internalUser, Password: string(hash), Account: global,
 			AllowedConnectionTypes: map[string]struct{}{inProcess: {}},
@@ -230,19 +269,81 @@ func newAuth(o Options) (*auth, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: anonymous identity: %w", err)
 		}
-		a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: pub, Permissions: robotPermissions(), Account: robotsAcc})
+		acc, err := robotAccount(robotsAccount)
+		if err != nil {
+			return nil, err
+		}
+		a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: pub, Permissions: robotPermissions(), Account: acc})
 		a.noAuthUser = pub
 	}
 	for _, r := range robots {
 		if r.NKey != "" {
-			a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: r.NKey, Permissions: robotPermissions(), Account: robotsAcc})
+			acc, err := robotAccount(robotAccountPrefix + r.NKey)
+			if err != nil {
+				return nil, err
+			}
+			a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: r.NKey, Permissions: robotPermissions(), Account: acc})
 			continue
 		}
+		acc, err := robotAccount(robotAccountPrefix + r.User)
+		if err != nil {
+			return nil, err
+		}
 		a.users = append(a.users, &server.User{
-			Username: r.User, Password: r.Password, Permissions: robotPermissions(), Account: robotsAcc,
+			Username: r.User, Password: r.Password, Permissions: robotPermissions(), Account: acc,
 		})
 	}
+	a.accounts = accounts
 	return a, nil
+}
+
+// authenticator returns the server's authenticator for these users, slowing
+// an address down by delay after each failure (0: no delay).
+func (a *auth) authenticator(delay time.Duration, log zerolog.Logger) *authenticator {
+	au := &authenticator{
+		users: map[string]*server.User{}, nkeys: map[string]*server.NkeyUser{},
+		penalties: newPenalties(delay), log: log.With().Str("component", "nats-auth").Logger(),
+	}
+	for _, u := range a.users {
+		au.users[u.Username] = u
+	}
+	for _, n := range a.nkeys {
+		au.nkeys[n.Nkey] = n
+		if n.Nkey == a.noAuthUser {
+			au.anonymous = n
+		}
+	}
+	return au
+}
+
+// limitedAccount returns a new account that caps its connections and the
+// subscriptions of each of them (0: no cap). nats-server sets these limits
+// only from its configuration file or an account JWT, so the account comes
+// from parsing a configuration, under a placeholder name then replaced
+// (names are not part of the parsed text, so none can break it).
+func limitedAccount(name string, conns, subs int) (*server.Account, error) {
+	if conns == 0 && subs == 0 {
+		return server.NewAccount(name), nil
+	}
+	limit := func(n int) int {
+		if n == 0 {
+			return -1 // no limit
+		}
+		return n
+	}
+	const placeholder = "A"
+	var opts server.Options
+	if err := opts.ProcessConfigString(fmt.Sprintf("accounts: { %s: { limits: { max_connections: %d, max_subscriptions: %d } } }",
+		placeholder, limit(conns), limit(subs))); err != nil {
+		return nil, fmt.Errorf("jetstream: account limits: %w", err)
+	}
+	for _, acc := range opts.Accounts {
+		if acc.Name == placeholder {
+			acc.Name = name
+			return acc, nil
+		}
+	}
+	return nil, errors.New("jetstream: account limits: no account parsed")
 }
 
 func randomSecret() (string, error) {

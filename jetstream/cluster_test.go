@@ -33,7 +33,7 @@ func TestProvisionScalesStreamsOnACluster(t *testing.T) {
 	_, js := c.Connect(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	p := jstest.Provisioning()
+	p := provisioning()
 	p.Replicas = 1
 	require.NoError(t, jetstream.Provision(ctx, js, p))
 	streams := []string{jetstream.StreamEvents, jetstream.StreamDeliveries, jetstream.StreamAudit, "KV_" + jetstream.BucketSubscriptions}
@@ -81,7 +81,7 @@ func TestMigrationAndPurgeOnAClusterWithThreeCopies(t *testing.T) {
 	_, js2 := c.Connect(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	p := jstest.Provisioning()
+	p := provisioning()
 	p.Replicas = 3
 
 	// The old layout, on three servers, with 50 unrouted events.

@@ -53,6 +53,28 @@ type Options struct {
 	// MaxPayload is the largest message the server accepts, in bytes; 0
 	// keeps the NATS default (1 MiB).
 	MaxPayload int32
+	// MaxConnections caps the server's client connections, webhookd's own
+	// included; 0 keeps the NATS default (65536).
+	MaxConnections int
+	// MaxRobotConnections caps the connections of each named robot, and of
+	// all anonymous robots together (they share an account); 0: no cap.
+	MaxRobotConnections int
+	// MaxRobotSubscriptions caps the subscriptions of each robot
+	// connection; 0: no cap. webhookd's own connection has none.
+	MaxRobotSubscriptions int
+	// MaxPending caps the bytes the server buffers for one connection that
+	// does not read (it is then closed as a slow consumer); 0 keeps the
+	// NATS default (64 MiB). It applies to webhookd's own connection too.
+	MaxPending int64
+	// AuthFailureDelay spaces the authentication attempts of an address
+	// that failed one: at most one is checked per delay; 0: none.
+	AuthFailureDelay time.Duration
+	// StoreMinFree is the free space, in bytes, the store's filesystem must
+	// keep for the store to accept writes (see StoreGuard); 0 means
+	// DefaultStoreMinFree.
+	StoreMinFree int64
+	// StoreCheckInterval is how often the StoreGuard looks; 0 means 1s.
+	StoreCheckInterval time.Duration
 }
 
 // Conn is an open NATS connection with its JetStream context, and the
@@ -62,6 +84,7 @@ type Conn struct {
 	JS natsjs.JetStream
 
 	server *server.Server
+	guard  *StoreGuard
 	closed chan struct{}
 }
 
@@ -75,7 +98,9 @@ var ErrUnavailable = errors.New("jetstream: NATS unavailable")
 //
 // The embedded server is closed by default: robots (anonymous, or named in
 // o.UsersFile) may only publish to events.> (not events.webhook.>) and
-// receive their acks on _INBOX.>; webhookd's own connection is in-process,
+// receive their acks on _INBOX.> (each named robot in an account of its own,
+// so no robot sees another's acks; anonymous robots share one account);
+// webhookd's own connection is in-process,
 // with a random password that lives only in this process, and uses
 // InboxPrefix. Open refuses a non-loopback o.Listen without o.UsersFile
 // unless o.AllowAnonymous says anonymous robots are wanted there, and returns
@@ -105,7 +130,7 @@ func Open(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Conn{NC: nc, JS: js, server: ns, closed: closed}, nil
+	return &Conn{NC: nc, JS: js, server: ns, guard: newStoreGuard(ns, o, log), closed: closed}, nil
 }
 
 func dial(ctx context.Context, o Options, log zerolog.Logger) (*Conn, error) {
@@ -177,6 +202,12 @@ func startEmbedded(o Options, log zerolog.Logger) (*server.Server, *auth, error)
 	if o.MaxPayload < 0 {
 		return nil, nil, fmt.Errorf("jetstream: max payload %d: want 0 (NATS default) or a positive size", o.MaxPayload)
 	}
+	if o.MaxConnections < 0 || o.MaxRobotConnections < 0 || o.MaxRobotSubscriptions < 0 || o.MaxPending < 0 || o.AuthFailureDelay < 0 {
+		return nil, nil, errors.New("jetstream: connection limits and the authentication failure delay must not be negative")
+	}
+	if o.StoreMinFree < 0 {
+		return nil, nil, fmt.Errorf("jetstream: store minimum free space %d: want 0 (default) or a positive size", o.StoreMinFree)
+	}
 	if o.SyncInterval < 0 {
 		return nil, nil, fmt.Errorf("jetstream: sync interval %s: want 0 (NATS default) or a positive duration", o.SyncInterval)
 	}
@@ -192,6 +223,7 @@ func startEmbedded(o Options, log zerolog.Logger) (*server.Server, *auth, error)
 		}
 		_ = ln.Close()
 	}
+	authn := a.authenticator(o.AuthFailureDelay, log)
 	ns, err := server.NewServer(&server.Options{
 		ServerName:   "webhookd",
 		JetStream:    true,
@@ -203,12 +235,18 @@ func startEmbedded(o Options, log zerolog.Logger) (*server.Server, *auth, error)
 		Port:         port,
 		NoSigs:       true,
 		Accounts:     a.accounts,
-		Users:        a.users,
-		Nkeys:        a.nkeys,
-		NoAuthUser:   a.noAuthUser,
+		// Our authenticator knows the users; the server sends a nonce for
+		// NKey robots to sign, as it does when it knows them itself.
+		CustomClientAuthentication: authn,
+		AlwaysEnableNonce:          true,
+		MaxConn:                    o.MaxConnections,
+		MaxPending:                 o.MaxPending,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("jetstream: embedded server: %w", err)
+	}
+	if err := authn.bind(ns); err != nil {
+		return nil, nil, err
 	}
 	// Our own logger: the built-in one exits the process on a busy port.
 	ns.SetLoggerV2(serverLogger{log.With().Str("component", "nats-server").Logger()}, false, false, false)
@@ -230,6 +268,10 @@ func startEmbedded(o Options, log zerolog.Logger) (*server.Server, *auth, error)
 		Msg("embedded nats-server started")
 	return ns, a, nil
 }
+
+// StoreGuard returns the guard of the embedded server's store, to run and
+// to ask whether the store can write; nil for an external NATS.
+func (c *Conn) StoreGuard() *StoreGuard { return c.guard }
 
 // StoreDir returns the embedded server's JetStream directory under dataDir.
 func StoreDir(dataDir string) string { return filepath.Join(dataDir, "jetstream") }

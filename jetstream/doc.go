@@ -36,6 +36,12 @@
 // at start: a supervisor restarts the process. Conn.Check tells /readyz
 // whether the connection is up and the streams and consumers answer.
 //
+// The embedded server's store is watched by a StoreGuard (Conn.StoreGuard):
+// when its filesystem runs low or a stream fails a write (a full disk), new
+// writes are refused at once and /readyz says why; when space returns the
+// refusal is lifted, and a stream nats-server stopped is read back from disk
+// without a restart.
+//
 // Tests use jstest: RunServer and RunRestartable for one server, Cluster for
 // a real multi-node cluster of nats-server processes that a test can
 // SIGKILL (the test package's TestMain calls jstest.RunNodeIfChild).

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -31,3 +32,24 @@ func CopyStream(ctx context.Context, js natsjs.JetStream, from, to, prefix strin
 
 // MigrationHold is the name of the holding stream of the EVENTS migration.
 const MigrationHold = migrateHold
+
+// RobotPublishDeny returns what robots may not publish to.
+func RobotPublishDeny() []string { return robotPublishDeny }
+
+// NewPenalties returns the login throttle with a clock and sleep of the
+// test's own.
+func NewPenalties(delay time.Duration, now func() time.Time, sleep func(time.Duration)) *Penalties {
+	p := newPenalties(delay)
+	p.now, p.sleep = now, sleep
+	return p
+}
+
+// Penalties is the login throttle.
+type Penalties = penalties
+
+// Wait and Fail expose wait and fail.
+func (p *penalties) Wait(host string) bool { return p.wait(host) }
+func (p *penalties) Fail(host string)      { p.fail(host) }
+
+// MaxPenalized is how many addresses the throttle tracks one by one.
+const MaxPenalized = maxPenalized

@@ -22,7 +22,7 @@ import (
 func provisionOldEvents(t *testing.T, js natsjs.JetStream) natsjs.StreamConfig {
 	t.Helper()
 	ctx := context.Background()
-	p := jstest.Provisioning()
+	p := provisioning()
 	sc := p.Streams()[0]
 	require.Equal(t, jetstream.StreamEvents, sc.Name)
 	sc.Retention, sc.Description = natsjs.WorkQueuePolicy, "events published by robots and controllers, until routed"
@@ -131,7 +131,7 @@ func TestMigrationToLimitsLosesNoEventWhileRobotsPublish(t *testing.T) {
 	errs := make([]error, 2)
 	for i := range errs {
 		mjs := connect(t, ns.ClientURL())
-		migrators.Go(func() { errs[i] = jetstream.Provision(ctx, mjs, jstest.Provisioning()) })
+		migrators.Go(func() { errs[i] = jetstream.Provision(ctx, mjs, provisioning()) })
 	}
 	migrators.Wait()
 	require.NoError(t, errs[0])
@@ -154,7 +154,7 @@ func TestMigrationToLimitsLosesNoEventWhileRobotsPublish(t *testing.T) {
 	require.Equal(t, natsjs.LimitsPolicy, s.CachedInfo().Config.Retention)
 	require.Equal(t, []string{jetstream.EventsPrefix + ">"}, s.CachedInfo().Config.Subjects)
 	require.Nil(t, s.CachedInfo().Config.SubjectTransform, "the staging transform is gone")
-	require.EqualValues(t, jstest.Provisioning().Streams()[0].MaxMsgSize, s.CachedInfo().Config.MaxMsgSize, "limits back")
+	require.EqualValues(t, provisioning().Streams()[0].MaxMsgSize, s.CachedInfo().Config.MaxMsgSize, "limits back")
 	_, err = ns.JS.Stream(ctx, jetstream.MigrationHold)
 	require.ErrorIs(t, err, natsjs.ErrStreamNotFound, "the holding stream is removed")
 
@@ -254,7 +254,7 @@ func TestAnInterruptedMigrationResumesWithoutLossOrDuplicates(t *testing.T) {
 	// The first replica stops (its start is cancelled) in the middle of a copy.
 	mctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- jetstream.Provision(mctx, connect(t, ns.ClientURL()), jstest.Provisioning()) }()
+	go func() { done <- jetstream.Provision(mctx, connect(t, ns.ClientURL()), provisioning()) }()
 	require.Eventually(t, func() bool {
 		s, err := ns.JS.Stream(ctx, jetstream.MigrationHold)
 		return err == nil && s.CachedInfo().State.Msgs > 0
@@ -266,7 +266,7 @@ func TestAnInterruptedMigrationResumesWithoutLossOrDuplicates(t *testing.T) {
 	require.Less(t, hold.CachedInfo().State.Msgs, uint64(n), "stopped before the copy was done")
 
 	// The next start finishes it.
-	require.NoError(t, jetstream.Provision(ctx, ns.JS, jstest.Provisioning()))
+	require.NoError(t, jetstream.Provision(ctx, ns.JS, provisioning()))
 	s, err := ns.JS.Stream(ctx, jetstream.StreamEvents)
 	require.NoError(t, err)
 	require.Equal(t, natsjs.LimitsPolicy, s.CachedInfo().Config.Retention)
@@ -279,4 +279,13 @@ func TestAnInterruptedMigrationResumesWithoutLossOrDuplicates(t *testing.T) {
 		require.Equal(t, delivery.EventIDFromSequence("", seq), jetstream.EventIDHeader(m.Header), "the old id kept")
 		require.True(t, stored[seq].Equal(jetstream.EventTime(m.Header, m.Time)), "the old time kept: %s, not %s", stored[seq], m.Time)
 	}
+}
+
+// provisioning is the tests' provisioning with the event ids of the
+// previous release for migrated events without a Nats-Msg-Id (jstest
+// cannot name delivery: the subscriptions package's tests use jstest).
+func provisioning() jetstream.Provisioning {
+	p := jstest.Provisioning()
+	p.EventID = delivery.EventIDFromSequence
+	return p
 }

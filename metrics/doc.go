@@ -41,6 +41,10 @@
 //     --disable-after), 0 otherwise (a pause by an operator included);
 //   - webhookd_ready: 1 while the replica is ready (what /readyz answers
 //     200 for), else 0;
+//   - webhookd_store_writable: 1 while the embedded NATS store accepts
+//     writes, 0 while it refuses new events (its disk below
+//     --store-min-free, or a stream that failed a write) until space
+//     returns; absent with an external NATS;
 //   - webhookd_build_info{version, revision}: always 1.
 //
 // Label values are bounded: event types only from the catalog, subscription

@@ -50,6 +50,9 @@ type Deps struct {
 	// EventsPurged counts the routed events this replica's purger removed
 	// from EVENTS (jetstream.Purger.Purged); nil leaves the counter out.
 	EventsPurged func() uint64
+	// StoreWritable reports whether the embedded NATS store accepts writes
+	// (webhookd_store_writable); nil leaves the gauge out.
+	StoreWritable func() bool
 }
 
 var _ dispatcher.Observer = (*Metrics)(nil)
@@ -142,6 +145,17 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 			Name: "webhookd_events_purged_total",
 			Help: "Routed events this replica purged from EVENTS once past their retention (other replicas purge too: sum them).",
 		}, func() float64 { return float64(purged()) }))
+	}
+	if writable := deps.StoreWritable; writable != nil {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "webhookd_store_writable",
+			Help: "1 while the embedded NATS store accepts writes; 0 while it refuses new events (disk below --store-min-free, or a failed write) until space returns.",
+		}, func() float64 {
+			if writable() {
+				return 1
+			}
+			return 0
+		}))
 	}
 	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {

@@ -95,7 +95,8 @@ func startFloor(ctx context.Context, natsURL, dir string, subs []subscriptions.S
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	f.cancel = cancel
 	indexer := history.NewIndexer(history.IndexerConfig{Replica: "floor", Retention: def.Retention}, js, store, zerolog.Nop())
-	f.wg.Go(func() { _ = indexer.Run(runCtx) }) // it returns nil, once runCtx is done
+	f.wg.Go(func() { _ = indexer.Run(runCtx) })  // it returns nil, once runCtx is done
+	f.wg.Go(func() { _ = recorder.Run(runCtx) }) // likewise
 
 	router, err := js.Consumer(ctx, jetstream.StreamEvents, jetstream.ConsumerRouter)
 	if err != nil {
@@ -246,17 +247,19 @@ func attempt(ctx context.Context, d *delivery.Deliverer, rec *history.Recorder, 
 		Status: status, Reason: res.Reason, At: time.Now().UTC(), CreatedAt: job.CreatedAt,
 		Attempt: history.NewAttemptInfo(res, job.Attempt, job.Attempt, sub.URL),
 	}
+	// Settled once AUDIT confirms the batch holding the record, as
+	// webhookd does.
+	written := make(chan error, 1)
+	rec.Record(r, nil, func(err error) { written <- err })
 	recorded := false
-	if fut, err := rec.PublishAsync(r); err == nil {
-		deadline := time.NewTimer(ackTimeout)
-		recorded = stored(ctx, fut, deadline.C)
-		deadline.Stop()
-	} else { // the async publisher is full: wait, as webhookd does
-		rctx, cancel := context.WithTimeout(ctx, ackTimeout)
-		err = rec.Publish(rctx, r, nil)
-		cancel()
+	deadline := time.NewTimer(ackTimeout)
+	select {
+	case err := <-written:
 		recorded = err == nil
+	case <-deadline.C:
+	case <-ctx.Done():
 	}
+	deadline.Stop()
 	if !recorded || status != delivery.StatusSucceeded {
 		_ = m.NakWithDelay(100 * time.Millisecond)
 		return

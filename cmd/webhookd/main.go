@@ -116,7 +116,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	conn, err := jetstream.Open(ctx, jetstream.Options{
 		URL: cfg.NATSURL, StoreDir: jetstream.StoreDir(cfg.DataDir), Listen: cfg.NATSListen, Name: "webhookd-" + replica,
 		UsersFile: cfg.NATSUsersFile, AllowAnonymous: cfg.NATSAllowAnonymous,
-		SyncAlways: cfg.StoreSync.Always, SyncInterval: cfg.StoreSync.Interval,
+		SyncAlways: cfg.StoreSync.Always, SyncInterval: cfg.StoreSync.Interval, StoreMinFree: cfg.StoreMinFree,
+		MaxConnections: cfg.NATSMaxConnections, MaxRobotConnections: cfg.NATSMaxRobotConnections,
+		MaxRobotSubscriptions: cfg.NATSMaxRobotSubscriptions, MaxPending: cfg.NATSMaxPending,
+		AuthFailureDelay: cfg.NATSAuthFailureDelay,
 		// Room for a job: the largest event plus its headers.
 		MaxPayload: int32(cfg.MaxEventSize + 64<<10),
 		Client: jetstream.Client{
@@ -179,6 +182,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return err
 	}
 	recorder := history.NewRecorder(conn.JS, store, replica)
+	// The recorder outlives the dispatcher and the admin API, which record
+	// while they stop: it stops after them (deferred first, runs last).
+	rctx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
+	recorded := make(chan error, 1)
+	go func() { recorded <- recorder.Run(rctx) }()
+	defer func() { stopRecorder(); <-recorded }()
 	deliverer := delivery.NewDeliverer(delivery.Config{DefaultTimeout: cfg.DeliveryTimeout, AllowTargets: cfg.AllowTargets})
 	defer deliverer.Close()
 	endpoints := endpoint.NewEndpoints(endpoint.Config{
@@ -188,8 +197,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		MaxHeldBack: cfg.MaxAckPending / 4,
 	}, log)
 	g, gctx := errgroup.WithContext(ctx)
+	guard := conn.StoreGuard() // nil with an external NATS
 	// ready is what /readyz answers by, and webhookd_ready reports.
 	ready := func() error {
+		if err := guard.Err(); err != nil {
+			return err
+		}
 		select {
 		case <-subs.Ready():
 		default:
@@ -200,8 +213,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return conn.Check(cctx)
 	}
 	version, revision := buildInfo()
-	met, err := metrics.New(metrics.Config{EventTypes: cfg.AllEventTypes(), Version: version, Revision: revision},
-		metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints, Ready: ready, EventsPurged: purger.Purged}, log)
+	metDeps := metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints, Ready: ready, EventsPurged: purger.Purged}
+	if guard != nil {
+		metDeps.StoreWritable = guard.Writable
+	}
+	met, err := metrics.New(metrics.Config{EventTypes: cfg.AllEventTypes(), Version: version, Revision: revision}, metDeps, log)
 	if err != nil {
 		return err
 	}
@@ -249,6 +265,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		}
 	}
 
+	g.Go(func() error { return guard.Run(gctx) })
 	g.Go(func() error { return subs.Run(gctx) })
 	g.Go(func() error { return indexer.Run(gctx) })
 	g.Go(func() error { return queue.Run(gctx) })

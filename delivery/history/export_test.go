@@ -46,3 +46,7 @@ func (s *Store) IndexFill() (map[string]float64, error) {
 	})
 	return fill, err
 }
+
+// SetFormatEvery sets how often r reads the indexers' formats; call it
+// before Run.
+func (r *Recorder) SetFormatEvery(d time.Duration) { r.formatEvery = d }

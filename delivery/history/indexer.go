@@ -2,9 +2,9 @@ package history
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -187,7 +187,10 @@ func (ix *Indexer) ackFloor(ctx context.Context) (uint64, error) {
 	return 0, nil // ours, from a start that applied nothing: its floor is only what it sent
 }
 
-func (ix *Indexer) name() string { return "audit-" + ix.cfg.Replica }
+// indexerPrefix starts the name of each indexer's AUDIT consumer.
+const indexerPrefix = "audit-"
+
+func (ix *Indexer) name() string { return indexerPrefix + ix.cfg.Replica }
 
 // consumer creates this replica's consumer afresh, starting at AUDIT
 // sequence from (a start sequence cannot be changed in place).
@@ -205,6 +208,8 @@ func (ix *Indexer) consumer(ctx context.Context, from uint64) (natsjs.Consumer, 
 		InactiveThreshold: 72 * time.Hour,
 		// Its state is thrown away at each start: one copy will do.
 		Replicas: 1,
+		// Tells the recorders this indexer reads batches (format 2).
+		Metadata: map[string]string{metaReads: strconv.Itoa(FormatBatch)},
 	})
 }
 
@@ -340,12 +345,10 @@ func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg, high uint64) b
 	}
 	recs := make([]Record, 0, len(batch))
 	for _, m := range batch {
-		var rec Record
-		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.DeliveryID == "" {
-			ix.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping undecodable audit record")
-			continue
+		var err error
+		if recs, err = DecodeRecords(recs, m.Headers(), m.Data()); err != nil {
+			ix.log.Error().Err(err).Str("subject", m.Subject()).Msg("dropping undecodable audit records; they stay in the AUDIT stream")
 		}
-		recs = append(recs, rec)
 	}
 	for failures := 0; ; failures++ {
 		err := ix.apply(recs, high)

@@ -1,10 +1,15 @@
 package history
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go"
 	"github.com/robotlab/webhookd/delivery"
 )
 
@@ -108,4 +113,44 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// DecodeRecords appends to recs the records of one AUDIT message, given its
+// headers and body: one record (format 1, no HeaderAudit) or a batch
+// (format 2, one record per line). A line it cannot decode is left out and
+// reported in the error, after the others are appended; a message of a
+// format it does not know adds nothing.
+func DecodeRecords(recs []Record, h nats.Header, data []byte) ([]Record, error) {
+	switch v := h.Get(HeaderAudit); v {
+	case "":
+		var rec Record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return recs, fmt.Errorf("decode record: %w", err)
+		}
+		if rec.DeliveryID == "" {
+			return recs, errors.New("decode record: no delivery id")
+		}
+		return append(recs, rec), nil
+	case strconv.Itoa(FormatBatch):
+	default:
+		return recs, fmt.Errorf("record format %q: this build reads formats 1 and %d", truncate(v, 16), FormatBatch)
+	}
+	var errs []error
+	for line := range bytes.Lines(data) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var rec Record
+		if err := json.Unmarshal(line, &rec); err != nil {
+			errs = append(errs, fmt.Errorf("decode a batch's record: %w", err))
+			continue
+		}
+		if rec.DeliveryID == "" {
+			errs = append(errs, errors.New("decode a batch's record: no delivery id"))
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	return recs, errors.Join(errs...)
 }

@@ -53,13 +53,15 @@ var (
 	keyIndexVersion  = []byte("index_version")
 	keyAuditApplied  = []byte("audit_applied") // AUDIT sequence the indexer applied through, uint64 BE
 	keyAuditStream   = []byte("audit_stream")  // creation time of that AUDIT stream, unix ns BE
-	// The buckets of the first index format, dropped by the upgrade.
-	oldIndexBuckets = [][]byte{[]byte("idx_sub_time"), []byte("idx_event"), []byte("idx_status_time"), []byte("idx_time")}
+	// The buckets of earlier index formats that the current one no longer
+	// has (the first format's, then the second's), dropped by the upgrade.
+	oldIndexBuckets = [][]byte{[]byte("idx_sub_time"), []byte("idx_event"), []byte("idx_status_time"), []byte("idx_time"),
+		[]byte("dx_created"), []byte("dx_sub_created"), []byte("dx_type_created")}
 )
 
 // indexVersion is the format of the index buckets; a store written with
 // another is re-indexed from its deliveries when opened.
-const indexVersion = 2
+const indexVersion = 3
 
 // Store is this replica's index of delivery history in bbolt: deliveries by
 // id, and composite time-ordered indexes over them (see index), with a
@@ -292,6 +294,7 @@ func applyTx(tx *bolt.Tx, r Record) error {
 		return errors.New("record without delivery id")
 	}
 	b := tx.Bucket(bucketDeliveries)
+	b.FillPercent = appendFill // ids are time-ordered: new deliveries append
 	var d Delivery
 	var old *Delivery
 	if v := b.Get([]byte(r.DeliveryID)); v != nil {
@@ -405,15 +408,20 @@ func (s *Store) Sweep(cutoff time.Time) (int, error) {
 func (s *Store) sweepBatch(cutoff time.Time, limit int) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		byTime := tx.Bucket(idxTime.bucket)
+		// Every delivery has an entry in the status index: walk each
+		// status's range from its oldest.
+		byStatus := tx.Bucket(idxStatus.bucket)
 		end := timeKey(cutoff)
 		var keys [][]byte
-		c := byTime.Cursor()
-		for k, _ := c.First(); len(k) >= 8 && bytes.Compare(k[:8], end) < 0 && len(keys) < limit; k, _ = c.Next() {
-			keys = append(keys, bytes.Clone(k))
+		var ids [][]byte
+		for _, p := range ranges(byStatus, plan{merge: true}) {
+			c := byStatus.Cursor()
+			for k, _ := c.Seek(p); bytes.HasPrefix(k, p) && len(k) >= len(p)+8 && bytes.Compare(k[len(p):len(p)+8], end) < 0 && len(keys) < limit; k, _ = c.Next() {
+				keys, ids = append(keys, bytes.Clone(k)), append(ids, bytes.Clone(k[len(p)+8:]))
+			}
 		}
-		for _, k := range keys {
-			id := k[8:]
+		for i, k := range keys {
+			id := ids[i]
 			if v := tx.Bucket(bucketDeliveries).Get(id); v != nil {
 				var d Delivery
 				if err := json.Unmarshal(v, &d); err == nil {
@@ -427,7 +435,7 @@ func (s *Store) sweepBatch(cutoff time.Time, limit int) (int, error) {
 					return err
 				}
 			}
-			if err := byTime.Delete(k); err != nil {
+			if err := byStatus.Delete(k); err != nil {
 				return err
 			}
 			n++

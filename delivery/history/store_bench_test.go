@@ -2,12 +2,15 @@ package history_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
@@ -19,20 +22,48 @@ import (
 // attempt records (the indexer gathers up to 1024, or 50ms of them), a new
 // delivery's first attempt and a retry of an older
 // one, which moves it between statuses.
+//
+// ids=random makes delivery ids as the previous release did (UUIDv5, random
+// looking); ids=ordered as this one does, time-ordered (the creation time's
+// milliseconds first, UUIDv7-shaped).
 func BenchmarkStoreApply(b *testing.B) {
 	for _, batch := range []int{64, 1024} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchmarkApply(b, batch) })
+		for _, ordered := range []bool{false, true} {
+			ids := map[bool]string{false: "random", true: "ordered"}[ordered]
+			b.Run(fmt.Sprintf("batch=%d/ids=%s", batch, ids), func(b *testing.B) { benchmarkApply(b, batch, ordered) })
+		}
 	}
 }
 
-func benchmarkApply(b *testing.B, batch int) {
+// BenchmarkStoreApplyAt200k is BenchmarkStoreApply (batches of 1024) on a
+// store that already holds 200,000 deliveries (400,000 records, applied
+// before the timer starts): with -benchtime 100x it times the 200–250k
+// range, where the index no longer fits the CPU caches.
+func BenchmarkStoreApplyAt200k(b *testing.B) {
+	for _, ordered := range []bool{false, true} {
+		ids := map[bool]string{false: "random", true: "ordered"}[ordered]
+		b.Run("ids="+ids, func(b *testing.B) { benchmarkApplyFrom(b, 1024, ordered, 200_000) })
+	}
+}
+
+// benchID returns delivery n's id, created at created.
+func benchID(n int, created time.Time, ordered bool) string {
+	if !ordered {
+		return uuid.NewSHA1(uuid.NameSpaceOID, []byte(strconv.Itoa(n))).String() // as the previous release made them
+	}
+	ms := uint64(created.UnixMilli())
+	return fmt.Sprintf("%08x-%04x-7%03x-8000-%012x", ms>>16, ms&0xffff, n%0x1000, n)
+}
+
+func benchmarkApply(b *testing.B, batch int, ordered bool) { benchmarkApplyFrom(b, batch, ordered, 0) }
+
+// benchmarkApplyFrom applies prefill deliveries' records before timing.
+func benchmarkApplyFrom(b *testing.B, batch int, ordered bool, prefill int) {
 	s, db := openBenchDB(b)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	recs := make([]history.Record, batch)
-	b.ReportAllocs()
-	b.ResetTimer()
 	n := 0
-	for b.Loop() {
+	fill := func() {
 		for i := range recs {
 			id := n / 2
 			attempt := n%2 + 1
@@ -42,8 +73,7 @@ func benchmarkApply(b *testing.B, batch int) {
 			}
 			at := t0.Add(time.Duration(n) * time.Millisecond)
 			recs[i] = history.Record{
-				// Ids as webhookd makes them: random-looking UUIDs.
-				DeliveryID: delivery.JobID(strconv.Itoa(id), "s", 1), EventID: delivery.EventIDFromSequence("", uint64(id)), Event: "task.completed",
+				DeliveryID: benchID(id, t0.Add(time.Duration(id)*time.Millisecond), ordered), EventID: delivery.EventIDFromSequence("", uint64(id)), Event: "task.completed",
 				SubscriptionID: fmt.Sprintf("s%02d", id%20), URL: "https://example.com/hook", Status: st, Reason: "http_503",
 				At: at, CreatedAt: t0.Add(time.Duration(id) * time.Millisecond),
 				Attempt: &history.AttemptInfo{Attempt: attempt, MaxAttempts: 4, At: at, URL: "https://example.com/hook",
@@ -55,7 +85,16 @@ func benchmarkApply(b *testing.B, batch int) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
+	for n < 2*prefill {
+		fill()
+	}
+	start := n
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		fill()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n-start), "ns/record")
 	b.ReportMetric(float64(dbSize(b, db))/float64(n), "file-B/record")
 }
 
@@ -165,4 +204,74 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkStoreIndexRSS indexes 100,000 deliveries (one attempt each, 20
+// subscriptions), once, and reports what they cost: the file's size, and
+// the file-backed resident memory (RssFile) the index adds to the process,
+// after indexing and after a page of every query kind. bbolt maps the file
+// read-only and writes with pwrite, so a page counts in RSS once read (a
+// lookup during Apply, a List); the kernel drops such clean pages under
+// memory pressure. ids=random makes delivery ids as the previous release
+// did, ids=ordered time-ordered.
+func BenchmarkStoreIndexRSS(b *testing.B) {
+	for _, ordered := range []bool{false, true} {
+		ids := map[bool]string{false: "random", true: "ordered"}[ordered]
+		b.Run("ids="+ids, func(b *testing.B) { benchmarkIndexRSS(b, ordered) })
+	}
+}
+
+func benchmarkIndexRSS(b *testing.B, ordered bool) {
+	const total = 100_000
+	rss0 := rssFile(b)
+	s, db := openBenchDB(b)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]history.Record, 0, 1024)
+	for i := range total {
+		created := t0.Add(time.Duration(i) * time.Millisecond)
+		recs = append(recs, history.Record{
+			DeliveryID: benchID(i, created, ordered), EventID: delivery.EventIDFromSequence("", uint64(i)), Event: "task.completed",
+			SubscriptionID: fmt.Sprintf("s%02d", i%20), URL: "https://example.com/hook", Status: delivery.StatusSucceeded,
+			Reason: "succeeded", At: created.Add(10 * time.Millisecond), CreatedAt: created,
+			Attempt: &history.AttemptInfo{Attempt: 1, MaxAttempts: 4, At: created, URL: "https://example.com/hook",
+				StatusCode: 200, DurationMS: 10, Outcome: delivery.OutcomeSucceeded, Reason: "succeeded"},
+		})
+		if len(recs) == cap(recs) || i == total-1 {
+			if err := s.ApplyBatch(recs, uint64(i+1)); err != nil {
+				b.Fatal(err)
+			}
+			recs = recs[:0]
+		}
+	}
+	indexed := rssFile(b)
+	for b.Loop() {
+		for _, q := range []history.Query{{}, {SubscriptionID: "s07"}, {Status: delivery.StatusSucceeded}, {EventType: "task.completed"}} {
+			if _, _, err := s.List(q); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(dbSize(b, db))/(1<<20), "file-MiB/100k")
+	b.ReportMetric(float64(indexed-rss0)/(1<<20), "rss-file-MiB/100k-indexed")
+	b.ReportMetric(float64(rssFile(b)-rss0)/(1<<20), "rss-file-MiB/100k-listed")
+}
+
+// rssFile returns the process's file-backed resident memory (RssFile in
+// /proc/self/status), in bytes.
+func rssFile(b *testing.B) int64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc/self/status:", err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Skip("no RssFile in /proc/self/status")
+	return 0
 }

@@ -18,11 +18,11 @@ import (
 //
 //	field₁ | field₂ | … | created (8 bytes, big-endian unix ns) | delivery id
 //
-// with empty values, each field written as its length (2 bytes, big-endian)
-// then its bytes, so no field value can run into the next one. Keys sharing
-// their fields sort by creation time: a query on those fields is one range
-// seek over [since, until), walked newest (or oldest) first, and the page
-// reads only the deliveries it returns.
+// each field written as its length (2 bytes, big-endian) then its bytes, so
+// no field value can run into the next one. Keys sharing their fields sort
+// by creation time: a query on those fields is one range seek over [since,
+// until), walked newest (or oldest) first, and the page reads only the
+// deliveries it returns.
 type index struct {
 	id     byte // in cursors
 	name   string
@@ -48,24 +48,22 @@ type index struct {
 // nothing flat out.
 const appendFill = 0.7
 
+// Three indexes answer every query (Query.plan). Both status indexes keep
+// the event type as the entry's value, so a type filter is checked on the
+// index, without reading the delivery; a query without a status walks the
+// ranges of every status present at once, in creation order (a merge).
 var (
-	idxTime = &index{id: 1, name: "created", bucket: []byte("dx_created"),
-		fields: func(*Delivery) ([]string, bool) { return nil, true }}
-	idxSub = &index{id: 2, name: "subscription", bucket: []byte("dx_sub_created"),
-		fields: func(d *Delivery) ([]string, bool) { return []string{d.SubscriptionID}, d.SubscriptionID != "" }}
-	idxSubStatus = &index{id: 3, name: "subscription+status", bucket: []byte("dx_sub_status_created"), byStatus: true,
+	idxSubStatus = &index{id: 1, name: "subscription+status", bucket: []byte("dx_sub_status_created"), byStatus: true,
 		fields: func(d *Delivery) ([]string, bool) {
 			return []string{d.SubscriptionID, string(d.Status)}, d.SubscriptionID != ""
 		}}
-	idxStatus = &index{id: 4, name: "status", bucket: []byte("dx_status_created"), byStatus: true,
+	idxStatus = &index{id: 2, name: "status", bucket: []byte("dx_status_created"), byStatus: true,
 		fields: func(d *Delivery) ([]string, bool) { return []string{string(d.Status)}, true }}
-	idxType = &index{id: 5, name: "event type", bucket: []byte("dx_type_created"),
-		fields: func(d *Delivery) ([]string, bool) { return []string{d.Event}, true }}
-	idxEvent = &index{id: 6, name: "event id", bucket: []byte("dx_event_created"), scattered: true,
+	idxEvent = &index{id: 3, name: "event id", bucket: []byte("dx_event_created"), scattered: true,
 		fields: func(d *Delivery) ([]string, bool) { return []string{d.EventID}, true }}
 
 	// indexes lists every index; each delivery has at most one entry in each.
-	indexes = []*index{idxTime, idxSub, idxSubStatus, idxStatus, idxType, idxEvent}
+	indexes = []*index{idxSubStatus, idxStatus, idxEvent}
 )
 
 // maxField bounds a key field: bbolt refuses keys over 32 KiB.
@@ -138,10 +136,19 @@ func putIndexes(tx *bolt.Tx, d, old *Delivery, appending bool) error {
 			return err
 		}
 		if k != nil {
-			if err := b.Put(k, nil); err != nil {
+			if err := b.Put(k, ix.value(d)); err != nil {
 				return fmt.Errorf("index %s: %w", ix.name, err)
 			}
 		}
+	}
+	return nil
+}
+
+// value returns d's entry's value in ix: the event type in the status
+// indexes, nothing in the others.
+func (ix *index) value(d *Delivery) []byte {
+	if ix.byStatus {
+		return []byte(d.Event)
 	}
 	return nil
 }
@@ -179,80 +186,140 @@ type Query struct {
 // or issued for other filters; the error says which.
 var ErrBadCursor = errors.New("delivery: bad cursor")
 
-// plan picks the index whose fields are the query's most selective
-// equality filters, and returns it with its key prefix and whether some
-// filter is left for List to check on the decoded deliveries.
-func (q Query) plan() (ix *index, p []byte, residual bool, err error) {
+// A plan is how List answers a query: walk ix under base — one range, or
+// when merge is set the ranges of every value of the next field (the
+// status) present under base, merged in creation order — checking the
+// event type on the entries' values (typ) and the other filters on the
+// decoded deliveries (residual).
+type plan struct {
+	id       byte // in cursors
+	ix       *index
+	base     []byte
+	merge    bool
+	typ      []byte
+	residual bool
+}
+
+// plan picks the index and ranges for q.
+func (q Query) plan() (plan, error) {
+	var pl plan
 	var fields []string
 	switch {
 	case q.EventID != "":
-		ix, fields = idxEvent, []string{q.EventID}
-		residual = q.SubscriptionID != "" || q.Status != "" || q.EventType != ""
+		pl = plan{id: 1, ix: idxEvent, residual: q.SubscriptionID != "" || q.Status != "" || q.EventType != ""}
+		fields = []string{q.EventID}
 	case q.SubscriptionID != "" && q.Status != "":
-		ix, fields = idxSubStatus, []string{q.SubscriptionID, string(q.Status)}
-		residual = q.EventType != ""
+		pl, fields = plan{id: 2, ix: idxSubStatus}, []string{q.SubscriptionID, string(q.Status)}
 	case q.SubscriptionID != "":
-		ix, fields = idxSub, []string{q.SubscriptionID}
-		residual = q.EventType != ""
+		pl, fields = plan{id: 3, ix: idxSubStatus, merge: true}, []string{q.SubscriptionID}
 	case q.Status != "":
-		ix, fields = idxStatus, []string{string(q.Status)}
-		residual = q.EventType != ""
-	case q.EventType != "":
-		ix, fields = idxType, []string{q.EventType}
+		pl, fields = plan{id: 4, ix: idxStatus}, []string{string(q.Status)}
 	default:
-		ix = idxTime
+		pl = plan{id: 5, ix: idxStatus, merge: true}
 	}
-	p, err = prefix(fields...)
-	return ix, p, residual, err
+	if q.EventID == "" && q.EventType != "" {
+		pl.typ = []byte(q.EventType)
+	}
+	var err error
+	pl.base, err = prefix(fields...)
+	return pl, err
 }
 
-// Cursor layout: version, index id, direction, then the index key of the
-// last delivery returned.
-const cursorVersion = 1
+// scope returns what a cursor is valid for: the query's filters.
+func (q Query) scope() []byte {
+	p, _ := prefix(q.SubscriptionID, string(q.Status), q.EventType, q.EventID) // bounded by plan already
+	return p
+}
 
-func encodeCursor(ix *index, oldestFirst bool, k []byte) string {
+// Cursor layout: version, plan id, direction, the length of the query's
+// scope (2 bytes) and the scope, then the creation time and id of the last
+// delivery returned.
+const cursorVersion = 2
+
+func encodeCursor(pl plan, q Query, last []byte) string {
 	dir := byte(0)
-	if oldestFirst {
+	if q.OldestFirst {
 		dir = 1
 	}
-	return base64.RawURLEncoding.EncodeToString(append([]byte{cursorVersion, ix.id, dir}, k...))
+	scope := q.scope()
+	c := append([]byte{cursorVersion, pl.id, dir}, binary.BigEndian.AppendUint16(nil, uint16(len(scope)))...)
+	c = append(append(c, scope...), last...)
+	return base64.RawURLEncoding.EncodeToString(c)
 }
 
-func decodeCursor(s string, ix *index, oldestFirst bool, p []byte) ([]byte, error) {
+func decodeCursor(s string, pl plan, q Query) ([]byte, error) {
 	c, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(c) < 3 || c[0] != cursorVersion {
+	if err != nil || len(c) < 5 || c[0] != cursorVersion {
 		return nil, fmt.Errorf("%w: not a cursor this server issued", ErrBadCursor)
 	}
 	dir := byte(0)
-	if oldestFirst {
+	if q.OldestFirst {
 		dir = 1
 	}
-	k := c[3:]
-	if c[1] != ix.id || c[2] != dir || !bytes.HasPrefix(k, p) || len(k) < len(p)+8 {
+	n := int(binary.BigEndian.Uint16(c[3:5]))
+	if len(c) < 5+n+8 {
+		return nil, fmt.Errorf("%w: not a cursor this server issued", ErrBadCursor)
+	}
+	if c[1] != pl.id || c[2] != dir || !bytes.Equal(c[5:5+n], q.scope()) {
 		return nil, fmt.Errorf("%w: it was issued for other filters (subscription, event, type, status): repeat them unchanged", ErrBadCursor)
 	}
-	return k, nil
+	return c[5+n:], nil
+}
+
+// run is one range of a plan being walked: its key prefix, its cursor and
+// the entry it is on.
+type run struct {
+	p    []byte
+	c    *bolt.Cursor
+	k, v []byte
+}
+
+// ranges returns the key prefixes pl walks: base, or with merge base and
+// each value of the next field present under it, found by skipping from
+// one value to the next (a seek each).
+func ranges(b *bolt.Bucket, pl plan) [][]byte {
+	if !pl.merge {
+		return [][]byte{pl.base}
+	}
+	var out [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(pl.base); k != nil && bytes.HasPrefix(k, pl.base); {
+		rest := k[len(pl.base):]
+		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest)) {
+			break // not a key of this layout
+		}
+		p := bytes.Clone(k[:len(pl.base)+2+int(binary.BigEndian.Uint16(rest))])
+		out = append(out, p)
+		end := prefixEnd(p)
+		if end == nil {
+			break
+		}
+		k, _ = c.Seek(end)
+	}
+	return out
 }
 
 // List returns the deliveries q selects and the cursor of the next page ("" on
-// the last page). It seeks one composite index (see Query.plan) over the
-// creation-time range, so a page reads only the deliveries it returns when
-// the index covers every filter; a filter it does not cover (the other
-// fields with an event id, the type with a subscription or status) is
-// checked on the deliveries the index yields.
+// the last page). It walks one index (see Query.plan) over the
+// creation-time range, seeking each range it walks, so a page decodes only
+// the deliveries it returns, except with an event id and another filter,
+// which is checked on the deliveries of that event.
 func (s *Store) List(q Query) ([]Delivery, string, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 50
 	}
 	limit = min(limit, 1000)
-	ix, p, residual, err := q.plan()
+	pl, err := q.plan()
 	if err != nil {
 		return nil, "", fmt.Errorf("delivery: list: %w", err)
 	}
+	if len(q.scope()) > 1<<16-1 {
+		return nil, "", errors.New("delivery: list: filters too long")
+	}
 	var after []byte
 	if q.Cursor != "" {
-		if after, err = decodeCursor(q.Cursor, ix, q.OldestFirst, p); err != nil {
+		if after, err = decodeCursor(q.Cursor, pl, q); err != nil {
 			return nil, "", err
 		}
 	}
@@ -266,73 +333,105 @@ func (s *Store) List(q Query) ([]Delivery, string, error) {
 	var out []Delivery
 	var next string
 	err = s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(ix.bucket).Cursor()
+		b := tx.Bucket(pl.ix.bucket)
 		dels := tx.Bucket(bucketDeliveries)
-		var k []byte
-		step := c.Prev
-		switch {
-		case q.OldestFirst:
-			step = c.Next
-			switch {
-			case after != nil:
-				if k, _ = c.Seek(after); bytes.Equal(k, after) {
-					k, _ = c.Next()
-				}
-			case since != nil:
-				k, _ = c.Seek(append(bytes.Clone(p), since...))
-			default:
-				k, _ = c.Seek(p)
-			}
-		case after != nil:
-			k = seekBefore(c, after)
-		case until != nil:
-			k = seekBefore(c, append(bytes.Clone(p), until...))
-		default:
-			k = seekBefore(c, prefixEnd(p))
-		}
-		var last []byte
 		visited, decoded := 0, 0
 		defer func() { s.visited.Add(int64(visited)); s.decoded.Add(int64(decoded)) }()
-		for ; k != nil && bytes.HasPrefix(k, p) && len(k) >= len(p)+8; k, _ = step() {
-			visited++
-			created := k[len(p) : len(p)+8]
-			if since != nil && bytes.Compare(created, since) < 0 {
-				if q.OldestFirst {
+		var runs []*run
+		for _, p := range ranges(b, pl) {
+			r := &run{p: p, c: b.Cursor()}
+			switch {
+			case q.OldestFirst && after != nil:
+				from := append(bytes.Clone(p), after...)
+				if r.k, r.v = r.c.Seek(from); bytes.Equal(r.k, from) {
+					r.k, r.v = r.c.Next()
+				}
+			case q.OldestFirst && since != nil:
+				r.k, r.v = r.c.Seek(append(bytes.Clone(p), since...))
+			case q.OldestFirst:
+				r.k, r.v = r.c.Seek(p)
+			case after != nil:
+				r.k, r.v = seekBefore(r.c, append(bytes.Clone(p), after...))
+			case until != nil:
+				r.k, r.v = seekBefore(r.c, append(bytes.Clone(p), until...))
+			default:
+				r.k, r.v = seekBefore(r.c, prefixEnd(p))
+			}
+			runs = append(runs, r)
+		}
+		step := func(r *run) {
+			if q.OldestFirst {
+				r.k, r.v = r.c.Next()
+			} else {
+				r.k, r.v = r.c.Prev()
+			}
+		}
+		var last []byte
+		for {
+			// The next entry in order among the runs still in range.
+			var cur *run
+			for _, r := range runs {
+				for r.k != nil && bytes.HasPrefix(r.k, r.p) && len(r.k) >= len(r.p)+8 {
+					created := r.k[len(r.p) : len(r.p)+8]
+					if q.OldestFirst && until != nil && bytes.Compare(created, until) >= 0 ||
+						!q.OldestFirst && since != nil && bytes.Compare(created, since) < 0 {
+						r.k = nil // beyond the range: everything further is too
+						break
+					}
+					if q.OldestFirst && since != nil && bytes.Compare(created, since) < 0 ||
+						!q.OldestFirst && until != nil && bytes.Compare(created, until) >= 0 {
+						visited++
+						step(r)
+						continue
+					}
+					break
+				}
+				if r.k == nil || !bytes.HasPrefix(r.k, r.p) || len(r.k) < len(r.p)+8 {
+					r.k = nil
 					continue
 				}
-				break // newest first: everything further is older still
-			}
-			if until != nil && bytes.Compare(created, until) >= 0 {
-				if q.OldestFirst {
-					break // oldest first: everything further is newer still
+				if cur == nil {
+					cur = r
+					continue
 				}
-				continue
+				c := bytes.Compare(r.k[len(r.p):], cur.k[len(cur.p):])
+				if q.OldestFirst && c < 0 || !q.OldestFirst && c > 0 {
+					cur = r
+				}
 			}
-			if len(out) == limit && !residual {
-				next = encodeCursor(ix, q.OldestFirst, last) // one more in range: another page
+			if cur == nil {
 				return nil
 			}
-			id := k[len(p)+8:]
-			v := dels.Get(id)
-			if v == nil {
+			visited++
+			k, v := cur.k[len(cur.p):], cur.v
+			step(cur)
+			if pl.typ != nil && !bytes.Equal(v, pl.typ) {
+				continue
+			}
+			if len(out) == limit && !pl.residual {
+				next = encodeCursor(pl, q, last) // one more in range: another page
+				return nil
+			}
+			id := k[8:]
+			dv := dels.Get(id)
+			if dv == nil {
 				continue
 			}
 			var d Delivery
 			decoded++
-			if err := json.Unmarshal(v, &d); err != nil {
+			if err := json.Unmarshal(dv, &d); err != nil {
 				return fmt.Errorf("decode delivery %s: %w", id, err)
 			}
-			if residual && !q.matches(d) {
+			if pl.residual && !q.matches(d) {
 				continue
 			}
 			if len(out) == limit {
-				next = encodeCursor(ix, q.OldestFirst, last)
+				next = encodeCursor(pl, q, last)
 				return nil
 			}
 			out = append(out, d)
 			last = bytes.Clone(k)
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("delivery: list: %w", err)
@@ -348,18 +447,14 @@ func (q Query) matches(d Delivery) bool {
 }
 
 // seekBefore positions c on the last key below bound.
-func seekBefore(c *bolt.Cursor, bound []byte) []byte {
+func seekBefore(c *bolt.Cursor, bound []byte) ([]byte, []byte) {
 	if bound == nil {
-		k, _ := c.Last()
-		return k
+		return c.Last()
 	}
-	k, _ := c.Seek(bound)
-	if k == nil {
-		k, _ = c.Last()
-	} else {
-		k, _ = c.Prev()
+	if k, _ := c.Seek(bound); k == nil {
+		return c.Last()
 	}
-	return k
+	return c.Prev()
 }
 
 // prefixEnd returns the least key above every key starting with p, or nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
@@ -170,12 +171,74 @@ func TestOpenStoreRebuildsIndexesWithoutAppendFill(t *testing.T) {
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	writeOldStore(t, db, 20_000, time.Now().Add(-time.Hour), func(i int) string { return delivery.JobID(strconv.Itoa(i), "s", 1) })
+	writeOldStore(t, db, 20_000, time.Now().Add(-time.Hour), func(i int) string { return uuid.NewSHA1(uuid.NameSpaceOID, []byte(strconv.Itoa(i))).String() })
 	s, err := history.OpenStoreChunked(db, zerolog.Nop(), 2000)
 	require.NoError(t, err)
 	fill, err := s.IndexFill()
 	require.NoError(t, err)
 	for name, f := range fill {
 		require.GreaterOrEqual(t, f, 0.5, "index %s pages %.0f%% full", name, 100*f)
+	}
+}
+
+// A store of the second format (six index buckets, format 2) is re-indexed
+// into the three of the current one when opened: the buckets it no longer
+// has are dropped, and every query finds its deliveries.
+func TestOpenStoreUpgradesASecondFormatStore(t *testing.T) {
+	t.Parallel()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "webhooks.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	s, err := history.OpenStore(db, zerolog.Nop())
+	require.NoError(t, err)
+	t0 := time.Now().UTC().Add(-time.Hour)
+	for i := range 100 {
+		r := attemptRec(fmt.Sprintf("d%03d", i), fmt.Sprintf("s%d", i%2), fmt.Sprintf("e%03d", i), 1, delivery.StatusSucceeded, t0.Add(time.Duration(i)*time.Second))
+		require.NoError(t, s.Apply(r))
+	}
+	// As the second format left it: its other buckets, format 2, and
+	// status entries without the event type as their value.
+	gone := []string{"dx_created", "dx_sub_created", "dx_type_created"}
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		for _, name := range gone {
+			b, err := tx.CreateBucket([]byte(name))
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte("k"), nil); err != nil {
+				return err
+			}
+		}
+		for _, name := range []string{"dx_status_created", "dx_sub_status_created"} {
+			b := tx.Bucket([]byte(name))
+			c := b.Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				if err := b.Put(bytes.Clone(k), nil); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Bucket([]byte("delivery_meta")).Put([]byte("index_version"), binary.BigEndian.AppendUint64(nil, 2))
+	}))
+
+	var logs bytes.Buffer
+	s, err = history.OpenStore(db, zerolog.New(&logs))
+	require.NoError(t, err)
+	require.Contains(t, logs.String(), `"from_format":2`)
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		for _, name := range gone {
+			require.Nil(t, tx.Bucket([]byte(name)), name)
+		}
+		return nil
+	}))
+	for _, q := range []history.Query{{}, {SubscriptionID: "s1"}, {EventType: "task.completed"}, {Status: delivery.StatusSucceeded}, {SubscriptionID: "s0", EventType: "task.completed"}} {
+		q.Limit = 1000
+		page, _, err := s.List(q)
+		require.NoError(t, err)
+		want := 100
+		if q.SubscriptionID != "" {
+			want = 50
+		}
+		require.Len(t, page, want, "%+v", q)
 	}
 }

@@ -134,6 +134,23 @@ func Next(t testing.TB, ch chan Request) Request {
 	}
 }
 
+// Stop stops the daemon with SIGTERM and waits up to 30 s for it to exit,
+// before the test ends (for a test that replaces it).
+func (d *Daemon) Stop(t testing.TB) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("daemontest: stop webhookd: %v", err)
+	}
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("daemontest: webhookd exited: %v\n%s", err, d.log.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemontest: webhookd still running 30s after SIGTERM\n%s", d.log.String())
+	}
+}
+
 // NATSURL is the URL robots connect to.
 func (d *Daemon) NATSURL() string { return "nats://" + d.NATSAddr }
 

@@ -16,9 +16,7 @@ import (
 // enforces every promise, listed or not.
 var pendingFixes = map[string]string{
 	"sigterm-handback": "issue 22 item 3: SIGTERM hands back unstarted jobs at once",
-	"disk-full":        "issue 22 item 1: a full disk refuses clearly, says not ready, and recovers by itself",
 	"bbolt-damaged":    "issue 22 item 2: a damaged bbolt file is set aside and rebuilt, without a crash",
-	"conn-limits":      "issue 22 item 4: the embedded NATS server limits connections",
 }
 
 // strictEnv makes every promise binding, pending or not.

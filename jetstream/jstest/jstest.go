@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -53,7 +52,6 @@ func Provisioning() jetstream.Provisioning {
 	return jetstream.Provisioning{
 		AuditRetention: time.Hour, MaxEventBytes: 1 << 20,
 		AckWait: 5 * time.Second, MaxAckPending: 1000, // long enough for a loaded CI machine
-		EventID: delivery.EventIDFromSequence,
 	}
 }
 
