@@ -269,14 +269,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	g.Go(func() error { return subs.Run(gctx) })
 	g.Go(func() error { return indexer.Run(gctx) })
 	g.Go(func() error { return queue.Run(gctx) })
-	// The recorder outlives the dispatcher: attempts that finish during
-	// the shutdown still get their records confirmed, and so are settled.
-	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(gctx))
-	defer stopRecorder()
-	g.Go(func() error { return recorder.Run(recCtx) })
 	g.Go(func() error { return purger.Run(gctx) })
 	g.Go(func() error {
-		defer stopRecorder()
 		select { // route nothing before the subscription mirror has caught up
 		case <-subs.Ready():
 		case <-gctx.Done():
