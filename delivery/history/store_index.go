@@ -241,6 +241,9 @@ func decodeCursor(s string, ix *index, oldestFirst bool, p []byte) ([]byte, erro
 // fields with an event id, the type with a subscription or status) is
 // checked on the deliveries the index yields.
 func (s *Store) List(q Query) ([]Delivery, string, error) {
+	if err := s.readable(); err != nil {
+		return nil, "", err
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 50

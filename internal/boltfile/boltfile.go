@@ -125,12 +125,13 @@ func (f *File) SetAside() string { return f.atOpen }
 func (f *File) Path() string { return f.path }
 
 // OnReset registers fn to run on every replacement of the file. If the file
-// was set aside at Open, fn runs now as well, so an owner that registers
-// after Open still rebuilds.
+// was replaced already (at Open, or by a transaction before fn was
+// registered), fn runs now as well, so an owner that registers late still
+// rebuilds.
 func (f *File) OnReset(fn ResetFunc) error {
 	f.mu.Lock()
 	f.resets = append(f.resets, fn)
-	late := f.atOpen != "" && f.db != nil
+	late := f.gen > 0 && f.db != nil
 	f.mu.Unlock()
 	if !late {
 		return nil
