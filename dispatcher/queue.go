@@ -157,6 +157,9 @@ func (q *Queue) sweepHeld() {
 			continue
 		}
 		held, _, err := q.deps.Store.List(history.Query{SubscriptionID: sub.ID, Status: delivery.StatusPaused, Limit: 1})
+		if errors.Is(err, history.ErrRebuilding) {
+			return // the index is rebuilt from AUDIT (its file was damaged): the next sweep looks
+		}
 		if err != nil {
 			q.log.Warn().Err(err).Str("subscription_id", sub.ID).Msg("looking for stranded held deliveries failed")
 			continue
