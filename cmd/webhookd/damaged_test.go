@@ -51,12 +51,14 @@ func zeroPages(t *testing.T, path string, pages []int64, pageSize int64) {
 
 // The bbolt file damaged while webhookd was stopped (issue 22 item 2).
 // Before internal/boltfile each of these crashed the replica: the history's
-// pages in the handler of GET /v1/deliveries, in the queue's sweepHeld at
-// start or in the indexer's putIndexes, whichever read them first; the
-// mirror's pages in subscriptions.Open; a truncated file with "fatal
-// error: fault" (SIGBUS). Now the replica starts, sets the file aside under a
-// dated name with one warn line, rebuilds the mirror from the KV bucket and
-// the index from AUDIT, and serves every delivery again.
+// pages in the history store's open, its index pages in whichever read
+// them first (the handler of GET /v1/deliveries, the queue's sweepHeld, the
+// indexer's putIndexes or, here, its retention sweep at start); the
+// mirror's pages in subscriptions.Open; the root page in the replica id's
+// transaction; a truncated file in bbolt.Open. Now the replica starts, sets
+// the file aside under a dated name with one warn line, rebuilds the mirror
+// from the KV bucket and the index from AUDIT, and serves every delivery
+// again.
 func TestDamagedBoltFileIsSetAsideAndRebuilt(t *testing.T) {
 	t.Parallel()
 	mirror := func(name string) bool { return name == "subs" }
@@ -96,9 +98,11 @@ func TestDamagedBoltFileIsSetAsideAndRebuilt(t *testing.T) {
 			zeroPages(t, path, []int64{root}, ps)
 		}},
 		{"truncated", func(t *testing.T, path string) {
-			info, err := os.Stat(path)
-			require.NoError(t, err)
-			require.NoError(t, os.Truncate(path, info.Size()/3))
+			// The meta pages alone. Here bbolt's Open read zeros for the
+			// freelist past the end and panicked ("invalid freelist
+			// page"); a read the mapping faults on (SIGBUS) is tested in
+			// internal/boltfile.
+			require.NoError(t, os.Truncate(path, 2*int64(os.Getpagesize())))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,7 +144,6 @@ func TestDamagedBoltFileIsSetAsideAndRebuilt(t *testing.T) {
 			require.Equal(t, want, ids(list.Items))
 
 			logs := d.logs.String()
-			t.Log(logLine(t, logs, "bbolt file damaged: set aside; rebuilding it from NATS (subscriptions from the KV bucket, delivery history from AUDIT)")["error"])
 			require.Equal(t, 1, strings.Count(logs, "bbolt file damaged"), "one warn line")
 			require.Equal(t, "warn", logLevelOf(t, logs, "bbolt file damaged: set aside; rebuilding it from NATS (subscriptions from the KV bucket, delivery history from AUDIT)"))
 			aside, err := filepath.Glob(path + ".damaged-20*Z")
