@@ -65,6 +65,9 @@ func TestDamagedBoltFileIsSetAsideAndRebuilt(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		damage func(t *testing.T, path string)
+		// metByAPI: nothing reads the damaged pages before a query of
+		// the API does (ready, then a handler panic before the fix).
+		metByAPI bool
 	}{
 		{"history pages overwritten", func(t *testing.T, path string) {
 			pages, ps := bucketPages(t, path, func(name string) bool {
@@ -72,7 +75,7 @@ func TestDamagedBoltFileIsSetAsideAndRebuilt(t *testing.T) {
 			})
 			require.GreaterOrEqual(t, len(pages), 2, "the history has pages of its own")
 			zeroPages(t, path, pages, ps)
-		}},
+		}, false},
 		{"history index pages overwritten", func(t *testing.T, path string) {
 			// Not the deliveries themselves, which the store reads at
 			// open: the damage is met later, by the first reader of an
@@ -82,12 +85,20 @@ func TestDamagedBoltFileIsSetAsideAndRebuilt(t *testing.T) {
 			})
 			require.GreaterOrEqual(t, len(pages), 2, "the indexes have pages of their own")
 			zeroPages(t, path, pages, ps)
-		}},
+		}, false},
+		{"event index pages overwritten", func(t *testing.T, path string) {
+			// The index of event ids, which only a query by event id
+			// reads (the name is the history store's; if it changes, so
+			// must this).
+			pages, ps := bucketPages(t, path, func(name string) bool { return name == "dx_event_created" })
+			require.Len(t, pages, 1, "the event index has pages of its own")
+			zeroPages(t, path, pages, ps)
+		}, true},
 		{"mirror pages overwritten", func(t *testing.T, path string) {
 			pages, ps := bucketPages(t, path, mirror)
 			require.Len(t, pages, 1, "the mirror has pages of its own")
 			zeroPages(t, path, pages, ps)
-		}},
+		}, false},
 		{"root page overwritten", func(t *testing.T, path string) {
 			db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 			require.NoError(t, err)
@@ -96,14 +107,14 @@ func TestDamagedBoltFileIsSetAsideAndRebuilt(t *testing.T) {
 			ps := int64(db.Info().PageSize)
 			require.NoError(t, db.Close())
 			zeroPages(t, path, []int64{root}, ps)
-		}},
+		}, false},
 		{"truncated", func(t *testing.T, path string) {
 			// The meta pages alone. Here bbolt's Open read zeros for the
 			// freelist past the end and panicked ("invalid freelist
 			// page"); a read the mapping faults on (SIGBUS) is tested in
 			// internal/boltfile.
 			require.NoError(t, os.Truncate(path, 2*int64(os.Getpagesize())))
-		}},
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -129,6 +140,14 @@ func TestDamagedBoltFileIsSetAsideAndRebuilt(t *testing.T) {
 
 			d = start(t, "--data-dir", dir)
 			d.dataDir, d.token = dir, token
+			if tc.metByAPI {
+				code, _ := d.readyz(t)
+				require.Equal(t, http.StatusOK, code)
+				require.NotContains(t, d.logs.String(), "bbolt file damaged", "nothing met the damage yet")
+				var e apiErr
+				require.Equal(t, http.StatusServiceUnavailable, d.call(t, "GET", "/v1/deliveries?event=ev-3", token, "", &e))
+				require.Contains(t, e.Error.Message, "being rebuilt from AUDIT")
+			}
 			// Until the index is rebuilt the API says so (503); it never
 			// fails otherwise, and then serves every delivery again.
 			var list client.List[client.Delivery]

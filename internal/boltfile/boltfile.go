@@ -226,7 +226,10 @@ func (f *File) replaceLocked(problem error, o bolt.Options) error {
 		f.away = away
 		f.db, err = f.opts.OpenDB(f.path, o)
 	}
-	if err == nil && len(f.resets) > 0 {
+	if err == nil {
+		// Said before the owners reset, whose rebuilds log as they start.
+		f.log.Warn().Err(problem).Str("path", f.path).Str("set_aside_as", away).
+			Msg("bbolt file damaged: set aside; rebuilding it from NATS (subscriptions from the KV bucket, delivery history from AUDIT)")
 		err = f.db.Update(func(tx *bolt.Tx) error {
 			for _, fn := range f.resets {
 				if err := fn(tx); err != nil {
@@ -247,8 +250,6 @@ func (f *File) replaceLocked(problem error, o bolt.Options) error {
 		return fmt.Errorf("replace damaged %s: %w", f.path, err)
 	}
 	f.failed = nil
-	f.log.Warn().Err(problem).Str("path", f.path).Str("set_aside_as", away).
-		Msg("bbolt file damaged: set aside; rebuilding it from NATS (subscriptions from the KV bucket, delivery history from AUDIT)")
 	return nil
 }
 
