@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/robotlab/webhookd/internal/boltfile"
 )
@@ -187,6 +188,27 @@ func TestOpenSetsAsideDamageItCanSee(t *testing.T) {
 			require.Equal(t, 0, count(t, f))
 		})
 	}
+}
+
+// A file another process holds is not judged, even when it looks damaged
+// (here its meta pages were overwritten under that process): Open waits for
+// the lock, fails as bbolt does, and renames nothing.
+func TestOpenLeavesAFileInUseAlone(t *testing.T) {
+	t.Parallel()
+	path, _ := writeFile(t)
+	holder, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	defer holder.Close()
+	overwrite(t, path, 0, 2*os.Getpagesize())
+
+	var log logBuffer
+	_, err = boltfile.Open(path, boltfile.Options{Bolt: bolt.Options{Timeout: 200 * time.Millisecond}}, zerolog.New(&log))
+	require.ErrorIs(t, err, bolterrors.ErrTimeout)
+	aside, err := filepath.Glob(path + ".damaged-*")
+	require.NoError(t, err)
+	require.Empty(t, aside)
+	require.FileExists(t, path)
+	require.Empty(t, log.warnings(t))
 }
 
 // Damage in the data, which Open does not read: the transaction that meets
