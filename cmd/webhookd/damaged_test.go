@@ -164,6 +164,7 @@ func TestDamagedBoltFileIsSetAsideAndRebuilt(t *testing.T) {
 
 			logs := d.logs.String()
 			require.Equal(t, 1, strings.Count(logs, "bbolt file damaged"), "one warn line")
+			require.Equal(t, 1, strings.Count(logs, "boltfile: damaged file"), "and no other line about the damage")
 			require.Equal(t, "warn", logLevelOf(t, logs, "bbolt file damaged: set aside; rebuilding it from NATS (subscriptions from the KV bucket, delivery history from AUDIT)"))
 			aside, err := filepath.Glob(path + ".damaged-20*Z")
 			require.NoError(t, err)

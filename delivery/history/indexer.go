@@ -428,6 +428,9 @@ func (ix *Indexer) apply(recs []Record, high uint64) error {
 
 func (ix *Indexer) sweep() {
 	n, err := ix.store.Sweep(ix.now().Add(-ix.cfg.Retention))
+	if errors.Is(err, boltfile.ErrDamaged) {
+		return // the file was replaced, and said so: the new one is swept next time
+	}
 	if err != nil {
 		ix.log.Error().Err(err).Msg("retention sweep failed")
 		return
