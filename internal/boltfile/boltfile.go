@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -65,7 +66,10 @@ func Open(path string, opts Options, log zerolog.Logger) (*File, error) {
 		opts.Now = time.Now
 	}
 	f := &File{path: path, opts: opts, log: log.With().Str("component", "boltfile").Logger()}
-	problem := inspect(path)
+	problem, err := f.inspectLocked()
+	if err != nil {
+		return nil, err
+	}
 	if problem == nil {
 		db, err := f.open(opts.Bolt)
 		switch {
@@ -84,6 +88,52 @@ func Open(path string, opts Options, log zerolog.Logger) (*File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// inspectLocked inspects the file (see inspect) under the lock bbolt
+// takes, so that a file another process uses is never judged, let alone
+// set aside: that process's lock makes it wait up to the Timeout of
+// Options.Bolt, then fail with bbolt's ErrTimeout. It returns the damage
+// found (problem) apart from a failure to inspect (err).
+func (f *File) inspectLocked() (problem, err error) {
+	unlock, err := lockFile(f.path, f.opts.Bolt.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	err = inspect(f.path)
+	if errors.Is(err, ErrDamaged) {
+		return err, nil
+	}
+	return nil, err
+}
+
+// lockFile takes the exclusive flock bbolt takes on path, waiting up to
+// timeout (0: for ever) as bbolt does. A missing file needs no lock.
+func lockFile(path string, timeout time.Duration) (unlock func(), err error) {
+	file, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = file.Close() }, nil // closing releases it
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = file.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if timeout > 0 && time.Now().After(deadline) {
+			_ = file.Close()
+			return nil, bolterrors.ErrTimeout
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // open opens the file at path, telling damage (an error wrapping ErrDamaged)
@@ -165,6 +215,9 @@ func (f *File) run(op func(*bolt.DB) error) error {
 	db, gen, failed := f.db, f.gen, f.failed
 	if db == nil {
 		f.mu.RUnlock()
+		if failed == nil {
+			return bolterrors.ErrDatabaseNotOpen // closed
+		}
 		return fmt.Errorf("%w: no replacement file: %w", ErrDamaged, failed)
 	}
 	err := guard(func() error { return op(db) })
