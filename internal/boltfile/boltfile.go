@@ -46,6 +46,7 @@ type File struct {
 
 	mu     sync.RWMutex // read by every transaction, written by a replacement
 	db     *bolt.DB     // nil after a replacement failed to open
+	file   *os.File     // the handle bbolt opened db with
 	gen    uint64       // replacements so far
 	failed error        // why db is nil
 	resets []ResetFunc
@@ -139,8 +140,30 @@ func lockFile(path string, timeout time.Duration) (unlock func(), err error) {
 // open opens the file at path, telling damage (an error wrapping ErrDamaged)
 // from other failures.
 func (f *File) open(o bolt.Options) (db *bolt.DB, err error) {
-	// A panic in bbolt's Open leaves its file open and locked: keep a
-	// handle to close it.
+	var file *os.File
+	err = guard(func() error {
+		var err error
+		db, file, err = f.openDB(o)
+		return err
+	})
+	if db == nil && file != nil && errors.Is(err, ErrDamaged) {
+		_ = file.Close() // bbolt's Open panicked, leaving it open and locked
+	}
+	if db != nil {
+		f.file = file
+	}
+	for _, e := range []error{bolterrors.ErrInvalid, bolterrors.ErrChecksum, bolterrors.ErrVersionMismatch} {
+		if errors.Is(err, e) {
+			return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+		}
+	}
+	return db, err
+}
+
+// openDB opens the file at path with Options.OpenDB, and returns the
+// handle bbolt opened it with: a damaged file may be impossible to close
+// through bbolt (see closeDamaged).
+func (f *File) openDB(o bolt.Options) (*bolt.DB, *os.File, error) {
 	var file *os.File
 	openFile := o.OpenFile
 	if openFile == nil {
@@ -151,20 +174,8 @@ func (f *File) open(o bolt.Options) (db *bolt.DB, err error) {
 		file = fl
 		return fl, err
 	}
-	err = guard(func() error {
-		var err error
-		db, err = f.opts.OpenDB(f.path, o)
-		return err
-	})
-	if db == nil && file != nil && errors.Is(err, ErrDamaged) {
-		_ = file.Close()
-	}
-	for _, e := range []error{bolterrors.ErrInvalid, bolterrors.ErrChecksum, bolterrors.ErrVersionMismatch} {
-		if errors.Is(err, e) {
-			return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
-		}
-	}
-	return db, err
+	db, err := f.opts.OpenDB(f.path, o)
+	return db, file, err
 }
 
 // SetAside returns the path the file found damaged at Open was renamed to,
@@ -248,15 +259,18 @@ func guard(fn func() error) (err error) {
 	return fn()
 }
 
-// closeDamaged closes the current file, whose close may meet the damage too.
+// closeDamaged lets go of the damaged file without bbolt's Close, which
+// may wait for ever: a write transaction that panicked may have panicked
+// again in its rollback (reading the freelist from the damaged mapping), and
+// then never released bbolt's writer lock. Closing bbolt's handle releases
+// the file's lock; the mapping stays until the process exits.
 func (f *File) closeDamaged() {
-	if f.db == nil {
-		return
+	if f.file != nil {
+		if err := f.file.Close(); err != nil {
+			f.log.Debug().Err(err).Msg("closing the damaged file")
+		}
 	}
-	if err := guard(f.db.Close); err != nil {
-		f.log.Debug().Err(err).Msg("closing the damaged file")
-	}
-	f.db = nil
+	f.db, f.file = nil, nil
 }
 
 // replace sets the file aside and opens an empty one; see replaceLocked.
@@ -277,7 +291,7 @@ func (f *File) replaceLocked(problem error, o bolt.Options) error {
 	away, err := f.renameAside()
 	if err == nil {
 		f.away = away
-		f.db, err = f.opts.OpenDB(f.path, o)
+		f.db, f.file, err = f.openDB(o)
 	}
 	if err == nil {
 		// Said before the owners reset, whose rebuilds log as they start.
@@ -295,8 +309,8 @@ func (f *File) replaceLocked(problem error, o bolt.Options) error {
 	if err != nil {
 		if f.db != nil {
 			_ = f.db.Close()
-			f.db = nil
 		}
+		f.db, f.file = nil, nil
 		f.failed = err
 		f.log.Error().Err(err).AnErr("damage", problem).Str("path", f.path).
 			Msg("bbolt file damaged, and no empty file could replace it; the replica serves no history until restarted")
@@ -331,6 +345,6 @@ func (f *File) Close() error {
 		return nil
 	}
 	err := guard(f.db.Close)
-	f.db = nil
+	f.db, f.file = nil, nil
 	return err
 }
