@@ -50,8 +50,10 @@ type File struct {
 	gen    uint64       // replacements so far
 	failed error        // why db is nil
 	resets []ResetFunc
-	away   string // where the last damaged file went
-	atOpen string // where the file found damaged at Open went, if it was
+	bmu    sync.Mutex // guards batch
+	batch  *batch     // the batch calls join, nil when none waits
+	away   string     // where the last damaged file went
+	atOpen string     // where the file found damaged at Open went, if it was
 }
 
 // Open opens the bbolt file at path. A file damaged in a way Open can see
@@ -208,14 +210,6 @@ func (f *File) View(fn func(*bolt.Tx) error) error {
 // Update runs fn in a read-write transaction, as bolt.DB.Update does.
 func (f *File) Update(fn func(*bolt.Tx) error) error {
 	return f.run(func(db *bolt.DB) error { return db.Update(fn) })
-}
-
-// Batch runs fn as part of a batch, as bolt.DB.Batch does: fn may run more
-// than once and must be idempotent.
-func (f *File) Batch(fn func(*bolt.Tx) error) error {
-	return f.run(func(db *bolt.DB) error {
-		return db.Batch(func(tx *bolt.Tx) error { return guard(func() error { return fn(tx) }) })
-	})
 }
 
 // run runs op on the current file. Damage (a panic or fault in op, or an

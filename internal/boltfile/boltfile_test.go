@@ -255,20 +255,70 @@ func TestDamageFoundLaterReplacesTheFile(t *testing.T) {
 
 // A file truncated under a running process: bbolt's mapping reaches past
 // the file's end, and reading there faults (SIGBUS), which without
-// SetPanicOnFault ends the process ("fatal error: fault").
+// SetPanicOnFault ends the process ("fatal error: fault"). A write
+// transaction faults again in its rollback, which reads the freelist: on
+// bbolt's batch goroutine that too ended the process.
 func TestFaultOfATruncatedMappingIsRecovered(t *testing.T) {
+	t.Parallel()
+	read := func(tx *bolt.Tx) error { return tx.Bucket(bucket).ForEach(func(_, _ []byte) error { return nil }) }
+	write := func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte("key-0250"), []byte("new")) }
+	for _, tc := range []struct {
+		name string
+		run  func(f *boltfile.File) error
+	}{
+		{"View", func(f *boltfile.File) error { return f.View(read) }},
+		{"Update", func(f *boltfile.File) error { return f.Update(write) }},
+		{"Batch", func(f *boltfile.File) error { return f.Batch(write) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path, _ := writeFile(t)
+			var log logBuffer
+			f := open(t, path, &log)
+			require.NoError(t, f.OnReset(createBucket))
+			require.NoError(t, os.Truncate(path, int64(2*os.Getpagesize())))
+
+			err := tc.run(f)
+			require.ErrorIs(t, err, boltfile.ErrDamaged)
+			require.Contains(t, err.Error(), "memory fault")
+			require.Equal(t, 0, count(t, f))
+			require.Len(t, log.warnings(t), 1)
+			require.NoError(t, tc.run(f), "the new file serves")
+		})
+	}
+}
+
+// Concurrent Batch calls share transactions, and each gets its own
+// function's error back; a failing function runs alone, not failing the
+// others.
+func TestBatchSharesTransactions(t *testing.T) {
 	t.Parallel()
 	path, _ := writeFile(t)
 	var log logBuffer
 	f := open(t, path, &log)
-	require.NoError(t, f.OnReset(createBucket))
-	require.NoError(t, os.Truncate(path, int64(2*os.Getpagesize())))
-
-	err := f.View(func(tx *bolt.Tx) error { return tx.Bucket(bucket).ForEach(func(_, _ []byte) error { return nil }) })
-	require.ErrorIs(t, err, boltfile.ErrDamaged)
-	require.Contains(t, err.Error(), "memory fault")
-	require.Equal(t, 0, count(t, f))
-	require.Len(t, log.warnings(t), 1)
+	refused := errors.New("refused")
+	var wg sync.WaitGroup
+	errs := make([]error, 50)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = f.Batch(func(tx *bolt.Tx) error {
+				if i == 7 {
+					return refused
+				}
+				return tx.Bucket(bucket).Put(fmt.Appendf(nil, "batch-%02d", i), []byte("v"))
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i == 7 {
+			require.ErrorIs(t, err, refused)
+		} else {
+			require.NoError(t, err, i)
+		}
+	}
+	require.Equal(t, 500+49, count(t, f))
+	require.Empty(t, log.warnings(t))
 }
 
 // Many goroutines meet the damage at once: the file is replaced once.

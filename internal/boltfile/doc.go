@@ -19,7 +19,9 @@
 // transaction sees the new file. The transaction that met the damage returns
 // an error wrapping ErrDamaged.
 //
-// Caveat: Batch runs its function on bbolt's batch goroutine; the function is
-// guarded, but a fault in that goroutine's commit (after the function) is
-// not. Commits write pages rather than read them, so this is rare.
+// Batch gathers concurrent calls into one transaction as bolt.DB.Batch does,
+// but runs it through Update on a goroutine of its own, so its commit and
+// rollback are guarded too. A damaged file's mapping is not unmapped: bbolt's
+// Close may wait for ever on a write transaction that panicked in its
+// rollback, so only the file's handle (and its lock) is closed.
 package boltfile
