@@ -25,6 +25,7 @@ import (
 	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/internal/boltfile"
 	"github.com/robotlab/webhookd/internal/httplimit"
 	"github.com/robotlab/webhookd/internal/throttle"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -292,13 +293,19 @@ func (s *Server) authorized(h handlerFunc) http.Handler {
 			return
 		}
 		var apiErr *client.Error
-		if !errors.As(err, &apiErr) {
+		if errors.Is(err, history.ErrRebuilding) || errors.Is(err, boltfile.ErrDamaged) {
+			apiErr = apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "%s", rebuildingMessage)
+		} else if !errors.As(err, &apiErr) {
 			s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("request failed")
 			apiErr = apiError(http.StatusInternalServerError, client.CodeInternal, "internal error; see the server log")
 		}
 		writeError(w, apiErr)
 	})
 }
+
+// rebuildingMessage answers a request the delivery index cannot serve
+// while it is rebuilt from AUDIT, after its bbolt file was found damaged.
+const rebuildingMessage = "the delivery index is being rebuilt from AUDIT after its bbolt file was found damaged; try again shortly"
 
 type statusRecorder struct {
 	http.ResponseWriter

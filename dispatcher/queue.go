@@ -16,6 +16,7 @@ import (
 
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/history"
+	"github.com/robotlab/webhookd/internal/boltfile"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -157,6 +158,9 @@ func (q *Queue) sweepHeld() {
 			continue
 		}
 		held, _, err := q.deps.Store.List(history.Query{SubscriptionID: sub.ID, Status: delivery.StatusPaused, Limit: 1})
+		if errors.Is(err, history.ErrRebuilding) || errors.Is(err, boltfile.ErrDamaged) {
+			return // the index is rebuilt from AUDIT (its file was damaged, and said so): the next sweep looks
+		}
 		if err != nil {
 			q.log.Warn().Err(err).Str("subscription_id", sub.ID).Msg("looking for stranded held deliveries failed")
 			continue

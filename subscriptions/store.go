@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/robotlab/webhookd/delivery/signature"
+	"github.com/robotlab/webhookd/internal/boltfile"
 )
 
 var (
@@ -25,12 +26,20 @@ var (
 	keyRev     = []byte("subs_kv_revision")
 )
 
+// DB is the bbolt file the mirror is kept in: a *bolt.DB, or a
+// *boltfile.File, which replaces a damaged file with an empty one and then
+// calls Reset.
+type DB interface {
+	View(fn func(*bolt.Tx) error) error
+	Update(fn func(*bolt.Tx) error) error
+}
+
 // Store is the replicated subscription store of one replica: writes go to the
 // KV bucket, reads come from the local mirror (bbolt + memory). All methods
 // are safe for concurrent use.
 type Store struct {
 	kv    natsjs.KeyValue
-	db    *bolt.DB
+	db    DB
 	log   zerolog.Logger
 	now   func() time.Time
 	codec codec
@@ -40,9 +49,8 @@ type Store struct {
 	matches map[string][]Subscription // event type → matching subs, cleared on change
 	rev     uint64                    // last KV revision applied
 	applied chan struct{}             // closed and replaced on every apply
-
-	ready     chan struct{}
-	readyOnce sync.Once
+	ready   chan struct{}             // closed when caught up; replaced by Reset
+	reset   chan struct{}             // closed and replaced by Reset: Run rebuilds
 }
 
 // Option configures a Store at Open.
@@ -66,11 +74,11 @@ func WithSecretKey(key *Key) Option {
 // mirrored records with plaintext secrets are encrypted in place. A mirrored
 // secret that cannot be decrypted (no key, another key) fails Open with an
 // error wrapping ErrSecretKey.
-func Open(kv natsjs.KeyValue, db *bolt.DB, log zerolog.Logger, opts ...Option) (*Store, error) {
+func Open(kv natsjs.KeyValue, db DB, log zerolog.Logger, opts ...Option) (*Store, error) {
 	s := &Store{
 		kv: kv, db: db, log: log.With().Str("component", "subscriptions").Logger(), now: time.Now,
 		subs: map[string]Subscription{}, matches: map[string][]Subscription{},
-		applied: make(chan struct{}), ready: make(chan struct{}),
+		applied: make(chan struct{}), ready: make(chan struct{}), reset: make(chan struct{}),
 	}
 	for _, o := range opts {
 		if err := o(s); err != nil {
@@ -78,11 +86,7 @@ func Open(kv natsjs.KeyValue, db *bolt.DB, log zerolog.Logger, opts ...Option) (
 		}
 	}
 	err := db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketSubs)
-		if err != nil {
-			return err
-		}
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		b, meta, err := createBuckets(tx)
 		if err != nil {
 			return err
 		}
@@ -121,8 +125,58 @@ func Open(kv natsjs.KeyValue, db *bolt.DB, log zerolog.Logger, opts ...Option) (
 	return s, nil
 }
 
-// Ready is closed once the mirror has caught up with the bucket.
-func (s *Store) Ready() <-chan struct{} { return s.ready }
+func createBuckets(tx *bolt.Tx) (subs, meta *bolt.Bucket, err error) {
+	if subs, err = tx.CreateBucketIfNotExists(bucketSubs); err != nil {
+		return nil, nil, err
+	}
+	meta, err = tx.CreateBucketIfNotExists(bucketMeta)
+	return subs, meta, err
+}
+
+// Ready is closed once the mirror has caught up with the bucket. After a
+// Reset, Ready returns a new channel, closed when the rebuilt mirror has
+// caught up.
+func (s *Store) Ready() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ready
+}
+
+// Reset is a boltfile.ResetFunc: the mirror's file was found damaged and
+// replaced by an empty one, in which tx runs. It creates the mirror's
+// buckets and has Run rebuild the mirror from the bucket; Ready is not
+// ready until it has caught up. Meanwhile the subscriptions in memory go on
+// serving Get and Match.
+func (s *Store) Reset(tx *bolt.Tx) error {
+	if _, _, err := createBuckets(tx); err != nil {
+		return fmt.Errorf("subscriptions: reset mirror: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rev = 0
+	select {
+	case <-s.ready:
+		s.ready = make(chan struct{})
+	default:
+	}
+	close(s.reset)
+	s.reset = make(chan struct{})
+	return nil
+}
+
+// markReady closes Ready's channel, once per catch-up.
+func (s *Store) markReady(began time.Time, applied int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.ready:
+		return
+	default:
+	}
+	s.log.Info().Uint64("revision", s.rev).Int("entries_applied", applied).
+		Dur("took", time.Since(began)).Msg("subscription mirror caught up")
+	close(s.ready)
+}
 
 // Revision returns the last bucket revision the mirror applied.
 func (s *Store) Revision() uint64 {
@@ -133,8 +187,40 @@ func (s *Store) Revision() uint64 {
 
 // Run mirrors the bucket until ctx is done. It resumes from the revision the
 // mirror last applied, or rebuilds the mirror when the bucket is new to it
-// (for example after switching NATS servers). It returns nil on a clean stop.
+// (for example after switching NATS servers) or its file was replaced
+// (Reset). It returns nil on a clean stop.
 func (s *Store) Run(ctx context.Context) error {
+	for {
+		s.mu.RLock()
+		reset := s.reset
+		s.mu.RUnlock()
+		err := s.mirror(ctx, reset)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, boltfile.ErrDamaged) {
+			// The file was replaced under a write: Reset has run, or no
+			// file could replace it, which a second will not change much.
+			select {
+			case <-reset:
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if !errors.Is(err, errReset) {
+			return err
+		}
+	}
+}
+
+// errReset ends a mirror pass when the file was replaced.
+var errReset = errors.New("subscriptions: mirror file replaced")
+
+// mirror runs Run's watch until ctx is done (nil), reset is closed
+// (errReset) or it fails.
+func (s *Store) mirror(ctx context.Context, reset <-chan struct{}) error {
 	start := s.Revision()
 	if start > 0 {
 		last, err := s.bucketRevision(ctx)
@@ -177,6 +263,8 @@ func (s *Store) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-reset:
+			return errReset
 		case e, ok := <-w.Updates():
 			if !ok {
 				if ctx.Err() != nil {
@@ -225,11 +313,7 @@ func (s *Store) Run(ctx context.Context) error {
 				}
 				rebuild, seen = false, nil
 			}
-			s.readyOnce.Do(func() {
-				s.log.Info().Uint64("revision", s.Revision()).Int("entries_applied", applied).
-					Dur("took", time.Since(began)).Msg("subscription mirror caught up")
-				close(s.ready)
-			})
+			s.markReady(began, applied)
 		}
 	}
 }

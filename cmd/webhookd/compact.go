@@ -130,9 +130,13 @@ func compactFile(path string) (before, after int64, err error) {
 // replaced file, whose writes would be lost.
 func openDB(path string, opts bolt.Options) (*bolt.DB, error) {
 	var f *os.File
+	openFile := opts.OpenFile
+	if openFile == nil {
+		openFile = os.OpenFile
+	}
 	opts.OpenFile = func(name string, flag int, mode os.FileMode) (*os.File, error) {
 		var err error
-		f, err = os.OpenFile(name, flag, mode)
+		f, err = openFile(name, flag, mode)
 		return f, err
 	}
 	db, err := bolt.Open(path, 0o600, &opts)

@@ -34,6 +34,7 @@ import (
 	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/internal/boltfile"
 	"github.com/robotlab/webhookd/internal/version"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/metrics"
@@ -94,8 +95,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 
 	// The bbolt lock doubles as the data dir lock: nats-server does not lock
 	// its store, so it must be taken before the embedded server starts.
+	// Everything in the file is rebuilt from NATS: a damaged one is set
+	// aside and replaced (see internal/boltfile).
 	dbPath := filepath.Join(cfg.DataDir, dbFile)
-	db, err := openDB(dbPath, bolt.Options{Timeout: lockTimeout})
+	db, err := boltfile.Open(dbPath, boltfile.Options{Bolt: bolt.Options{Timeout: lockTimeout}, OpenDB: openDB}, log)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("data dir %s is in use by another webhookd (lock on %s)", cfg.DataDir, dbPath)
 	}
@@ -103,8 +106,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return fmt.Errorf("open %s: %w", dbPath, err)
 	}
 	defer db.Close()
-	replica, err := replicaID(db)
-	if err != nil {
+	var replica string
+	if err := onceMore(func() (err error) { replica, err = replicaID(db); return err }); err != nil {
+		return err
+	}
+	if err := db.OnReset(func(tx *bolt.Tx) error { return putReplicaID(tx, replica) }); err != nil {
 		return err
 	}
 	log = log.With().Str("replica", replica).Logger()
@@ -168,8 +174,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		subOpts = append(subOpts, subscriptions.WithSecretKey(key))
 		log.Info().Str("key_id", key.ID()).Msg("subscription secrets are encrypted at rest")
 	}
-	subs, err := subscriptions.Open(kv, db, log, subOpts...)
-	if err != nil {
+	var subs *subscriptions.Store
+	if err := onceMore(func() (err error) { subs, err = subscriptions.Open(kv, db, log, subOpts...); return err }); err != nil {
+		return err
+	}
+	if err := db.OnReset(subs.Reset); err != nil {
 		return err
 	}
 	if key != nil {
@@ -177,8 +186,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			return err
 		}
 	}
-	store, err := history.OpenStore(db, log)
-	if err != nil {
+	var store *history.Store
+	if err := onceMore(func() (err error) { store, err = history.OpenStore(db, log); return err }); err != nil {
+		return err
+	}
+	if err := db.OnReset(store.Reset); err != nil {
 		return err
 	}
 	recorder := history.NewRecorder(conn.JS, store, replica)
@@ -408,8 +420,18 @@ func policy(b config.Backoff) *delivery.Policy {
 	return delivery.Schedule(b.Delays...)
 }
 
-// replicaID returns this data dir's replica id, creating it on first start.
-func replicaID(db *bolt.DB) (string, error) {
+// onceMore runs fn, and once more if it found the bbolt file damaged: the
+// file was replaced by an empty one, where fn starts afresh.
+func onceMore(fn func() error) error {
+	if err := fn(); !errors.Is(err, boltfile.ErrDamaged) {
+		return err
+	}
+	return fn()
+}
+
+// replicaID returns this data dir's replica id, creating it on first start
+// (and after its file was found damaged at start).
+func replicaID(db *boltfile.File) (string, error) {
 	var id string
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte("meta"))
@@ -427,6 +449,16 @@ func replicaID(db *bolt.DB) (string, error) {
 		return "", fmt.Errorf("replica id: %w", err)
 	}
 	return id, nil
+}
+
+// putReplicaID writes id into a file that replaced a damaged one, so the
+// replica keeps its id (and its AUDIT consumer) while it runs.
+func putReplicaID(tx *bolt.Tx, id string) error {
+	b, err := tx.CreateBucketIfNotExists([]byte("meta"))
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte("replica_id"), []byte(id))
 }
 
 // checkDataDir refuses a data dir that others could write to: they could

@@ -92,9 +92,9 @@ func (r *countingReceiver) count() int {
 	return len(r.ids)
 }
 
-// succeeded counts the succeeded deliveries of subscription subID that d's
+// succeededCount counts the succeeded deliveries of subscription subID that d's
 // index lists.
-func succeeded(t *testing.T, d *daemon, subID string) int {
+func succeededCount(t *testing.T, d *daemon, subID string) int {
 	t.Helper()
 	var list client.List[client.Delivery]
 	require.Equal(t, http.StatusOK, d.call(t, "GET", "/v1/deliveries?limit=1000&status=succeeded&subscription="+subID, d.token, "", &list))
@@ -157,7 +157,7 @@ func TestRollingUpgradeFromThePreviousRelease(t *testing.T) {
 	// This build beside it: it indexes the old build's records.
 	nw := start(t, "--nats-url", url)
 	waitFor(t, func() bool { return nw.call(t, "GET", "/v1/subscriptions/"+sub.ID, nw.token, "", nil) == http.StatusOK })
-	waitFor(t, func() bool { return succeeded(t, nw, sub.ID) == 20 })
+	waitFor(t, func() bool { return succeededCount(t, nw, sub.ID) == 20 })
 
 	// Both deliver; each index holds every delivery, whichever build
 	// recorded it. A ping through this build is recorded by this build
@@ -169,7 +169,7 @@ func TestRollingUpgradeFromThePreviousRelease(t *testing.T) {
 	waitFor(t, func() bool {
 		return od.call(t, "GET", "/v1/deliveries/"+ping.DeliveryID, od.token, "", nil) == http.StatusOK
 	})
-	waitFor(t, func() bool { return succeeded(t, od, sub.ID) == 61 && succeeded(t, nw, sub.ID) == 61 })
+	waitFor(t, func() bool { return succeededCount(t, od, sub.ID) == 61 && succeededCount(t, nw, sub.ID) == 61 })
 	require.Equal(t, map[string]int{"": auditFormats(t, ns.JS)[""]}, auditFormats(t, ns.JS),
 		"format 1 only while an indexer of the previous release is registered")
 
@@ -193,7 +193,7 @@ func TestRollingUpgradeFromThePreviousRelease(t *testing.T) {
 	total := 0
 	waitFor(t, func() bool {
 		total = rcv.count()
-		return succeeded(t, nw, sub.ID) == total+pings && succeeded(t, nw2, sub.ID) == total+pings
+		return succeededCount(t, nw, sub.ID) == total+pings && succeededCount(t, nw2, sub.ID) == total+pings
 	})
 	require.Equal(t, 80, total)
 }

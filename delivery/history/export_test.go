@@ -9,7 +9,7 @@ import (
 
 // OpenStoreChunked is OpenStore with chunk deliveries per rebuild
 // transaction, so a test can rebuild across several with few deliveries.
-func OpenStoreChunked(db *bolt.DB, log zerolog.Logger, chunk int) (*Store, error) {
+func OpenStoreChunked(db DB, log zerolog.Logger, chunk int) (*Store, error) {
 	return openStore(db, log, chunk)
 }
 

@@ -11,6 +11,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/robotlab/webhookd/internal/boltfile"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -32,6 +33,10 @@ type Indexer struct {
 	store *Store
 	log   zerolog.Logger
 	now   func() time.Time
+
+	// pending is how many records the consumer had for a store being
+	// rebuilt (Store.Rebuilding) when it was created; Run's goroutine only.
+	pending uint64
 
 	mu      sync.Mutex
 	applied uint64        // highest AUDIT sequence applied
@@ -83,11 +88,15 @@ const (
 // lost between the server and this replica) or a failed pull recreates it
 // from the same point. So every record is applied once, none is skipped,
 // and the server keeps no acks to track.
+//
+// When the store's file is replaced (Store.Reset), the indexer starts over
+// from the stream's start, and tells the store when it has caught up.
 func (ix *Indexer) Run(ctx context.Context) error {
 	sweep := time.NewTicker(ix.cfg.SweepEvery)
 	defer sweep.Stop()
 	ix.sweep()
 	for failures := 0; ; {
+		reset := ix.store.resets()
 		from, err := ix.position(ctx)
 		var cons natsjs.Consumer
 		if err == nil {
@@ -95,13 +104,17 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			cons, err = ix.consumer(ctx, from+1)
 		}
 		if err == nil {
-			err = ix.follow(ctx, cons, sweep.C)
+			ix.noteRebuild(cons)
+			err = ix.follow(ctx, cons, sweep.C, reset)
 			if ix.appliedSeq() > from {
 				failures = 0 // it got somewhere before losing its place
 			}
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errStoreReset) || errors.Is(err, boltfile.ErrDamaged) {
+			continue // the file was replaced: start over from the new one
 		}
 		failures++
 		if failures == 1 || failures%60 == 0 {
@@ -112,6 +125,21 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(min(time.Duration(failures)*100*time.Millisecond, 2*time.Second)):
 		}
+	}
+}
+
+// errStoreReset ends follow when the store's file was replaced.
+var errStoreReset = errors.New("delivery: the index's file was replaced")
+
+// noteRebuild notes how many records a store being rebuilt waits for,
+// and ends the rebuild at once if there are none.
+func (ix *Indexer) noteRebuild(cons natsjs.Consumer) {
+	ix.pending = 0
+	if !ix.store.Rebuilding() {
+		return
+	}
+	if ix.pending = cons.CachedInfo().NumPending; ix.pending == 0 {
+		ix.store.rebuilt()
 	}
 }
 
@@ -213,10 +241,11 @@ func (ix *Indexer) consumer(ctx context.Context, from uint64) (natsjs.Consumer, 
 	})
 }
 
-// follow applies cons's records in batches until ctx is done (nil) or the
-// consumer loses its place (an error): a pull failed, or its sequence
-// skipped messages. It sweeps on each tick of sweep.
-func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-chan time.Time) error {
+// follow applies cons's records in batches until ctx is done (nil), the
+// store's file is replaced (reset closed, or a write met the damage:
+// errStoreReset) or the consumer loses its place (an error): a pull failed,
+// or its sequence skipped messages. It sweeps on each tick of sweep.
+func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-chan time.Time, reset <-chan struct{}) error {
 	fctx, stop := context.WithCancel(ctx)
 	msgs := make(chan natsjs.Msg, indexBatch)
 	failed := make(chan error, 1)
@@ -233,6 +262,8 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-reset:
+			return errStoreReset
 		case err := <-failed:
 			return err
 		case <-sweep:
@@ -287,7 +318,14 @@ func (ix *Indexer) follow(ctx context.Context, cons natsjs.Consumer, sweep <-cha
 			delivered, high = md.Sequence.Consumer, md.Sequence.Stream
 		}
 		if !ix.index(ctx, batch, high) {
-			return nil // ctx done while the store could not write
+			if ctx.Err() != nil {
+				return nil // ctx done while the store could not write
+			}
+			return errStoreReset
+		}
+		if ix.pending > 0 && delivered >= ix.pending {
+			ix.pending = 0
+			ix.store.rebuilt()
 		}
 		if gap != nil {
 			return gap
@@ -338,7 +376,8 @@ func (ix *Indexer) feed(ctx context.Context, cons natsjs.Consumer, msgs chan<- n
 // of the index (it stays in AUDIT). While the store cannot write at all
 // (disk full), the batch is applied again every second and nothing after
 // it: WaitApplied must not pass records that are not in the store. It
-// returns false if ctx ended first.
+// returns false if ctx ended first, or the write found the store's file
+// damaged (it was replaced: the indexer starts over).
 func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg, high uint64) bool {
 	if len(batch) == 0 {
 		return true
@@ -354,6 +393,9 @@ func (ix *Indexer) index(ctx context.Context, batch []natsjs.Msg, high uint64) b
 		err := ix.apply(recs, high)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, boltfile.ErrDamaged) {
+			return false
 		}
 		if failures%60 == 0 {
 			ix.log.Error().Err(err).Int("records", len(recs)).Int("failures", failures+1).
@@ -389,6 +431,9 @@ func (ix *Indexer) apply(recs []Record, high uint64) error {
 
 func (ix *Indexer) sweep() {
 	n, err := ix.store.Sweep(ix.now().Add(-ix.cfg.Retention))
+	if errors.Is(err, boltfile.ErrDamaged) {
+		return // the file was replaced, and said so: the new one is swept next time
+	}
 	if err != nil {
 		ix.log.Error().Err(err).Msg("retention sweep failed")
 		return

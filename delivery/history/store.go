@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,20 @@ type Delivery struct {
 
 // ErrNotFound is returned for an unknown delivery id.
 var ErrNotFound = errors.New("delivery: not found")
+
+// ErrRebuilding is returned by the reads (Get, List, JobSeq) while the
+// index is rebuilt from AUDIT after its file was replaced (Reset): until the
+// indexer has caught up, an answer could leave deliveries out.
+var ErrRebuilding = errors.New("delivery: the delivery index is being rebuilt from AUDIT after its file was found damaged; try again shortly")
+
+// DB is the bbolt file the store is kept in: a *bolt.DB, or a
+// *boltfile.File, which replaces a damaged file with an empty one and then
+// calls Reset.
+type DB interface {
+	View(fn func(*bolt.Tx) error) error
+	Update(fn func(*bolt.Tx) error) error
+	Batch(fn func(*bolt.Tx) error) error
+}
 
 // refusal is a record the store can never apply (invalid, a key or value
 // over bbolt's limits, its stored delivery undecodable): an error while
@@ -69,8 +84,13 @@ const indexVersion = 3
 // for concurrent use; concurrent Apply calls are coalesced into one
 // transaction.
 type Store struct {
-	db  *bolt.DB
+	db  DB
 	now func() time.Time
+	log zerolog.Logger
+
+	rebuilding atomic.Bool // from Reset until the indexer has caught up
+	mu         sync.Mutex
+	reset      chan struct{} // closed and replaced by Reset
 	// decoded counts the deliveries List decoded, so tests can check that
 	// a query seeks an index rather than walking the history.
 	decoded atomic.Int64
@@ -81,49 +101,20 @@ type Store struct {
 // OpenStore creates the store's buckets in db. A store written by an older
 // version (another index format) is re-indexed from its deliveries first,
 // with a log line; no delivery is lost.
-func OpenStore(db *bolt.DB, log zerolog.Logger) (*Store, error) {
+func OpenStore(db DB, log zerolog.Logger) (*Store, error) {
 	return openStore(db, log, reindexChunk)
 }
 
-func openStore(db *bolt.DB, log zerolog.Logger, chunk int) (*Store, error) {
+func openStore(db DB, log zerolog.Logger, chunk int) (*Store, error) {
 	var version uint64
-	empty := true
-	err := db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		if v := meta.Get(keyIndexVersion); len(v) == 8 {
-			version = binary.BigEndian.Uint64(v)
-		}
-		for _, b := range [][]byte{bucketDeliveries, bucketJobs, bucketStats} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		for _, ix := range indexes {
-			if _, err := tx.CreateBucketIfNotExists(ix.bucket); err != nil {
-				return err
-			}
-		}
-		k, _ := tx.Bucket(bucketDeliveries).Cursor().First()
-		empty = k == nil
-		if empty && version != indexVersion {
-			// Nothing to rebuild: drop the old format's (empty) buckets.
-			for _, b := range oldIndexBuckets {
-				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
-					return err
-				}
-			}
-			version = indexVersion
-			return meta.Put(keyIndexVersion, binary.BigEndian.AppendUint64(nil, indexVersion))
-		}
-		return nil
+	err := db.Update(func(tx *bolt.Tx) (err error) {
+		version, err = createBuckets(tx)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delivery: open store: %w", err)
 	}
-	s := &Store{db: db, now: time.Now}
+	s := &Store{db: db, now: time.Now, log: log, reset: make(chan struct{})}
 	if version != indexVersion {
 		start := time.Now()
 		log.Warn().Uint64("from_format", version).Uint64("to_format", indexVersion).
@@ -135,6 +126,79 @@ func openStore(db *bolt.DB, log zerolog.Logger, chunk int) (*Store, error) {
 		log.Warn().Int("deliveries", n).Dur("took", time.Since(start)).Msg("delivery store: indexes rebuilt")
 	}
 	return s, nil
+}
+
+// createBuckets creates the store's buckets in tx and returns the format
+// of its index; an empty store takes the current one.
+func createBuckets(tx *bolt.Tx) (version uint64, err error) {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return 0, err
+	}
+	if v := meta.Get(keyIndexVersion); len(v) == 8 {
+		version = binary.BigEndian.Uint64(v)
+	}
+	for _, b := range [][]byte{bucketDeliveries, bucketJobs, bucketStats} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return 0, err
+		}
+	}
+	for _, ix := range indexes {
+		if _, err := tx.CreateBucketIfNotExists(ix.bucket); err != nil {
+			return 0, err
+		}
+	}
+	if k, _ := tx.Bucket(bucketDeliveries).Cursor().First(); k == nil && version != indexVersion {
+		// Nothing to rebuild: drop the old format's (empty) buckets.
+		for _, b := range oldIndexBuckets {
+			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return 0, err
+			}
+		}
+		return indexVersion, meta.Put(keyIndexVersion, binary.BigEndian.AppendUint64(nil, indexVersion))
+	}
+	return version, nil
+}
+
+// Reset is a boltfile.ResetFunc: the store's file was found damaged and
+// replaced by an empty one, in which tx runs. It creates the store's
+// buckets and has the Indexer rebuild the index from AUDIT; until it has
+// caught up, Get, List and JobSeq return ErrRebuilding.
+func (s *Store) Reset(tx *bolt.Tx) error {
+	if _, err := createBuckets(tx); err != nil {
+		return fmt.Errorf("delivery: reset store: %w", err)
+	}
+	s.rebuilding.Store(true)
+	s.mu.Lock()
+	close(s.reset)
+	s.reset = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
+// Rebuilding reports whether the index is being rebuilt after a Reset.
+func (s *Store) Rebuilding() bool { return s.rebuilding.Load() }
+
+// resets returns a channel closed at the next Reset.
+func (s *Store) resets() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reset
+}
+
+// rebuilt ends the rebuild Reset started: the indexer has caught up.
+func (s *Store) rebuilt() {
+	if s.rebuilding.CompareAndSwap(true, false) {
+		s.log.Info().Msg("delivery index rebuilt from AUDIT; serving delivery history again")
+	}
+}
+
+// readable returns ErrRebuilding while the index is rebuilt.
+func (s *Store) readable() error {
+	if s.rebuilding.Load() {
+		return ErrRebuilding
+	}
+	return nil
 }
 
 // reindexChunk is how many deliveries one transaction of reindex covers.
@@ -350,8 +414,11 @@ func applyTx(tx *bolt.Tx, r Record) error {
 	return putIndexes(tx, &d, old, true)
 }
 
-// Get returns the delivery with id, or ErrNotFound.
+// Get returns the delivery with id, ErrNotFound, or ErrRebuilding.
 func (s *Store) Get(id string) (Delivery, error) {
+	if err := s.readable(); err != nil {
+		return Delivery{}, err
+	}
 	var d Delivery
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketDeliveries).Get([]byte(id))
@@ -372,6 +439,9 @@ func (s *Store) Get(id string) (Delivery, error) {
 // JobSeq returns the AUDIT stream sequence of the job kept for a delivery
 // that left the queue unsent (failed or paused), or ErrNotFound.
 func (s *Store) JobSeq(id string) (uint64, error) {
+	if err := s.readable(); err != nil {
+		return 0, err
+	}
 	var seq uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketJobs).Get([]byte(id))

@@ -305,6 +305,9 @@ func ranges(b *bolt.Bucket, pl plan) [][]byte {
 // the deliveries it returns, except with an event id and another filter,
 // which is checked on the deliveries of that event.
 func (s *Store) List(q Query) ([]Delivery, string, error) {
+	if err := s.readable(); err != nil {
+		return nil, "", err
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 50
