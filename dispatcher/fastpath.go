@@ -81,10 +81,9 @@ type fanout struct {
 	m     natsjs.Msg
 	tries uint64 // deliveries of the event so far
 	ev    delivery.Event
-	left  atomic.Int32  // branches not settled yet, plus one while routing
-	bad   atomic.Bool   // a branch could not be settled
-	stop  func()        // ends the event's keep-alive
-	done  chan struct{} // closed once the event is settled
+	left  atomic.Int32 // branches not settled yet, plus one while routing
+	bad   atomic.Bool  // a branch could not be settled
+	stop  func()       // ends the event's keep-alive
 	log   zerolog.Logger
 }
 
@@ -116,22 +115,33 @@ func (d *Dispatcher) branchDone(f *fanout, ok bool) {
 // DELIVERIES, due after wait (the endpoint is full or its breaker open).
 func (d *Dispatcher) fastPath(ctx, pull context.Context, f *fanout, token *bool, job delivery.Job, sub subscriptions.Subscription) (started bool, wait time.Duration) {
 	switch {
+	case pull.Err() != nil:
+		return false, 0 // stopping: hand the branch to DELIVERIES now
 	case *token:
 		*token = false
 	case !d.cap.acquire(pull):
-		return false, 0 // stopping: hand the branch to DELIVERIES now
+		return false, 0
 	}
 	f.left.Add(1)
 	log := f.log.With().Str("delivery_id", job.ID).Str("subscription_id", sub.ID).Int("attempt", job.Attempt).Logger()
 	c := carrier{m: f.m, fan: f}
+	d.branches.Add(1) // for the queued branch's Run or Expire; given back below if not queued
 	slot, wait, queued := d.deps.Endpoints.Acquire(endpointOf(sub), 0, &endpoint.Queued{
 		MaxWait: d.cfg.AckWait / 3,
 		Bytes:   len(job.Data),
+		// Exactly one of Run and Expire is called, and Run waits for it.
 		Run: func(slot *endpoint.Slot) endpoint.Handoff {
+			defer d.branches.Done()
 			return d.runQueued(ctx, c, job, time.Now(), slot, log)
 		},
-		Expire: func(wait time.Duration) { d.spillBranch(ctx, f, job, wait, log) },
+		Expire: func(wait time.Duration) {
+			defer d.branches.Done()
+			d.spillBranch(ctx, f, job, wait, log)
+		},
 	})
+	if !queued {
+		d.branches.Done()
+	}
 	if slot == nil {
 		d.cap.release()
 		if !queued {
@@ -143,7 +153,10 @@ func (d *Dispatcher) fastPath(ctx, pull context.Context, f *fanout, token *bool,
 	go func() {
 		defer d.branches.Done()
 		defer d.cap.release()
+		settling := false
+		defer d.settleOnPanic(c, &settling, log)
 		s, next := d.run(ctx, c, job, time.Now(), sub, slot, log)
+		settling = true
 		d.settle(ctx, c, job, s, log)
 		for next != nil {
 			next = next()

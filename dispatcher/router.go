@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -89,11 +90,20 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 	f := &fanout{m: m, tries: md.NumDelivered, ev: ev, log: log}
 	f.left.Store(1) // routing's own share, settled last
 	f.stop = d.funnel.keepAlive(m, d.cfg.AckWait/3, d.cfg.AckWait/3)
+	routed := false
+	defer func() {
+		// A panic while routing fails routing's share: the event is nak'ed
+		// once the branches already started are settled.
+		if p := recover(); p != nil && !routed {
+			log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("routing an event panicked; it will be routed again")
+			d.branchDone(f, false)
+		}
+	}()
 	now := d.now()
 	var spills []delivery.Job
 	for _, sub := range subs {
 		job := delivery.NewJob(ev, sub.ID, now)
-		if d.cfg.NoFastPath || md.NumDelivered > 1 || !sub.Active {
+		if d.cfg.NoFastPath || md.NumDelivered > 1 || !sub.Active || d.deps.Endpoints.Gone(endpointOf(sub)) {
 			spills = append(spills, job)
 			continue
 		}
@@ -110,12 +120,17 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 			log.Warn().Err(err).Uint64("tries", md.NumDelivered).Msg("spilling delivery jobs failed")
 		}
 	}
+	routed = true
 	d.branchDone(f, err == nil)
 }
 
 // spill stores jobs in DELIVERIES. Jobs that can never be stored (larger
 // than the server takes) fail their deliveries at once, with the reason.
+// It waits at most publishTimeout, even after a stop cancelled ctx: a
+// branch handed back at shutdown must still be stored.
 func (d *Dispatcher) spill(ctx context.Context, jobs []delivery.Job) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
 	err := d.publishJobs(ctx, jobs)
 	if err != nil && permanent(err) {
 		err = d.failUnqueueable(ctx, jobs, err)

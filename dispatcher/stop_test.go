@@ -1,6 +1,7 @@
 package dispatcher_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/endpoint"
+	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/subscriptions"
 )
 
 // holdFirst returns a status function that holds the first request until
@@ -267,4 +270,35 @@ func TestReplicaKilledMidRunLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d deliveries, 0 lost, %d delivered twice or more", len(ok), dups)
 	require.Len(t, ok, events*fanout, "none lost")
+}
+
+// panicOnce panics in its first attempt, as a bug of ours set off by one
+// delivery would.
+type panicOnce struct {
+	dispatcher.Attempter
+	done atomic.Bool
+}
+
+func (p *panicOnce) Attempt(ctx context.Context, job delivery.Job, sub subscriptions.Subscription) delivery.Result {
+	if p.done.CompareAndSwap(false, true) {
+		panic("a bug in an attempt (test)")
+	}
+	return p.Attempter.Attempt(ctx, job, sub)
+}
+
+// A panic in a fast-path attempt stops neither the process nor its event:
+// the branch fails, the event is routed again (its branch spilled as a
+// job) and delivered, and the next events go the fast path as before.
+func TestPanicInAFastPathAttemptRunsItAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{attempter: func(a dispatcher.Attempter) dispatcher.Attempter { return &panicOnce{Attempter: a} }})
+	rcv := newReceiver(t, always(http.StatusOK))
+	sub := b.subscribe(t, rcv.URL, "task.completed")
+	first := b.deliver(t, sub, "task.completed", `{}`, "evt-panic")
+	require.Equal(t, first, rcv.next(t, 20*time.Second).header.Get("X-Webhook-Delivery"))
+	b.waitDelivery(t, first, delivery.StatusSucceeded)
+	second := b.deliver(t, sub, "task.completed", `{}`, "evt-after-panic")
+	require.Equal(t, second, rcv.next(t, 10*time.Second).header.Get("X-Webhook-Delivery"))
+	waitUntil(t, 10*time.Second, func() bool { return b.workersIdle(t) }, "both settled")
+	require.EqualValues(t, 1, b.disp.Stats().Jobs, "the failed branch's event was routed again and spilled")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,9 @@ type settlement struct {
 	msg   string // log message; "" logs nothing
 	level zerolog.Level
 	took  time.Duration // with an attempt record: the attempt's duration
+	// alive ends the job's keep-alive once it is settled: a job whose
+	// record waits for its batch must not be redelivered meanwhile.
+	alive func()
 }
 
 // work runs one job: decide whether it may be attempted now, attempt,
@@ -128,6 +132,8 @@ func (d *Dispatcher) decide(ctx context.Context, c carrier, job delivery.Job, pu
 // runQueued runs a job that waited in memory, with the slot handed to it,
 // settles it and returns the next job that waited.
 func (d *Dispatcher) runQueued(ctx context.Context, c carrier, job delivery.Job, pulled time.Time, slot *endpoint.Slot, log zerolog.Logger) endpoint.Handoff {
+	settling := false
+	defer d.settleOnPanic(c, &settling, log)
 	if c.fan == nil && time.Since(pulled) > d.cfg.AckWait/6 {
 		// It waited a while, and the settling before the handoff may have
 		// taken more: keep it ours before anything else. (An event's
@@ -142,6 +148,7 @@ func (d *Dispatcher) runQueued(ctx context.Context, c carrier, job delivery.Job,
 	} else {
 		next = slot.Cancel()
 	}
+	settling = true
 	d.settle(ctx, c, job, s, log)
 	return next
 }
@@ -172,10 +179,11 @@ func (d *Dispatcher) admissible(ctx context.Context, job delivery.Job) (subscrip
 // run makes the attempt in slot and returns its settlement, and the job
 // that waited for the slot.
 func (d *Dispatcher) run(ctx context.Context, c carrier, job delivery.Job, pulled time.Time, sub subscriptions.Subscription, slot *endpoint.Slot, log zerolog.Logger) (settlement, endpoint.Handoff) {
-	res := d.attempt(ctx, c, job, pulled, sub)
+	res, alive := d.attempt(ctx, c, job, pulled, sub)
 	// net/http reports the cancellation's cause, not context.Canceled, so
 	// any failure after the stop cancelled the work is a cut-off attempt.
 	if errors.Is(context.Cause(ctx), ErrStopping) && res.Outcome != delivery.OutcomeSucceeded {
+		alive()
 		return settlement{act: nak, msg: "attempt cut off by shutdown; returned to the queue unrecorded", level: zerolog.InfoLevel}, slot.Cancel()
 	}
 	health, next := slot.Done(res)
@@ -190,7 +198,9 @@ func (d *Dispatcher) run(ctx context.Context, c carrier, job delivery.Job, pulle
 		d.disable(ctx, sub, health.Disable, res, log)
 		sub.Active, sub.DisabledReason = false, health.Disable
 	}
-	return d.outcome(job, sub, res), next
+	s := d.outcome(job, sub, res)
+	s.alive = alive
+	return s, next
 }
 
 // outcome turns an attempt's result into a settlement: succeeded (ack),
@@ -293,6 +303,9 @@ type pendingSettle struct {
 // settled finishes settling once the record (if any) is confirmed: queue
 // the next attempt, then ack, nak or term, then log.
 func (d *Dispatcher) settled(p *pendingSettle) {
+	if p.s.alive != nil {
+		defer p.s.alive()
+	}
 	s, log := p.s, p.log
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), recordTimeout)
 	defer cancel()
@@ -377,9 +390,12 @@ func holdReason(sub subscriptions.Subscription) string {
 
 // attempt runs the HTTP attempt while telling JetStream the job is in
 // progress every AckWait/3 since it was pulled (or last kept in progress),
-// so a slow receiver causes no redelivery. Most attempts take milliseconds
-// and send none. A branch of an event is kept alive by its fan-out.
-func (d *Dispatcher) attempt(ctx context.Context, c carrier, job delivery.Job, pulled time.Time, sub subscriptions.Subscription) delivery.Result {
+// so a slow receiver causes no redelivery; the keep-alive goes on until
+// alive is called, once the job is settled. Most attempts and settlements
+// take milliseconds and send none. A branch of an event is kept alive by
+// its fan-out (alive does nothing).
+func (d *Dispatcher) attempt(ctx context.Context, c carrier, job delivery.Job, pulled time.Time, sub subscriptions.Subscription) (res delivery.Result, alive func()) {
+	alive = func() {}
 	if c.fan == nil {
 		every := d.cfg.AckWait / 3
 		first := time.Until(pulled.Add(every))
@@ -387,10 +403,30 @@ func (d *Dispatcher) attempt(ctx context.Context, c carrier, job delivery.Job, p
 			d.funnel.progress(c.m)
 			first = every
 		}
-		stop := d.funnel.keepAlive(c.m, first, every)
-		defer stop()
+		alive = d.funnel.keepAlive(c.m, first, every)
 	}
-	return d.deps.Attempter.Attempt(ctx, job, sub)
+	return d.deps.Attempter.Attempt(ctx, job, sub), alive
+}
+
+// settleOnPanic, deferred by the code that attempts and settles c, turns a
+// panic (a bug of ours, set off by one delivery) into a failure of c alone
+// if it came before the settlement began: a branch fails its fan-out (the
+// event is routed again), a job is nak'ed for panicDelay. The process and
+// the other deliveries go on.
+func (d *Dispatcher) settleOnPanic(c carrier, settling *bool, log zerolog.Logger) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("handling a delivery panicked; it will run again")
+	if *settling {
+		return
+	}
+	if c.fan != nil {
+		d.branchDone(c.fan, false)
+		return
+	}
+	d.funnel.nak(c.m, panicDelay)
 }
 
 // disable disables sub for reason and announces it. Its held jobs wait for
