@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/robotlab/webhookd/internal/suggest"
 )
 
 // Config is everything webhookd can be told. Each field's key is its flag
@@ -539,7 +541,7 @@ func (c *Config) applyYAML(path string, all []field) error {
 		if !ok {
 			reason := fmt.Sprintf("unknown key in %s", path)
 			if s := suggestFlags(k); len(s) > 0 {
-				reason += "; did you mean " + strings.ReplaceAll(dashList(s), "--", "") + "?"
+				reason += "; did you mean " + strings.ReplaceAll(suggest.DashList(s), "--", "") + "?"
 			}
 			return &FieldError{Field: k, Reason: reason}
 		}

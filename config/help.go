@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/robotlab/webhookd/internal/suggest"
 )
 
 // flagGroup is one topic of webhookd's flags, as --help and
@@ -113,7 +114,7 @@ func flagError(err error) error {
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
 		name = strings.TrimLeft(name, "-")
 		if s := suggestFlags(name); len(s) > 0 {
-			return fmt.Errorf("unknown flag --%s; did you mean %s? (webhookd --help lists the flags)", name, dashList(s))
+			return fmt.Errorf("unknown flag --%s; did you mean %s? (webhookd --help lists the flags)", name, suggest.DashList(s))
 		}
 		return fmt.Errorf("unknown flag --%s (webhookd --help lists the flags)", name)
 	}
@@ -123,62 +124,13 @@ func flagError(err error) error {
 	return errors.New(msg)
 }
 
-// suggestFlags returns the flag names nearest to a mistyped one: those at
-// the smallest edit distance, at most 2, or those it is a prefix of.
+// suggestFlags returns the flag names nearest to a mistyped one.
 func suggestFlags(typed string) []string {
 	names := []string{configKey}
 	for _, f := range fields() {
 		names = append(names, f.name)
 	}
-	best, out := 3, []string(nil)
-	for _, n := range names {
-		d := editDistance(typed, n)
-		if len(typed) >= 3 && strings.HasPrefix(n, typed) {
-			d = min(d, 1)
-		}
-		switch {
-		case d > 2:
-		case d < best:
-			best, out = d, []string{n}
-		case d == best:
-			out = append(out, n)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// dashList is --a, --a or --b, --a, --b or --c.
-func dashList(names []string) string {
-	d := make([]string, len(names))
-	for i, n := range names {
-		d[i] = "--" + n
-	}
-	if len(d) < 2 {
-		return strings.Join(d, "")
-	}
-	return strings.Join(d[:len(d)-1], ", ") + " or " + d[len(d)-1]
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return suggest.Nearest(typed, names)
 }
 
 // parsePrefix reads one --allow-targets entry. A bare address is refused
