@@ -218,7 +218,9 @@ func truncate(s string, n int) string {
 }
 
 // publishJobs publishes jobs to DELIVERIES and waits for every
-// acknowledgement.
+// acknowledgement, as long as ctx allows: its callers bound it (spill with
+// publishTimeout, the next attempt's job with the settlement's
+// recordTimeout).
 func (d *Dispatcher) publishJobs(ctx context.Context, jobs []delivery.Job) error {
 	futures := make([]natsjs.PubAckFuture, 0, len(jobs))
 	for _, job := range jobs {
@@ -228,16 +230,12 @@ func (d *Dispatcher) publishJobs(ctx context.Context, jobs []delivery.Job) error
 		}
 		futures = append(futures, f)
 	}
-	timeout := time.NewTimer(publishTimeout)
-	defer timeout.Stop()
 	for _, f := range futures {
 		select {
 		case <-f.Ok():
 			d.jobs.Add(1)
 		case err := <-f.Err():
 			return fmt.Errorf("publish job: %w", err)
-		case <-timeout.C:
-			return fmt.Errorf("publish job: no acknowledgement within %s", publishTimeout)
 		case <-ctx.Done():
 			return fmt.Errorf("publish job: %w", context.Cause(ctx))
 		}

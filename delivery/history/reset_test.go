@@ -1,11 +1,9 @@
 package history_test
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,8 @@ import (
 	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/internal/boltfile"
 	"github.com/robotlab/webhookd/jetstream/jstest"
+
+	"github.com/robotlab/webhookd/internal/daemontest"
 )
 
 // A store whose file is found damaged (here: truncated under it) answers
@@ -73,7 +73,7 @@ func TestIndexerStartsOverWhenItsWriteMeetsTheDamage(t *testing.T) {
 	t.Parallel()
 	ns := jstest.RunProvisioned(t)
 	path := filepath.Join(t.TempDir(), "webhooks.db")
-	var logs syncBuffer
+	var logs daemontest.Buffer
 	file, err := boltfile.Open(path, boltfile.Options{Bolt: bolt.Options{Timeout: time.Second}}, zerolog.New(&logs))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = file.Close() })
@@ -99,22 +99,4 @@ func TestIndexerStartsOverWhenItsWriteMeetsTheDamage(t *testing.T) {
 		require.NoError(t, err, id)
 	}
 	require.Equal(t, 1, strings.Count(logs.String(), "bbolt file damaged"))
-}
-
-// syncBuffer collects log lines from any goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

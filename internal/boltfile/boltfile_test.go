@@ -18,6 +18,8 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/robotlab/webhookd/internal/boltfile"
+
+	"github.com/robotlab/webhookd/internal/daemontest"
 )
 
 var (
@@ -26,24 +28,10 @@ var (
 	asideAs = ".damaged-20261207T2301Z"
 )
 
-// logBuffer collects log lines from any goroutine.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
 // warnings returns the messages of the lines logged at warn or above.
-func (b *logBuffer) warnings(t *testing.T) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+func warnings(t *testing.T, log *daemontest.Buffer) []string {
 	var out []string
-	for _, line := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(log.String()), "\n") {
 		if line == "" {
 			continue
 		}
@@ -96,7 +84,7 @@ func overwrite(t *testing.T, path string, off int64, n int) {
 	require.NoError(t, f.Close())
 }
 
-func open(t *testing.T, path string, log *logBuffer) *boltfile.File {
+func open(t *testing.T, path string, log *daemontest.Buffer) *boltfile.File {
 	t.Helper()
 	f, err := boltfile.Open(path, boltfile.Options{Bolt: bolt.Options{Timeout: time.Second}, Now: func() time.Time { return stamp }},
 		zerolog.New(log))
@@ -126,11 +114,11 @@ func createBucket(tx *bolt.Tx) error {
 func TestOpenKeepsAHealthyFile(t *testing.T) {
 	t.Parallel()
 	path, _ := writeFile(t)
-	var log logBuffer
+	var log daemontest.Buffer
 	f := open(t, path, &log)
 	require.Empty(t, f.SetAside())
 	require.Equal(t, 500, count(t, f))
-	require.Empty(t, log.warnings(t))
+	require.Empty(t, warnings(t, &log))
 	reset := false
 	require.NoError(t, f.OnReset(func(*bolt.Tx) error { reset = true; return nil }))
 	require.False(t, reset, "a healthy file is not reset")
@@ -173,13 +161,13 @@ func TestOpenSetsAsideDamageItCanSee(t *testing.T) {
 			damaged, err := os.ReadFile(path)
 			require.NoError(t, err)
 
-			var log logBuffer
+			var log daemontest.Buffer
 			f := open(t, path, &log)
 			require.Equal(t, path+asideAs, f.SetAside())
 			kept, err := os.ReadFile(path + asideAs)
 			require.NoError(t, err)
 			require.Equal(t, damaged, kept, "the damaged file is kept as it was")
-			warns := log.warnings(t)
+			warns := warnings(t, &log)
 			require.Len(t, warns, 1, "one warn line")
 			require.Contains(t, warns[0], "set aside")
 
@@ -201,14 +189,14 @@ func TestOpenLeavesAFileInUseAlone(t *testing.T) {
 	defer holder.Close()
 	overwrite(t, path, 0, 2*os.Getpagesize())
 
-	var log logBuffer
+	var log daemontest.Buffer
 	_, err = boltfile.Open(path, boltfile.Options{Bolt: bolt.Options{Timeout: 200 * time.Millisecond}}, zerolog.New(&log))
 	require.ErrorIs(t, err, bolterrors.ErrTimeout)
 	aside, err := filepath.Glob(path + ".damaged-*")
 	require.NoError(t, err)
 	require.Empty(t, aside)
 	require.FileExists(t, path)
-	require.Empty(t, log.warnings(t))
+	require.Empty(t, warnings(t, &log))
 }
 
 // Damage in the data, which Open does not read: the transaction that meets
@@ -233,7 +221,7 @@ func TestDamageFoundLaterReplacesTheFile(t *testing.T) {
 			path, root := writeFile(t)
 			overwrite(t, path, int64(root)*int64(os.Getpagesize()), os.Getpagesize())
 
-			var log logBuffer
+			var log daemontest.Buffer
 			f := open(t, path, &log)
 			require.Empty(t, f.SetAside(), "Open does not read the bucket's pages")
 			resets := 0
@@ -244,11 +232,11 @@ func TestDamageFoundLaterReplacesTheFile(t *testing.T) {
 			require.Contains(t, err.Error(), "bbolt panicked")
 			require.Equal(t, 1, resets)
 			require.FileExists(t, path+asideAs)
-			require.Len(t, log.warnings(t), 1)
+			require.Len(t, warnings(t, &log), 1)
 
 			require.NoError(t, tc.run(f), "the new file serves")
 			require.Equal(t, 1, resets)
-			require.Len(t, log.warnings(t), 1)
+			require.Len(t, warnings(t, &log), 1)
 		})
 	}
 }
@@ -273,7 +261,7 @@ func TestFaultOfATruncatedMappingIsRecovered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			path, _ := writeFile(t)
-			var log logBuffer
+			var log daemontest.Buffer
 			f := open(t, path, &log)
 			require.NoError(t, f.OnReset(createBucket))
 			require.NoError(t, os.Truncate(path, int64(2*os.Getpagesize())))
@@ -282,7 +270,7 @@ func TestFaultOfATruncatedMappingIsRecovered(t *testing.T) {
 			require.ErrorIs(t, err, boltfile.ErrDamaged)
 			require.Contains(t, err.Error(), "memory fault")
 			require.Equal(t, 0, count(t, f))
-			require.Len(t, log.warnings(t), 1)
+			require.Len(t, warnings(t, &log), 1)
 			require.NoError(t, tc.run(f), "the new file serves")
 		})
 	}
@@ -294,7 +282,7 @@ func TestFaultOfATruncatedMappingIsRecovered(t *testing.T) {
 func TestBatchSharesTransactions(t *testing.T) {
 	t.Parallel()
 	path, _ := writeFile(t)
-	var log logBuffer
+	var log daemontest.Buffer
 	f := open(t, path, &log)
 	refused := errors.New("refused")
 	var wg sync.WaitGroup
@@ -318,7 +306,7 @@ func TestBatchSharesTransactions(t *testing.T) {
 		}
 	}
 	require.Equal(t, 500+49, count(t, f))
-	require.Empty(t, log.warnings(t))
+	require.Empty(t, warnings(t, &log))
 }
 
 // Many goroutines meet the damage at once: the file is replaced once.
@@ -326,7 +314,7 @@ func TestConcurrentDamageReplacesOnce(t *testing.T) {
 	t.Parallel()
 	path, root := writeFile(t)
 	overwrite(t, path, int64(root)*int64(os.Getpagesize()), os.Getpagesize())
-	var log logBuffer
+	var log daemontest.Buffer
 	f := open(t, path, &log)
 	require.NoError(t, f.OnReset(createBucket))
 	var wg sync.WaitGroup
@@ -343,7 +331,7 @@ func TestConcurrentDamageReplacesOnce(t *testing.T) {
 			require.True(t, errors.Is(err, boltfile.ErrDamaged), err)
 		}
 	}
-	require.Len(t, log.warnings(t), 1)
+	require.Len(t, warnings(t, &log), 1)
 	_, err := os.Stat(path + asideAs + "-2")
 	require.ErrorIs(t, err, os.ErrNotExist, "set aside once")
 }
