@@ -134,9 +134,13 @@ func (d *Dispatcher) fastPath(ctx, pull context.Context, f *fanout, token *bool,
 			defer d.branches.Done()
 			return d.runQueued(ctx, c, job, time.Now(), slot, log)
 		},
+		// Expire runs in Flush at a stop, once per waiting branch: each
+		// spill goes on in a goroutine of its own, so they overlap.
 		Expire: func(wait time.Duration) {
-			defer d.branches.Done()
-			d.spillBranch(ctx, f, job, wait, log)
+			go func() {
+				defer d.branches.Done()
+				d.spillBranch(ctx, f, job, wait, log)
+			}()
 		},
 	})
 	if !queued {
