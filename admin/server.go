@@ -29,6 +29,7 @@ import (
 	"github.com/robotlab/webhookd/internal/httplimit"
 	"github.com/robotlab/webhookd/internal/throttle"
 	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 // Config configures the admin API.
@@ -94,6 +95,9 @@ type Deps struct {
 	// (jetstream.BucketRevokedSessions), shared by every replica. Without
 	// it a logout holds on this replica only.
 	Sessions natsjs.KeyValue
+	// Exprs compiles subscriptions' expressions; the dispatcher shares it
+	// (nil: the server makes its own).
+	Exprs *expr.Compiler
 }
 
 // Server is the HTTP surface of one replica.
@@ -108,6 +112,7 @@ type Server struct {
 	console *console.Console
 	fails   *throttle.Failures
 	public  *httplimit.PerClient
+	exprs   *expr.Compiler
 }
 
 // New returns the server; Handler serves it.
@@ -137,10 +142,16 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
+	exprs := deps.Exprs
+	if exprs == nil {
+		if exprs, err = expr.NewCompiler(); err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+	}
 	return &Server{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
 		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
-		console: ui, fails: fails, public: httplimit.NewPerClient(cfg.MaxPublicPerClient),
+		console: ui, fails: fails, public: httplimit.NewPerClient(cfg.MaxPublicPerClient), exprs: exprs,
 	}, nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 const (
@@ -46,6 +47,7 @@ func (s *Server) view(sub subscriptions.Subscription, withSecret bool) client.Su
 		v.Secret = sub.Secret
 	}
 	v.RetryPolicy = sub.RetryPolicy
+	v.Filter, v.Transform, v.OrderingKey = sub.Filter, sub.Transform, sub.OrderingKey
 	if len(sub.Headers) > 0 {
 		v.Headers = make(map[string]string, len(sub.Headers))
 		for _, h := range sub.Headers {
@@ -209,6 +211,24 @@ func setHeaders(sub *subscriptions.Subscription, set map[string]string, patch ma
 	return nil
 }
 
+// checkExprs compiles the expressions given (nil: not given, "": none)
+// with the server's compiler, so that one which does not compile or gives
+// the wrong type is refused with one line naming the field and position.
+func (s *Server) checkExprs(filter, transform, key *string) error {
+	for _, e := range []struct {
+		field expr.Field
+		src   *string
+	}{{expr.Filter, filter}, {expr.Transform, transform}, {expr.OrderingKey, key}} {
+		if e.src == nil || *e.src == "" {
+			continue
+		}
+		if _, err := s.exprs.Compile(e.field, *e.src); err != nil {
+			return invalid("%v", err)
+		}
+	}
+	return nil
+}
+
 func parseTimeout(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
@@ -242,9 +262,12 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return invalidSubscription(err)
 	}
+	if err := s.checkExprs(&in.Filter, &in.Transform, &in.OrderingKey); err != nil {
+		return err
+	}
 	sub := subscriptions.Subscription{
 		URL: in.URL, Events: in.Events, Description: in.Description, Timeout: timeout, MaxInFlight: in.MaxInFlight,
-		RetryPolicy: policy,
+		RetryPolicy: policy, Filter: in.Filter, Transform: in.Transform, OrderingKey: in.OrderingKey,
 	}
 	if err := s.fitsRetention(sub.RetryPolicy, sub.Timeout); err != nil {
 		return err
@@ -337,9 +360,19 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 			return invalidSubscription(err)
 		}
 	}
+	if err := s.checkExprs(p.Filter, p.Transform, p.OrderingKey); err != nil {
+		return err
+	}
 	sub, err := s.update(r, func(sub *subscriptions.Subscription) error {
 		if err := setHeaders(sub, nil, p.Headers); err != nil {
 			return err
+		}
+		for _, e := range []struct{ to, from *string }{
+			{&sub.Filter, p.Filter}, {&sub.Transform, p.Transform}, {&sub.OrderingKey, p.OrderingKey},
+		} {
+			if e.from != nil {
+				*e.to = *e.from
+			}
 		}
 		if p.RetryPolicy != nil {
 			sub.RetryPolicy = policy

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 	"unicode"
+
+	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 // Limits of the fields a caller sets.
@@ -54,6 +56,14 @@ type Subscription struct {
 	// subscription's deliveries, in config.ParseBackoff's form ("5s,1m",
 	// "exp:5s:1h:12:0.2"); empty means the default. See Retry.
 	RetryPolicy string
+	// Filter, Transform and OrderingKey are CEL expressions over the event
+	// (package expr): only events the filter gives true for are delivered;
+	// the transform's object is sent instead of the envelope; deliveries
+	// with the same ordering key start one at a time, in event order. Empty
+	// means none. The admin API compiles them before it stores them.
+	Filter      string
+	Transform   string
+	OrderingKey string
 	// Secret signs every delivery: "whsec_" + base64 of random bytes.
 	Secret string
 	// PreviousSecrets stay valid until they expire (secret rotation).
@@ -109,7 +119,8 @@ func (s *Subscription) Resume() {
 }
 
 // Validate checks the fields a caller sets (url, events, timeout,
-// max in flight, headers, retry policy) and the consistency of the health fields. Its errors wrap
+// max in flight, headers, retry policy, the expressions' sizes; the admin
+// API compiles the expressions) and the consistency of the health fields. Its errors wrap
 // ErrInvalid.
 func (s Subscription) Validate() error {
 	if err := ValidateURL(s.URL); err != nil {
@@ -134,6 +145,14 @@ func (s Subscription) Validate() error {
 	}
 	if _, err := ParseRetryPolicy(s.RetryPolicy); err != nil {
 		return err
+	}
+	for _, e := range []struct {
+		field expr.Field
+		src   string
+	}{{expr.Filter, s.Filter}, {expr.Transform, s.Transform}, {expr.OrderingKey, s.OrderingKey}} {
+		if len(e.src) > expr.MaxSourceBytes {
+			return fmt.Errorf("%w: %s: %d bytes: want at most %d", ErrInvalid, e.field, len(e.src), expr.MaxSourceBytes)
+		}
 	}
 	if s.DisabledReason != "" {
 		if err := validReason(s.DisabledReason); err != nil {
@@ -211,6 +230,9 @@ type public struct {
 	Active         bool      `json:"active"`
 	MaxInFlight    int       `json:"max_in_flight,omitempty"`
 	RetryPolicy    string    `json:"retry_policy,omitempty"`
+	Filter         string    `json:"filter,omitempty"`
+	Transform      string    `json:"transform,omitempty"`
+	OrderingKey    string    `json:"ordering_key,omitempty"`
 	DisabledReason string    `json:"disabled_reason,omitempty"`
 	DisabledAt     time.Time `json:"disabled_at,omitzero"`
 	FailingSince   time.Time `json:"failing_since,omitzero"`
@@ -224,6 +246,7 @@ func publicOf(sub Subscription) public {
 		ID: sub.ID, URL: sub.URL, Events: sub.Events, Description: sub.Description, Active: sub.Active,
 		MaxInFlight: sub.MaxInFlight, RetryPolicy: sub.RetryPolicy, DisabledReason: sub.DisabledReason, DisabledAt: sub.DisabledAt,
 		FailingSince: sub.FailingSince, CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt,
+		Filter: sub.Filter, Transform: sub.Transform, OrderingKey: sub.OrderingKey,
 	}
 	if sub.Timeout > 0 {
 		p.Timeout = sub.Timeout.String()
@@ -241,6 +264,7 @@ func (p public) subscription() (Subscription, error) {
 		ID: p.ID, URL: p.URL, Events: p.Events, Description: p.Description, Timeout: timeout, Active: p.Active,
 		MaxInFlight: p.MaxInFlight, RetryPolicy: p.RetryPolicy, DisabledReason: p.DisabledReason, DisabledAt: p.DisabledAt,
 		FailingSince: p.FailingSince, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+		Filter: p.Filter, Transform: p.Transform, OrderingKey: p.OrderingKey,
 	}, nil
 }
 

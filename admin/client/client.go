@@ -44,6 +44,11 @@ type Subscription struct {
 	// RetryPolicy is the subscription's own retry schedule ("5s,1m,10m" or
 	// "exp:INITIAL:MAX:RETRIES[:JITTER]"); empty means the server's default.
 	RetryPolicy string `json:"retry_policy,omitempty"`
+	// Filter, Transform and OrderingKey are the subscription's CEL
+	// expressions (empty: none); see SubscriptionInput.
+	Filter      string `json:"filter,omitempty"`
+	Transform   string `json:"transform,omitempty"`
+	OrderingKey string `json:"ordering_key,omitempty"`
 	// PreviousSecretExpiresAt is when the grace period of the last secret
 	// rotation ends: until then the previous secret signs too. Zero when
 	// only the current secret signs.
@@ -96,6 +101,14 @@ type SubscriptionInput struct {
 	Headers map[string]string `json:"headers,omitempty"`
 	// RetryPolicy overrides the server's retry schedule; empty: the default.
 	RetryPolicy string `json:"retry_policy,omitempty"`
+	// Filter is a CEL expression giving a bool: only events for which it
+	// is true are delivered. Transform gives an object, sent as the body
+	// instead of the envelope. OrderingKey gives a string: deliveries with
+	// the same key start one at a time, in event order. Each sees event,
+	// id, timestamp and data; empty means none.
+	Filter      string `json:"filter,omitempty"`
+	Transform   string `json:"transform,omitempty"`
+	OrderingKey string `json:"ordering_key,omitempty"`
 }
 
 // SubscriptionPatch changes the fields that are set.
@@ -111,6 +124,10 @@ type SubscriptionPatch struct {
 	Headers map[string]*string `json:"headers,omitempty"`
 	// RetryPolicy sets the retry schedule; "" goes back to the default.
 	RetryPolicy *string `json:"retry_policy,omitempty"`
+	// Filter, Transform and OrderingKey set the expressions; "" clears one.
+	Filter      *string `json:"filter,omitempty"`
+	Transform   *string `json:"transform,omitempty"`
+	OrderingKey *string `json:"ordering_key,omitempty"`
 }
 
 // RotateRequest is the optional body of rotate-secret.

@@ -41,6 +41,9 @@ func (a *app) printSubscription(s client.Subscription) error {
 		row(w, "TIMEOUT", s.Timeout)
 		row(w, "MAX IN FLIGHT", maxInFlight(s))
 		row(w, "RETRY POLICY", orDefault(s.RetryPolicy))
+		row(w, "FILTER", orDash(s.Filter))
+		row(w, "TRANSFORM", orDash(s.Transform))
+		row(w, "ORDERING KEY", orDash(s.OrderingKey))
 		row(w, "HEADERS", headerList(s.Headers))
 		row(w, "STATUS", status(s))
 		if !s.DisabledAt.IsZero() {
@@ -125,8 +128,11 @@ func retryPolicyFlag(v string) string {
 }
 
 const (
-	headerUsage = "custom header sent with every request, 'Name: value' (repeatable; values are never shown again)"
-	policyUsage = "retry schedule of this subscription: a list (5s,1m,10m) or exp:INITIAL:MAX:RETRIES[:JITTER]; 'default' for the server's"
+	headerUsage    = "custom header sent with every request, 'Name: value' (repeatable; values are never shown again)"
+	filterUsage    = "CEL expression over event, id, timestamp and data that gives a bool: only matching events are delivered"
+	transformUsage = "CEL expression that gives an object: sent as the body instead of the envelope"
+	keyUsage       = "CEL expression that gives a string, such as data.robot_id: deliveries with the same key start one at a time, in event order"
+	policyUsage    = "retry schedule of this subscription: a list (5s,1m,10m) or exp:INITIAL:MAX:RETRIES[:JITTER]; 'default' for the server's"
 )
 
 func maxInFlight(s client.Subscription) string {
@@ -172,6 +178,9 @@ func (a *app) subCreate() *cobra.Command {
 	cmd.Flags().IntVar(&in.MaxInFlight, "max-in-flight", 0, "attempts in flight to this endpoint at most, 1 to 1000 (default 0: the server's)")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, headerUsage)
 	cmd.Flags().StringVar(&in.RetryPolicy, "retry-policy", "", policyUsage+" (default: the server's)")
+	cmd.Flags().StringVar(&in.Filter, "filter", "", filterUsage)
+	cmd.Flags().StringVar(&in.Transform, "transform", "", transformUsage)
+	cmd.Flags().StringVar(&in.OrderingKey, "ordering-key", "", keyUsage)
 	_ = cmd.MarkFlagRequired("url")
 	_ = cmd.MarkFlagRequired("events")
 	return cmd
@@ -233,17 +242,19 @@ func (a *app) subGet() *cobra.Command {
 }
 
 func (a *app) subUpdate() *cobra.Command {
-	var url, events, description, timeout, policy string
+	var url, events, description, timeout, policy, filter, transform, key string
 	var inFlight int
 	var headers, removeHeaders []string
 	cmd := &cobra.Command{
-		Use:   "update ID [--url URL] [--events a,b] [--description D] [--timeout 10s] [--max-in-flight N] [--header 'N: v'] [--remove-header N] [--retry-policy P]",
+		Use:   "update ID [--url URL] [--events a,b] [--description D] [--timeout 10s] [--max-in-flight N] [--header 'N: v'] [--remove-header N] [--retry-policy P] [--filter E] [--transform E] [--ordering-key E]",
 		Short: "Change the given fields of a subscription",
 		Example: `  webhookctl subscriptions update 6f1c… --events 'task.*' --timeout 5s
   webhookctl subscriptions update 6f1c… --max-in-flight 0   # back to the server's default
   webhookctl subscriptions update 6f1c… --header 'X-Api-Key: new' --remove-header X-Old-Key
   webhookctl subscriptions update 6f1c… --retry-policy 10s,1m,10m,1h
-  webhookctl subscriptions update 6f1c… --retry-policy default`,
+  webhookctl subscriptions update 6f1c… --retry-policy default
+  webhookctl subscriptions update 6f1c… --filter 'data.severity == "critical"'
+  webhookctl subscriptions update 6f1c… --filter ''   # deliver every event again`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := requireAChange(cmd); err != nil {
@@ -294,6 +305,15 @@ func (a *app) subUpdate() *cobra.Command {
 				v := retryPolicyFlag(policy)
 				p.RetryPolicy = &v
 			}
+			if f.Changed("filter") {
+				p.Filter = &filter
+			}
+			if f.Changed("transform") {
+				p.Transform = &transform
+			}
+			if f.Changed("ordering-key") {
+				p.OrderingKey = &key
+			}
 			s, err := c.UpdateSubscription(cmd.Context(), args[0], p)
 			if err != nil {
 				return err
@@ -309,6 +329,9 @@ func (a *app) subUpdate() *cobra.Command {
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "set a "+headerUsage)
 	cmd.Flags().StringArrayVar(&removeHeaders, "remove-header", nil, "remove the custom header of this name (repeatable)")
 	cmd.Flags().StringVar(&policy, "retry-policy", "", policyUsage)
+	cmd.Flags().StringVar(&filter, "filter", "", filterUsage+" ('' clears it)")
+	cmd.Flags().StringVar(&transform, "transform", "", transformUsage+" ('' clears it)")
+	cmd.Flags().StringVar(&key, "ordering-key", "", keyUsage+" ('' clears it)")
 	return cmd
 }
 

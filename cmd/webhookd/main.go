@@ -39,6 +39,7 @@ import (
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/metrics"
 	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 func main() {
@@ -233,6 +234,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	// One compiler for the admin API and the dispatcher: an expression the
+	// API accepted is the program the router runs.
+	exprs, err := expr.NewCompiler()
+	if err != nil {
+		return err
+	}
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
 		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent), EventIDSalt: salt,
@@ -255,7 +262,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		EventIDSalt: salt,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
-		Pinger: deliverer, Recorder: recorder, Sessions: revoked,
+		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready:    ready,
 	}, log)

@@ -229,3 +229,42 @@ func TestPingKeepsToTheGuardAndTheTimeout(t *testing.T) {
 	require.Equal(t, "timeout", res.Reason)
 	require.InDelta(t, 1000, res.DurationMS, 900, "the subscription's 1s timeout")
 }
+
+// Expressions are compiled before they are stored: one that does not
+// compile, or gives the wrong type, is a 400 naming the field and the
+// position; valid ones are stored, shown, changed and cleared.
+func TestExpressionsThroughTheAPI(t *testing.T) {
+	d := start(t)
+	var sub client.Subscription
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token, `{"url":"https://h.example/x","events":["alert.triggered"],
+		"filter":"data.severity == \"critical\"","transform":"{\"text\": data.message}","ordering_key":"data.robot_id"}`, &sub))
+	require.Equal(t, `data.severity == "critical"`, sub.Filter)
+	require.Equal(t, `{"text": data.message}`, sub.Transform)
+	require.Equal(t, `data.robot_id`, sub.OrderingKey)
+
+	for body, mentions := range map[string]string{
+		`{"filter":"data.severity =="}`:                           "filter: line 1, column 17: Syntax error",
+		`{"filter":"true &&\n nope"}`:                             "filter: line 2, column 2: undeclared reference to 'nope'",
+		`{"filter":"\"text\""}`:                                   "filter: must give a bool",
+		`{"transform":"[1, 2]"}`:                                  "transform: must give an object",
+		`{"ordering_key":"1 + 2"}`:                                "ordering_key: must give a string",
+		`{"filter":"` + strings.Repeat("1 + ", 1100) + `1 == 2"}`: "over the limit of 4096",
+	} {
+		var e apiErr
+		require.Equal(t, http.StatusBadRequest, d.call(t, "PATCH", "/v1/subscriptions/"+sub.ID, d.token, body, &e), body)
+		require.Contains(t, e.Error.Message, mentions, body)
+		require.NotContains(t, e.Error.Message, "\n")
+		require.Equal(t, http.StatusBadRequest, d.call(t, "POST", "/v1/subscriptions", d.token,
+			`{"url":"https://h.example/x","events":["alert.triggered"],`+strings.TrimPrefix(body, "{"), &e), body)
+	}
+
+	var view client.Subscription
+	require.Equal(t, 200, d.call(t, "PATCH", "/v1/subscriptions/"+sub.ID, d.token, `{"filter":"","ordering_key":"data.fleet"}`, &view))
+	require.Empty(t, view.Filter, `"" clears it`)
+	require.Equal(t, `{"text": data.message}`, view.Transform, "not named: kept")
+	require.Equal(t, "data.fleet", view.OrderingKey)
+	view = client.Subscription{}
+	require.Equal(t, 200, d.call(t, "GET", "/v1/subscriptions/"+sub.ID, d.token, "", &view))
+	require.Empty(t, view.Filter)
+	require.Equal(t, "data.fleet", view.OrderingKey)
+}

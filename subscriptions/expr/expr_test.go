@@ -1,0 +1,195 @@
+package expr_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/robotlab/webhookd/subscriptions/expr"
+)
+
+func vars(t testing.TB, data string) *expr.Vars {
+	t.Helper()
+	v, err := expr.NewVars(expr.Event{Type: "alert.triggered", ID: "ev-1",
+		Timestamp: time.Date(2026, 12, 8, 1, 2, 3, 0, time.UTC), Data: []byte(data)})
+	require.NoError(t, err)
+	return v
+}
+
+func compiler(t testing.TB) *expr.Compiler {
+	t.Helper()
+	c, err := expr.NewCompiler()
+	require.NoError(t, err)
+	return c
+}
+
+func TestFilter(t *testing.T) {
+	c := compiler(t)
+	p, err := c.Compile(expr.Filter, `event == "alert.triggered" && data.severity == "critical" && data.fleet == "lab-2" && data.level > 2`)
+	require.NoError(t, err)
+
+	ok, err := p.Match(vars(t, `{"severity":"critical","fleet":"lab-2","level":3}`))
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	ok, err = p.Match(vars(t, `{"severity":"warning","fleet":"lab-2","level":3}`))
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	// A missing field is a run-time error: no match, and the caller counts it.
+	ok, err = p.Match(vars(t, `{"fleet":"lab-2"}`))
+	require.Error(t, err)
+	require.False(t, ok)
+	require.Contains(t, err.Error(), "severity")
+
+	// has() and optionals let an expression avoid that.
+	p, err = c.Compile(expr.Filter, `has(data.severity) && data.severity == "critical" || data.?level.orValue(0) >= 5`)
+	require.NoError(t, err)
+	ok, err = p.Match(vars(t, `{"level":7}`))
+	require.NoError(t, err)
+	require.True(t, ok)
+}
+
+func TestVariables(t *testing.T) {
+	c := compiler(t)
+	p, err := c.Compile(expr.Filter, `id == "ev-1" && timestamp == timestamp("2026-12-08T01:02:03Z") && event.startsWith("alert.")`)
+	require.NoError(t, err)
+	ok, err := p.Match(vars(t, `{}`))
+	require.NoError(t, err)
+	require.True(t, ok)
+}
+
+func TestTransform(t *testing.T) {
+	c := compiler(t)
+	p, err := c.Compile(expr.Transform, `{"text": "Robot " + data.robot_id + " raised " + data.severity, "n": data.level, "tags": [event, id]}`)
+	require.NoError(t, err)
+	body, err := p.Body(vars(t, `{"robot_id":"r-7","severity":"critical","level":3}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"text":"Robot r-7 raised critical","n":3,"tags":["alert.triggered","ev-1"]}`, string(body))
+
+	// data itself is an object, so passing it through is a transform.
+	p, err = c.Compile(expr.Transform, `data`)
+	require.NoError(t, err)
+	body, err = p.Body(vars(t, `{"a":{"b":[1,true,null]}}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"a":{"b":[1,true,null]}}`, string(body))
+
+	// A dyn result that is not an object fails at run time.
+	p, err = c.Compile(expr.Transform, `data.a`)
+	require.NoError(t, err)
+	_, err = p.Body(vars(t, `{"a":"text"}`))
+	require.ErrorContains(t, err, "not an object")
+}
+
+func TestKey(t *testing.T) {
+	c := compiler(t)
+	p, err := c.Compile(expr.OrderingKey, `data.robot_id`)
+	require.NoError(t, err)
+	k, err := p.Key(vars(t, `{"robot_id":"r-7"}`))
+	require.NoError(t, err)
+	require.Equal(t, "r-7", k)
+
+	_, err = p.Key(vars(t, `{"robot_id":7}`))
+	require.ErrorContains(t, err, "not a string")
+	_, err = p.Key(vars(t, `{}`))
+	require.Error(t, err)
+}
+
+func TestCompileErrorsNameFieldAndPosition(t *testing.T) {
+	c := compiler(t)
+	for _, tc := range []struct {
+		field expr.Field
+		src   string
+		want  string
+	}{
+		{expr.Filter, `data.x ==`, "filter: line 1, column 10: "},
+		{expr.Filter, "true &&\n  nope", "filter: line 2, column 3: undeclared reference to 'nope'"},
+		{expr.Filter, `"text"`, "filter: must give a bool, not string"},
+		{expr.Transform, `"text"`, "transform: must give an object (a map), not string"},
+		{expr.OrderingKey, `1 + 2`, "ordering_key: must give a string, not int"},
+		{expr.Filter, ``, "filter: empty expression"},
+		{expr.Filter, strings.Repeat("1 + ", 2000) + "1 == 2", "filter: expression is 8006 bytes, over the limit of 4096"},
+	} {
+		_, err := c.Compile(tc.field, tc.src)
+		var e *expr.Error
+		require.True(t, errors.As(err, &e), "%q: %v", tc.src, err)
+		require.Equal(t, tc.field, e.Field)
+		require.Contains(t, err.Error(), tc.want, tc.src)
+		require.NotContains(t, err.Error(), "\n", "one line")
+	}
+}
+
+// Pathological expressions are refused at compile time or stopped by the
+// cost limit; none runs long.
+func TestPathologicalExpressionsAreBounded(t *testing.T) {
+	c := compiler(t)
+	deep := strings.Repeat("[", 100) + strings.Repeat("]", 100) + " == []"
+	_, err := c.Compile(expr.Filter, deep)
+	require.Error(t, err, "nesting beyond MaxNesting is refused")
+
+	nested := `[1,2,3,4,5,6,7,8,9,10].map(a, [1,2,3,4,5,6,7,8,9,10].map(b, [1,2,3,4,5,6,7,8,9,10].map(c, [1,2,3,4,5,6,7,8,9,10].map(d, [1,2,3,4,5,6,7,8,9,10].map(e, a+b+c+d+e))))).size() > 0`
+	p, err := c.Compile(expr.Filter, nested)
+	require.NoError(t, err)
+	_, err = p.Match(vars(t, `{}`))
+	require.ErrorContains(t, err, "cost limit")
+
+	// Exponential growth of a string through the data it reads.
+	p, err = c.Compile(expr.Filter, `data.xs.map(x, data.s + data.s + data.s + data.s).map(y, y + y + y + y).size() > 0`)
+	require.NoError(t, err)
+	_, err = p.Match(vars(t, `{"s":"`+strings.Repeat("a", 4096)+`","xs":[`+strings.Repeat("1,", 999)+`1]}`))
+	require.ErrorContains(t, err, "cost limit")
+	p, err = c.Compile(expr.Filter, `[data.s].map(x, x+x+x+x).map(x, x+x+x+x).map(x, x+x+x+x).map(x, x+x+x+x).map(x, x+x+x+x).map(x, x+x+x+x).map(x, x+x+x+x).map(x, x+x+x+x).map(x, x+x+x+x).map(x, x+x+x+x).size() > 0`)
+	require.NoError(t, err)
+	_, err = p.Match(vars(t, `{"s":"`+strings.Repeat("a", 4096)+`"}`))
+	require.ErrorContains(t, err, "cost limit")
+	_, err = c.Compile(expr.Filter, `data.s.replace("a", data.s) != ""`)
+	require.Error(t, err, "no function grows a string faster than its inputs")
+}
+
+func TestCompileIsCached(t *testing.T) {
+	c := compiler(t)
+	a, err := c.Compile(expr.Filter, `data.x == 1`)
+	require.NoError(t, err)
+	b, err := c.Compile(expr.Filter, `data.x == 1`)
+	require.NoError(t, err)
+	require.Same(t, a, b)
+	_, err = c.Compile(expr.Transform, `data.x == 1`)
+	require.Error(t, err, "the cache is per field")
+}
+
+func TestNewVarsRefusesNonObjects(t *testing.T) {
+	for _, d := range []string{`[]`, `null`, `"x"`, `1`, `{`, ``} {
+		_, err := expr.NewVars(expr.Event{Data: []byte(d)})
+		require.Error(t, err, d)
+	}
+}
+
+func BenchmarkFilter(b *testing.B) {
+	c := compiler(b)
+	p, err := c.Compile(expr.Filter, `data.severity == "critical" && data.fleet == "lab-2"`)
+	require.NoError(b, err)
+	data := `{"robot_id":"r-7","severity":"critical","fleet":"lab-2","level":3,"message":"battery low","battery":0.12}`
+	b.ReportAllocs()
+	for b.Loop() {
+		v := vars(b, data)
+		if ok, err := p.Match(v); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+func BenchmarkTransform(b *testing.B) {
+	c := compiler(b)
+	p, err := c.Compile(expr.Transform, `{"text": "Robot " + data.robot_id + ": " + data.message}`)
+	require.NoError(b, err)
+	v := vars(b, `{"robot_id":"r-7","severity":"critical","fleet":"lab-2","level":3,"message":"battery low"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Body(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
