@@ -13,6 +13,7 @@ import (
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/endpoint"
+	"github.com/robotlab/webhookd/internal/tracing"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -39,12 +40,17 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	}
 	m := nats.NewMsg(jetstream.EventSubject(req.Event))
 	m.Data = req.Data
+	span := s.deps.Tracer.Publish(r.Header.Get(tracing.Header), req.Event, req.ID)
+	if tp := span.Traceparent(); tp != "" {
+		m.Header.Set(tracing.Header, tp)
+	}
 	var opts []natsjs.PublishOpt
 	if req.ID != "" {
 		opts = append(opts, natsjs.WithMsgID(req.ID))
 	}
 	ack, err := s.deps.JS.PublishMsg(r.Context(), m, opts...)
 	if err != nil {
+		span.End(err.Error())
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return apiError(http.StatusRequestEntityTooLarge, client.CodeTooLarge, "event larger than the NATS payload limit")
 		}
@@ -54,6 +60,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		id = delivery.EventIDFromSequence(s.cfg.EventIDSalt, ack.Sequence)
 	}
+	span.Published(id, ack.Sequence)
 	writeJSON(w, http.StatusAccepted, client.Published{ID: id, Event: req.Event, Sequence: ack.Sequence, Duplicate: ack.Duplicate})
 	return nil
 }

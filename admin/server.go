@@ -28,6 +28,7 @@ import (
 	"github.com/robotlab/webhookd/internal/boltfile"
 	"github.com/robotlab/webhookd/internal/httplimit"
 	"github.com/robotlab/webhookd/internal/throttle"
+	"github.com/robotlab/webhookd/internal/tracing"
 	"github.com/robotlab/webhookd/subscriptions"
 	"github.com/robotlab/webhookd/subscriptions/expr"
 )
@@ -98,6 +99,8 @@ type Deps struct {
 	// Exprs compiles subscriptions' expressions; the dispatcher shares it
 	// (nil: the server makes its own).
 	Exprs *expr.Compiler
+	// Tracer traces events published through the API (nil: off).
+	Tracer *tracing.Tracer
 }
 
 // Server is the HTTP surface of one replica.

@@ -171,6 +171,9 @@ type Config struct {
 	// (/debug/pprof/) listen; empty (the default) serves none. A bare port
 	// or ":port" binds loopback (see PprofListen).
 	PprofAddr string
+	// OTLPEndpoint (otlp-endpoint) is where traces go, over OTLP/HTTP
+	// (http://collector:4318); empty: no tracing.
+	OTLPEndpoint string
 	// MetricsRequireToken (metrics-require-token) makes /metrics ask for
 	// the admin token like the API; without it /metrics is open.
 	MetricsRequireToken bool
@@ -424,6 +427,7 @@ func fields() []field {
 		{"event-types", "event types accepted in addition to the built-in catalog, comma-separated",
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
+		str("otlp-endpoint", "send a trace of each event (route and attempts) to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318; OTEL_* variables apply too; empty: off", func(c *Config) *string { return &c.OTLPEndpoint }),
 		str("pprof-addr", "serve Go's profiler (/debug/pprof/) at this address, e.g. :6060 (a bare port binds 127.0.0.1); empty: off. It has no authentication: keep it on loopback", func(c *Config) *string { return &c.PprofAddr }),
 		boolean(keyMetricsRequireToken, "/metrics asks for the admin token (Authorization: Bearer) like the API; without it /metrics needs no token", func(c *Config) *bool { return &c.MetricsRequireToken }),
 	}

@@ -38,7 +38,7 @@ var flagGroups = []flagGroup{
 	{"Deliveries", []string{"delivery-timeout", "retry-backoff", "allow-targets", "workers", "max-in-flight",
 		"breaker-failures", "breaker-cooldown", "disable-after", "secret-grace"}},
 	{"Queue and shutdown", []string{"ack-wait", "max-ack-pending", "shutdown-timeout"}},
-	{"Admin API and observability", []string{"http-addr", "admin-token", keyMetricsRequireToken, "pprof-addr",
+	{"Admin API and observability", []string{"http-addr", "admin-token", keyMetricsRequireToken, "otlp-endpoint", "pprof-addr",
 		"http-read-timeout", "http-public-per-client", "console-session-ttl"}},
 	{"General", []string{configKey, "log-level", "log-format"}},
 }

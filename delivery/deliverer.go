@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/robotlab/webhookd/delivery/signature"
+	"github.com/robotlab/webhookd/internal/tracing"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -65,6 +66,9 @@ type Config struct {
 	// Resolver resolves receivers' names; nil uses net.DefaultResolver.
 	// The guard checks the addresses it returns.
 	Resolver *net.Resolver
+	// Tracer makes each attempt a span, child of the job's TraceParent,
+	// and sends its context to the receiver (nil: tracing off).
+	Tracer *tracing.Tracer
 }
 
 // Deliverer makes single HTTP attempts. It is safe for concurrent use.
@@ -110,13 +114,15 @@ func (d *Deliverer) Close() { d.client.CloseIdleConnections() }
 // sub's live secrets, with sub's custom headers, within sub's timeout (or
 // the default), and classifies the result.
 func (d *Deliverer) Attempt(ctx context.Context, job Job, sub subscriptions.Subscription) Result {
+	span := d.cfg.Tracer.Attempt(job.TraceParent, sub.ID, job.ID, job.Event, job.Attempt)
 	start := d.now()
-	res := d.attempt(ctx, job, sub, start)
+	res := d.attempt(ctx, job, sub, start, span)
 	res.Start, res.Duration = start, d.now().Sub(start)
+	span.EndAttempt(res.StatusCode, string(res.Outcome), res.Reason, res.Duration)
 	return res
 }
 
-func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subscription, start time.Time) Result {
+func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subscription, start time.Time, span *tracing.Span) Result {
 	timeout := sub.Timeout
 	if timeout <= 0 {
 		timeout = d.cfg.DefaultTimeout
@@ -147,6 +153,7 @@ func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subs
 	h.Set(HeaderStandardID, job.ID)
 	h.Set(HeaderStandardTimestamp, strconv.FormatInt(start.Unix(), 10))
 	h.Set(HeaderStandardSignature, std)
+	span.Inject(h)
 
 	resp, err := d.client.Do(req)
 	if err != nil {

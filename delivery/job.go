@@ -41,6 +41,9 @@ type Job struct {
 	NotBefore time.Time
 	// Data is the event data, unchanged.
 	Data []byte
+	// TraceParent is the W3C traceparent of the span the event was routed
+	// in, when tracing is on: every attempt's span is its child.
+	TraceParent string
 }
 
 // Job message headers. Nats-Msg-Id is set by whoever publishes the job.
@@ -54,6 +57,10 @@ const (
 	hdrAttempt      = "Webhook-Attempt"
 	hdrBase         = "Webhook-Attempt-Base"
 	hdrNotBefore    = "Webhook-Not-Before"
+	hdrTraceParent  = "traceparent"
+	// maxTraceParent bounds the traceparent a job carries (version 00 is
+	// 55 bytes); a longer one is dropped, not refused.
+	maxTraceParent = 256
 )
 
 // JobID derives the delivery id from the event id, the subscription id,
@@ -133,6 +140,9 @@ func (j Job) Msg(subject string) *nats.Msg {
 	if !j.NotBefore.IsZero() {
 		h.Set(hdrNotBefore, j.NotBefore.UTC().Format(time.RFC3339Nano))
 	}
+	if j.TraceParent != "" {
+		h.Set(hdrTraceParent, j.TraceParent)
+	}
 	return m
 }
 
@@ -184,6 +194,9 @@ func DecodeJob(h nats.Header, data []byte) (Job, error) {
 		if j.NotBefore, err = parseTime(hdrNotBefore, v); err != nil {
 			return Job{}, err
 		}
+	}
+	if v := h.Get(hdrTraceParent); len(v) <= maxTraceParent {
+		j.TraceParent = v
 	}
 	return j, nil
 }

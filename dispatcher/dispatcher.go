@@ -15,6 +15,7 @@ import (
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/delivery/history"
+	"github.com/robotlab/webhookd/internal/tracing"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -119,6 +120,9 @@ type Deps struct {
 	Policy        *delivery.Policy    // the default retry policy
 	Endpoints     *endpoint.Endpoints // per-subscription caps and breakers
 	Observer      Observer            // optional: metrics
+	// Tracer makes each routed event a span continuing the message's
+	// traceparent, whose context the event's jobs carry (nil: off).
+	Tracer *tracing.Tracer
 }
 
 // Stats counts what the dispatcher did since it started.

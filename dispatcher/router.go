@@ -13,6 +13,7 @@ import (
 
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/history"
+	"github.com/robotlab/webhookd/internal/tracing"
 	"github.com/robotlab/webhookd/jetstream"
 )
 
@@ -66,13 +67,17 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 		return
 	}
 	log := d.log.With().Str("event_id", ev.ID).Str("event_type", ev.Type).Logger()
+	span := d.deps.Tracer.Route(m.Headers().Get(tracing.Header), ev.Type, ev.ID, md.NumDelivered)
+	defer span.End("")
 
 	if reason := d.check(ev); reason != "" {
+		span.Result("rejected", reason)
 		d.reject(ctx, m, ev, reason)
 		return
 	}
 	subs := d.deps.Subscriptions.Match(ev.Type)
 	if len(subs) == 0 {
+		span.Result("no_subscriber", "")
 		d.noSubscriber.Add(1)
 		d.deps.Observer.Event(ev.Type, ResultNoSubscriber)
 		log.Debug().Msg("event has no subscriber")
@@ -84,6 +89,7 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 		// queued; the event waits in EVENTS, which refuses new events
 		// when it fills up in turn.
 		log.Warn().Err(err).Msg("DELIVERIES is nearly full; fan-out waits")
+		span.Result("retry", "DELIVERIES is nearly full")
 		d.funnel.nak(m, ownFailureDelay(md.NumDelivered))
 		return
 	}
@@ -100,9 +106,11 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 		}
 	}()
 	now := d.now()
+	traceParent := span.Traceparent()
 	var spills []delivery.Job
 	for _, sub := range subs {
 		job := delivery.NewJob(ev, sub.ID, now)
+		job.TraceParent = traceParent
 		if d.cfg.NoFastPath || md.NumDelivered > 1 || !sub.Active || d.deps.Endpoints.Gone(endpointOf(sub)) {
 			spills = append(spills, job)
 			continue
@@ -121,6 +129,11 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 		}
 	}
 	routed = true
+	if err != nil {
+		span.Result("retry", err.Error())
+	} else {
+		span.Result("routed", "")
+	}
 	d.branchDone(f, err == nil)
 }
 

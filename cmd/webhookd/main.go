@@ -35,6 +35,7 @@ import (
 	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/internal/boltfile"
+	"github.com/robotlab/webhookd/internal/tracing"
 	"github.com/robotlab/webhookd/internal/version"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/metrics"
@@ -201,7 +202,24 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	recorded := make(chan error, 1)
 	go func() { recorded <- recorder.Run(rctx) }()
 	defer func() { stopRecorder(); <-recorded }()
-	deliverer := delivery.NewDeliverer(delivery.Config{DefaultTimeout: cfg.DeliveryTimeout, AllowTargets: cfg.AllowTargets})
+	version, revision := buildInfo()
+	tracer, err := tracing.New(ctx, cfg.OTLPEndpoint, version)
+	if err != nil {
+		return err
+	}
+	// Deferred before the dispatcher stops: runs after it, so the spans of
+	// the last attempts are exported.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tracer.Shutdown(sctx); err != nil {
+			log.Warn().Err(err).Msg("exporting the last spans failed")
+		}
+	}()
+	if tracer != nil {
+		log.Info().Str("otlp_endpoint", cfg.OTLPEndpoint).Msg("tracing each event")
+	}
+	deliverer := delivery.NewDeliverer(delivery.Config{DefaultTimeout: cfg.DeliveryTimeout, AllowTargets: cfg.AllowTargets, Tracer: tracer})
 	defer deliverer.Close()
 	endpoints := endpoint.NewEndpoints(endpoint.Config{
 		MaxInFlight: cfg.MaxInFlight, BreakerFailures: cfg.BreakerFailures,
@@ -225,7 +243,6 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		defer cancel()
 		return conn.Check(cctx)
 	}
-	version, revision := buildInfo()
 	metDeps := metrics.Deps{JS: conn.JS, Subscriptions: subs, Endpoints: endpoints, Ready: ready, EventsPurged: purger.Purged}
 	if guard != nil {
 		metDeps.StoreWritable = guard.Writable
@@ -245,7 +262,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent), EventIDSalt: salt,
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
-		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met,
+		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met, Tracer: tracer,
 	}, log)
 	if err != nil {
 		return err
@@ -262,7 +279,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		EventIDSalt: salt,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
-		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs,
+		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs, Tracer: tracer,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready:    ready,
 	}, log)
