@@ -124,15 +124,16 @@ func (s *Server) detailView(ctx context.Context, d history.Delivery) client.Deli
 	return v
 }
 
-// payload returns the body POSTed for d, read from its job kept in AUDIT,
-// or a note that says why there is none.
+// payload returns the body POSTed for d, read from its job kept in AUDIT
+// (a delivery that failed or was held), else from the event EVENTS keeps
+// for --event-retention, or a note that says why there is none.
 func (s *Server) payload(ctx context.Context, d history.Delivery) (json.RawMessage, string) {
 	if d.Status == delivery.StatusRejected {
 		return nil, "a rejected event is not delivered; its reason says why"
 	}
 	seq, err := s.deps.Store.JobSeq(d.ID)
 	if errors.Is(err, history.ErrNotFound) {
-		return nil, "the event data is kept only for deliveries that failed or were held: the audit trail does not copy it"
+		return s.loggedPayload(ctx, d)
 	}
 	if err != nil {
 		return nil, "the kept job could not be read: " + err.Error()
@@ -145,7 +146,7 @@ func (s *Server) payload(ctx context.Context, d history.Delivery) (json.RawMessa
 	}
 	raw, err := str.GetMsg(ctx, seq)
 	if errors.Is(err, natsjs.ErrMsgNotFound) {
-		return nil, "the kept job has left the AUDIT stream (retention or size limit)"
+		return s.loggedPayload(ctx, d) // the kept job has left AUDIT (retention or size limit)
 	}
 	if err != nil {
 		return nil, "the kept job could not be read: " + err.Error()

@@ -126,6 +126,7 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"EndpointHealth": client.EndpointHealth{}, "StreamStatus": client.StreamStatus{},
 		"ConsumerStatus": client.ConsumerStatus{}, "DeliveryList": client.List[client.Delivery]{},
 		"RotateRequest": client.RotateRequest{}, "PingResult": client.PingResult{},
+		"Event": client.Event{}, "EventList": client.List[client.Event]{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]

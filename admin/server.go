@@ -55,6 +55,9 @@ type Config struct {
 	// EventIDSalt is EVENTS's salt (jetstream.EventSalt): the id an event
 	// published without one gets, as the router derives it.
 	EventIDSalt string
+	// EventRetention is --event-retention, how long EVENTS keeps a routed
+	// event: the message log's notes name it.
+	EventRetention time.Duration
 	// MetricsRequireToken makes GET /metrics ask for Token too.
 	MetricsRequireToken bool
 	// Throttle sets the budgets of wrong tokens, per client address and
@@ -200,6 +203,8 @@ func (s *Server) routes() *routeMux {
 		"POST /v1/deliveries/replay":                s.replay,
 		"GET /v1/replays/{id}":                      s.getReplay,
 		"POST /v1/events":                           s.publish,
+		"GET /v1/events":                            s.listEvents,
+		"GET /v1/events/{id}":                       s.getEvent,
 		"GET /v1/event-types":                       s.eventTypes,
 		"GET /v1/status":                            s.status,
 	}

@@ -276,7 +276,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
 		MetricsRequireToken: cfg.MetricsRequireToken, MaxPublicPerClient: cfg.HTTPPublicPerClient, SessionTTL: cfg.ConsoleSessionTTL,
-		EventIDSalt: salt,
+		EventIDSalt: salt, EventRetention: cfg.EventRetention,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs, Tracer: tracer,
