@@ -85,8 +85,14 @@ func (c *Client) ListEvents(ctx context.Context, q EventQuery) (List[Event], err
 	return l, c.do(ctx, http.MethodGet, "/v1/events?"+v.Encode(), nil, &l)
 }
 
-// GetEvent returns an event with its payload and deliveries.
-func (c *Client) GetEvent(ctx context.Context, id string) (EventDetail, error) {
+// GetEvent returns an event with its payload and deliveries. since (zero:
+// none) is where to search for an id that no delivery has, instead of the
+// newest events.
+func (c *Client) GetEvent(ctx context.Context, id string, since time.Time) (EventDetail, error) {
+	path := "/v1/events/" + url.PathEscape(id)
+	if !since.IsZero() {
+		path += "?since=" + url.QueryEscape(since.Format(time.RFC3339Nano))
+	}
 	var e EventDetail
-	return e, c.do(ctx, http.MethodGet, "/v1/events/"+url.PathEscape(id), nil, &e)
+	return e, c.do(ctx, http.MethodGet, path, nil, &e)
 }

@@ -46,12 +46,20 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 func (a *app) dlList() *cobra.Command {
 	var q client.DeliveryQuery
 	var since, until string
+	var follow bool
 	cmd := &cobra.Command{
-		Use:   "list [--subscription ID] [--status S] [--event ID] [--type TYPE]",
+		Use:   "list [--subscription ID] [--status S] [--event ID] [--type TYPE] [--follow]",
 		Short: "List deliveries, newest first",
+		Long: `List deliveries, newest first.
+
+--follow prints the deliveries created from --since (default: now), oldest first, and
+then each new one as it enters the history, polling about once a second, until
+interrupted (Ctrl-C, exit 0). A delivery is printed once, with its status when first
+seen. With -o json it prints one JSON object per line.`,
 		Example: `  webhookctl deliveries list --status failed
   webhookctl deliveries list --subscription 6f1c… --since 2h
   webhookctl deliveries list --type task.failed --status failed
+  webhookctl deliveries list --follow --subscription 6f1c…
   webhookctl -o json deliveries list --event evt-123 | jq '.items[].status'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -66,14 +74,23 @@ func (a *app) dlList() *cobra.Command {
 			if q.Until, err = parseSince(until, now); err != nil {
 				return err
 			}
+			if follow {
+				if !q.Until.IsZero() || q.Cursor != "" {
+					return errFollowFlags
+				}
+				if q.Since.IsZero() {
+					q.Since = now
+				}
+				return a.followDeliveries(cmd.Context(), c, q)
+			}
 			page, err := c.ListDeliveries(cmd.Context(), q)
 			if err != nil {
 				return err
 			}
 			return a.print(page, func(w *tabwriter.Writer) {
-				row(w, "ID", "EVENT", "EVENT ID", "SUBSCRIPTION", "STATUS", "ATTEMPTS", "LAST", "UPDATED")
+				deliveryHeader(w)
 				for _, d := range page.Items {
-					row(w, d.ID, d.Event, d.EventID, orDash(d.SubscriptionID), d.Status, len(d.Attempts), lastResult(d), ts(d.UpdatedAt))
+					deliveryRow(w, d)
 				}
 				if page.NextCursor != "" {
 					row(w, "")
@@ -91,6 +108,7 @@ func (a *app) dlList() *cobra.Command {
 	f.StringVar(&until, "until", "", "created before (RFC 3339, or a duration back from now)")
 	f.IntVar(&q.Limit, "limit", 50, "page size, up to 1000")
 	f.StringVar(&q.Cursor, "cursor", "", "continue a previous listing")
+	f.BoolVarP(&follow, "follow", "f", false, "print new deliveries as they are recorded, until interrupted")
 	return cmd
 }
 

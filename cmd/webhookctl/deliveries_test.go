@@ -114,11 +114,14 @@ func TestCLIDeliveryDetailAndHealth(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.NotContains(t, hidden, "PAYLOAD")
 	require.NotContains(t, hidden, "upstream down")
-	// A delivery that succeeded at once keeps no payload, and says why.
+	// A delivery that succeeded at once shows its payload too, read from
+	// the event EVENTS keeps (the message log).
 	var plain client.Delivery
 	d.ctlJSON(t, &plain, "deliveries", "get", succeeded)
-	require.Empty(t, plain.Payload)
-	require.Contains(t, plain.PayloadNote, "kept only for deliveries that failed or were held")
+	require.Empty(t, plain.PayloadNote)
+	require.NoError(t, json.Unmarshal(plain.Payload, &payload), string(plain.Payload))
+	require.Equal(t, "evt-robot", payload.ID)
+	require.Equal(t, "robot.connected", payload.Event)
 
 	// Health: 3 attempts in the last hour, 1 succeeded, the run of
 	// failures ended by the success.

@@ -16,9 +16,11 @@ import (
 
 func (a *app) eventsCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use: "events", Aliases: []string{"event"}, Short: "Publish events and list event types",
+		Use: "events", Aliases: []string{"event"}, Short: "Publish events, list event types, and read the message log",
 		Example: `  webhookctl events types
-  webhookctl events publish task.completed --data '{"task_id":"T123"}'`,
+  webhookctl events publish task.completed --data '{"task_id":"T123"}'
+  webhookctl events list --since 1h
+  webhookctl events get evt-T124-failed`,
 	}
 	var data, id string
 	publish := &cobra.Command{
@@ -77,7 +79,7 @@ func (a *app) eventsCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(publish, types)
+	cmd.AddCommand(publish, types, a.evList(), a.evGet())
 	return group(cmd)
 }
 
