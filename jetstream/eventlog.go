@@ -22,7 +22,7 @@ const (
 	// MaxScanEvents bounds the headers EventLog.Scan reads.
 	MaxScanEvents = 100_000
 	// MaxDeriveEvents bounds the sequences EventLog.Derived tries.
-	MaxDeriveEvents = 2_000_000
+	MaxDeriveEvents = 1_000_000
 	// logConsumerIdle is how long the server keeps an ordered consumer
 	// of a read that ended without deleting it (a crash, a lost link).
 	logConsumerIdle = 30 * time.Second

@@ -56,16 +56,16 @@ func TestMessageLogKeepsPayloadsAndEventsWithoutSubscriber(t *testing.T) {
 	// Events with no subscriber are listed, with and without an id.
 	var pub client.Published
 	require.Equal(t, 202, d.call(t, "POST", "/v1/events", d.token, `{"event":"alert.triggered","data":{"level":"high"}}`, &pub))
-	require.NoError(t, publishAsRobot(t, d.nats, "alert.triggered", `{"level":"low"}`, "robot-alert-1"))
+	require.NoError(t, publishAsRobot(t, d.nats, "alert.triggered", `{"level":"low"}`, "robot/alert-1"))
 	var alerts []client.Event
 	waitFor(t, func() bool {
 		alerts = loggedEvents(t, d, "type=alert.triggered")
 		return len(alerts) == 2 && alerts[1].Status == client.EventNoSubscriber
 	})
-	require.Equal(t, []string{pub.ID, "robot-alert-1"}, []string{alerts[0].ID, alerts[1].ID})
+	require.Equal(t, []string{pub.ID, "robot/alert-1"}, []string{alerts[0].ID, alerts[1].ID})
 	require.Equal(t, client.EventNoSubscriber, alerts[0].Status)
 	require.Equal(t, len(`{"level":"high"}`), alerts[0].Size)
-	for _, id := range []string{pub.ID, "robot-alert-1"} { // a derived id, and one found by a scan
+	for _, id := range []string{pub.ID, "robot/alert-1"} { // a derived id, and one found by a scan
 		ev := loggedEvent(t, d, id)
 		require.Equal(t, client.EventNoSubscriber, ev.Status, id)
 		require.Contains(t, ev.Note, "no subscriber", id)
