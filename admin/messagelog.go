@@ -199,7 +199,7 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusNotFound, client.CodeNotFound, "event %q not found: no delivery has it, and none of the %d events stored since %s has it",
 			id, scanned, since.UTC().Format(time.RFC3339))
 	case errors.Is(err, jetstream.ErrEventNotFound):
-		return apiError(http.StatusNotFound, client.CodeNotFound, "event %q not found: no delivery has it, and none of the %d newest events EVENTS holds has it (older ones: ?since=TIME)",
+		return apiError(http.StatusNotFound, client.CodeNotFound, "event %q not found: no delivery has it, and none of the %d newest events EVENTS holds has it (to search from a time: since=TIME, webhookctl events get --since)",
 			id, scanned)
 	case err != nil:
 		return apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "read EVENTS: %v", err)

@@ -88,10 +88,7 @@ seen. With -o json it prints one JSON object per line.`,
 				return err
 			}
 			return a.print(page, func(w *tabwriter.Writer) {
-				deliveryHeader(w)
-				for _, d := range page.Items {
-					deliveryRow(w, d)
-				}
+				deliveryColumns.table(w, cellsOf(page.Items, deliveryCells))
 				if page.NextCursor != "" {
 					row(w, "")
 					row(w, "more: --cursor "+page.NextCursor)

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -68,10 +70,7 @@ With -o json it prints one JSON object per line.`,
 				return err
 			}
 			return a.print(page, func(w *tabwriter.Writer) {
-				eventHeader(w)
-				for _, e := range page.Items {
-					eventRow(w, e)
-				}
+				eventColumns.table(w, cellsOf(page.Items, eventCells))
 				if page.NextCursor != "" {
 					row(w, "")
 					row(w, "more: --after "+page.NextCursor)
@@ -88,12 +87,53 @@ With -o json it prints one JSON object per line.`,
 	return cmd
 }
 
-func eventHeader(w *tabwriter.Writer) {
-	row(w, "SEQ", "ID", "TYPE", "TIMESTAMP", "SIZE", "STATUS", "DELIVERIES")
+// eventColumns are the events table's: headers, and the widths a follow
+// pads them to (it prints rows as they come, so cannot measure them first).
+var eventColumns = columns{
+	names:  []string{"SEQ", "ID", "TYPE", "TIMESTAMP", "SIZE", "STATUS", "DELIVERIES"},
+	widths: []int{5, 36, 16, 20, 6, 14, 0},
 }
 
-func eventRow(w *tabwriter.Writer, e client.Event) {
-	row(w, e.Seq, e.ID, e.Type, ts(e.Timestamp), e.Size, eventStatus(e.Status), e.DeliveryCount)
+func eventCells(e client.Event) []string {
+	return []string{fmt.Sprint(e.Seq), e.ID, e.Type, ts(e.Timestamp), fmt.Sprint(e.Size), eventStatus(e.Status), fmt.Sprint(e.DeliveryCount)}
+}
+
+// columns are a table's headers and, for a follow, their widths.
+type columns struct {
+	names  []string
+	widths []int
+}
+
+// line writes cells padded to the widths, two spaces apart.
+func (c columns) line(w io.Writer, cells []string) error {
+	var b strings.Builder
+	for i, cell := range cells {
+		if i == len(cells)-1 {
+			b.WriteString(cell)
+			break
+		}
+		b.WriteString(cell)
+		b.WriteString(strings.Repeat(" ", max(c.widths[i]-utf8.RuneCountInString(cell), 0)+2))
+	}
+	b.WriteByte('\n')
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// table writes a whole table: the headers and rows, aligned.
+func (c columns) table(w *tabwriter.Writer, rows [][]string) {
+	row(w, anys(c.names)...)
+	for _, r := range rows {
+		row(w, anys(r)...)
+	}
+}
+
+func anys(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }
 
 // eventStatus is an event's status in words.
@@ -119,7 +159,7 @@ func (a *app) followEvents(ctx context.Context, c *client.Client, q client.Event
 			if err != nil {
 				return err
 			}
-			if err := stream(a, page.Items, &header, eventHeader, eventRow); err != nil {
+			if err := stream(a, page.Items, &header, eventColumns, eventCells); err != nil {
 				return err
 			}
 			if n := len(page.Items); n > 0 {
@@ -153,8 +193,8 @@ func (a *app) poll(ctx context.Context, once func(context.Context) error) error 
 }
 
 // stream prints rows as a follow does: with -o json one object per line;
-// else a table, its header before the first row, flushed at each call.
-func stream[T any](a *app, items []T, header *bool, head func(*tabwriter.Writer), line func(*tabwriter.Writer, T)) error {
+// else table lines padded to cols' widths, the headers before the first.
+func stream[T any](a *app, items []T, header *bool, cols columns, cells func(T) []string) error {
 	if a.output == "json" {
 		for _, it := range items {
 			b, err := json.Marshal(it)
@@ -167,18 +207,27 @@ func stream[T any](a *app, items []T, header *bool, head func(*tabwriter.Writer)
 		}
 		return nil
 	}
-	if len(items) == 0 && !*header {
-		return nil
-	}
-	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	if *header {
-		head(w)
+		if err := cols.line(a.stdout, cols.names); err != nil {
+			return err
+		}
 		*header = false
 	}
 	for _, it := range items {
-		line(w, it)
+		if err := cols.line(a.stdout, cells(it)); err != nil {
+			return err
+		}
 	}
-	return w.Flush()
+	return nil
+}
+
+// cellsOf maps items to their cells.
+func cellsOf[T any](items []T, cells func(T) []string) [][]string {
+	out := make([][]string, len(items))
+	for i, it := range items {
+		out[i] = cells(it)
+	}
+	return out
 }
 
 func (a *app) evGet() *cobra.Command {
@@ -295,16 +344,18 @@ func (a *app) followDeliveries(ctx context.Context, c *client.Client, q client.D
 				delete(seen, id)
 			}
 		}
-		return stream(a, fresh, &header, deliveryHeader, deliveryRow)
+		return stream(a, fresh, &header, deliveryColumns, deliveryCells)
 	})
 }
 
-func deliveryHeader(w *tabwriter.Writer) {
-	row(w, "ID", "EVENT", "EVENT ID", "SUBSCRIPTION", "STATUS", "ATTEMPTS", "LAST", "UPDATED")
+// deliveryColumns are the deliveries table's.
+var deliveryColumns = columns{
+	names:  []string{"ID", "EVENT", "EVENT ID", "SUBSCRIPTION", "STATUS", "ATTEMPTS", "LAST", "UPDATED"},
+	widths: []int{36, 16, 36, 36, 9, 8, 18, 0},
 }
 
-func deliveryRow(w *tabwriter.Writer, d client.Delivery) {
-	row(w, d.ID, d.Event, d.EventID, orDash(d.SubscriptionID), d.Status, len(d.Attempts), lastResult(d), ts(d.UpdatedAt))
+func deliveryCells(d client.Delivery) []string {
+	return []string{d.ID, d.Event, d.EventID, orDash(d.SubscriptionID), d.Status, fmt.Sprint(len(d.Attempts)), lastResult(d), ts(d.UpdatedAt)}
 }
 
 // errFollowFlags refuses flags that end a listing when following.
