@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/internal/daemontest"
 )
 
 // loggedEvents returns the message log's page for query.
@@ -52,6 +53,15 @@ func TestMessageLogKeepsPayloadsAndEventsWithoutSubscriber(t *testing.T) {
 	ok := oneDelivery(t, d, "evt-ok", "succeeded")
 	require.JSONEq(t, string(sent.Body), string(ok.Payload), ok.PayloadNote)
 	require.Empty(t, ok.PayloadNote)
+
+	// So does one still retrying, which has no kept job.
+	failing, fails, _ := daemontest.Receiver(t, 500, "")
+	require.Equal(t, 201, d.call(t, "POST", "/v1/subscriptions", d.token,
+		`{"url":"`+failing.URL+`","events":["robot.connected"],"retry_policy":"1h"}`, nil))
+	require.NoError(t, publishAsRobot(t, d.nats, "robot.connected", `{"robot_id":"R7"}`, "evt-retrying"))
+	tried := next(t, fails)
+	retrying := oneDelivery(t, d, "evt-retrying", "retrying")
+	require.JSONEq(t, string(tried.Body), string(retrying.Payload), retrying.PayloadNote)
 
 	// Events with no subscriber are listed, with and without an id.
 	var pub client.Published
@@ -102,7 +112,7 @@ func TestMessageLogKeepsPayloadsAndEventsWithoutSubscriber(t *testing.T) {
 
 	// Everything, oldest first; pages continue after a sequence.
 	all := loggedEvents(t, d, "")
-	require.Len(t, all, 4)
+	require.Len(t, all, 5)
 	for i := 1; i < len(all); i++ {
 		require.Less(t, all[i-1].Seq, all[i].Seq)
 	}
