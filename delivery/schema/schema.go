@@ -1,0 +1,257 @@
+// Package schema holds the event schemas of --event-schemas: one JSON
+// Schema (draft 2020-12) per event type, compiled once at start, against
+// which the router checks each event's data before fanning it out.
+//
+// It sits under delivery because it is a check on an event's data beside
+// delivery.CheckData, which the router (dispatcher) and the admin API both
+// already use; it imports nothing of ours, so either may use it.
+//
+// A schema is read from DIR/<type>.json. References ($ref) resolve inside
+// that file only: a schema cannot make webhookd read another file or a URL.
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+)
+
+// MaxFileBytes bounds one schema file.
+const MaxFileBytes = 1 << 20
+
+// MaxReasonBytes bounds the reason Validate returns.
+const MaxReasonBytes = 240
+
+// Set is the compiled schemas, by event type. The zero Set and a nil *Set
+// hold none. It is safe for concurrent use.
+type Set struct {
+	byType map[string]*entry
+}
+
+type entry struct {
+	compiled *jsonschema.Schema
+	doc      json.RawMessage // the file, compacted
+	example  json.RawMessage // examples[0] when it is an object
+}
+
+// Load compiles every DIR/<type>.json. validType tells whether a file's
+// name (without .json) is an event type webhookd accepts; types under
+// "webhook." are webhookd's own and take no schema. Other files in dir are
+// ignored. The first file that cannot be read, is not valid JSON, does not
+// compile or is badly named fails Load with an error naming it.
+func Load(dir string, validType func(string) bool) (*Set, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("event schemas: %w", err)
+	}
+	s := &Set{byType: map[string]*entry{}}
+	for _, e := range entries {
+		name := e.Name()
+		t, ok := strings.CutSuffix(name, ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if !validType(t) {
+			return nil, fmt.Errorf("event schema %s: %q is not an event type (dot-separated tokens of letters, digits, '_' or '-')", path, t)
+		}
+		doc, err := readFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("event schema %s: %w", path, err)
+		}
+		if err := s.Add(t, doc); err != nil {
+			return nil, fmt.Errorf("event schema %s: %w", path, err)
+		}
+	}
+	return s, nil
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileBytes {
+		return nil, fmt.Errorf("larger than %d KiB", MaxFileBytes>>10)
+	}
+	return b, nil
+}
+
+// Add compiles doc as the schema of eventType, replacing any before it.
+// Its error is one line.
+func (s *Set) Add(eventType string, doc []byte) error {
+	if strings.HasPrefix(eventType, "webhook.") {
+		return fmt.Errorf("%q is sent by webhookd itself and takes no schema", eventType)
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return fmt.Errorf("not valid JSON: %s", oneLine(err.Error()))
+	}
+	url := "urn:webhookd:event-schema:" + eventType
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.UseLoader(noLoader{})
+	if err := c.AddResource(url, v); err != nil {
+		return fmt.Errorf("does not compile: %s", oneLine(err.Error()))
+	}
+	compiled, err := c.Compile(url)
+	if err != nil {
+		return fmt.Errorf("does not compile: %s", oneLine(err.Error()))
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, doc); err != nil {
+		return fmt.Errorf("not valid JSON: %s", oneLine(err.Error()))
+	}
+	e := &entry{compiled: compiled, doc: compact.Bytes()}
+	if obj, ok := v.(map[string]any); ok {
+		if ex, ok := obj["examples"].([]any); ok && len(ex) > 0 {
+			if _, isObject := ex[0].(map[string]any); isObject {
+				if e.example, err = json.Marshal(ex[0]); err != nil {
+					return fmt.Errorf("examples[0]: %w", err)
+				}
+			}
+		}
+	}
+	if s.byType == nil {
+		s.byType = map[string]*entry{}
+	}
+	s.byType[eventType] = e
+	return nil
+}
+
+// noLoader refuses every reference outside the schema's own file.
+type noLoader struct{}
+
+func (noLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("%s: references outside the schema's file are not followed", url)
+}
+
+// Types returns the event types that have a schema, sorted.
+func (s *Set) Types() []string {
+	if s == nil {
+		return nil
+	}
+	types := make([]string, 0, len(s.byType))
+	for t := range s.byType {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	return types
+}
+
+// Schema returns the schema of eventType as given (compacted), or nil.
+func (s *Set) Schema(eventType string) json.RawMessage {
+	if e := s.get(eventType); e != nil {
+		return e.doc
+	}
+	return nil
+}
+
+// Example returns the schema's examples[0] when it is an object, or nil.
+func (s *Set) Example(eventType string) json.RawMessage {
+	if e := s.get(eventType); e != nil {
+		return e.example
+	}
+	return nil
+}
+
+func (s *Set) get(eventType string) *entry {
+	if s == nil {
+		return nil
+	}
+	return s.byType[eventType]
+}
+
+// Validate checks data, an event's JSON data, against the schema of
+// eventType. It returns "" when the data is valid or the type has no
+// schema, else one line of at most MaxReasonBytes that names the first
+// failing field by JSON pointer under "data", such as
+// "data/robot_id: missing property".
+func (s *Set) Validate(eventType string, data []byte) (reason string) {
+	e := s.get(eventType)
+	if e == nil {
+		return ""
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return bound("data: not valid JSON: " + oneLine(err.Error()))
+	}
+	err = e.compiled.Validate(v)
+	if err == nil {
+		return ""
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return bound("data: " + oneLine(err.Error()))
+	}
+	return bound(describe(ve))
+}
+
+// printer writes the validator's messages in English.
+var printer = message.NewPrinter(language.English)
+
+// describe names the first leaf failure of ve: its place as a JSON pointer
+// under "data", and what is wrong there.
+func describe(ve *jsonschema.ValidationError) string {
+	for len(ve.Causes) > 0 {
+		ve = ve.Causes[0]
+	}
+	loc := ve.InstanceLocation
+	what := ve.ErrorKind.LocalizedString(printer)
+	if req, ok := ve.ErrorKind.(*kind.Required); ok && len(req.Missing) > 0 {
+		loc = append(slices.Clip(loc), req.Missing[0])
+		what = "missing property"
+		if n := len(req.Missing) - 1; n > 0 {
+			what += fmt.Sprintf(" (and %d more)", n)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("data")
+	for _, tok := range loc {
+		b.WriteByte('/')
+		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
+	}
+	b.WriteString(": ")
+	b.WriteString(what)
+	return oneLine(b.String())
+}
+
+// oneLine replaces control characters (line breaks among them) by spaces.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// bound cuts s to MaxReasonBytes, on a rune boundary.
+func bound(s string) string {
+	if len(s) <= MaxReasonBytes {
+		return s
+	}
+	cut := MaxReasonBytes - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
