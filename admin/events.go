@@ -66,14 +66,16 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) eventTypes(w http.ResponseWriter, _ *http.Request) error {
-	types := slices.Sorted(func(yield func(string) bool) {
-		for t := range s.catalog {
-			if !yield(t) {
-				return
-			}
+	items := make([]client.EventType, 0, len(s.catalog))
+	for t := range s.catalog {
+		et := client.EventType{Type: t, Schema: s.cfg.Schemas.Schema(t)}
+		if !strings.HasPrefix(t, "webhook.") { // webhookd's own: not published
+			et.Sample = s.cfg.Schemas.Sample(t)
 		}
-	})
-	writeJSON(w, http.StatusOK, client.List[string]{Items: types})
+		items = append(items, et)
+	}
+	slices.SortFunc(items, func(a, b client.EventType) int { return strings.Compare(a.Type, b.Type) })
+	writeJSON(w, http.StatusOK, client.List[client.EventType]{Items: items})
 	return nil
 }
 

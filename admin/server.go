@@ -24,6 +24,7 @@ import (
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/delivery/history"
+	"github.com/robotlab/webhookd/delivery/schema"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/internal/boltfile"
 	"github.com/robotlab/webhookd/internal/httplimit"
@@ -41,6 +42,8 @@ type Config struct {
 	Replica string
 	// EventTypes is the catalog.
 	EventTypes []string
+	// Schemas are the event schemas GET /v1/event-types shows (nil: none).
+	Schemas *schema.Set
 	// AllowTargets are internal prefixes subscriptions may point at.
 	AllowTargets []netip.Prefix
 	// DefaultTimeout is shown for subscriptions without their own timeout.

@@ -121,6 +121,10 @@ type Config struct {
 	Retention time.Duration
 	// EventTypes (event-types) are accepted in addition to the built-in catalog.
 	EventTypes []string
+	// EventSchemas (event-schemas) is a directory of JSON Schemas, one
+	// DIR/<type>.json per event type: events whose data fails theirs are
+	// rejected, and each file adds its type to the catalog. Empty: none.
+	EventSchemas string
 	// SecretGrace (secret-grace) is how long a rotated-out secret keeps
 	// signing deliveries.
 	SecretGrace time.Duration
@@ -428,6 +432,7 @@ func fields() []field {
 			func(c *Config) string { return strings.Join(c.EventTypes, ",") },
 			func(c *Config, s string) error { c.EventTypes = splitList(s); return nil }},
 		str("otlp-endpoint", "send a trace of each event (route and attempts) to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318; OTEL_* variables apply too; empty: off", func(c *Config) *string { return &c.OTLPEndpoint }),
+		str("event-schemas", "directory of JSON Schemas (draft 2020-12), one <type>.json per event type: an event whose data fails its type's schema is rejected, never delivered; each file adds its type to the catalog. A file that does not compile stops webhookd at start", func(c *Config) *string { return &c.EventSchemas }),
 		str("pprof-addr", "serve Go's profiler (/debug/pprof/) at this address, e.g. :6060 (a bare port binds 127.0.0.1); empty: off. It has no authentication: keep it on loopback", func(c *Config) *string { return &c.PprofAddr }),
 		boolean(keyMetricsRequireToken, "/metrics asks for the admin token (Authorization: Bearer) like the API; without it /metrics needs no token", func(c *Config) *bool { return &c.MetricsRequireToken }),
 	}

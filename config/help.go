@@ -34,7 +34,7 @@ var flagGroups = []flagGroup{
 		"nats-max-pending", "nats-auth-failure-delay"}},
 	{"External NATS cluster", []string{"nats-url", "stream-replicas", "nats-creds", "nats-nkey-seed", "nats-user",
 		"nats-password", "nats-password-file", "nats-token", "nats-token-file", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}},
-	{"Events", []string{"event-types", "max-event-size", "event-retention", "event-retention-bytes"}},
+	{"Events", []string{"event-types", "event-schemas", "max-event-size", "event-retention", "event-retention-bytes"}},
 	{"Deliveries", []string{"delivery-timeout", "retry-backoff", "allow-targets", "workers", "max-in-flight",
 		"breaker-failures", "breaker-cooldown", "disable-after", "secret-grace"}},
 	{"Queue and shutdown", []string{"ack-wait", "max-ack-pending", "shutdown-timeout"}},

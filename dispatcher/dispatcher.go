@@ -123,6 +123,15 @@ type Deps struct {
 	// Tracer makes each routed event a span continuing the message's
 	// traceparent, whose context the event's jobs carry (nil: off).
 	Tracer *tracing.Tracer
+	// Schemas checks each event's data (--event-schemas; nil: none).
+	Schemas Schemas
+}
+
+// Schemas checks an event's data against its type's schema (see
+// delivery/schema): Validate returns "" when it passes or the type has
+// none, else the one-line reason the event is rejected.
+type Schemas interface {
+	Validate(eventType string, data []byte) (reason string)
 }
 
 // Stats counts what the dispatcher did since it started.

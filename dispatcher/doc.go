@@ -6,7 +6,9 @@
 // The router consumes EVENTS through the shared durable consumer "router",
 // Config.Routers goroutines per replica. An event is checked first: its
 // type must be in the catalog, its data at most Config.MaxEventBytes and
-// one JSON object in valid UTF-8, and its id (Nats-Msg-Id) at most
+// one JSON object in valid UTF-8 that passes its type's schema, if
+// Deps.Schemas has one (once per event, whatever the number of
+// subscriptions), and its id (Nats-Msg-Id) at most
 // delivery.MaxEventIDBytes (else it is recorded under the id derived from
 // its sequence). A bad event is recorded as rejected with its reason and
 // acked at once: it is never retried and never blocks later events.

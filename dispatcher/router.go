@@ -220,6 +220,10 @@ func (d *Dispatcher) check(ev delivery.Event) string {
 	if err := delivery.CheckData(ev.Data); err != nil {
 		return err.Error()
 	}
+	if d.deps.Schemas != nil {
+		// Once per event, before the fan-out: not per subscription.
+		return d.deps.Schemas.Validate(ev.Type, ev.Data)
+	}
 	return ""
 }
 

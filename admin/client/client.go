@@ -269,6 +269,16 @@ type Published struct {
 	Duplicate bool   `json:"duplicate,omitempty"`
 }
 
+// EventType is one type of the catalog, as GET /v1/event-types lists it.
+type EventType struct {
+	Type string `json:"type"`
+	// Schema is the type's JSON Schema (--event-schemas); absent: none.
+	Schema json.RawMessage `json:"schema,omitempty"`
+	// Sample is sample data of the type, for "events trigger": the
+	// schema's examples[0], else the built-in sample; absent: none.
+	Sample json.RawMessage `json:"sample,omitempty"`
+}
+
 // Status is the answer of GET /v1/status.
 type Status struct {
 	Replica   string           `json:"replica"`
@@ -537,9 +547,9 @@ func (c *Client) Publish(ctx context.Context, p PublishRequest) (Published, erro
 	return out, c.do(ctx, http.MethodPost, "/v1/events", p, &out)
 }
 
-// EventTypes lists the catalog.
-func (c *Client) EventTypes(ctx context.Context) ([]string, error) {
-	var l List[string]
+// EventTypes lists the catalog, sorted by type.
+func (c *Client) EventTypes(ctx context.Context) ([]EventType, error) {
+	var l List[EventType]
 	return l.Items, c.do(ctx, http.MethodGet, "/v1/event-types", nil, &l)
 }
 

@@ -60,8 +60,8 @@ func (a *app) eventsCommand() *cobra.Command {
 
 	types := &cobra.Command{
 		Use:     "types",
-		Short:   "List the event types subscriptions may name",
-		Example: "  webhookctl events types",
+		Short:   "List the event types subscriptions may name, and which have a schema",
+		Example: "  webhookctl events types\n  webhookctl -o json events types | jq '.items[] | select(.type==\"task.completed\") | .schema'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -72,9 +72,10 @@ func (a *app) eventsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(client.List[string]{Items: ts}, func(w *tabwriter.Writer) {
+			return a.print(client.List[client.EventType]{Items: ts}, func(w *tabwriter.Writer) {
+				row(w, "TYPE", "SCHEMA")
 				for _, t := range ts {
-					row(w, t)
+					row(w, t.Type, yesNo(t.Schema != nil))
 				}
 			})
 		},

@@ -63,3 +63,10 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

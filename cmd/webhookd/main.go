@@ -33,6 +33,7 @@ import (
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/delivery/endpoint"
 	"github.com/robotlab/webhookd/delivery/history"
+	"github.com/robotlab/webhookd/delivery/schema"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/internal/boltfile"
 	"github.com/robotlab/webhookd/internal/tracing"
@@ -88,6 +89,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	schemas, err := eventSchemas(cfg.EventSchemas) // so does a bad schema
+	if err != nil {
+		return err
+	}
+	catalog := withSchemaTypes(cfg.AllEventTypes(), schemas)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -247,7 +253,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if guard != nil {
 		metDeps.StoreWritable = guard.Writable
 	}
-	met, err := metrics.New(metrics.Config{EventTypes: cfg.AllEventTypes(), Version: version, Revision: revision}, metDeps, log)
+	met, err := metrics.New(metrics.Config{EventTypes: catalog, Version: version, Revision: revision}, metDeps, log)
 	if err != nil {
 		return err
 	}
@@ -259,10 +265,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
-		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent), EventIDSalt: salt,
+		EventTypes: routable(slices.Clone(catalog)), MaxEventBytes: int(maxEvent), EventIDSalt: salt,
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
-		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met, Tracer: tracer,
+		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met, Tracer: tracer, Schemas: schemas,
 	}, log)
 	if err != nil {
 		return err
@@ -273,7 +279,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}, 0, log)
 
 	api, err := admin.New(admin.Config{
-		Token: token, Replica: replica, EventTypes: cfg.AllEventTypes(), AllowTargets: cfg.AllowTargets,
+		Token: token, Replica: replica, EventTypes: catalog, Schemas: schemas, AllowTargets: cfg.AllowTargets,
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
 		MetricsRequireToken: cfg.MetricsRequireToken, MaxPublicPerClient: cfg.HTTPPublicPerClient, SessionTTL: cfg.ConsoleSessionTTL,
 		EventIDSalt: salt, EventRetention: cfg.EventRetention,
@@ -435,6 +441,24 @@ func buildInfo() (version, revision string) {
 // sends to one endpoint: published on NATS, it is rejected, not routed.
 func routable(types []string) []string {
 	return slices.DeleteFunc(types, func(t string) bool { return t == admin.EventPing })
+}
+
+// eventSchemas loads --event-schemas; with none given it returns nil.
+func eventSchemas(dir string) (*schema.Set, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	return schema.Load(dir, config.ValidEventType)
+}
+
+// withSchemaTypes adds to the catalog the types that have a schema.
+func withSchemaTypes(catalog []string, schemas *schema.Set) []string {
+	for _, t := range schemas.Types() {
+		if !slices.Contains(catalog, t) {
+			catalog = append(catalog, t)
+		}
+	}
+	return catalog
 }
 
 func policy(b config.Backoff) *delivery.Policy {

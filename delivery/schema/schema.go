@@ -173,6 +173,30 @@ func (s *Set) Example(eventType string) json.RawMessage {
 	return nil
 }
 
+// builtinSamples are sample data of the built-in catalog's types that
+// robots publish, for "webhookctl events trigger".
+var builtinSamples = map[string]string{
+	"robot.connected":    `{"robot_id":"R001","firmware":"4.2.1","site":"lab-2"}`,
+	"robot.disconnected": `{"robot_id":"R001","reason":"network timeout","site":"lab-2"}`,
+	"task.created":       `{"task_id":"T123","robot_id":"R001","kind":"pick","priority":"normal"}`,
+	"task.completed":     `{"task_id":"T123","robot_id":"R001","duration_ms":5400}`,
+	"task.failed":        `{"task_id":"T123","robot_id":"R001","error":"gripper stalled"}`,
+	"alert.triggered":    `{"robot_id":"R001","level":"high","message":"battery at 8%"}`,
+	"maintenance.due":    `{"robot_id":"R001","component":"gripper","due":"2026-12-31"}`,
+}
+
+// Sample returns sample data of eventType: its schema's examples[0] when
+// it has one, else the built-in sample of a catalog type, else nil.
+func (s *Set) Sample(eventType string) json.RawMessage {
+	if ex := s.Example(eventType); ex != nil {
+		return ex
+	}
+	if b, ok := builtinSamples[eventType]; ok {
+		return json.RawMessage(b)
+	}
+	return nil
+}
+
 func (s *Set) get(eventType string) *entry {
 	if s == nil {
 		return nil
