@@ -65,7 +65,7 @@ func TestUnknownCommandsExit1WithASuggestion(t *testing.T) {
 		{[]string{"dl", "replya"}, `did you mean "replay"?`},
 		{[]string{"events", "pub", "task.completed"}, `did you mean "publish"?`},
 		{[]string{"--token", "x", "frobnicate"}, `unknown command "frobnicate" for "webhookctl"; want one of `},
-		{[]string{"events", "zzz"}, `want one of "get", "list", "publish" or "types"`},
+		{[]string{"events", "zzz"}, `want one of "get", "list", "publish", "trigger" or "types"`},
 		{[]string{"subscriptions", "list", "extra"}, `unknown command "extra" for "webhookctl subscriptions list"`},
 		{[]string{"help", "subscriptions", "lst"}, `did you mean "list"`},
 		{[]string{"help", "statsu"}, `did you mean "status"?`},

@@ -13,7 +13,8 @@ import (
 
 // docCommands returns the command lines of the fenced blocks of the README
 // and docs/ that start with prog (or bin/prog): in console blocks the lines
-// after "$ ", in sh blocks every line; trailing comments and pipes removed.
+// after "$ ", in sh blocks every line; trailing comments, pipes and stdin
+// redirections removed.
 func docCommands(t *testing.T, prog string) map[string][]string {
 	t.Helper()
 	files, err := filepath.Glob("../../docs/*.md")
@@ -40,6 +41,9 @@ func docCommands(t *testing.T, prog string) map[string][]string {
 					l = l[:i]
 				}
 				if i := strings.Index(l, " | "); i >= 0 {
+					l = l[:i]
+				}
+				if i := strings.Index(l, " < "); i >= 0 { // stdin redirected from a file
 					l = l[:i]
 				}
 				out[filepath.Base(f)] = append(out[filepath.Base(f)], strings.TrimSpace(l))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,9 +17,10 @@ import (
 
 func (a *app) eventsCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use: "events", Aliases: []string{"event"}, Short: "Publish events, list event types, and read the message log",
+		Use: "events", Aliases: []string{"event"}, Short: "Publish events, trigger samples, list event types, and read the message log",
 		Example: `  webhookctl events types
   webhookctl events publish task.completed --data '{"task_id":"T123"}'
+  webhookctl events trigger task.completed
   webhookctl events list --since 1h
   webhookctl events get evt-T124-failed`,
 	}
@@ -80,7 +82,44 @@ func (a *app) eventsCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(publish, types, a.evList(), a.evGet())
+	var sample string
+	trigger := &cobra.Command{
+		Use:   "trigger TYPE [--data JSON|@FILE|-]",
+		Short: "Publish a sample event of TYPE: its schema's example, else the built-in sample",
+		Long: `trigger publishes a sample event of TYPE through the admin API, as
+"events publish" does. The data is --data when given, else the sample
+GET /v1/event-types shows for the type: the first of its schema's examples
+(webhookd --event-schemas), else webhookd's built-in sample of a catalog
+type.`,
+		Example: `  webhookctl events trigger task.completed
+  webhookctl events trigger task.completed --data '{"task_id":"T9","robot_id":"R009"}'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var body json.RawMessage
+			if sample != "" {
+				if body, err = a.readData(sample); err != nil {
+					return err
+				}
+			} else if body, err = sampleOf(cmd.Context(), c, args[0]); err != nil {
+				return err
+			}
+			p, err := c.Publish(cmd.Context(), client.PublishRequest{Event: args[0], Data: body})
+			if err != nil {
+				return err
+			}
+			return a.print(p, func(w *tabwriter.Writer) {
+				row(w, "ID", p.ID)
+				row(w, "EVENT", p.Event)
+				row(w, "SEQUENCE", p.Sequence)
+			})
+		},
+	}
+	trigger.Flags().StringVar(&sample, "data", "", "the event's data instead of the sample: inline, @FILE or - (stdin)")
+	cmd.AddCommand(publish, trigger, types, a.evList(), a.evGet())
 	return group(cmd)
 }
 
@@ -130,6 +169,24 @@ func (a *app) statusCommand() *cobra.Command {
 			})
 		},
 	}
+}
+
+// sampleOf returns the sample data the server shows for eventType.
+func sampleOf(ctx context.Context, c *client.Client, eventType string) (json.RawMessage, error) {
+	types, err := c.EventTypes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range types {
+		if t.Type != eventType {
+			continue
+		}
+		if t.Sample == nil {
+			return nil, fmt.Errorf("event type %q has no sample: give --data, or add \"examples\" to its schema", eventType)
+		}
+		return t.Sample, nil
+	}
+	return nil, fmt.Errorf("event type %q is not in the catalog (webhookctl events types)", eventType)
 }
 
 // maxDataRead bounds what --data @FILE and --data - read: far above any

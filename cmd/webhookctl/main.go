@@ -26,6 +26,7 @@ func main() {
 
 // app holds the global flags and the input and output streams.
 type app struct {
+	root                           *cobra.Command
 	server, token, dataDir, output string
 	getenv                         func(string) string
 	stdin                          io.Reader
@@ -65,8 +66,11 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "Manage webhookd subscriptions and deliveries",
 		Long: `webhookctl manages webhookd through the admin API of any replica.
 
-The token is taken from --token, then $WEBHOOK_TOKEN, then the file
-<data-dir>/admin-token that webhookd generates on first start.
+The server is taken from --server, then $WEBHOOK_SERVER, then the current
+context (webhookctl context), then http://127.0.0.1:8080. The token is
+taken from --token, then $WEBHOOK_TOKEN, then the current context (for its
+own server only; not when --data-dir or $WEBHOOK_DATA_DIR is given), then
+the file <data-dir>/admin-token that webhookd generates on first start.
 
 Environment:
   WEBHOOK_SERVER    admin API of a webhookd replica (--server; default http://127.0.0.1:8080)
@@ -81,6 +85,7 @@ Times in tables are UTC (RFC 3339, ending in Z), as in webhookd's logs.`,
 		SilenceErrors: true,
 		Version:       version.Read().String("webhookctl"),
 	}
+	a.root = root
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(flagError)
 	def := func(env, fallback string) string {
@@ -94,7 +99,8 @@ Times in tables are UTC (RFC 3339, ending in Z), as in webhookd's logs.`,
 	pf.StringVar(&a.token, "token", "", "admin API token (env WEBHOOK_TOKEN)")
 	pf.StringVar(&a.dataDir, "data-dir", def("WEBHOOK_DATA_DIR", "./data"), "webhookd data dir to read the generated admin-token from")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(a.subscriptionsCommand(), a.deliveriesCommand(), a.eventsCommand(), a.statusCommand())
+	root.AddCommand(a.subscriptionsCommand(), a.deliveriesCommand(), a.eventsCommand(), a.statusCommand(),
+		a.verifyCommand(), a.contextCommand())
 	root.SetHelpCommand(&cobra.Command{
 		Use:   "help [command]",
 		Short: "Help about any command",
@@ -154,24 +160,62 @@ func quoteList(names []string) string {
 	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
-// client builds the API client from the global flags.
+// client builds the API client from the global flags, the environment
+// and the current context (see endpoint).
 func (a *app) client() (*client.Client, error) {
-	if a.output != "table" && a.output != "json" {
-		return nil, fmt.Errorf("-o %q: want table or json", a.output)
+	if err := a.checkOutput(); err != nil {
+		return nil, err
 	}
-	token := a.token
+	server, token, err := a.endpoint()
+	if err != nil {
+		return nil, err
+	}
+	if token == "" {
+		return nil, fmt.Errorf("no admin token: pass --token, set WEBHOOK_TOKEN, save a context (webhookctl context add), or point --data-dir at webhookd's data dir")
+	}
+	return client.New(server, token)
+}
+
+func (a *app) checkOutput() error {
+	if a.output != "table" && a.output != "json" {
+		return fmt.Errorf("-o %q: want table or json", a.output)
+	}
+	return nil
+}
+
+// endpoint resolves the server and the token, each from its flag, else its
+// environment variable, else the current context, else the default
+// server and the token file <data-dir>/admin-token. The context's token
+// goes only to the context's own server, and a --data-dir (or
+// WEBHOOK_DATA_DIR) given names the token file to use instead.
+func (a *app) endpoint() (server, token string, err error) {
+	pf := a.root.PersistentFlags()
+	server, token = a.server, a.token // a.server's default is WEBHOOK_SERVER's value, if set
+	serverGiven := pf.Changed("server") || a.getenv("WEBHOOK_SERVER") != ""
+	dataDirGiven := pf.Changed("data-dir") || a.getenv("WEBHOOK_DATA_DIR") != ""
 	if token == "" {
 		token = a.getenv("WEBHOOK_TOKEN")
+	}
+	if !serverGiven || token == "" && !dataDirGiven {
+		c, ok, err := a.currentContext()
+		if err != nil {
+			return "", "", err
+		}
+		if ok {
+			if !serverGiven {
+				server = c.Server
+			}
+			if token == "" && !dataDirGiven && strings.TrimRight(server, "/") == c.Server {
+				token = c.Token
+			}
+		}
 	}
 	if token == "" {
 		b, err := os.ReadFile(filepath.Join(a.dataDir, "admin-token"))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("read token file: %w", err)
+			return "", "", fmt.Errorf("read token file: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	if token == "" {
-		return nil, fmt.Errorf("no admin token: pass --token, set WEBHOOK_TOKEN, or point --data-dir at webhookd's data dir")
-	}
-	return client.New(a.server, token)
+	return server, token, nil
 }

@@ -105,7 +105,9 @@ func (s *Set) Add(eventType string, doc []byte) error {
 	if err != nil {
 		return fmt.Errorf("not valid JSON: %s", oneLine(err.Error()))
 	}
-	url := "urn:webhookd:event-schema:" + eventType
+	// A hierarchical base, so that a relative $ref names another URL
+	// (which noLoader refuses) rather than this document.
+	url := schemaBase + eventType + ".json"
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.UseLoader(noLoader{})
@@ -114,19 +116,22 @@ func (s *Set) Add(eventType string, doc []byte) error {
 	}
 	compiled, err := c.Compile(url)
 	if err != nil {
-		return fmt.Errorf("does not compile: %s", oneLine(err.Error()))
+		return compileError(err)
 	}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, doc); err != nil {
 		return fmt.Errorf("not valid JSON: %s", oneLine(err.Error()))
 	}
 	e := &entry{compiled: compiled, doc: compact.Bytes()}
-	if obj, ok := v.(map[string]any); ok {
-		if ex, ok := obj["examples"].([]any); ok && len(ex) > 0 {
-			if _, isObject := ex[0].(map[string]any); isObject {
-				if e.example, err = json.Marshal(ex[0]); err != nil {
-					return fmt.Errorf("examples[0]: %w", err)
-				}
+	var withExamples struct {
+		Examples []json.RawMessage `json:"examples"`
+	}
+	// The first example as written (its keys in their order), if an object.
+	if json.Unmarshal(doc, &withExamples) == nil && len(withExamples.Examples) > 0 {
+		if ex := bytes.TrimSpace(withExamples.Examples[0]); len(ex) > 0 && ex[0] == '{' {
+			var example bytes.Buffer
+			if err := json.Compact(&example, ex); err == nil {
+				e.example = example.Bytes()
 			}
 		}
 	}
@@ -135,6 +140,24 @@ func (s *Set) Add(eventType string, doc []byte) error {
 	}
 	s.byType[eventType] = e
 	return nil
+}
+
+// schemaBase is the base URL of every schema: "<base><type>.json".
+const schemaBase = "https://event-schemas.webhookd.invalid/"
+
+// compileError is the one line saying why a schema does not compile: for
+// a schema that breaks the draft's rules, the first rule and where.
+func compileError(err error) error {
+	var bad *jsonschema.SchemaValidationError
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &bad) && errors.As(bad.Err, &ve) {
+		return fmt.Errorf("not a valid JSON Schema (draft 2020-12): %s", strings.TrimPrefix(describe(ve), "data"))
+	}
+	var load *jsonschema.LoadURLError
+	if errors.As(err, &load) {
+		return fmt.Errorf("does not compile: $ref %s: references outside the schema's own file are not followed", strings.TrimPrefix(load.URL, schemaBase))
+	}
+	return fmt.Errorf("does not compile: %s", bound(oneLine(strings.ReplaceAll(err.Error(), schemaBase, ""))))
 }
 
 // noLoader refuses every reference outside the schema's own file.

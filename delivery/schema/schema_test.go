@@ -43,7 +43,7 @@ func TestValidateNamesTheFailingField(t *testing.T) {
 	s, err := schema.Load(writeDir(t, map[string]string{"task.completed.json": taskCompleted, "README.md": "not a schema"}), validType)
 	require.NoError(t, err)
 	require.Equal(t, []string{"task.completed"}, s.Types())
-	require.JSONEq(t, `{"task_id": "T1", "robot_id": "R001", "duration_ms": 5400}`, string(s.Example("task.completed")))
+	require.Equal(t, `{"task_id":"T1","robot_id":"R001","duration_ms":5400}`, string(s.Example("task.completed")), "as written, compacted")
 	require.JSONEq(t, taskCompleted, string(s.Schema("task.completed")))
 
 	for _, tc := range []struct{ data, reason string }{
@@ -84,12 +84,14 @@ func TestValidateReasonIsOneBoundedLine(t *testing.T) {
 func TestLoadRefusesBadFilesNamingThem(t *testing.T) {
 	for name, tc := range map[string]struct{ file, body, want string }{
 		"not JSON":         {"task.created.json", `{"type": "object"`, "not valid JSON"},
-		"does not compile": {"task.created.json", `{"type": 5}`, "does not compile"},
-		"bad pattern":      {"task.created.json", `{"pattern": "("}`, "does not compile"},
+		"does not compile": {"task.created.json", `{"type": 5}`, "not a valid JSON Schema (draft 2020-12): /type: "},
+		"bad pattern":      {"task.created.json", `{"pattern": "("}`, "/pattern: '(' is not valid regex"},
+		"dangling ref":     {"task.created.json", `{"$ref": "#/$defs/nope"}`, "does not compile: json-pointer in \"task.created.json#/$defs/nope\" not found"},
+		"sibling ref":      {"task.created.json", `{"properties": {"a": {"$ref": "other.json"}}}`, "$ref other.json: references outside"},
 		"bad type name":    {"task created.json", `{}`, "is not an event type"},
 		"webhookd's own":   {"webhook.ping.json", `{}`, "sent by webhookd itself"},
-		"remote ref":       {"task.created.json", `{"$ref": "https://example.com/s.json"}`, "does not compile"},
-		"file ref":         {"task.created.json", `{"$ref": "file:///etc/passwd"}`, "does not compile"},
+		"remote ref":       {"task.created.json", `{"$ref": "https://example.com/s.json"}`, "$ref https://example.com/s.json: references outside"},
+		"file ref":         {"task.created.json", `{"$ref": "file:///etc/passwd"}`, "$ref file:///etc/passwd: references outside"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := writeDir(t, map[string]string{tc.file: tc.body})
