@@ -23,8 +23,8 @@ func TestDocsSchemaAndReasons(t *testing.T) {
 	require.NoError(t, s.Add("task.completed", []byte(m[1])))
 	require.Empty(t, s.Validate("task.completed", s.Example("task.completed")))
 	for data, reason := range map[string]string{
-		`{"task_id":"T124"}`:                                  "data/robot_id: missing property",
-		`{"task_id":"X1","robot_id":"R1"}`:                    "data/task_id: 'X1' does not match pattern '^T[0-9]+$'",
+		`{"task_id":"T124"}`:                                 "data/robot_id: missing property",
+		`{"task_id":"X1","robot_id":"R1"}`:                   "data/task_id: 'X1' does not match pattern '^T[0-9]+$'",
 		`{"task_id":"T1","robot_id":"R1","duration_ms":"5"}`: "data/duration_ms: got string, want integer",
 	} {
 		require.Equal(t, reason, s.Validate("task.completed", []byte(data)))

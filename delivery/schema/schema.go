@@ -135,6 +135,12 @@ func (s *Set) Add(eventType string, doc []byte) error {
 			}
 		}
 	}
+	if e.example != nil {
+		// "events trigger" publishes it: it must pass.
+		if reason := validate(compiled, e.example); reason != "" {
+			return fmt.Errorf("examples[0] fails the schema: %s", reason)
+		}
+	}
 	if s.byType == nil {
 		s.byType = map[string]*entry{}
 	}
@@ -237,11 +243,15 @@ func (s *Set) Validate(eventType string, data []byte) (reason string) {
 	if e == nil {
 		return ""
 	}
+	return validate(e.compiled, data)
+}
+
+func validate(compiled *jsonschema.Schema, data []byte) (reason string) {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
 		return bound("data: not valid JSON: " + oneLine(err.Error()))
 	}
-	err = e.compiled.Validate(v)
+	err = compiled.Validate(v)
 	if err == nil {
 		return ""
 	}

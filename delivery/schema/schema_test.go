@@ -89,6 +89,7 @@ func TestLoadRefusesBadFilesNamingThem(t *testing.T) {
 		"dangling ref":     {"task.created.json", `{"$ref": "#/$defs/nope"}`, "does not compile: json-pointer in \"task.created.json#/$defs/nope\" not found"},
 		"sibling ref":      {"task.created.json", `{"properties": {"a": {"$ref": "other.json"}}}`, "$ref other.json: references outside"},
 		"bad type name":    {"task created.json", `{}`, "is not an event type"},
+		"bad example":      {"task.created.json", `{"required": ["a"], "examples": [{"b": 1}]}`, "examples[0] fails the schema: data/a: missing property"},
 		"webhookd's own":   {"webhook.ping.json", `{}`, "sent by webhookd itself"},
 		"remote ref":       {"task.created.json", `{"$ref": "https://example.com/s.json"}`, "$ref https://example.com/s.json: references outside"},
 		"file ref":         {"task.created.json", `{"$ref": "file:///etc/passwd"}`, "$ref file:///etc/passwd: references outside"},
