@@ -36,7 +36,8 @@ const MaxFileBytes = 1 << 20
 const MaxReasonBytes = 240
 
 // Set is the compiled schemas, by event type. The zero Set and a nil *Set
-// hold none. It is safe for concurrent use.
+// hold none. Once built (Load, or Add calls), its methods but Add are safe
+// for concurrent use.
 type Set struct {
 	byType map[string]*entry
 }
