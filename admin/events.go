@@ -75,7 +75,11 @@ func (s *Server) eventTypes(w http.ResponseWriter, _ *http.Request) error {
 		items = append(items, et)
 	}
 	slices.SortFunc(items, func(a, b client.EventType) int { return strings.Compare(a.Type, b.Type) })
-	writeJSON(w, http.StatusOK, client.List[client.EventType]{Items: items})
+	names := make([]string, len(items))
+	for i, et := range items {
+		names[i] = et.Type
+	}
+	writeJSON(w, http.StatusOK, client.EventTypeList{Items: names, Types: items})
 	return nil
 }
 

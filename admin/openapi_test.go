@@ -127,7 +127,7 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"ConsumerStatus": client.ConsumerStatus{}, "DeliveryList": client.List[client.Delivery]{},
 		"RotateRequest": client.RotateRequest{}, "PingResult": client.PingResult{},
 		"Event": client.Event{}, "EventList": client.List[client.Event]{},
-		"EventType": client.EventType{}, "EventTypeList": client.List[client.EventType]{},
+		"EventType": client.EventType{}, "EventTypeList": client.EventTypeList{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]

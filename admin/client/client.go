@@ -269,6 +269,14 @@ type Published struct {
 	Duplicate bool   `json:"duplicate,omitempty"`
 }
 
+// EventTypeList is the answer of GET /v1/event-types: Items keeps the
+// type names, as older releases answered, and Types adds each type's
+// schema and sample.
+type EventTypeList struct {
+	Items []string    `json:"items"`
+	Types []EventType `json:"types"`
+}
+
 // EventType is one type of the catalog, as GET /v1/event-types lists it.
 type EventType struct {
 	Type string `json:"type"`
@@ -549,8 +557,16 @@ func (c *Client) Publish(ctx context.Context, p PublishRequest) (Published, erro
 
 // EventTypes lists the catalog, sorted by type.
 func (c *Client) EventTypes(ctx context.Context) ([]EventType, error) {
-	var l List[EventType]
-	return l.Items, c.do(ctx, http.MethodGet, "/v1/event-types", nil, &l)
+	var l EventTypeList
+	if err := c.do(ctx, http.MethodGet, "/v1/event-types", nil, &l); err != nil {
+		return nil, err
+	}
+	if len(l.Types) == 0 { // a server from before schemas
+		for _, t := range l.Items {
+			l.Types = append(l.Types, EventType{Type: t})
+		}
+	}
+	return l.Types, nil
 }
 
 // Status returns streams, consumers and replicas.

@@ -32,7 +32,7 @@ func newTokenServer(t *testing.T) *tokenServer {
 		s.tokens = append(s.tokens, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
 		s.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(client.List[client.EventType]{Items: []client.EventType{{Type: "task.completed"}}})
+		_ = json.NewEncoder(w).Encode(client.EventTypeList{Items: []string{"task.completed"}})
 	}))
 	t.Cleanup(s.Close)
 	return s

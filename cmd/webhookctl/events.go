@@ -74,7 +74,11 @@ func (a *app) eventsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(client.List[client.EventType]{Items: ts}, func(w *tabwriter.Writer) {
+			names := make([]string, len(ts))
+			for i, t := range ts {
+				names[i] = t.Type
+			}
+			return a.print(client.EventTypeList{Items: names, Types: ts}, func(w *tabwriter.Writer) {
 				row(w, "TYPE", "SCHEMA")
 				for _, t := range ts {
 					row(w, t.Type, yesNo(t.Schema != nil))

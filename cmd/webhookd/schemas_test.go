@@ -71,12 +71,14 @@ func TestEventSchemaRejectsTheEventNamingTheField(t *testing.T) {
 	})
 	require.Empty(t, got, "nothing else was delivered")
 
-	var types client.List[client.EventType]
+	var types client.EventTypeList
 	require.Equal(t, 200, d.call(t, "GET", "/v1/event-types", d.token, "", &types))
 	byType := map[string]client.EventType{}
-	for _, et := range types.Items {
+	for _, et := range types.Types {
 		byType[et.Type] = et
 	}
+	require.Contains(t, types.Items, "task.completed", "items keeps the names, as before schemas")
+	require.Len(t, types.Items, len(types.Types))
 	require.JSONEq(t, robotSchema, string(byType["task.completed"].Schema))
 	require.JSONEq(t, `{"task_id":"T9","robot_id":"R009"}`, string(byType["task.completed"].Sample), "the schema's example")
 	require.JSONEq(t, doorSchema, string(byType["lab.door"].Schema))
