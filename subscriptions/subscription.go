@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"strconv"
@@ -64,6 +65,9 @@ type Subscription struct {
 	Filter      string
 	Transform   string
 	OrderingKey string
+	// Labels are short key=value tags; OwnerLabel names the team that owns
+	// the subscription (see ValidateLabels). Nil when there are none.
+	Labels map[string]string
 	// Secret signs every delivery: "whsec_" + base64 of random bytes.
 	Secret string
 	// PreviousSecrets stay valid until they expire (secret rotation).
@@ -154,6 +158,9 @@ func (s Subscription) Validate() error {
 			return fmt.Errorf("%w: %s: %d bytes: want at most %d", ErrInvalid, e.field, len(e.src), expr.MaxSourceBytes)
 		}
 	}
+	if err := ValidateLabels(s.Labels); err != nil {
+		return err
+	}
 	if s.DisabledReason != "" {
 		if err := validReason(s.DisabledReason); err != nil {
 			return err
@@ -222,22 +229,24 @@ func validReason(r string) error {
 // public is the default JSON form: every field but the secrets and the
 // custom headers.
 type public struct {
-	ID             string    `json:"id"`
-	URL            string    `json:"url"`
-	Events         []string  `json:"events"`
-	Description    string    `json:"description,omitempty"`
-	Timeout        string    `json:"timeout,omitempty"`
-	Active         bool      `json:"active"`
-	MaxInFlight    int       `json:"max_in_flight,omitempty"`
-	RetryPolicy    string    `json:"retry_policy,omitempty"`
-	Filter         string    `json:"filter,omitempty"`
-	Transform      string    `json:"transform,omitempty"`
-	OrderingKey    string    `json:"ordering_key,omitempty"`
-	DisabledReason string    `json:"disabled_reason,omitempty"`
-	DisabledAt     time.Time `json:"disabled_at,omitzero"`
-	FailingSince   time.Time `json:"failing_since,omitzero"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	ID          string   `json:"id"`
+	URL         string   `json:"url"`
+	Events      []string `json:"events"`
+	Description string   `json:"description,omitempty"`
+	Timeout     string   `json:"timeout,omitempty"`
+	Active      bool     `json:"active"`
+	MaxInFlight int      `json:"max_in_flight,omitempty"`
+	RetryPolicy string   `json:"retry_policy,omitempty"`
+	Filter      string   `json:"filter,omitempty"`
+	Transform   string   `json:"transform,omitempty"`
+	OrderingKey string   `json:"ordering_key,omitempty"`
+	// Labels are absent from records written before labels existed.
+	Labels         map[string]string `json:"labels,omitempty"`
+	DisabledReason string            `json:"disabled_reason,omitempty"`
+	DisabledAt     time.Time         `json:"disabled_at,omitzero"`
+	FailingSince   time.Time         `json:"failing_since,omitzero"`
+	CreatedAt      time.Time         `json:"created_at"`
+	UpdatedAt      time.Time         `json:"updated_at"`
 }
 
 // publicOf returns sub's fields but the secrets.
@@ -247,6 +256,7 @@ func publicOf(sub Subscription) public {
 		MaxInFlight: sub.MaxInFlight, RetryPolicy: sub.RetryPolicy, DisabledReason: sub.DisabledReason, DisabledAt: sub.DisabledAt,
 		FailingSince: sub.FailingSince, CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt,
 		Filter: sub.Filter, Transform: sub.Transform, OrderingKey: sub.OrderingKey,
+		Labels: maps.Clone(sub.Labels),
 	}
 	if sub.Timeout > 0 {
 		p.Timeout = sub.Timeout.String()
@@ -265,6 +275,7 @@ func (p public) subscription() (Subscription, error) {
 		MaxInFlight: p.MaxInFlight, RetryPolicy: p.RetryPolicy, DisabledReason: p.DisabledReason, DisabledAt: p.DisabledAt,
 		FailingSince: p.FailingSince, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 		Filter: p.Filter, Transform: p.Transform, OrderingKey: p.OrderingKey,
+		Labels: p.Labels,
 	}, nil
 }
 
