@@ -75,7 +75,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 		}
 		query.Limit = n
 	}
-	ds, next, err := s.deps.Store.List(query)
+	ds, next, err := s.listVisible(r, query)
 	if errors.Is(err, history.ErrBadCursor) {
 		return invalid("cursor: %s", strings.TrimPrefix(err.Error(), history.ErrBadCursor.Error()+": "))
 	}
@@ -97,8 +97,8 @@ func (s *Server) delivery(r *http.Request) (history.Delivery, error) {
 		return history.Delivery{}, err
 	}
 	d, err := s.deps.Store.Get(id)
-	if errors.Is(err, history.ErrNotFound) {
-		return d, notFound("delivery", id)
+	if errors.Is(err, history.ErrNotFound) || err == nil && !s.ownsSubscription(r, d.SubscriptionID) {
+		return history.Delivery{}, notFound("delivery", id)
 	}
 	return d, err
 }
@@ -193,7 +193,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) error {
 	if req.Subscription == "" {
 		return invalid("subscription: required")
 	}
-	if _, ok := s.deps.Subs.Get(req.Subscription); !ok {
+	if sub, ok := s.deps.Subs.Get(req.Subscription); !ok || !visible(r, sub) {
 		return notFound("subscription", req.Subscription)
 	}
 	if req.Since.IsZero() {
@@ -250,7 +250,7 @@ func (s *Server) getReplay(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	st, ok := s.deps.Queue.Replay(id)
-	if !ok {
+	if !ok || !s.ownsSubscription(r, st.SubscriptionID) {
 		return apiError(http.StatusNotFound, client.CodeNotFound,
 			"replay %q not found on replica %s: a replay is known only to the replica that runs it, and not after its restart", id, s.cfg.Replica)
 	}

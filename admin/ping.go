@@ -45,7 +45,7 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "ping is not available on this replica")
 	}
 	sub, err := s.deps.Subs.Fetch(r.Context(), id) // the record of truth: fresh secrets
-	if errors.Is(err, subscriptions.ErrNotFound) {
+	if errors.Is(err, subscriptions.ErrNotFound) || err == nil && !visible(r, sub) {
 		return notFound("subscription", id)
 	}
 	if err != nil {

@@ -107,6 +107,10 @@ type Deps struct {
 	Exprs *expr.Compiler
 	// Tracer traces events published through the API (nil: off).
 	Tracer *tracing.Tracer
+	// Tokens is the bucket of team tokens (jetstream.BucketTeamTokens),
+	// read by every replica at each request. Without it only the
+	// operator's token is accepted and /v1/tokens answers 503.
+	Tokens natsjs.KeyValue
 }
 
 // Server is the HTTP surface of one replica.
@@ -143,9 +147,17 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 		catalog[t] = true
 	}
 	fails := throttle.New(cfg.Throttle)
+	s := &Server{
+		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
+		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
+		fails: fails, public: httplimit.NewPerClient(cfg.MaxPublicPerClient),
+	}
 	ccfg := console.Config{Token: cfg.Token, SessionTTL: cfg.SessionTTL, Failures: fails}
 	if deps.Sessions != nil {
 		ccfg.Revocations = kvRevocations{kv: deps.Sessions}
+	}
+	if deps.Tokens != nil {
+		ccfg.TeamLogin = s.consoleLogin
 	}
 	ui, err := console.New(ccfg, log)
 	if err != nil {
@@ -157,11 +169,8 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("admin: %w", err)
 		}
 	}
-	return &Server{
-		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
-		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
-		console: ui, fails: fails, public: httplimit.NewPerClient(cfg.MaxPublicPerClient), exprs: exprs,
-	}, nil
+	s.console, s.exprs = ui, exprs
+	return s, nil
 }
 
 // handlerFunc is a handler whose error becomes the answer: a *client.Error
@@ -210,6 +219,9 @@ func (s *Server) routes() *routeMux {
 		"GET /v1/events/{id}":                       s.getEvent,
 		"GET /v1/event-types":                       s.eventTypes,
 		"GET /v1/status":                            s.status,
+		"POST /v1/tokens":                           s.createToken,
+		"GET /v1/tokens":                            s.listTokens,
+		"DELETE /v1/tokens/{name}":                  s.deleteToken,
 	}
 	for pattern, h := range v1 {
 		mux.Handle(pattern, s.authorized(h))
@@ -250,7 +262,7 @@ func (s *Server) metrics() http.Handler {
 // ("/v1/subscriptions//pause", "/v1/subscriptions/./pause"), where the mux
 // would redirect to another route: such a path names no id.
 func (s *Server) cleanPaths(next http.Handler) http.Handler {
-	noRoute := s.authorized(func(http.ResponseWriter, *http.Request) error {
+	noRoute := s.authenticated(func(http.ResponseWriter, *http.Request) error {
 		return apiError(http.StatusNotFound, client.CodeNotFound, "no such route: empty or dot path segment")
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -283,12 +295,26 @@ func pathID(r *http.Request, what string) (string, error) {
 	return id, nil
 }
 
-// authorized checks the bearer token in constant time, then runs h. A
+// authorized is authenticated with the route's scope (routeScopes): a
+// team token on a route that is not scopeTeam is answered 403.
+func (s *Server) authorized(h handlerFunc) http.Handler {
+	return s.authenticated(func(w http.ResponseWriter, r *http.Request) error {
+		if !allowed(r) {
+			return operatorOnly(r)
+		}
+		return h(w, r)
+	})
+}
+
+// authenticated checks the bearer token, the operator's or a team's
+// (teamToken), in constant time, then runs h with the principal in the
+// request's context (teamOf). The console's calls for a team session name
+// their token by its subject instead (console.Subject). A
 // client address that has sent too many wrong tokens lately (or everyone,
 // when the global budget is spent) is answered 429 without a check; each
 // wrong token is logged at warn with the address, never the token. The
 // console's own calls for a logged-in operator are not throttled.
-func (s *Server) authorized(h handlerFunc) http.Handler {
+func (s *Server) authenticated(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr, inProcess := throttle.Client(r.RemoteAddr), console.InProcess(r.Context())
 		if wait := s.fails.Wait(addr); wait > 0 && !inProcess {
@@ -298,19 +324,29 @@ func (s *Server) authorized(h handlerFunc) http.Handler {
 				"too many wrong tokens from this address; retry in %d s", secs))
 			return
 		}
-		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(given))
-		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
-			if ok && given != "" && !inProcess { // a token was tried: a guess
+		p, ok, err := s.principal(r, inProcess)
+		if err != nil {
+			s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("team token check failed")
+			writeError(w, apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "cannot check the token now: try again"))
+			return
+		}
+		if !ok {
+			given, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if bearer && given != "" && !inProcess { // a token was tried: a guess
 				exhausted := s.fails.Fail(addr)
 				s.log.Warn().Str("remote_addr", r.RemoteAddr).Str("method", r.Method).Str("path", r.URL.Path).
 					Bool("throttled", exhausted).Msg("wrong bearer token")
+			}
+			if inProcess && console.Subject(r.Context()) != "" {
+				writeError(w, apiError(http.StatusUnauthorized, client.CodeUnauthorized, "the team token of this console session was deleted: log in again"))
+				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="webhookd"`)
 			writeError(w, apiError(http.StatusUnauthorized, client.CodeUnauthorized, "missing or wrong bearer token"))
 			return
 		}
-		err := h(w, r)
+		r = r.WithContext(withPrincipal(r.Context(), p))
+		err = h(w, r)
 		if err == nil {
 			return
 		}
@@ -323,6 +359,24 @@ func (s *Server) authorized(h handlerFunc) http.Handler {
 		}
 		writeError(w, apiErr)
 	})
+}
+
+// principal returns who the request's credential names: the operator's
+// bearer token, a team token, or for the console's own calls a team
+// session's subject. ok is false for none of them.
+func (s *Server) principal(r *http.Request, inProcess bool) (principal, bool, error) {
+	if subject := console.Subject(r.Context()); inProcess && subject != "" {
+		return s.teamSubject(r.Context(), subject)
+	}
+	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return principal{}, false, nil
+	}
+	sum := sha256.Sum256([]byte(given))
+	if subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1 {
+		return principal{}, true, nil
+	}
+	return s.teamToken(r.Context(), given)
 }
 
 // rebuildingMessage answers a request the delivery index cannot serve

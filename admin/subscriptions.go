@@ -48,6 +48,7 @@ func (s *Server) view(sub subscriptions.Subscription, withSecret bool) client.Su
 	}
 	v.RetryPolicy = sub.RetryPolicy
 	v.Filter, v.Transform, v.OrderingKey = sub.Filter, sub.Transform, sub.OrderingKey
+	v.Labels = sub.Labels
 	if len(sub.Headers) > 0 {
 		v.Headers = make(map[string]string, len(sub.Headers))
 		for _, h := range sub.Headers {
@@ -265,9 +266,14 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err := s.checkExprs(&in.Filter, &in.Transform, &in.OrderingKey); err != nil {
 		return err
 	}
+	labels, err := createLabels(r, in.Labels)
+	if err != nil {
+		return err
+	}
 	sub := subscriptions.Subscription{
 		URL: in.URL, Events: in.Events, Description: in.Description, Timeout: timeout, MaxInFlight: in.MaxInFlight,
 		RetryPolicy: policy, Filter: in.Filter, Transform: in.Transform, OrderingKey: in.OrderingKey,
+		Labels: labels,
 	}
 	if err := s.fitsRetention(sub.RetryPolicy, sub.Timeout); err != nil {
 		return err
@@ -287,11 +293,12 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
-func (s *Server) listSubscriptions(w http.ResponseWriter, _ *http.Request) error {
-	subs := s.deps.Subs.List()
-	items := make([]client.Subscription, len(subs))
-	for i, sub := range subs {
-		items[i] = s.view(sub, false)
+func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) error {
+	items := []client.Subscription{}
+	for _, sub := range s.deps.Subs.List() {
+		if visible(r, sub) {
+			items = append(items, s.view(sub, false))
+		}
 	}
 	writeJSON(w, http.StatusOK, client.List[client.Subscription]{Items: items})
 	return nil
@@ -303,20 +310,27 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	sub, ok := s.deps.Subs.Get(id)
-	if !ok {
+	if !ok || !visible(r, sub) {
 		return notFound("subscription", id)
 	}
 	writeJSON(w, http.StatusOK, s.view(sub, false))
 	return nil
 }
 
-// update runs a compare-and-set update and maps the store's errors.
+// update runs a compare-and-set update and maps the store's errors. A
+// subscription of another team is not found, checked on the very revision
+// updated.
 func (s *Server) update(r *http.Request, fn func(*subscriptions.Subscription) error) (subscriptions.Subscription, error) {
 	id, err := pathID(r, "subscription")
 	if err != nil {
 		return subscriptions.Subscription{}, err
 	}
-	sub, err := s.deps.Subs.Update(r.Context(), id, fn)
+	sub, err := s.deps.Subs.Update(r.Context(), id, func(sub *subscriptions.Subscription) error {
+		if !visible(r, *sub) {
+			return notFound("subscription", id)
+		}
+		return fn(sub)
+	})
 	switch {
 	case errors.Is(err, subscriptions.ErrNotFound):
 		return sub, notFound("subscription", id)
@@ -363,6 +377,9 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err := s.checkExprs(p.Filter, p.Transform, p.OrderingKey); err != nil {
 		return err
 	}
+	if err := checkLabelPatch(r, p.Labels); err != nil {
+		return err
+	}
 	sub, err := s.update(r, func(sub *subscriptions.Subscription) error {
 		if err := setHeaders(sub, nil, p.Headers); err != nil {
 			return err
@@ -374,6 +391,7 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 				*e.to = *e.from
 			}
 		}
+		patchLabels(sub, p.Labels)
 		if p.RetryPolicy != nil {
 			sub.RetryPolicy = policy
 		}
@@ -421,7 +439,12 @@ func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	err = s.deps.Subs.Delete(r.Context(), id)
+	err = s.deps.Subs.DeleteIf(r.Context(), id, func(sub subscriptions.Subscription) error {
+		if !visible(r, sub) {
+			return notFound("subscription", id)
+		}
+		return nil
+	})
 	if errors.Is(err, subscriptions.ErrNotFound) {
 		return notFound("subscription", id)
 	}

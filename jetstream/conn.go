@@ -321,7 +321,7 @@ func (c *Conn) Check(ctx context.Context) error {
 	if !c.NC.IsConnected() {
 		return fmt.Errorf("nats %s", strings.ToLower(c.NC.Status().String()))
 	}
-	for _, name := range []string{StreamEvents, StreamDeliveries, StreamAudit, "KV_" + BucketSubscriptions, "KV_" + BucketRevokedSessions} {
+	for _, name := range []string{StreamEvents, StreamDeliveries, StreamAudit, "KV_" + BucketSubscriptions, "KV_" + BucketRevokedSessions, "KV_" + BucketTeamTokens} {
 		if _, err := c.JS.Stream(ctx, name); err != nil {
 			return fmt.Errorf("nats stream %s: %w", name, err)
 		}

@@ -59,6 +59,9 @@ func TestProvisionIsIdempotentAndUpdatesConfig(t *testing.T) {
 	require.Equal(t, natsjs.DiscardNew, s.CachedInfo().Config.Discard, "a full queue refuses new work")
 	_, err = ns.JS.KeyValue(ctx, jetstream.BucketSubscriptions)
 	require.NoError(t, err)
+	tokens, err := ns.JS.Stream(ctx, "KV_"+jetstream.BucketTeamTokens)
+	require.NoError(t, err)
+	require.Zero(t, tokens.CachedInfo().Config.MaxAge, "a team token lasts until it is deleted")
 
 	// Revoked console sessions are kept for a session's lifetime.
 	sessions, err := ns.JS.Stream(ctx, "KV_"+jetstream.BucketRevokedSessions)

@@ -13,6 +13,10 @@ const (
 	// BucketRevokedSessions holds the console sessions ended by logout,
 	// each for a session's lifetime, so that every replica refuses them.
 	BucketRevokedSessions = "console_revoked_sessions"
+	// BucketTeamTokens holds the team tokens: name → owner, creation time
+	// and the SHA-256 of the token (never the token), read by every replica
+	// at each request, so a deleted token is refused everywhere at once.
+	BucketTeamTokens = "team_tokens"
 
 	// EventsPrefix is the subject prefix robots publish under.
 	EventsPrefix = "events."

@@ -118,8 +118,8 @@ func (p Provisioning) Consumers() map[string]natsjs.ConsumerConfig {
 }
 
 // Provision creates or updates the streams, the shared consumers and the
-// buckets (subscriptions, and the console's revoked sessions with a TTL of
-// SessionTTL). It is idempotent: replicas may call it concurrently.
+// buckets (subscriptions, the team tokens, and the console's revoked
+// sessions with a TTL of SessionTTL). It is idempotent: replicas may call it concurrently.
 // A work-queue EVENTS left by an older version is migrated to Limits
 // retention with every message it holds (see migrateEvents); another
 // stream left with another retention policy is replaced when its consumer
@@ -172,6 +172,10 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 		{
 			Bucket: BucketRevokedSessions, Description: "console sessions ended by logout, kept for a session's lifetime",
 			History: 1, TTL: sessionTTL, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
+		},
+		{
+			Bucket: BucketTeamTokens, Description: "team tokens: owner and SHA-256 of each, by name",
+			History: 1, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
 		},
 	} {
 		if err := provisionBucket(ctx, js, kc); err != nil {

@@ -579,10 +579,20 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) er
 }
 
 // Delete removes the subscription. It returns ErrNotFound for an unknown id.
-func (s *Store) Delete(ctx context.Context, id string) error {
-	_, rev, err := s.fetch(ctx, id)
+func (s *Store) Delete(ctx context.Context, id string) error { return s.DeleteIf(ctx, id, nil) }
+
+// DeleteIf is Delete when check (if not nil) accepts the stored
+// subscription: its error is returned as is, and the delete is a
+// compare-and-set on the revision check saw.
+func (s *Store) DeleteIf(ctx context.Context, id string, check func(Subscription) error) error {
+	sub, rev, err := s.fetch(ctx, id)
 	if err != nil {
 		return err
+	}
+	if check != nil {
+		if err := check(sub); err != nil {
+			return err
+		}
 	}
 	if err := s.kv.Delete(ctx, id, natsjs.LastRevision(rev)); err != nil {
 		return fmt.Errorf("subscriptions: delete %s: %w", id, err)

@@ -56,6 +56,9 @@ type Subscription struct {
 	// Stats is the subscription's delivery health from the attempts of
 	// every replica (read-only).
 	Stats *DeliveryStats `json:"stats,omitempty"`
+	// Labels are short key=value tags; "owner" names the team whose
+	// tokens may see and manage the subscription.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // DeliveryStats is a subscription's delivery health from the delivery
@@ -109,6 +112,9 @@ type SubscriptionInput struct {
 	Filter      string `json:"filter,omitempty"`
 	Transform   string `json:"transform,omitempty"`
 	OrderingKey string `json:"ordering_key,omitempty"`
+	// Labels tag the subscription; "owner" names its team. A team's
+	// token gets owner=its team whatever it sends.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // SubscriptionPatch changes the fields that are set.
@@ -128,6 +134,9 @@ type SubscriptionPatch struct {
 	Filter      *string `json:"filter,omitempty"`
 	Transform   *string `json:"transform,omitempty"`
 	OrderingKey *string `json:"ordering_key,omitempty"`
+	// Labels sets the labels given; a null value removes one. Labels not
+	// named are kept. A team's token cannot change or remove "owner".
+	Labels map[string]*string `json:"labels,omitempty"`
 }
 
 // RotateRequest is the optional body of rotate-secret.
@@ -364,6 +373,9 @@ const (
 	// CodeTooManyRequests answers a client address that sent too many wrong
 	// tokens lately (HTTP 429, with Retry-After).
 	CodeTooManyRequests = "too_many_requests"
+	// CodeForbidden answers a team token on a route for the operator's
+	// token only (HTTP 403).
+	CodeForbidden = "forbidden"
 )
 
 // Client talks to one webhookd replica.

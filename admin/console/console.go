@@ -52,6 +52,12 @@ type Config struct {
 	// over all; share it with the admin API's bearer check (default: a
 	// throttle of the console's own with the default budgets).
 	Failures *throttle.Failures
+	// TeamLogin checks a pasted token that is not the admin token: for a
+	// team token it returns a subject naming it (at most 128 bytes), kept
+	// in the session and handed to the admin API with each of its calls
+	// (Subject), which shows the team its own subscriptions only. Nil:
+	// only the admin token logs in.
+	TeamLogin func(ctx context.Context, token string) (subject string, ok bool, err error)
 }
 
 // Revocations records the sessions ended by logout. Implementations must
@@ -103,6 +109,7 @@ type Console struct {
 	log   zerolog.Logger
 	fails *throttle.Failures
 	revs  Revocations
+	team  func(ctx context.Context, token string) (string, bool, error)
 }
 
 // New parses the embedded templates and returns the console.
@@ -133,7 +140,7 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 	return &Console{
 		sess: newSessions(cfg.Token, cfg.SessionTTL, cfg.Now), auth: "Bearer " + cfg.Token, now: cfg.Now,
 		pages: pages, log: log.With().Str("component", "console").Logger(), fails: cfg.Failures,
-		revs: cfg.Revocations,
+		revs: cfg.Revocations, team: cfg.TeamLogin,
 	}, nil
 }
 
@@ -250,7 +257,19 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	given := strings.TrimSpace(r.PostFormValue("token"))
-	if !c.sess.tokenOK(given) {
+	ok, subject, err := c.sess.tokenOK(given), "", error(nil)
+	if !ok && given != "" && c.team != nil {
+		subject, ok, err = c.team(r.Context(), given)
+		if err == nil && ok && (subject == "" || len(subject) > maxSubject) {
+			err = fmt.Errorf("console: team login: a subject of %d bytes", len(subject))
+		}
+	}
+	if err != nil {
+		c.log.Error().Err(err).Msg("console login: check a team token")
+		c.fail(w, &page{}, http.StatusServiceUnavailable, "Cannot check the token now: try again.")
+		return
+	}
+	if !ok {
 		if given != "" { // an empty form is no guess
 			exhausted := c.fails.Fail(addr)
 			c.log.Warn().Str("remote_addr", r.RemoteAddr).Bool("throttled", exhausted).Msg("console login with a wrong token")
@@ -258,7 +277,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.render(w, http.StatusUnauthorized, "login", &page{Title: "Log in", Error: "Wrong token."})
 		return
 	}
-	value, err := c.sess.issue()
+	value, err := c.sess.issue(subject)
 	if err != nil {
 		c.failAPI(w, &page{}, err)
 		return
@@ -344,6 +363,9 @@ func (c *Console) loggedIn(h func(http.ResponseWriter, *http.Request, *page)) ht
 			return
 		}
 		p := &page{CSRF: c.sess.csrf(payload)}
+		if subject := payloadSubject(payload); subject != "" {
+			r = r.WithContext(context.WithValue(r.Context(), sessionSubjectKey{}, subject))
+		}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 			if !sameOrigin(r) || !c.sess.csrfOK(payload, r.PostFormValue("csrf")) {
@@ -372,15 +394,40 @@ func InProcess(ctx context.Context) bool {
 	return v
 }
 
-// call runs one admin API request in process, as the operator (the
-// console's token), and decodes its JSON answer into out. An error answer
+// subjectKey marks the context of the console's calls for a team session:
+// its subject (Config.TeamLogin).
+type subjectKey struct{}
+
+// Subject returns the team session's subject of one of the console's own
+// calls to the admin API (see InProcess), or "" for an operator's session.
+func Subject(ctx context.Context) string {
+	v, _ := ctx.Value(subjectKey{}).(string)
+	return v
+}
+
+// sessionSubject returns the subject loggedIn found in the request's
+// session, "" for the operator.
+func sessionSubject(ctx context.Context) string {
+	v, _ := ctx.Value(sessionSubjectKey{}).(string)
+	return v
+}
+
+type sessionSubjectKey struct{}
+
+// call runs one admin API request in process, as the session's principal
+// (the console's token for the operator, the subject for a team), and
+// decodes its JSON answer into out. An error answer
 // comes back as a *client.Error.
 func (h handlers) call(ctx context.Context, from *http.Request, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(context.WithValue(ctx, inProcessKey{}, true), method, path, nil)
 	if err != nil {
 		return fmt.Errorf("console: %s %s: %w", method, path, err)
 	}
-	req.Header.Set("Authorization", h.c.auth)
+	if subject := sessionSubject(from.Context()); subject != "" {
+		req = req.WithContext(context.WithValue(req.Context(), subjectKey{}, subject))
+	} else {
+		req.Header.Set("Authorization", h.c.auth)
+	}
 	req.RemoteAddr, req.Host = from.RemoteAddr, from.Host
 	rec := &recorder{header: http.Header{}}
 	h.api.ServeHTTP(rec, req)

@@ -15,7 +15,8 @@ import (
 
 // sessions issues and checks the console's session values. A value is
 // "<payload>.<mac>", both base64url: payload = expiry (unix seconds, 8 bytes
-// big-endian) + 16 random bytes, mac = HMAC-SHA256 of the payload under a key
+// big-endian) + 16 random bytes + the subject of a team session (empty for
+// the operator's, see Config.TeamLogin), mac = HMAC-SHA256 of the payload under a key
 // derived from the admin token. The cookie never holds the token; a session
 // dies at its expiry, when the token changes (the key changes with it), or
 // at logout, which records its id (sessionID) as revoked for every replica.
@@ -27,6 +28,9 @@ type sessions struct {
 }
 
 const sessionPayloadLen = 8 + 16
+
+// maxSubject bounds a team session's subject.
+const maxSubject = 128
 
 func newSessions(token string, ttl time.Duration, now func() time.Time) sessions {
 	m := hmac.New(sha256.New, []byte(token))
@@ -49,13 +53,15 @@ func (s sessions) mac(purpose string, payload []byte) []byte {
 	return m.Sum(nil)
 }
 
-// issue returns a new session value.
-func (s sessions) issue() (string, error) {
-	payload := make([]byte, sessionPayloadLen)
+// issue returns a new session value, of a team's session when subject is
+// not empty.
+func (s sessions) issue(subject string) (string, error) {
+	payload := make([]byte, sessionPayloadLen, sessionPayloadLen+len(subject))
 	binary.BigEndian.PutUint64(payload, uint64(s.now().Add(s.ttl).Unix()))
 	if _, err := rand.Read(payload[8:]); err != nil {
 		return "", fmt.Errorf("console: session: %w", err)
 	}
+	payload = append(payload, subject...)
 	enc := base64.RawURLEncoding
 	return enc.EncodeToString(payload) + "." + enc.EncodeToString(s.mac("session", payload)), nil
 }
@@ -70,7 +76,7 @@ func (s sessions) verify(value string) ([]byte, bool) {
 	enc := base64.RawURLEncoding
 	payload, err1 := enc.DecodeString(p)
 	mac, err2 := enc.DecodeString(m)
-	if err1 != nil || err2 != nil || len(payload) != sessionPayloadLen {
+	if err1 != nil || err2 != nil || len(payload) < sessionPayloadLen || len(payload) > sessionPayloadLen+maxSubject {
 		return nil, false
 	}
 	if !hmac.Equal(mac, s.mac("session", payload)) {
@@ -85,7 +91,11 @@ func (s sessions) verify(value string) ([]byte, bool) {
 
 // sessionID returns the id under which a session is revoked: its random
 // part, hex-encoded. It cannot be turned back into a session value.
-func sessionID(payload []byte) string { return hex.EncodeToString(payload[8:]) }
+func sessionID(payload []byte) string { return hex.EncodeToString(payload[8:sessionPayloadLen]) }
+
+// payloadSubject returns the subject of a team session, "" for the
+// operator's.
+func payloadSubject(payload []byte) string { return string(payload[sessionPayloadLen:]) }
 
 // csrf returns the form token of a session: bound to it, so a token from
 // another session (or none) is refused.

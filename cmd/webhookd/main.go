@@ -177,6 +177,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return fmt.Errorf("open revoked sessions bucket: %w", err)
 	}
+	teamTokens, err := conn.JS.KeyValue(ctx, jetstream.BucketTeamTokens)
+	if err != nil {
+		return fmt.Errorf("open team tokens bucket: %w", err)
+	}
 	var subOpts []subscriptions.Option
 	if key != nil {
 		subOpts = append(subOpts, subscriptions.WithSecretKey(key))
@@ -286,6 +290,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs, Tracer: tracer,
+		Tokens:   teamTokens,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
 		Ready:    ready,
 	}, log)
