@@ -74,7 +74,7 @@ the file <data-dir>/admin-token that webhookd generates on first start.
 
 Environment:
   WEBHOOK_SERVER    admin API of a webhookd replica (--server; default http://127.0.0.1:8080)
-  WEBHOOK_TOKEN     admin API token (--token)
+  WEBHOOK_TOKEN     admin API token, the operator's or a team's (--token)
   WEBHOOK_DATA_DIR  webhookd data dir holding the generated admin-token (--data-dir; default ./data)
 
 Times in tables are UTC (RFC 3339, ending in Z), as in webhookd's logs.`,
@@ -100,7 +100,7 @@ Times in tables are UTC (RFC 3339, ending in Z), as in webhookd's logs.`,
 	pf.StringVar(&a.dataDir, "data-dir", def("WEBHOOK_DATA_DIR", "./data"), "webhookd data dir to read the generated admin-token from")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(a.subscriptionsCommand(), a.deliveriesCommand(), a.eventsCommand(), a.statusCommand(),
-		a.verifyCommand(), a.contextCommand())
+		a.verifyCommand(), a.contextCommand(), a.tokensCommand())
 	root.SetHelpCommand(&cobra.Command{
 		Use:   "help [command]",
 		Short: "Help about any command",

@@ -45,6 +45,7 @@ func (a *app) printSubscription(s client.Subscription) error {
 		row(w, "TRANSFORM", orDash(s.Transform))
 		row(w, "ORDERING KEY", orDash(s.OrderingKey))
 		row(w, "HEADERS", headerList(s.Headers))
+		row(w, "LABELS", labelList(s.Labels))
 		row(w, "STATUS", status(s))
 		if !s.DisabledAt.IsZero() {
 			row(w, "DISABLED AT", ts(s.DisabledAt))
@@ -145,14 +146,15 @@ func maxInFlight(s client.Subscription) string {
 func (a *app) subCreate() *cobra.Command {
 	var in client.SubscriptionInput
 	var events string
-	var headers []string
+	var headers, labels []string
 	cmd := &cobra.Command{
 		Use:   "create --url URL --events a,b",
 		Short: "Create a subscription and print its id and secret",
 		Example: `  webhookctl subscriptions create --url https://example.com/hook --events task.completed,task.failed
   webhookctl subscriptions create --url https://example.com/robots --events 'robot.>' --timeout 10s --description "fleet board"
   webhookctl subscriptions create --url https://slow.example.com/hook --events 'task.*' --max-in-flight 4
-  webhookctl subscriptions create --url https://api.example.com/hook --events 'alert.*' --header 'X-Api-Key: abc' --retry-policy exp:5s:1h:12:0.2`,
+  webhookctl subscriptions create --url https://api.example.com/hook --events 'alert.*' --header 'X-Api-Key: abc' --retry-policy exp:5s:1h:12:0.2
+  webhookctl subscriptions create --url https://example.com/hook --events 'task.*' --label owner=team-a --label env=prod`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -161,6 +163,9 @@ func (a *app) subCreate() *cobra.Command {
 			}
 			in.Events = splitList(events)
 			if in.Headers, err = parseHeaders(headers); err != nil {
+				return err
+			}
+			if in.Labels, err = parseLabels(labels); err != nil {
 				return err
 			}
 			in.RetryPolicy = retryPolicyFlag(in.RetryPolicy)
@@ -181,6 +186,7 @@ func (a *app) subCreate() *cobra.Command {
 	cmd.Flags().StringVar(&in.Filter, "filter", "", filterUsage)
 	cmd.Flags().StringVar(&in.Transform, "transform", "", transformUsage)
 	cmd.Flags().StringVar(&in.OrderingKey, "ordering-key", "", keyUsage)
+	cmd.Flags().StringArrayVar(&labels, "label", nil, labelUsage)
 	_ = cmd.MarkFlagRequired("url")
 	_ = cmd.MarkFlagRequired("events")
 	return cmd
@@ -212,9 +218,9 @@ func (a *app) subList() *cobra.Command {
 				return err
 			}
 			return a.print(client.List[client.Subscription]{Items: subs}, func(w *tabwriter.Writer) {
-				row(w, append(append([]any{"ID", "URL", "EVENTS", "STATUS"}, healthColumns...), "CREATED")...)
+				row(w, append(append([]any{"ID", "URL", "EVENTS", "STATUS"}, healthColumns...), "OWNER", "CREATED")...)
 				for _, s := range subs {
-					row(w, append(append([]any{s.ID, s.URL, strings.Join(s.Events, ","), status(s)}, healthCells(s)...), ts(s.CreatedAt))...)
+					row(w, append(append([]any{s.ID, s.URL, strings.Join(s.Events, ","), status(s)}, healthCells(s)...), orDash(s.Labels["owner"]), ts(s.CreatedAt))...)
 				}
 			})
 		},
@@ -244,9 +250,9 @@ func (a *app) subGet() *cobra.Command {
 func (a *app) subUpdate() *cobra.Command {
 	var url, events, description, timeout, policy, filter, transform, key string
 	var inFlight int
-	var headers, removeHeaders []string
+	var headers, removeHeaders, labels, removeLabels []string
 	cmd := &cobra.Command{
-		Use:   "update ID [--url URL] [--events a,b] [--description D] [--timeout 10s] [--max-in-flight N] [--header 'N: v'] [--remove-header N] [--retry-policy P] [--filter E] [--transform E] [--ordering-key E]",
+		Use:   "update ID [--url URL] [--events a,b] [--description D] [--timeout 10s] [--max-in-flight N] [--header 'N: v'] [--remove-header N] [--retry-policy P] [--filter E] [--transform E] [--ordering-key E] [--label k=v] [--remove-label k]",
 		Short: "Change the given fields of a subscription",
 		Example: `  webhookctl subscriptions update 6f1c… --events 'task.*' --timeout 5s
   webhookctl subscriptions update 6f1c… --max-in-flight 0   # back to the server's default
@@ -254,7 +260,8 @@ func (a *app) subUpdate() *cobra.Command {
   webhookctl subscriptions update 6f1c… --retry-policy 10s,1m,10m,1h
   webhookctl subscriptions update 6f1c… --retry-policy default
   webhookctl subscriptions update 6f1c… --filter 'data.severity == "critical"'
-  webhookctl subscriptions update 6f1c… --filter ''   # deliver every event again`,
+  webhookctl subscriptions update 6f1c… --filter ''   # deliver every event again
+  webhookctl subscriptions update 6f1c… --label owner=team-b --remove-label env`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := requireAChange(cmd); err != nil {
@@ -314,6 +321,9 @@ func (a *app) subUpdate() *cobra.Command {
 			if f.Changed("ordering-key") {
 				p.OrderingKey = &key
 			}
+			if p.Labels, err = labelPatch(labels, removeLabels); err != nil {
+				return err
+			}
 			s, err := c.UpdateSubscription(cmd.Context(), args[0], p)
 			if err != nil {
 				return err
@@ -332,6 +342,8 @@ func (a *app) subUpdate() *cobra.Command {
 	cmd.Flags().StringVar(&filter, "filter", "", filterUsage+" ('' clears it)")
 	cmd.Flags().StringVar(&transform, "transform", "", transformUsage+" ('' clears it)")
 	cmd.Flags().StringVar(&key, "ordering-key", "", keyUsage+" ('' clears it)")
+	cmd.Flags().StringArrayVar(&labels, "label", nil, "set a "+labelUsage)
+	cmd.Flags().StringArrayVar(&removeLabels, "remove-label", nil, "remove the label with this key (repeatable)")
 	return cmd
 }
 
