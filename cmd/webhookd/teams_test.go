@@ -195,6 +195,14 @@ func TestTeamTokensIsolateTeams(t *testing.T) {
 		})
 	}
 
+	// A replay is its team's: the other team cannot follow it.
+	var rp client.Replay
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/v1/deliveries/replay", teams[0].token,
+		`{"subscription":"`+teams[0].sub.ID+`","since":"2020-01-01T00:00:00Z"}`, &rp))
+	require.Equal(t, http.StatusOK, a.call(t, "GET", "/v1/replays/"+rp.ID, teams[0].token, "", nil))
+	require.Equal(t, http.StatusNotFound, a.call(t, "GET", "/v1/replays/"+rp.ID, teams[1].token, "", nil))
+	require.Equal(t, http.StatusOK, a.call(t, "GET", "/v1/replays/"+rp.ID, opToken, "", nil))
+
 	// The operator sees every subscription and delivery.
 	var subs client.List[client.Subscription]
 	require.Equal(t, http.StatusOK, b.call(t, "GET", "/v1/subscriptions", opToken, "", &subs))
