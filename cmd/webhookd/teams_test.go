@@ -185,6 +185,7 @@ func TestTeamTokensIsolateTeams(t *testing.T) {
 			// The operator's routes.
 			for _, r := range [][3]string{
 				{"POST", "/v1/events", `{"event":"task.completed","data":{}}`},
+				{"GET", "/v1/events", ""}, {"GET", "/v1/events/" + all.Items[0].EventID, ""},
 				{"GET", "/v1/status", ""}, {"GET", "/v1/tokens", ""},
 				{"POST", "/v1/tokens", `{"name":"mine","owner":"` + me.name + `"}`},
 				{"DELETE", "/v1/tokens/" + other.name + "-ci", ""},
