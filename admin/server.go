@@ -79,9 +79,11 @@ type Config struct {
 
 // Deps are the API's collaborators.
 type Deps struct {
-	JS    natsjs.JetStream
-	Subs  *subscriptions.Store
-	Store *history.Store
+	JS   natsjs.JetStream
+	Subs *subscriptions.Store
+	// Store reads the delivery history: this replica's index, or with
+	// --history=false a history.Remote that asks a replica which indexes.
+	Store history.Reader
 	// Queue carries out redeliver, replay, resume and the cancelling of
 	// held deliveries on delete.
 	Queue *dispatcher.Queue
@@ -353,6 +355,8 @@ func (s *Server) authenticated(h handlerFunc) http.Handler {
 		var apiErr *client.Error
 		if errors.Is(err, history.ErrRebuilding) || errors.Is(err, boltfile.ErrDamaged) {
 			apiErr = apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "%s", rebuildingMessage)
+		} else if errors.Is(err, history.ErrNoIndexer) {
+			apiErr = apiError(http.StatusServiceUnavailable, client.CodeUnavailable, "%s", err.Error())
 		} else if !errors.As(err, &apiErr) {
 			s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("request failed")
 			apiErr = apiError(http.StatusInternalServerError, client.CodeInternal, "internal error; see the server log")

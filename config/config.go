@@ -119,6 +119,10 @@ type Config struct {
 	MaxAckPending int
 	// Retention (retention) is how long delivery history is kept.
 	Retention time.Duration
+	// History (history) indexes AUDIT in this replica's bbolt file and
+	// serves the index to replicas without one. With false the replica
+	// keeps no index and asks an indexing replica over NATS.
+	History bool
 	// EventTypes (event-types) are accepted in addition to the built-in catalog.
 	EventTypes []string
 	// EventSchemas (event-schemas) is a directory of JSON Schemas, one
@@ -257,6 +261,7 @@ func Default() Config {
 		AckWait:             30 * time.Second,
 		MaxAckPending:       100_000,
 		Retention:           30 * 24 * time.Hour,
+		History:             true,
 		SecretGrace:         24 * time.Hour,
 		MaxEventSize:        1 << 20,
 		MaxStore:            10 << 30,
@@ -291,6 +296,7 @@ type field struct {
 const (
 	keyAllowAnonymous      = "nats-allow-anonymous"
 	keyMetricsRequireToken = "metrics-require-token"
+	keyHistory             = "history"
 )
 
 func fields() []field {
@@ -415,6 +421,7 @@ func fields() []field {
 		dur("ack-wait", "how long before a silent (crashed) worker's job is redelivered", func(c *Config) *time.Duration { return &c.AckWait }),
 		num("max-ack-pending", "unsettled jobs (waiting retries included) across all replicas", func(c *Config) *int { return &c.MaxAckPending }),
 		dur("retention", "how long delivery history is kept", func(c *Config) *time.Duration { return &c.Retention }),
+		boolean(keyHistory, "index the delivery history (AUDIT) in this replica's bbolt file and answer other replicas' history queries; false: keep no index and ask a replica that has one over NATS (needs one with --history on the same NATS)", func(c *Config) *bool { return &c.History }),
 		dur("secret-grace", "how long a rotated-out secret keeps signing deliveries", func(c *Config) *time.Duration { return &c.SecretGrace }),
 		size("max-event-size", "largest event data accepted over NATS and HTTP, e.g. 1MiB", func(c *Config) *int64 { return &c.MaxEventSize }),
 		dur("event-retention", "how long a routed event's payload is kept (the message log); 0: purged as soon as routed. An event not yet routed is never purged", func(c *Config) *time.Duration { return &c.EventRetention }),
@@ -468,7 +475,7 @@ func EnvName(key string) string {
 // to usage; with --help Load returns flag.ErrHelp.
 func Load(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("webhookd", flag.ContinueOnError)
-	boolKeys := map[string]bool{keyAllowAnonymous: true, keyMetricsRequireToken: true}
+	boolKeys := map[string]bool{keyAllowAnonymous: true, keyMetricsRequireToken: true, keyHistory: true}
 	// The flag package's own messages and usage are replaced by one line
 	// (flagError) and by PrintUsage for --help.
 	fs.SetOutput(io.Discard)

@@ -28,7 +28,7 @@ const configKey = "config"
 // flagGroups orders the flags by topic. General comes last: webhookd adds
 // --version to it.
 var flagGroups = []flagGroup{
-	{"Storage and memory", []string{"data-dir", "retention", "max-store", "secret-key-file", "memory-limit", "dedup-window"}},
+	{"Storage and memory", []string{"data-dir", "retention", "history", "max-store", "secret-key-file", "memory-limit", "dedup-window"}},
 	{"Robots: the embedded NATS server", []string{"nats-listen", "nats-users-file", keyAllowAnonymous, "store-sync",
 		"store-min-free", "nats-max-connections", "nats-max-robot-connections", "nats-max-robot-subscriptions",
 		"nats-max-pending", "nats-auth-failure-delay"}},

@@ -27,8 +27,10 @@ var ErrConflict = errors.New("dispatcher: cannot requeue")
 
 // QueueDeps are the Queue's collaborators.
 type QueueDeps struct {
-	JS    natsjs.JetStream
-	Store *history.Store
+	JS natsjs.JetStream
+	// Store reads the delivery history: this replica's index, or a
+	// history.Remote on a replica without one (--history=false).
+	Store history.Reader
 	// Recorder writes the "pending" record of a requeue and applies it at
 	// once, so the answer that follows reads it.
 	Recorder interface {
@@ -38,11 +40,10 @@ type QueueDeps struct {
 		Get(id string) (subscriptions.Subscription, bool)
 		List() []subscriptions.Subscription
 	}
-	// Index is this replica's audit indexer: a resume waits for it to
-	// reach the subscription's last record, so no held delivery is missed.
-	Index interface {
-		WaitApplied(ctx context.Context, seq uint64) error
-	}
+	// Index is this replica's audit indexer (or the Remote that asks an
+	// indexing replica): a resume waits for it to reach the
+	// subscription's last record, so no held delivery is missed.
+	Index history.Applied
 }
 
 // Queue carries out operators' requeues next to the workers: redeliver one

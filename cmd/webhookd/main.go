@@ -198,12 +198,21 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			return err
 		}
 	}
+	// With --history the index lives here; without, the history is asked
+	// of a replica that has one (history.Remote).
 	var store *history.Store
-	if err := onceMore(func() (err error) { store, err = history.OpenStore(db, log); return err }); err != nil {
-		return err
-	}
-	if err := db.OnReset(store.Reset); err != nil {
-		return err
+	remote := history.NewRemote(conn.NC)
+	var reader history.Reader = remote
+	if cfg.History {
+		if err := onceMore(func() (err error) { store, err = history.OpenStore(db, log); return err }); err != nil {
+			return err
+		}
+		if err := db.OnReset(store.Reset); err != nil {
+			return err
+		}
+		reader = store
+	} else {
+		log.Info().Msg("history off (--history=false): no local index; history queries go to a replica with --history over NATS")
 	}
 	recorder := history.NewRecorder(conn.JS, store, replica)
 	// The recorder outlives the dispatcher and the admin API, which record
@@ -277,9 +286,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
-	indexer := history.NewIndexer(history.IndexerConfig{Replica: replica, Retention: cfg.Retention}, conn.JS, store, log)
+	var indexer *history.Indexer
+	var applied history.Applied = remote
+	if cfg.History {
+		indexer = history.NewIndexer(history.IndexerConfig{Replica: replica, Retention: cfg.Retention}, conn.JS, store, log)
+		applied = indexer
+	}
 	queue := dispatcher.NewQueue(dispatcher.QueueDeps{
-		JS: conn.JS, Store: store, Recorder: recorder, Subscriptions: subs, Index: indexer,
+		JS: conn.JS, Store: reader, Recorder: recorder, Subscriptions: subs, Index: applied,
 	}, 0, log)
 
 	api, err := admin.New(admin.Config{
@@ -288,7 +302,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		MetricsRequireToken: cfg.MetricsRequireToken, MaxPublicPerClient: cfg.HTTPPublicPerClient, SessionTTL: cfg.ConsoleSessionTTL,
 		EventIDSalt: salt, EventRetention: cfg.EventRetention,
 	}, admin.Deps{
-		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
+		JS: conn.JS, Subs: subs, Store: reader, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs, Tracer: tracer,
 		Tokens:   teamTokens,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() },
@@ -296,6 +310,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}, log)
 	if err != nil {
 		return err
+	}
+	if indexer != nil {
+		// Replicas without an index (--history=false) ask this one.
+		svc, err := history.Serve(conn.NC, store, indexer, replica)
+		if err != nil {
+			return err
+		}
+		// Stopped before the store's file closes: no question reaches it after.
+		defer func() { _ = svc.Stop() }()
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -314,7 +337,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 
 	g.Go(func() error { return guard.Run(gctx) })
 	g.Go(func() error { return subs.Run(gctx) })
-	g.Go(func() error { return indexer.Run(gctx) })
+	if indexer != nil {
+		g.Go(func() error { return indexer.Run(gctx) })
+	}
 	g.Go(func() error { return queue.Run(gctx) })
 	g.Go(func() error { return purger.Run(gctx) })
 	g.Go(func() error {
