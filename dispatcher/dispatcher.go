@@ -203,7 +203,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 	bound := maxOutstanding * cfg.Workers
 	d := &Dispatcher{
 		cfg: cfg, deps: deps, log: log, now: time.Now,
-		catalog: catalog, room: newRoom(deps.JS), funnel: &funnel{log: log}, cap: newCapacity(cfg.Workers),
+		catalog: catalog, room: newRoom(deps.JS), funnel: &funnel{log: log, nc: deps.JS.Conn()}, cap: newCapacity(cfg.Workers),
 		settling: make(chan *pendingSettle, bound), outstanding: make(chan struct{}, bound),
 	}
 	return d, nil
@@ -276,6 +276,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.log.Info().Int("workers", d.cfg.Workers).Int("routers", d.cfg.Routers).Msg("dispatcher started")
 
 	<-ctx.Done()
+	// From now on every ack and nak is confirmed by the server, so none is
+	// lost if the server stops right after this replica (see funnel).
+	d.funnel.confirm.Store(true)
 	// Jobs and branches waiting in memory for a busy endpoint go back at
 	// once: jobs nak'ed, branches spilled to DELIVERIES.
 	d.deps.Endpoints.Flush()

@@ -132,7 +132,12 @@
 // not started are nak'ed at once, and so are jobs waiting in memory for a
 // slot, while branches waiting there, or for a token, are spilled to
 // DELIVERIES at once: another replica takes all of them without waiting
-// for an AckWait. In-flight attempts may finish for Config.ShutdownTimeout
+// for an AckWait, also when the NATS server restarts right after (the
+// embedded one stops with its webhookd): from the stop on, every ack and
+// nak waits for the server's reply, as the server drops the settles still
+// queued when it shuts down; and a nak "at once" carries a delay of a
+// millisecond, as the server stores a nak's delay with the consumer's
+// state but keeps a plain nak in memory only. In-flight attempts may finish for Config.ShutdownTimeout
 // and are settled before Run returns (the recorder outlives Run); after
 // the timeout their context is cancelled with ErrStopping and the job is
 // nak'ed (the branch spilled) unrecorded.

@@ -1,11 +1,14 @@
 package dispatcher
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -18,19 +21,51 @@ import (
 type funnel struct {
 	log    zerolog.Logger
 	failed atomic.Uint64 // settles the server never got
+	// nc and confirm: once a stop began (confirm set), acks and naks wait
+	// for the server's reply. The server queues settles per consumer and
+	// drops the queue when it shuts down, so an ack or nak sent just
+	// before the (embedded) server stops could be lost, and its message
+	// held until its AckWait after the restart; a confirmed settle was
+	// applied, and so were the ones before it on its consumer.
+	nc      *nats.Conn
+	confirm atomic.Bool
 }
 
+// confirmTimeout bounds waiting for the server's reply to a settle.
+const confirmTimeout = 5 * time.Second
+
 // ack settles m as done.
-func (f *funnel) ack(m natsjs.Msg) { f.check(m, "ack", m.Ack()) }
+func (f *funnel) ack(m natsjs.Msg) {
+	if f.confirm.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
+		defer cancel()
+		f.check(m, "ack", m.DoubleAck(ctx))
+		return
+	}
+	f.check(m, "ack", m.Ack())
+}
 
 // nak hands m back to be delivered again after delay (at once with 0).
+// It always sends a delay, at least nakNow: JetStream keeps a plain Nak in
+// memory only, so a message nak'ed and not yet redelivered when the server
+// stops (the embedded server stops with its webhookd) would wait for its
+// whole AckWait once the server is back; a delay is stored with the
+// consumer's state.
 func (f *funnel) nak(m natsjs.Msg, delay time.Duration) {
-	if delay <= 0 {
-		f.check(m, "nak", m.Nak())
+	delay = max(delay, nakNow)
+	if f.confirm.Load() && f.nc != nil {
+		// nats.go has no confirmed nak: this is NakWithDelay's body sent
+		// as a request, which the server answers once it applied it.
+		body := fmt.Appendf(nil, "-NAK {\"delay\": %d}", delay.Nanoseconds())
+		_, err := f.nc.Request(m.Reply(), body, confirmTimeout)
+		f.check(m, "nak", err)
 		return
 	}
 	f.check(m, "nak", m.NakWithDelay(delay))
 }
+
+// nakNow is the delay of a nak that hands a message back at once.
+const nakNow = time.Millisecond
 
 // term takes m out of its stream's delivery for good, with the reason
 // JetStream keeps.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
@@ -179,13 +181,13 @@ func TestSlowReceiverDoesNotHoldBackOthers(t *testing.T) {
 // A graceful stop hands back at once what it has not started: the events
 // and jobs waiting in memory for their endpoint's slots are spilled or
 // nak'ed, not left for their AckWait (30 s here), nor for the memory
-// queue's own expiry (a third of it). Only the attempts in
-// flight stay with the stopping replica, and they finish and settle
-// before Run returns; the replica that comes next starts the rest at once.
+// queue's own expiry (a third of it). Only the attempts in flight stay
+// with the stopping replica, and they finish and settle before Run
+// returns; the replica that comes next starts the rest at once.
 //
-// Known gap: now and then a few events (3 or 4 of the 32 in the runs
-// seen) stay held until their AckWait; the cause is not found yet. The
-// test therefore asks that most come back at once and all within AckWait.
+// What is handed back is counted as another replica sees it, by pulling:
+// the consumers' count of unsettled messages is no measure, as JetStream
+// counts a nak'ed message there until someone pulls it again.
 func TestGracefulStopHandsBackUnstartedWork(t *testing.T) {
 	t.Parallel()
 	const events, limit = 40, 8
@@ -204,26 +206,58 @@ func TestGracefulStopHandsBackUnstartedWork(t *testing.T) {
 
 	stopped := make(chan struct{})
 	go func() { a.stop(); close(stopped) }()
-	// While its attempts are still in flight, the stopping replica hands
-	// back the events it has not started, as jobs.
+	// While its attempts are still in flight, the stopping replica holds
+	// nothing else: every other delivery can be pulled, as an event or as
+	// a job.
 	handedBack := events - limit
-	waitUntil(t, ackWait/6, func() bool {
-		_, routerHeld := a.consumerState(t, jetstream.StreamEvents, jetstream.ConsumerRouter)
-		return routerHeld <= limit+handedBack/2
-	}, "most unstarted events handed back while the attempts are in flight")
+	seen := pullAvailable(t, a, handedBack, ackWait/6)
+	require.Len(t, seen, handedBack, "every unstarted delivery handed back while the attempts are in flight")
 	hang.open()
 	<-stopped
 
 	started := time.Now()
 	b := setup(t, options{server: a.ns, prov: ack, workers: 16, health: endpoint.Config{MaxInFlight: limit}})
-	waitUntil(t, ackWait/6, func() bool { return hang.total.Load() >= int64(limit+handedBack/2) },
-		"most handed-back deliveries attempted well before AckWait")
-	atOnce := hang.total.Load() - limit // the stopping replica may have started one more as its slots freed
-	waitUntil(t, 2*ackWait, func() bool { return hang.total.Load() >= events }, "every event attempted")
+	waitUntil(t, ackWait/6, func() bool { return hang.total.Load() >= events }, "every handed-back delivery attempted well before AckWait")
+	t.Logf("the next replica attempted the %d handed-back deliveries within %s", handedBack, time.Since(started).Round(time.Millisecond))
 	waitUntil(t, 20*time.Second, func() bool { return b.workersIdle(t) }, "all settled")
-	t.Logf("the next replica attempted %d of the %d handed-back deliveries within %s; all within %s",
-		atOnce, handedBack, ackWait/6, time.Since(started).Round(time.Millisecond))
 	require.EqualValues(t, events, hang.total.Load(), "each delivery attempted once")
+}
+
+// pullAvailable pulls, as another replica would, the events and jobs no
+// replica holds, until it has seen want distinct events (a job counts as
+// its event) or timeout has passed; it naks back all it pulled and returns
+// the events' ids.
+func pullAvailable(t *testing.T, b *bundle, want int, timeout time.Duration) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	router, err := b.ns.JS.Consumer(ctx, jetstream.StreamEvents, jetstream.ConsumerRouter)
+	require.NoError(t, err)
+	workers, err := b.ns.JS.Consumer(ctx, jetstream.StreamDeliveries, jetstream.ConsumerWorkers)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	var pulled []natsjs.Msg
+	defer func() {
+		for _, m := range pulled {
+			require.NoError(t, m.Nak())
+		}
+	}()
+	for deadline := time.Now().Add(timeout); len(seen) < want && time.Now().Before(deadline); {
+		for _, c := range []natsjs.Consumer{router, workers} {
+			batch, err := c.Fetch(want, natsjs.FetchMaxWait(100*time.Millisecond))
+			require.NoError(t, err)
+			for m := range batch.Messages() {
+				pulled = append(pulled, m)
+				if c == router {
+					seen[m.Headers().Get(nats.MsgIdHdr)] = true
+					continue
+				}
+				job, err := delivery.DecodeJob(m.Headers(), m.Data())
+				require.NoError(t, err)
+				seen[job.EventID] = true
+			}
+		}
+	}
+	return seen
 }
 
 // A replica killed while first attempts run on its fast path and retries
