@@ -34,9 +34,16 @@ type funnel struct {
 // confirmTimeout bounds waiting for the server's reply to a settle.
 const confirmTimeout = 5 * time.Second
 
+// confirming reports whether settles wait for the server's reply: once a
+// stop began, while connected (a settle while NATS is away is buffered,
+// and waiting for its reply would only hold the stop up).
+func (f *funnel) confirming() bool {
+	return f.confirm.Load() && f.nc != nil && f.nc.IsConnected()
+}
+
 // ack settles m as done.
 func (f *funnel) ack(m natsjs.Msg) {
-	if f.confirm.Load() {
+	if f.confirming() {
 		ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
 		defer cancel()
 		f.check(m, "ack", m.DoubleAck(ctx))
@@ -53,7 +60,7 @@ func (f *funnel) ack(m natsjs.Msg) {
 // consumer's state.
 func (f *funnel) nak(m natsjs.Msg, delay time.Duration) {
 	delay = max(delay, nakNow)
-	if f.confirm.Load() && f.nc != nil {
+	if f.confirming() {
 		// nats.go has no confirmed nak: this is NakWithDelay's body sent
 		// as a request, which the server answers once it applied it.
 		body := fmt.Appendf(nil, "-NAK {\"delay\": %d}", delay.Nanoseconds())
