@@ -30,6 +30,10 @@ const (
 	ReasonConnection        = "connection_error"
 	ReasonCancelled         = "cancelled"
 	ReasonBadRequest        = "bad_request" // we could not build the request
+	// ReasonTransform: the subscription's transform failed for this event
+	// (or gave a body over the size limit); no request was sent. The
+	// delivery fails at once: the same event and expression fail again.
+	ReasonTransform = "transform_error"
 )
 
 // Classify maps an HTTP status code (when err is nil) or a transport error to

@@ -9,11 +9,13 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/internal/tracing"
 	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 // Header names of the wire contract.
@@ -69,6 +71,13 @@ type Config struct {
 	// Tracer makes each attempt a span, child of the job's TraceParent,
 	// and sends its context to the receiver (nil: tracing off).
 	Tracer *tracing.Tracer
+	// Exprs compiles subscriptions' transforms; the admin API and the
+	// router share it (nil: the Deliverer makes its own on first use).
+	Exprs *expr.Compiler
+	// MaxBodyBytes bounds a transformed body: one larger fails its
+	// delivery with ReasonTransform. Zero: 1 MiB (the default event size
+	// limit); webhookd passes its event size limit.
+	MaxBodyBytes int
 }
 
 // Deliverer makes single HTTP attempts. It is safe for concurrent use.
@@ -76,6 +85,7 @@ type Deliverer struct {
 	cfg    Config
 	client *http.Client
 	now    func() time.Time
+	exprs  func() (*expr.Compiler, error)
 }
 
 // NewDeliverer returns a Deliverer whose connections pass the outbound guard,
@@ -83,6 +93,13 @@ type Deliverer struct {
 func NewDeliverer(cfg Config) *Deliverer {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "webhookd/1"
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	exprs := sync.OnceValues(expr.NewCompiler)
+	if c := cfg.Exprs; c != nil {
+		exprs = func() (*expr.Compiler, error) { return c, nil }
 	}
 	guard := NewGuard(cfg.AllowTargets)
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.Control, Resolver: cfg.Resolver}
@@ -103,16 +120,20 @@ func NewDeliverer(cfg Config) *Deliverer {
 			Transport:     transport,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		now: time.Now,
+		now:   time.Now,
+		exprs: exprs,
 	}
 }
 
 // Close releases idle connections.
 func (d *Deliverer) Close() { d.client.CloseIdleConnections() }
 
-// Attempt POSTs job's envelope to sub as attempt job.Attempt, signed with
-// sub's live secrets, with sub's custom headers, within sub's timeout (or
-// the default), and classifies the result.
+// Attempt POSTs job's envelope (or, when sub has a transform, the object
+// the transform gives) to sub as attempt job.Attempt, signed with sub's
+// live secrets, with sub's custom headers, within sub's timeout (or the
+// default), and classifies the result. A transform that fails calls no
+// receiver: the result is a failure with ReasonTransform and CEL's message
+// as Err.
 func (d *Deliverer) Attempt(ctx context.Context, job Job, sub subscriptions.Subscription) Result {
 	span := d.cfg.Tracer.Attempt(job.TraceParent, sub.ID, job.ID, job.Event, job.Attempt)
 	start := d.now()
@@ -131,6 +152,12 @@ func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subs
 	defer cancel()
 
 	body := job.Envelope()
+	if sub.Transform != "" {
+		var err error
+		if body, err = d.transform(job, sub.Transform); err != nil {
+			return Result{Outcome: OutcomeFailed, Reason: ReasonTransform, Err: err}
+		}
+	}
 	std, err := signature.SignStandard(sub.LiveSecrets(start), job.ID, start, body)
 	if err != nil {
 		return Result{Outcome: OutcomeFailed, Reason: ReasonBadRequest, Err: err}

@@ -75,10 +75,15 @@ type Decision struct {
 
 // Decide maps the result of attempt n to the delivery's next status:
 // succeeded, retrying after the policy's delay (or the receiver's
-// Retry-After, whichever is longer), or failed after the last attempt.
+// Retry-After, whichever is longer), or failed after the last attempt. A
+// transform error (ReasonTransform) fails at once: retrying would fail the
+// same way.
 func (p *Policy) Decide(res Result, n int) Decision {
 	if res.Outcome == OutcomeSucceeded {
 		return Decision{Status: StatusSucceeded}
+	}
+	if res.Reason == ReasonTransform {
+		return Decision{Status: StatusFailed}
 	}
 	if d, ok := p.Next(n); ok {
 		return Decision{Status: StatusRetrying, After: max(d, res.RetryAfter)}

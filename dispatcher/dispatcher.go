@@ -18,6 +18,7 @@ import (
 	"github.com/robotlab/webhookd/internal/tracing"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 // ErrStopping is the cause of the work context's cancellation on shutdown:
@@ -95,6 +96,9 @@ type Observer interface {
 	// succeeded, failed, cancelled, paused (held), rejected (an event, with
 	// an empty subscriptionID), or retrying, which is not final.
 	Finished(subscriptionID string, status delivery.Status)
+	// FilterError: the filter of subscriptionID failed on an event (a
+	// missing field, the cost limit), which then did not match it.
+	FilterError(subscriptionID string)
 }
 
 // Results of an event, for Observer.Event.
@@ -110,6 +114,7 @@ type nopObserver struct{}
 func (nopObserver) Event(string, string)                  {}
 func (nopObserver) Attempt(string, string, time.Duration) {}
 func (nopObserver) Finished(string, delivery.Status)      {}
+func (nopObserver) FilterError(string)                    {}
 
 // Deps are the Dispatcher's collaborators.
 type Deps struct {
@@ -125,6 +130,10 @@ type Deps struct {
 	Tracer *tracing.Tracer
 	// Schemas checks each event's data (--event-schemas; nil: none).
 	Schemas Schemas
+	// Exprs compiles subscriptions' filters; the admin API shares it, so
+	// an expression it accepted is the program the router runs (nil: the
+	// dispatcher makes its own).
+	Exprs *expr.Compiler
 }
 
 // Schemas checks an event's data against its type's schema (see
@@ -194,6 +203,12 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 	}
 	if deps.Observer == nil {
 		deps.Observer = nopObserver{}
+	}
+	if deps.Exprs == nil {
+		var err error
+		if deps.Exprs, err = expr.NewCompiler(); err != nil {
+			return nil, fmt.Errorf("dispatcher: %w", err)
+		}
 	}
 	catalog := make(map[string]bool, len(cfg.EventTypes))
 	for _, t := range cfg.EventTypes {

@@ -28,6 +28,7 @@ import (
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/jetstream/jstest"
 	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 // bundle is one dispatcher replica with real parts: an embedded JetStream
@@ -126,9 +127,12 @@ func setup(t testing.TB, o options) *bundle {
 	store, err := history.OpenStore(db, zerolog.Nop())
 	require.NoError(t, err)
 	replica := strconv.FormatInt(time.Now().UnixNano(), 36)
+	exprs, err := expr.NewCompiler() // the router's and the deliverer's, as in webhookd
+	require.NoError(t, err)
 	deliverer := delivery.NewDeliverer(delivery.Config{
 		DefaultTimeout: 5 * time.Second,
 		AllowTargets:   []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Exprs:          exprs, MaxBodyBytes: o.maxEventBytes,
 	})
 	recorder := history.NewRecorder(js, store, replica)
 	var rec dispatcher.Recorder = recorder
@@ -150,7 +154,7 @@ func setup(t testing.TB, o options) *bundle {
 		EventTypes: config.Catalog(), MaxEventBytes: o.maxEventBytes, NoFastPath: o.noFastPath,
 	}, dispatcher.Deps{
 		JS: js, Subscriptions: subs, Attempter: att, Recorder: rec, Policy: o.policy, Endpoints: endpoints,
-		Observer: o.observer,
+		Observer: o.observer, Exprs: exprs,
 	}, log)
 	require.NoError(t, err)
 	indexer := history.NewIndexer(history.IndexerConfig{Replica: replica, Retention: time.Hour}, js, store, log)

@@ -14,14 +14,27 @@ import (
 
 // observed counts what the dispatcher reports to its Observer.
 type observed struct {
-	mu       sync.Mutex
-	events   map[string]int // "type/result"
-	attempts map[string]int // "sub/reason"
-	finished map[string]int // "sub/status"
+	mu           sync.Mutex
+	events       map[string]int // "type/result"
+	attempts     map[string]int // "sub/reason"
+	finished     map[string]int // "sub/status"
+	filterErrors map[string]int // by subscription
 }
 
 func newObserved() *observed {
-	return &observed{events: map[string]int{}, attempts: map[string]int{}, finished: map[string]int{}}
+	return &observed{events: map[string]int{}, attempts: map[string]int{}, finished: map[string]int{}, filterErrors: map[string]int{}}
+}
+
+func (o *observed) FilterError(subID string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.filterErrors[subID]++
+}
+
+func (o *observed) filterErrorsOf(subID string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.filterErrors[subID]
 }
 
 func (o *observed) Event(eventType, result string) {

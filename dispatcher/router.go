@@ -33,6 +33,14 @@ const publishTimeout = 10 * time.Second
 // failure of ours (NATS unavailable, DELIVERIES full) naks it with a
 // growing delay.
 //
+// A subscription whose filter does not let the event through is no branch
+// at all: no job, no record; an event no subscription lets through is
+// acked as without a subscriber. Filters apply here, at routing time, with
+// the subscription's filter then: a redelivered event is filtered again
+// (with the same filter, to the same branches), and a job already queued,
+// a retry, a redelivery or a replay is delivered whatever the filter says
+// now.
+//
 // The router pool pulled m with a token of the fast path's capacity, which
 // route hands to the event's first fast-path branch, or gives back.
 func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
@@ -75,7 +83,7 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 		d.reject(ctx, m, ev, reason)
 		return
 	}
-	subs := d.deps.Subscriptions.Match(ev.Type)
+	subs := d.filtered(ev, d.deps.Subscriptions.Match(ev.Type), log)
 	if len(subs) == 0 {
 		span.Result("no_subscriber", "")
 		d.noSubscriber.Add(1)

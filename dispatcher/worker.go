@@ -186,7 +186,13 @@ func (d *Dispatcher) run(ctx context.Context, c carrier, job delivery.Job, pulle
 		alive()
 		return settlement{act: nak, msg: "attempt cut off by shutdown; returned to the queue unrecorded", level: zerolog.InfoLevel}, slot.Cancel()
 	}
-	health, next := slot.Done(res)
+	var health endpoint.Verdict
+	var next endpoint.Handoff
+	if res.Reason == delivery.ReasonTransform {
+		next = slot.Cancel() // no request was sent: nothing to say of the endpoint
+	} else {
+		health, next = slot.Done(res)
+	}
 	if health.FailingSinceChanged {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 		if err := d.deps.Subscriptions.SetFailingSince(fctx, sub.ID, health.FailingSince); err != nil {

@@ -58,30 +58,32 @@ type Deps struct {
 var _ dispatcher.Observer = (*Metrics)(nil)
 
 // Metrics holds one process's collectors and counts what the dispatcher
-// reports through its hooks (Event, Attempt, Finished). It is safe for
+// reports through its hooks (Event, Attempt, Finished, FilterError). It is safe for
 // concurrent use.
 type Metrics struct {
-	reg      *prometheus.Registry
-	log      zerolog.Logger
-	now      func() time.Time
-	events   map[string]*[3]prometheus.Counter // by event type, UnknownEventType included; read-only after New
-	attempts *prometheus.CounterVec
-	finished *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	rejected prometheus.Counter // finished{subscription="", status="rejected"}
-	subs     sync.Map           // subscription id → *subSeries
-	subsList Subscriptions      // nil: no pruning
-	pruneMu  sync.Mutex
-	state    *stateCollector
+	reg       *prometheus.Registry
+	log       zerolog.Logger
+	now       func() time.Time
+	events    map[string]*[3]prometheus.Counter // by event type, UnknownEventType included; read-only after New
+	attempts  *prometheus.CounterVec
+	finished  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	filterErr *prometheus.CounterVec
+	rejected  prometheus.Counter // finished{subscription="", status="rejected"}
+	subs      sync.Map           // subscription id → *subSeries
+	subsList  Subscriptions      // nil: no pruning
+	pruneMu   sync.Mutex
+	state     *stateCollector
 }
 
 // subSeries are one subscription's series, resolved once.
 type subSeries struct {
-	created  time.Time
-	seen     bool // in the mirror at a scrape; guarded by Metrics.pruneMu
-	duration prometheus.Observer
-	attempts [numOutcomes]atomic.Pointer[prometheus.Counter]
-	finished [numStatuses]atomic.Pointer[prometheus.Counter]
+	created   time.Time
+	seen      bool // in the mirror at a scrape; guarded by Metrics.pruneMu
+	duration  prometheus.Observer
+	attempts  [numOutcomes]atomic.Pointer[prometheus.Counter]
+	finished  [numStatuses]atomic.Pointer[prometheus.Counter]
+	filterErr atomic.Pointer[prometheus.Counter]
 }
 
 // New returns the metrics with a registry of their own.
@@ -114,6 +116,10 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 			// From a fast local receiver up to the longest timeouts.
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"subscription"}),
+		filterErr: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "webhookd_filter_errors_total",
+			Help: "Events on which a subscription's filter failed (a missing field, the cost limit): each counted as no match, by subscription.",
+		}, []string{"subscription"}),
 	}
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "webhookd_events_total",
@@ -138,7 +144,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		events, m.attempts, m.finished, m.duration, buildInfo, m.state,
+		events, m.attempts, m.finished, m.duration, m.filterErr, buildInfo, m.state,
 	}
 	if purged := deps.EventsPurged; purged != nil {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -234,6 +240,18 @@ func (m *Metrics) Finished(subID string, status delivery.Status) {
 	counter(&s.finished[i], m.finished, subID, string(status)).Inc()
 }
 
+// FilterError counts an event on which subscription subID's filter failed.
+func (m *Metrics) FilterError(subID string) {
+	s := m.series(subID)
+	if c := s.filterErr.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := m.filterErr.WithLabelValues(subID) // the same child for every caller
+	s.filterErr.Store(&c)
+	c.Inc()
+}
+
 // series returns subID's series, creating them on first use.
 func (m *Metrics) series(subID string) *subSeries {
 	if s, ok := m.subs.Load(subID); ok {
@@ -276,6 +294,7 @@ func (m *Metrics) prune(live map[string]bool) {
 			m.attempts.DeletePartialMatch(match)
 			m.finished.DeletePartialMatch(match)
 			m.duration.DeletePartialMatch(match)
+			m.filterErr.DeletePartialMatch(match)
 		}
 		return true
 	})

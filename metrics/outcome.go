@@ -16,6 +16,7 @@ var outcomes = [numOutcomes]string{
 	delivery.ReasonConnection,
 	delivery.ReasonCancelled,
 	delivery.ReasonBadRequest,
+	delivery.ReasonTransform,
 	"other",
 }
 
@@ -37,6 +38,7 @@ const (
 	outConnection
 	outCancelled
 	outBadRequest
+	outTransform
 	outOther
 	numOutcomes
 )
@@ -65,6 +67,8 @@ func outcomeIndex(reason string) int {
 		return outCancelled
 	case delivery.ReasonBadRequest:
 		return outBadRequest
+	case delivery.ReasonTransform:
+		return outTransform
 	}
 	// "http_<code>", code three digits
 	if len(reason) == 8 && reason[:5] == "http_" && isDigit(reason[6]) && isDigit(reason[7]) {

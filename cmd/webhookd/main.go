@@ -238,7 +238,16 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if tracer != nil {
 		log.Info().Str("otlp_endpoint", cfg.OTLPEndpoint).Msg("tracing each event")
 	}
-	deliverer := delivery.NewDeliverer(delivery.Config{DefaultTimeout: cfg.DeliveryTimeout, AllowTargets: cfg.AllowTargets, Tracer: tracer})
+	// One compiler for the admin API, the router and the deliverer: an
+	// expression the API accepted is the program they run.
+	exprs, err := expr.NewCompiler()
+	if err != nil {
+		return err
+	}
+	deliverer := delivery.NewDeliverer(delivery.Config{
+		DefaultTimeout: cfg.DeliveryTimeout, AllowTargets: cfg.AllowTargets, Tracer: tracer,
+		Exprs: exprs, MaxBodyBytes: int(maxEvent),
+	})
 	defer deliverer.Close()
 	endpoints := endpoint.NewEndpoints(endpoint.Config{
 		MaxInFlight: cfg.MaxInFlight, BreakerFailures: cfg.BreakerFailures,
@@ -270,18 +279,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
-	// One compiler for the admin API and the dispatcher: an expression the
-	// API accepted is the program the router runs.
-	exprs, err := expr.NewCompiler()
-	if err != nil {
-		return err
-	}
 	disp, err := dispatcher.New(dispatcher.Config{
 		Workers: cfg.Workers, ShutdownTimeout: cfg.ShutdownTimeout, AckWait: cfg.AckWait,
 		EventTypes: routable(slices.Clone(catalog)), MaxEventBytes: int(maxEvent), EventIDSalt: salt,
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
 		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met, Tracer: tracer, Schemas: schemas,
+		Exprs: exprs,
 	}, log)
 	if err != nil {
 		return err
