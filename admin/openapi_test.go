@@ -128,6 +128,7 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"RotateRequest": client.RotateRequest{}, "PingResult": client.PingResult{},
 		"Event": client.Event{}, "EventList": client.List[client.Event]{},
 		"EventType": client.EventType{}, "EventTypeList": client.EventTypeList{},
+		"TryRequest": client.TryRequest{}, "TryResult": client.TryResult{}, "ExprError": client.ExprError{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]

@@ -209,6 +209,7 @@ func (s *Server) routes() *routeMux {
 		"POST /v1/subscriptions/{id}/rotate-secret": s.rotateSecret,
 		"POST /v1/subscriptions/{id}/expire-secret": s.expireSecret,
 		"POST /v1/subscriptions/{id}/ping":          s.ping,
+		"POST /v1/subscriptions/try":                s.try,
 		"POST /v1/subscriptions/{id}/pause":         s.setActive(false),
 		"POST /v1/subscriptions/{id}/resume":        s.setActive(true),
 		"GET /v1/deliveries":                        s.listDeliveries,

@@ -28,7 +28,7 @@ func (a *app) subscriptionsCommand() *cobra.Command {
 			"  webhookctl subscriptions pause 6f1c…"),
 		a.subAction("resume", "Start deliveries again (also after the dispatcher disabled it) and send the ones held, oldest first",
 			"  webhookctl subscriptions resume 6f1c…"),
-		a.subRotate(), a.subExpireSecret(), a.subPing())
+		a.subRotate(), a.subExpireSecret(), a.subPing(), a.subTry())
 	return group(cmd)
 }
 

@@ -1,0 +1,92 @@
+package admin
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/expr"
+)
+
+// trySampleID is the id a sample event has in POST /v1/subscriptions/try.
+const trySampleID = "evt_try_sample"
+
+// try evaluates a filter and a transform against a sample event with the
+// server's compiler, as the router and the deliverer would, and sends
+// nothing. Expressions the request leaves empty are the subscription's,
+// when it names one. An expression that does not compile is an error in
+// the answer (stage "compile"), not a failed request: the console shows
+// each error at its position.
+func (s *Server) try(w http.ResponseWriter, r *http.Request) error {
+	var req client.TryRequest
+	if err := decode(r, int64(s.cfg.MaxEventBytes)+3*expr.MaxSourceBytes+4<<10, &req); err != nil {
+		return err
+	}
+	if !s.catalog[req.Event] {
+		return invalid("event: %q is not in the catalog (GET /v1/event-types)", req.Event)
+	}
+	if err := delivery.CheckData(req.Data); err != nil {
+		return invalid("data: %s", strings.TrimPrefix(err.Error(), "delivery: "))
+	}
+	if len(req.Data) > s.cfg.MaxEventBytes {
+		return apiError(http.StatusRequestEntityTooLarge, client.CodeTooLarge, "data: %d bytes, at most %d", len(req.Data), s.cfg.MaxEventBytes)
+	}
+	if req.SubscriptionID != "" {
+		sub, err := s.deps.Subs.Fetch(r.Context(), req.SubscriptionID)
+		if errors.Is(err, subscriptions.ErrNotFound) {
+			return notFound("subscription", req.SubscriptionID)
+		}
+		if err != nil {
+			return err
+		}
+		req.Filter = cmp.Or(req.Filter, sub.Filter)
+		req.Transform = cmp.Or(req.Transform, sub.Transform)
+	}
+	job := delivery.Job{ID: trySampleID, EventID: trySampleID, Event: req.Event, EventTime: s.now().UTC(), Data: req.Data}
+	vars, err := expr.NewVars(expr.Event{Type: job.Event, ID: job.EventID, Timestamp: job.EventTime, Data: job.Data})
+	if err != nil {
+		return invalid("data: %v", err)
+	}
+	out := client.TryResult{Matched: true, Errors: []client.ExprError{}}
+	if req.Filter != "" {
+		out.Matched = false
+		if prg, err := s.exprs.Compile(expr.Filter, req.Filter); err != nil {
+			out.Errors = append(out.Errors, exprError(expr.Filter, err, "compile"))
+		} else if ok, err := prg.Match(vars); err != nil {
+			out.Errors = append(out.Errors, exprError(expr.Filter, err, "evaluate"))
+		} else {
+			out.Matched = ok
+		}
+	}
+	out.Body = json.RawMessage(job.Envelope())
+	if req.Transform != "" {
+		out.Body = json.RawMessage("null")
+		if prg, err := s.exprs.Compile(expr.Transform, req.Transform); err != nil {
+			out.Errors = append(out.Errors, exprError(expr.Transform, err, "compile"))
+		} else if body, err := prg.Body(vars); err != nil {
+			out.Errors = append(out.Errors, exprError(expr.Transform, err, "evaluate"))
+		} else if len(body) > s.cfg.MaxEventBytes {
+			out.Errors = append(out.Errors, client.ExprError{Field: string(expr.Transform), Stage: "evaluate",
+				Message: fmt.Sprintf("the body is %d bytes, over the limit of %d", len(body), s.cfg.MaxEventBytes)})
+		} else {
+			out.Body = body
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// exprError describes err, an error of field's expression.
+func exprError(field expr.Field, err error, stage string) client.ExprError {
+	var e *expr.Error
+	if errors.As(err, &e) {
+		return client.ExprError{Field: string(e.Field), Line: e.Line, Column: e.Column, Message: e.Message, Stage: stage}
+	}
+	return client.ExprError{Field: string(field), Message: strings.TrimPrefix(err.Error(), string(field)+": "), Stage: stage}
+}
