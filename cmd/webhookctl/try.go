@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -48,7 +50,7 @@ a transform would fail the delivery with transform_error).`,
 			}
 			err = a.print(res, func(w *tabwriter.Writer) {
 				row(w, "MATCHED", yesNo(res.Matched))
-				row(w, "BODY", orDash(strings.TrimSpace(string(res.Body))))
+				row(w, "BODY", compactJSON(res.Body))
 				for _, e := range res.Errors {
 					row(w, "ERROR", exprErrorLine(e))
 				}
@@ -75,6 +77,16 @@ a transform would fail the delivery with transform_error).`,
 	_ = cmd.MarkFlagRequired("event")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
+}
+
+// compactJSON prints a body on one line, as it is sent: the API's answer
+// is indented as a whole.
+func compactJSON(b json.RawMessage) string {
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil || out.Len() == 0 {
+		return orDash(strings.TrimSpace(string(b)))
+	}
+	return out.String()
 }
 
 // exprErrorLine prints an expression's error as the API's 400 does: field,
