@@ -28,6 +28,8 @@
 //     subscription) or rejected (an event refused before routing: it has no
 //     subscription, so its subscription label is empty);
 //   - webhookd_attempt_duration_seconds{subscription}: a histogram;
+//   - webhookd_filter_errors_total{subscription}: events on which the
+//     subscription's filter failed, each counted as no match;
 //   - webhookd_consumer_pending{consumer} and
 //     webhookd_consumer_ack_pending{consumer}: the router's and the workers'
 //     messages not yet delivered, and delivered but not yet settled (retries

@@ -158,6 +158,9 @@ func TestHooksCount(t *testing.T) {
 	m.Finished("sub-a", delivery.StatusSucceeded)
 	m.Finished("sub-a", delivery.StatusFailed)
 	m.Finished("", delivery.StatusRejected)
+	m.FilterError("sub-a")
+	m.FilterError("sub-a")
+	m.Attempt("sub-t", delivery.ReasonTransform, time.Millisecond)
 
 	g := b.gather(t)
 	require.Equal(t, 2.0, g[`webhookd_events_total{event_type="task.completed",result="routed"}`])
@@ -170,6 +173,8 @@ func TestHooksCount(t *testing.T) {
 	require.Equal(t, 1.0, g[`webhookd_deliveries_finished_total{status="failed",subscription="sub-a"}`])
 	require.Equal(t, 1.0, g[`webhookd_deliveries_finished_total{status="rejected",subscription=""}`])
 	require.Equal(t, 1.0, g[`webhookd_build_info{revision="abc",version="v1.2.3"}`])
+	require.Equal(t, 2.0, g[`webhookd_filter_errors_total{subscription="sub-a"}`])
+	require.Equal(t, 1.0, g[`webhookd_attempts_total{outcome="transform_error",subscription="sub-t"}`])
 	for k := range g {
 		require.NotContains(t, k, "robot.exploded", "only catalog types are label values")
 		require.NotContains(t, k, "bogus")
@@ -200,6 +205,7 @@ func TestBreakerAndDeletedSubscriptions(t *testing.T) {
 	for _, id := range []string{"sub-a", "sub-b", "sub-new"} {
 		b.m.Attempt(id, "http_503", time.Millisecond)
 		b.m.Finished(id, delivery.StatusFailed)
+		b.m.FilterError(id)
 	}
 	g := b.gather(t)
 	require.Equal(t, 0.0, g[`webhookd_circuit_breaker_state{subscription="sub-a"}`])
@@ -214,6 +220,7 @@ func TestBreakerAndDeletedSubscriptions(t *testing.T) {
 	}
 	require.Contains(t, g, `webhookd_attempts_total{outcome="http_5xx",subscription="sub-a"}`)
 	require.Contains(t, g, `webhookd_deliveries_finished_total{status="failed",subscription="sub-a"}`)
+	require.Contains(t, g, `webhookd_filter_errors_total{subscription="sub-a"}`)
 	require.Contains(t, g, `webhookd_attempt_duration_seconds{subscription="sub-new"}`)
 
 	now = now.Add(pruneGrace + time.Second) // sub-new never reached the mirror
