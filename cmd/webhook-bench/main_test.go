@@ -39,14 +39,15 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	var report strings.Builder
 	res, err := run(ctx, []string{"--webhookd", bin, "--count", "300", "--fanout", "2", "--raw", "200ms",
-		"--conns", "4", "--size", "256", "--drain-timeout", "20s", "--out", out, "--quiet", "--webhookd-args", "--workers 8"}, &report, io.Discard)
+		"--conns", "4", "--size", "256", "--drain-timeout", "20s", "--out", out, "--quiet", "--webhookd-args", "--workers 8",
+		"--filter", "has(data.seq) && data.seq >= 0"}, &report, io.Discard)
 	require.NoError(t, err)
 	t.Log(report.String())
 
 	require.EqualValues(t, 300, res.Published)
 	require.Zero(t, res.PublishErrors)
 	require.EqualValues(t, 600, res.Expected)
-	require.EqualValues(t, 600, res.Delivered, "every event reached both receivers")
+	require.EqualValues(t, 600, res.Delivered, "every event reached both receivers, through their filters")
 	require.Zero(t, res.BadSignatures, "both signatures verified on every request")
 	require.Zero(t, res.Unreadable)
 	require.Positive(t, res.DeliveriesPerSec)
@@ -129,6 +130,7 @@ func TestBadOptions(t *testing.T) {
 		{"--fanout", "0"}, {"--rate", "-1"}, {"--backlog"}, {"--size", "10"},
 		{"--attach", "http://127.0.0.1:1"}, {"--pid", "1"}, {"extra"}, {"--duration", "0s"},
 		{"--backlog", "--count", "1", "--attach", "http://127.0.0.1:1", "--token", "t", "--nats", "nats://127.0.0.1:1"},
+		{"--floor", "--filter", "true"},
 	} {
 		_, err := run(context.Background(), append(args, "--webhookd", "/nonexistent"), io.Discard, io.Discard)
 		require.Error(t, err, args)

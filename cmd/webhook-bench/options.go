@@ -32,6 +32,7 @@ type options struct {
 	out          string        // directory of the JSON result and the SVG plot
 	quiet        bool          // no progress line
 	floor        bool          // run the floor pipeline in this process instead of webhookd
+	filter       string        // CEL filter of every subscription; "": none
 }
 
 func parseOptions(args []string, usage io.Writer) (options, error) {
@@ -57,6 +58,8 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.DurationVar(&o.drain, "drain-timeout", 2*time.Minute, "how long to wait for the last deliveries after publishing")
 	fs.StringVar(&o.out, "out", "bench-results", "directory for the JSON result and the SVG plot")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
+	fs.StringVar(&o.filter, "filter", "", "CEL filter given to every subscription, to measure what filters cost; it must let every event through "+
+		"(events carry data.seq, data.sent and data.pad), e.g. 'has(data.seq) && data.seq >= 0'")
 	fs.BoolVar(&o.floor, "floor", false, "instead of webhookd, run in this process the least pipeline its guarantees need, built from its parts "+
 		"(EVENTS, DELIVERIES, signed attempts, AUDIT records confirmed before the ack, the bbolt index), without its orchestration; "+
 		"CPU and RSS are then this whole process's, receivers and publisher included")
@@ -92,6 +95,8 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		return o, errors.New("--pid applies only with --attach")
 	case o.floor && (o.attach != "" || o.backlog || len(o.webhookdArgs) > 0):
 		return o, errFloorOptions
+	case o.floor && o.filter != "":
+		return o, errors.New("--filter needs webhookd's router: not with --floor")
 	}
 	if o.attach == "" && !o.floor && o.webhookd == "" {
 		o.webhookd = findWebhookd()
