@@ -174,3 +174,18 @@ func TestTransformBodyIsBounded(t *testing.T) {
 	require.Contains(t, d.Attempts[0].Error, "over the limit of 1024")
 	require.Empty(t, rcv.reqs)
 }
+
+// The filter applies at routing time: a job already queued (a retry, a
+// redelivery, a replay) is delivered whatever the subscription's filter
+// says now.
+func TestQueuedJobIgnoresTheFilter(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	rcv := newReceiver(t, always(http.StatusOK))
+	sub := b.subscribeWith(t, subscriptions.Subscription{URL: rcv.URL, Events: []string{"task.completed"}, Filter: `false`})
+	job := newJob(t, "queued-1", "task.completed", sub.ID)
+	b.publishJob(t, job, "")
+	r := rcv.next(t, 15*time.Second)
+	require.Equal(t, "queued-1", r.event["id"])
+	b.waitDelivery(t, job.ID, delivery.StatusSucceeded)
+}

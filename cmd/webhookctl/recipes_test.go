@@ -86,7 +86,8 @@ func outputPattern(lines []string) *regexp.Regexp {
 // command succeeds, every `try` prints what the docs show, and the
 // endpoint (the example URL stands for a real receiver) gets exactly the
 // published events the recipe's `try` matched, with the body `try` showed
-// for them when there is a transform.
+// for them when there is a transform, and both signature schemes (the HMAC
+// recipe, the Standard Webhooks reference library) verify what it got.
 func TestFilterAndTransformRecipes(t *testing.T) {
 	t.Parallel()
 	var all []recipe
@@ -104,6 +105,7 @@ func TestFilterAndTransformRecipes(t *testing.T) {
 		tried := map[string]sample{} // by event type and data
 		var published []string       // event type and data
 		transformed := false
+		var secret string
 		for _, c := range r.commands {
 			line := exampleURL.ReplaceAllString(c.line, rcv.URL)
 			words := shellWords(t, line)
@@ -121,6 +123,9 @@ func TestFilterAndTransformRecipes(t *testing.T) {
 				tried[key] = s
 			case len(words) > 2 && words[1] == "subscriptions" && words[2] == "create":
 				transformed = flagValue(words, "--transform") != ""
+				m := regexp.MustCompile(`(?m)^SECRET\s+(whsec_\S+)`).FindStringSubmatch(out)
+				require.NotNil(t, m, "%s: create prints the secret: %s", r.file, out)
+				secret = m[1]
 			case len(words) > 2 && words[1] == "events" && words[2] == "publish":
 				key = words[3] + " " + flagValue(words, "--data")
 				published = append(published, key)
@@ -137,6 +142,8 @@ func TestFilterAndTransformRecipes(t *testing.T) {
 		require.NotEmpty(t, want, "%s: recipe %d delivers something", r.file, i)
 		for _, key := range want {
 			g := daemontest.Next(t, got)
+			seed, standard := signedWith(t, secret, g)
+			require.True(t, seed && standard, "%s: both signatures verify the body sent", r.file)
 			if transformed {
 				require.JSONEq(t, tried[key].body, string(g.Body), "%s: what try showed is what arrives", r.file)
 				continue
