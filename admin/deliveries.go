@@ -126,7 +126,9 @@ func (s *Server) detailView(ctx context.Context, d history.Delivery) client.Deli
 
 // payload returns the body POSTed for d, read from its job kept in AUDIT
 // (a delivery that failed or was held), else from the event EVENTS keeps
-// for --event-retention, or a note that says why there is none.
+// for --event-retention, or a note that says why there is none. With a
+// transform, the body is what the subscription's current one gives: what
+// a redelivery would send.
 func (s *Server) payload(ctx context.Context, d history.Delivery) (json.RawMessage, string) {
 	if d.Status == delivery.StatusRejected {
 		return nil, "a rejected event is not delivered; its reason says why"
@@ -155,11 +157,7 @@ func (s *Server) payload(ctx context.Context, d history.Delivery) (json.RawMessa
 	if err != nil || job.ID != d.ID {
 		return nil, fmt.Sprintf("AUDIT sequence %d holds no job of this delivery", seq)
 	}
-	body := job.Envelope()
-	if !json.Valid(body) {
-		return nil, "the kept event data is not JSON"
-	}
-	return body, ""
+	return s.sentBody(d.SubscriptionID, job)
 }
 
 func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) error {

@@ -329,5 +329,5 @@ func (s *Server) loggedPayload(ctx context.Context, d history.Delivery) (json.Ra
 	if err != nil {
 		return nil, "the event could not be read from EVENTS: " + err.Error()
 	}
-	return envelope(ev), ""
+	return s.sentBody(d.SubscriptionID, delivery.Job{EventID: ev.ID, Event: ev.Type, EventTime: ev.Timestamp, Data: ev.Data})
 }

@@ -90,3 +90,41 @@ func exprError(field expr.Field, err error, stage string) client.ExprError {
 	}
 	return client.ExprError{Field: string(field), Message: strings.TrimPrefix(err.Error(), string(field)+": "), Stage: stage}
 }
+
+// transformBody returns the body the transform src gives for job's event,
+// as the deliverer would send it.
+func (s *Server) transformBody(job delivery.Job, src string) ([]byte, error) {
+	prg, err := s.exprs.Compile(expr.Transform, src)
+	if err != nil {
+		return nil, err
+	}
+	vars, err := expr.NewVars(expr.Event{Type: job.Event, ID: job.EventID, Timestamp: job.EventTime, Data: job.Data})
+	if err != nil {
+		return nil, fmt.Errorf("transform: %w", err)
+	}
+	body, err := prg.Body(vars)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > s.cfg.MaxEventBytes {
+		return nil, fmt.Errorf("transform: the body is %d bytes, over the limit of %d", len(body), s.cfg.MaxEventBytes)
+	}
+	return body, nil
+}
+
+// sentBody returns the body a delivery of job to subscription subID POSTs:
+// the envelope, or what the subscription's current transform gives (what
+// a redelivery would send), or a note that says why there is none.
+func (s *Server) sentBody(subID string, job delivery.Job) (json.RawMessage, string) {
+	body := job.Envelope()
+	if sub, ok := s.deps.Subs.Get(subID); ok && sub.Transform != "" {
+		var err error
+		if body, err = s.transformBody(job, sub.Transform); err != nil {
+			return nil, "the subscription's transform fails on this event: " + err.Error()
+		}
+	}
+	if !json.Valid(body) {
+		return nil, "the kept event data is not JSON"
+	}
+	return body, ""
+}

@@ -192,7 +192,8 @@ type Delivery struct {
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	// Payload is the body POSTed to the receiver ({"id","event",
-	// "timestamp","data"}), shown by GET /v1/deliveries/{id} when the
+	// "timestamp","data"}, or what the subscription's transform gives
+	// now), shown by GET /v1/deliveries/{id} when the
 	// event's job is kept: for deliveries that failed or were held (the
 	// audit trail does not copy event data). PayloadNote says why it is
 	// missing otherwise.
