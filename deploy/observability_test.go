@@ -449,7 +449,8 @@ func checkNames(expr, where string, page exposed, used map[string]bool) []string
 // Every metric the dashboard and the alert rules name exists on a running
 // webhookd's /metrics, with the labels they match and group on. The real
 // binary makes one delivery first, so the series with a subscription
-// label (attempts, durations, deliveries, breaker, disabled) exist.
+// label (attempts, durations, deliveries, breaker, disabled, filter
+// errors) exist.
 func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs webhookd")
@@ -463,6 +464,10 @@ func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err = c.CreateSubscription(ctx, client.SubscriptionInput{URL: rcv.URL, Events: []string{"task.completed"}})
+	require.NoError(t, err)
+	// A filter that fails on the event below (no such field): the filter
+	// errors' series exists.
+	_, err = c.CreateSubscription(ctx, client.SubscriptionInput{URL: rcv.URL, Events: []string{"task.completed"}, Filter: "data.missing > 0"})
 	require.NoError(t, err)
 	_, err = c.Publish(ctx, client.PublishRequest{Event: "task.completed", Data: json.RawMessage(`{"task_id":"T1"}`)})
 	require.NoError(t, err)
@@ -490,10 +495,11 @@ func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
 	slices.Sort(missing)
 	require.Empty(t, missing, "named but not on webhookd's /metrics")
 
-	// What the issue asks each to show is there.
+	// What the issues ask each to show is there.
 	for _, name := range []string{
 		"webhookd_deliveries_finished_total", "webhookd_attempt_duration_seconds_bucket", "webhookd_consumer_pending",
 		"webhookd_oldest_pending_seconds", "webhookd_circuit_breaker_state", "webhookd_attempts_total",
+		"webhookd_filter_errors_total",
 	} {
 		require.True(t, dashboard[name], "the dashboard shows %s", name)
 	}
