@@ -57,6 +57,7 @@ var routeScopes = map[string]scope{
 	"POST /v1/subscriptions/{id}/rotate-secret": scopeTeam,
 	"POST /v1/subscriptions/{id}/expire-secret": scopeTeam,
 	"POST /v1/subscriptions/{id}/ping":          scopeTeam,
+	"POST /v1/subscriptions/try":                scopeTeam, // another team's subscription_id: 404
 	"POST /v1/subscriptions/{id}/pause":         scopeTeam,
 	"POST /v1/subscriptions/{id}/resume":        scopeTeam,
 	"GET /v1/deliveries":                        scopeTeam,

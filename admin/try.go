@@ -39,8 +39,8 @@ func (s *Server) try(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.SubscriptionID != "" {
 		sub, err := s.deps.Subs.Fetch(r.Context(), req.SubscriptionID)
-		if errors.Is(err, subscriptions.ErrNotFound) {
-			return notFound("subscription", req.SubscriptionID)
+		if errors.Is(err, subscriptions.ErrNotFound) || err == nil && !visible(r, sub) {
+			return notFound("subscription", req.SubscriptionID) // another team's: as if absent
 		}
 		if err != nil {
 			return err

@@ -162,6 +162,7 @@ func TestTeamTokensIsolateTeams(t *testing.T) {
 					{"POST", "/v1/subscriptions/" + id + "/expire-secret", ""},
 					{"POST", "/v1/subscriptions/" + id + "/ping", ""},
 					{"POST", "/v1/deliveries/replay", `{"subscription":"` + id + `","since":"2020-01-01T00:00:00Z","dry_run":true}`},
+					{"POST", "/v1/subscriptions/try", `{"event":"task.completed","data":{},"subscription_id":"` + id + `"}`},
 					{"DELETE", "/v1/subscriptions/" + id, ""},
 				} {
 					for _, d := range []*daemon{a, b} {
