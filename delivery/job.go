@@ -41,6 +41,14 @@ type Job struct {
 	NotBefore time.Time
 	// Data is the event data, unchanged.
 	Data []byte
+	// Ordered marks a job of a subscription with an ordering key: it goes
+	// to the ORDERED stream, where one replica starts the deliveries of
+	// each key one at a time, in the order of EventSeq.
+	Ordered bool
+	// OrderingKey is the key's value (with Ordered).
+	OrderingKey string
+	// EventSeq is the event's EVENTS stream sequence (with Ordered).
+	EventSeq uint64
 }
 
 // Job message headers. Nats-Msg-Id is set by whoever publishes the job.
@@ -54,6 +62,8 @@ const (
 	hdrAttempt      = "Webhook-Attempt"
 	hdrBase         = "Webhook-Attempt-Base"
 	hdrNotBefore    = "Webhook-Not-Before"
+	hdrOrderingKey  = "Webhook-Ordering-Key"
+	hdrEventSeq     = "Webhook-Event-Seq"
 )
 
 // JobID derives the delivery id from the event id, the subscription id,
@@ -133,6 +143,10 @@ func (j Job) Msg(subject string) *nats.Msg {
 	if !j.NotBefore.IsZero() {
 		h.Set(hdrNotBefore, j.NotBefore.UTC().Format(time.RFC3339Nano))
 	}
+	if j.Ordered {
+		h.Set(hdrOrderingKey, j.OrderingKey)
+		h.Set(hdrEventSeq, strconv.FormatUint(j.EventSeq, 10))
+	}
 	return m
 }
 
@@ -184,6 +198,12 @@ func DecodeJob(h nats.Header, data []byte) (Job, error) {
 		if j.NotBefore, err = parseTime(hdrNotBefore, v); err != nil {
 			return Job{}, err
 		}
+	}
+	if v := h.Get(hdrEventSeq); v != "" {
+		if j.EventSeq, err = strconv.ParseUint(v, 10, 64); err != nil || j.EventSeq == 0 {
+			return Job{}, fmt.Errorf("%w: %s %q: want a stream sequence", ErrBadJob, hdrEventSeq, v)
+		}
+		j.Ordered, j.OrderingKey = true, h.Get(hdrOrderingKey)
 	}
 	return j, nil
 }

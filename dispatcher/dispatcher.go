@@ -17,6 +17,7 @@ import (
 	"github.com/robotlab/webhookd/delivery/history"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 // ErrStopping is the cause of the work context's cancellation on shutdown:
@@ -119,6 +120,9 @@ type Deps struct {
 	Policy        *delivery.Policy    // the default retry policy
 	Endpoints     *endpoint.Endpoints // per-subscription caps and breakers
 	Observer      Observer            // optional: metrics
+	// Exprs compiles subscriptions' expressions (the ordering key); the
+	// admin API shares it. Optional: New makes one.
+	Exprs *expr.Compiler
 }
 
 // Stats counts what the dispatcher did since it started.
@@ -130,13 +134,14 @@ type Stats struct {
 	Attempts     uint64 `json:"attempts"`      // HTTP attempts recorded
 	Deferred     uint64 `json:"deferred"`      // jobs put back unattempted: endpoint full or breaker open
 	Held         uint64 `json:"held"`          // jobs held for a paused or disabled subscription
+	KeyErrors    uint64 `json:"key_errors"`    // branches delivered unordered: their ordering key failed
 }
 
 // Map returns the counters by their JSON names.
 func (s Stats) Map() map[string]uint64 {
 	return map[string]uint64{
 		"routed": s.Routed, "no_subscriber": s.NoSubscriber, "rejected": s.Rejected,
-		"jobs": s.Jobs, "attempts": s.Attempts, "deferred": s.Deferred, "held": s.Held,
+		"jobs": s.Jobs, "attempts": s.Attempts, "deferred": s.Deferred, "held": s.Held, "key_errors": s.KeyErrors,
 	}
 }
 
@@ -159,7 +164,10 @@ type Dispatcher struct {
 	outstanding chan struct{}
 	pending     sync.WaitGroup
 
-	routed, noSubscriber, rejected, jobs, attempts, deferred, held atomic.Uint64
+	// ordered owns this replica's partitions of ORDERED while Run runs.
+	ordered atomic.Pointer[ordered]
+
+	routed, noSubscriber, rejected, jobs, attempts, deferred, held, keyErrors atomic.Uint64
 }
 
 // New checks cfg and deps and returns a Dispatcher; Run starts it.
@@ -182,6 +190,12 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 	if deps.Observer == nil {
 		deps.Observer = nopObserver{}
 	}
+	if deps.Exprs == nil {
+		var err error
+		if deps.Exprs, err = expr.NewCompiler(); err != nil {
+			return nil, fmt.Errorf("dispatcher: %w", err)
+		}
+	}
 	catalog := make(map[string]bool, len(cfg.EventTypes))
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
@@ -201,6 +215,7 @@ func (d *Dispatcher) Stats() Stats {
 	return Stats{
 		Routed: d.routed.Load(), NoSubscriber: d.noSubscriber.Load(), Rejected: d.rejected.Load(),
 		Jobs: d.jobs.Load(), Attempts: d.attempts.Load(), Deferred: d.deferred.Load(), Held: d.held.Load(),
+		KeyErrors: d.keyErrors.Load(),
 	}
 }
 
@@ -221,6 +236,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("dispatcher: bind workers consumer: %w", err)
+	}
+	ord, err := newOrdered(ctx, d, routerCons)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	// workCtx outlives ctx so in-flight attempts can finish after a stop.
 	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -260,6 +282,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); p.run(ctx) }()
 	}
+	d.ordered.Store(ord)
+	wg.Add(1)
+	go func() { defer wg.Done(); ord.run(ctx, workCtx) }()
 	d.log.Info().Int("workers", d.cfg.Workers).Int("routers", d.cfg.Routers).Msg("dispatcher started")
 
 	<-ctx.Done()

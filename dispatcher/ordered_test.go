@@ -1,0 +1,219 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/subscriptions"
+)
+
+// orderedReceiver is a real HTTP receiver that checks, per robot, the
+// promise of an ordering key: it sees event n+1 only after it answered
+// event n with a 2xx, and never two of one robot's events at once. It
+// answers after delay and fails the first attempt of the events fail
+// picks.
+type orderedReceiver struct {
+	*httptest.Server
+	delay time.Duration
+	fail  func(robot string, n int, attempt string) bool
+
+	mu         sync.Mutex
+	done       map[string]int  // robot → events answered 2xx (in order: 0..done-1)
+	inFlight   map[string]bool // robot → a request of its is being answered
+	concurrent int             // robots in flight now
+	maxRobots  int             // most robots in flight at once
+	violations []string
+	requests   int
+	duplicates int // a request for an event already answered 2xx (a crash's duplicate)
+	failed     int
+}
+
+func newOrderedReceiver(t testing.TB, delay time.Duration, fail func(robot string, n int, attempt string) bool) *orderedReceiver {
+	t.Helper()
+	r := &orderedReceiver{delay: delay, fail: fail, done: map[string]int{}, inFlight: map[string]bool{}}
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *orderedReceiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	var ev struct {
+		Data struct {
+			Robot string `json:"robot_id"`
+			N     int    `json:"n"`
+		} `json:"data"`
+	}
+	_ = json.Unmarshal(body, &ev)
+	robot, n := ev.Data.Robot, ev.Data.N
+	r.mu.Lock()
+	r.requests++
+	switch {
+	case r.inFlight[robot]:
+		r.violations = append(r.violations, fmt.Sprintf("robot %s: event %d while another of its events was in flight", robot, n))
+	case n < r.done[robot]:
+		r.duplicates++ // already answered 2xx: a duplicate, not an overtake
+	case n > r.done[robot]:
+		r.violations = append(r.violations, fmt.Sprintf("robot %s: event %d before event %d was answered 2xx", robot, n, r.done[robot]))
+	}
+	r.inFlight[robot] = true
+	r.concurrent++
+	r.maxRobots = max(r.maxRobots, r.concurrent)
+	r.mu.Unlock()
+
+	time.Sleep(r.delay) // a slow receiver: this is the request being answered
+	ok := !r.fail(robot, n, req.Header.Get("X-Webhook-Attempt"))
+
+	r.mu.Lock()
+	r.inFlight[robot] = false
+	r.concurrent--
+	if ok && n == r.done[robot] {
+		r.done[robot]++
+	}
+	if !ok {
+		r.failed++
+	}
+	r.mu.Unlock()
+	if ok {
+		w.WriteHeader(http.StatusNoContent)
+	} else {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+}
+
+// answered returns how many events were answered 2xx across robots, or
+// -1 once the order was broken (a test waiting for a count stops then).
+func (r *orderedReceiver) answered() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.violations) > 0 {
+		return -1
+	}
+	n := 0
+	for _, d := range r.done {
+		n += d
+	}
+	return n
+}
+
+func (r *orderedReceiver) report() (violations []string, maxRobots, requests, duplicates, failed int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.violations...), r.maxRobots, r.requests, r.duplicates, r.failed
+}
+
+// orderedSub creates a subscription to task.completed ordered by robot.
+func (b *bundle) orderedSub(t testing.TB, url string, maxInFlight int) subscriptions.Subscription {
+	t.Helper()
+	sub, err := b.subs.Create(context.Background(), subscriptions.Subscription{
+		URL: url, Events: []string{"task.completed"}, OrderingKey: "data.robot_id", MaxInFlight: maxInFlight,
+	})
+	require.NoError(t, err)
+	return sub
+}
+
+// publishRobots publishes events 0..perRobot-1 of each robot, interleaved
+// round-robin: robot r's event n is published before its event n+1.
+func (b *bundle) publishRobots(t testing.TB, robots, perRobot int) {
+	t.Helper()
+	for n := range perRobot {
+		for r := range robots {
+			b.publish(t, "task.completed", fmt.Sprintf(`{"robot_id":"R%03d","n":%d}`, r, n), "")
+		}
+	}
+}
+
+// failEveryThird fails the first attempt of every third event of a robot
+// (and, for robot 0, the second attempt too).
+func failEveryThird(robot string, n int, attempt string) bool {
+	return n%3 == 1 && (attempt == "1" || robot == "R000" && attempt == "2")
+}
+
+func TestOrderedDeliveriesKeepEachRobotsOrderThroughRetries(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{policy: delivery.Schedule(50*time.Millisecond, 100*time.Millisecond, 150*time.Millisecond)})
+	recv := newOrderedReceiver(t, 5*time.Millisecond, failEveryThird)
+	b.orderedSub(t, recv.URL, 8)
+
+	const robots, perRobot = 20, 15
+	b.publishRobots(t, robots, perRobot)
+	waitUntil(t, 60*time.Second, func() bool { n := recv.answered(); return n == robots*perRobot || n < 0 }, "every event answered 2xx")
+
+	violations, maxRobots, requests, duplicates, failed := recv.report()
+	t.Logf("%d requests, %d failed on purpose, %d duplicates, at most %d robots in flight at once", requests, failed, duplicates, maxRobots)
+	require.Empty(t, violations, "per robot, each event only after the one before was answered 2xx")
+	require.Greater(t, failed, robots, "the receiver failed a share of the requests, so retries were in the way")
+	require.Greater(t, maxRobots, 2, "several robots in flight at once")
+	require.LessOrEqual(t, maxRobots, 8, "no more than the subscription's max-in-flight")
+	require.Zero(t, duplicates, "one replica, no crash: no duplicate")
+}
+
+// A key waiting for its head's retry does not hold the other keys back.
+func TestOrderedRetryWaitsForItsKeyOnly(t *testing.T) {
+	t.Parallel()
+	const retry = 3 * time.Second
+	b := setup(t, options{policy: delivery.Schedule(retry)})
+	recv := newOrderedReceiver(t, 0, func(robot string, n int, attempt string) bool {
+		return robot == "R000" && n == 0 && attempt == "1"
+	})
+	b.orderedSub(t, recv.URL, 8)
+	start := time.Now()
+	b.publishRobots(t, 5, 10)
+	waitUntil(t, 20*time.Second, func() bool {
+		recv.mu.Lock()
+		defer recv.mu.Unlock()
+		return recv.done["R001"] == 10 && recv.done["R002"] == 10 && recv.done["R003"] == 10 && recv.done["R004"] == 10
+	}, "the other robots' events")
+	recv.mu.Lock()
+	stuck := recv.done["R000"]
+	recv.mu.Unlock()
+	require.Less(t, time.Since(start), retry, "the other keys went on while R000 waited for its retry")
+	require.Zero(t, stuck, "R000's later events wait for its head's retry")
+	waitUntil(t, 20*time.Second, func() bool { n := recv.answered(); return n == 50 || n < 0 }, "R000's events after its retry")
+	violations, _, _, _, _ := recv.report()
+	require.Empty(t, violations)
+}
+
+// A job of a later event may reach ORDERED before the job of an earlier
+// event of its key (routers run in parallel, on several replicas). The
+// owner starts it only once every earlier event is routed (the router's
+// ack floor) and its job is held: here the later job is in ORDERED before
+// the earlier event is even published, and still goes second.
+func TestOrderedJobWaitsForEarlierEventsToBeRouted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	recv := newOrderedReceiver(t, 0, func(string, int, string) bool { return false })
+	sub := b.orderedSub(t, recv.URL, 8)
+
+	// The job of EVENTS sequence 2, robot K's event 1, stored ahead of
+	// sequence 1, robot K's event 0.
+	now := time.Now()
+	early := delivery.Job{
+		ID: "0190a0a0-0000-7000-8000-000000000002", EventID: "evt-2", Event: "task.completed", EventTime: now,
+		SubscriptionID: sub.ID, CreatedAt: now, Attempt: 1, Data: []byte(`{"robot_id":"K","n":1}`),
+		Ordered: true, OrderingKey: "K", EventSeq: 2,
+	}
+	part := jetstream.OrderedPartition(sub.ID, "K")
+	_, err := b.ns.JS.PublishMsg(context.Background(), early.Msg(jetstream.OrderedSubject(part)))
+	require.NoError(t, err)
+	waitUntil(t, 10*time.Second, func() bool {
+		_, ackPending := b.consumerState(t, jetstream.StreamOrdered, jetstream.OrderedConsumer(part))
+		return ackPending == 1
+	}, "the owner to hold the early job")
+
+	b.publish(t, "task.completed", `{"robot_id":"K","n":0}`, "")
+	waitUntil(t, 10*time.Second, func() bool { n := recv.answered(); return n == 2 || n < 0 }, "both events")
+	violations, _, _, _, _ := recv.report()
+	require.Empty(t, violations, "event 0 before event 1, though event 1's job was stored first")
+}
