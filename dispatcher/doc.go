@@ -178,7 +178,7 @@
 // the owner" is checked by count (NumAckPending) when the owner takes the
 // partition over, since the jobs a dead owner held come back only after
 // their AckWait while newer ones may arrive first, and afterwards by the
-// consumer's delivery sequence. This also orders jobs that routers stored
+// count of the consumer's deliveries. This also orders jobs that routers stored
 // out of their events' order.
 //
 // A failed head is settled as any job: recorded, its next attempt's job

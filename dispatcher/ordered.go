@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -30,6 +31,10 @@ const (
 	// floorFresh is how long the router's ack floor, once read, serves
 	// every partition.
 	floorFresh = 25 * time.Millisecond
+	// idleRelease is how long a partition this replica owns may hold
+	// nothing before the replica releases it (unpins itself), so that
+	// the partitions spread over the replicas pulling them.
+	idleRelease = 5 * time.Second
 )
 
 // ordered owns the partitions of ORDERED that this replica is the pinned
@@ -37,6 +42,7 @@ const (
 type ordered struct {
 	d      *Dispatcher
 	router natsjs.Consumer
+	stream natsjs.Stream
 	parts  []*partition
 	// running counts the heads' attempts and the partitions' loops.
 	running sync.WaitGroup
@@ -65,15 +71,19 @@ type partition struct {
 	// pin is the id the server pinned this replica with; a change means
 	// the partition went elsewhere meanwhile.
 	pin string
-	// synced: every message pending on the consumer was held here at the
-	// last sync, and maxCons is the highest consumer sequence received
-	// since; horizon is the highest EVENTS sequence a head may have to
-	// start (see sync).
+	// synced: every message pending on the consumer was held here when
+	// the consumer had made base deliveries and this replica had received
+	// got; got counts the deliveries received. horizon is the highest
+	// EVENTS sequence a head may have to start (see sync).
 	synced   bool
-	maxCons  uint64
+	got      uint64
+	base     uint64
+	baseGot  uint64
 	horizon  uint64
 	lastSync time.Time
 	stopped  bool
+	// busy is when the partition last held a job.
+	busy time.Time
 }
 
 // entry is one delivery of a key: its job message, or (msg nil) the place
@@ -98,7 +108,11 @@ type entry struct {
 
 // newOrdered binds the partitions' consumers.
 func newOrdered(ctx context.Context, d *Dispatcher, router natsjs.Consumer) (*ordered, error) {
-	o := &ordered{d: d, router: router}
+	str, err := d.deps.JS.Stream(ctx, jetstream.StreamOrdered)
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher: bind stream %s: %w", jetstream.StreamOrdered, err)
+	}
+	o := &ordered{d: d, router: router, stream: str}
 	for i := range jetstream.OrderedPartitions {
 		c, err := d.deps.JS.Consumer(ctx, jetstream.StreamOrdered, jetstream.OrderedConsumer(i))
 		if err != nil {
@@ -150,10 +164,15 @@ func (p *partition) poke() {
 
 // pull fetches the partition's jobs as its pinned client, until ctx ends.
 // While another replica is pinned, the server answers no pull of ours.
+// The server pins the oldest pull request waiting when a partition's
+// first job comes: each request waits a random time around fetchWait, so
+// the replicas' requests take turns at the head of the queue, and the
+// partitions spread over them.
 func (p *partition) pull(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {
-		b, err := p.cons.Fetch(orderedBatch, natsjs.FetchMaxWait(fetchWait), natsjs.FetchPriorityGroup(jetstream.OrderedGroup))
+		wait := fetchWait/2 + rand.N(fetchWait)
+		b, err := p.cons.Fetch(orderedBatch, natsjs.FetchMaxWait(wait), natsjs.FetchPriorityGroup(jetstream.OrderedGroup))
 		if err == nil {
 			for m := range b.Messages() {
 				p.add(ctx, m)
@@ -211,7 +230,7 @@ func (p *partition) add(ctx context.Context, m natsjs.Msg) {
 		}
 		p.pin = pin
 	}
-	p.maxCons = max(p.maxCons, md.Sequence.Consumer)
+	p.got++
 	e := p.ids[job.ID]
 	switch {
 	case e == nil:
@@ -274,7 +293,7 @@ func (p *partition) resetLocked(pin string) {
 		}
 	}
 	p.keys, p.ids, p.seqs = map[keyID][]*entry{}, map[string]*entry{}, map[uint64]bool{}
-	p.synced, p.horizon, p.maxCons, p.pin = false, 0, 0, pin
+	p.synced, p.horizon, p.pin = false, 0, pin
 }
 
 // schedule starts the heads that may start, keeps the held jobs in
@@ -295,10 +314,37 @@ func (p *partition) schedule(ctx, work context.Context) {
 			return
 		case <-keep.C:
 			p.keepAlive()
+			p.releaseIfIdle(ctx)
 		case <-tick.C:
 		case <-p.wake:
 		}
 		p.startHeads(ctx, work)
+	}
+}
+
+// releaseIfIdle unpins this replica from the partition when it has held
+// nothing for idleRelease: another replica pulling it (or this one again)
+// is pinned by the server when the next job comes. Without it, the
+// replica that started first would own every partition for good.
+func (p *partition) releaseIfIdle(ctx context.Context) {
+	p.mu.Lock()
+	now := time.Now()
+	if len(p.keys) > 0 || len(p.seqs) > 0 || p.busy.IsZero() {
+		p.busy = now
+	}
+	release := p.pin != "" && now.Sub(p.busy) >= idleRelease
+	if release {
+		p.resetLocked("")
+		p.busy = time.Time{}
+	}
+	p.mu.Unlock()
+	if !release {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := p.o.stream.UnpinConsumer(ctx, p.cons.CachedInfo().Name, jetstream.OrderedGroup); err != nil && ctx.Err() == nil {
+		p.log.Debug().Err(err).Msg("releasing an idle ordered partition failed")
 	}
 }
 
@@ -367,8 +413,9 @@ func (p *partition) due() (heads []*entry, blocked bool) {
 // this replica's queues, in its key's order: a head at or below F+1 has no
 // older job of its key anywhere else. The second condition is checked by
 // count (NumAckPending equals the jobs held) when the partition is new to
-// this replica, and afterwards by the consumer sequence: every delivery the
-// consumer made has reached this replica, so none went to another.
+// this replica, and afterwards by counting deliveries: as many reached this
+// replica since then as the consumer made (its delivery sequence), so none
+// went to another.
 func (p *partition) sync(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -387,9 +434,9 @@ func (p *partition) sync(ctx context.Context) error {
 	}
 	switch {
 	case ci.NumAckPending == len(p.seqs):
-		p.synced = true
-		p.maxCons = max(p.maxCons, ci.Delivered.Consumer)
-	case p.synced && p.maxCons >= ci.Delivered.Consumer:
+		p.synced, p.base, p.baseGot = true, ci.Delivered.Consumer, p.got
+	case p.synced && ci.Delivered.Consumer-p.base == p.got-p.baseGot:
+		// Every delivery since then reached this replica.
 	default:
 		return nil
 	}

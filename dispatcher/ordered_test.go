@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -216,4 +218,54 @@ func TestOrderedJobWaitsForEarlierEventsToBeRouted(t *testing.T) {
 	waitUntil(t, 10*time.Second, func() bool { n := recv.answered(); return n == 2 || n < 0 }, "both events")
 	violations, _, _, _, _ := recv.report()
 	require.Empty(t, violations, "event 0 before event 1, though event 1's job was stored first")
+}
+
+// countAttempts counts the attempts a replica makes.
+type countAttempts struct {
+	dispatcher.Attempter
+	n *atomic.Int64
+}
+
+func (c countAttempts) Attempt(ctx context.Context, job delivery.Job, sub subscriptions.Subscription) delivery.Result {
+	c.n.Add(1)
+	return c.Attempter.Attempt(ctx, job, sub)
+}
+
+// Two replicas share the partitions; one is cut off from NATS and its
+// receivers at once, as kill -9 would, a third of the way through. Its
+// partitions go to the other replica, which starts a key again only once
+// every job the dead one held has come back: the order per robot holds.
+// A duplicate of the head (its attempt made, not recorded) is allowed.
+func TestOrderedTakeoverAfterAReplicaDies(t *testing.T) {
+	t.Parallel()
+	policy := delivery.Schedule(50*time.Millisecond, 100*time.Millisecond, 150*time.Millisecond)
+	var madeA, madeB atomic.Int64
+	a := setup(t, options{policy: policy, attempter: func(at dispatcher.Attempter) dispatcher.Attempter { return countAttempts{at, &madeA} }})
+	b := setup(t, options{policy: policy, server: a.ns, attempter: func(at dispatcher.Attempter) dispatcher.Attempter { return countAttempts{at, &madeB} }})
+	recv := newOrderedReceiver(t, 10*time.Millisecond, failEveryThird)
+	sub := a.orderedSub(t, recv.URL, 8)
+	waitUntil(t, 10*time.Second, func() bool { _, ok := b.subs.Get(sub.ID); return ok }, "the subscription on both replicas")
+
+	const robots, perRobot = 30, 20
+	a.publishRobots(t, robots, perRobot)
+	waitUntil(t, 60*time.Second, func() bool { n := recv.answered(); return n >= robots*perRobot/3 || n < 0 }, "a third answered")
+	// The victim is the replica that made more attempts: it owns
+	// partitions (maybe all of them) with jobs queued.
+	victim, survivor, made := a, b, madeA.Load()
+	if madeB.Load() > made {
+		victim, survivor, made = b, a, madeB.Load()
+	}
+	t.Logf("attempts before the crash: A %d, B %d", madeA.Load(), madeB.Load())
+	require.Positive(t, made)
+	victim.crash()
+	crashed := time.Now()
+	madeBefore := map[*bundle]int64{a: madeA.Load(), b: madeB.Load()}
+	waitUntil(t, 90*time.Second, func() bool { n := recv.answered(); return n == robots*perRobot || n < 0 }, "every event answered 2xx")
+
+	violations, maxRobots, requests, duplicates, failed := recv.report()
+	t.Logf("takeover: %d requests, %d failed on purpose, %d duplicates (of a head after the crash), at most %d robots in flight; all answered %s after the crash",
+		requests, failed, duplicates, maxRobots, time.Since(crashed).Round(time.Millisecond))
+	require.Empty(t, violations, "per robot, each event only after the one before was answered 2xx, across the crash")
+	after := map[*bundle]int64{a: madeA.Load(), b: madeB.Load()}
+	require.Greater(t, after[survivor], madeBefore[survivor], "the survivor took the partitions over")
 }
