@@ -13,6 +13,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
@@ -569,26 +570,14 @@ func (d *Dispatcher) settledOrdered(e *entry, act action, delay time.Duration, w
 	}
 }
 
-// OrderedKey is one key's backlog on this replica: its length and its
-// head delivery.
-type OrderedKey struct {
-	Key        string    `json:"key"`
-	Waiting    int       `json:"waiting"`
-	HeadID     string    `json:"head_delivery_id"`
-	HeadEvent  string    `json:"head_event_id"`
-	HeadSince  time.Time `json:"head_created_at"`
-	HeadTry    int       `json:"head_attempt"`
-	HeadDue    time.Time `json:"head_due,omitzero"`
-	HeadActive bool      `json:"head_running"`
-}
-
 // OrderedKeys returns, for subscription subID, how many of its keys have
-// deliveries waiting on this replica, and the n longest keys' heads,
-// longest first.
-func (d *Dispatcher) OrderedKeys(subID string, n int) (waiting int, longest []OrderedKey) {
+// deliveries waiting on this replica, and the head delivery of the n
+// longest keys, longest first.
+func (d *Dispatcher) OrderedKeys(subID string, n int) client.OrderedKeys {
+	out := client.OrderedKeys{Longest: []client.OrderedKey{}}
 	o := d.ordered.Load()
 	if o == nil {
-		return 0, nil
+		return out
 	}
 	for _, p := range o.parts {
 		p.mu.Lock()
@@ -596,19 +585,20 @@ func (d *Dispatcher) OrderedKeys(subID string, n int) (waiting int, longest []Or
 			if id.sub != subID {
 				continue
 			}
-			waiting++
+			out.Waiting++
 			h := q[0]
-			longest = append(longest, OrderedKey{
-				Key: id.key, Waiting: len(q), HeadID: h.job.ID, HeadEvent: h.job.EventID, HeadSince: h.job.CreatedAt,
-				HeadTry: max(h.job.Attempt, h.await), HeadDue: h.due, HeadActive: h.running,
+			out.Longest = append(out.Longest, client.OrderedKey{
+				Key: id.key, Deliveries: len(q), HeadID: h.job.ID, HeadEventID: h.job.EventID,
+				HeadAttempt: max(h.job.Attempt, h.await), HeadDue: h.due.UTC(), HeadRunning: h.running, HeadCreated: h.job.CreatedAt,
 			})
 		}
 		p.mu.Unlock()
 	}
-	slices.SortFunc(longest, func(a, b OrderedKey) int {
-		return cmp.Or(cmp.Compare(b.Waiting, a.Waiting), cmp.Compare(a.Key, b.Key))
+	slices.SortFunc(out.Longest, func(a, b client.OrderedKey) int {
+		return cmp.Or(cmp.Compare(b.Deliveries, a.Deliveries), cmp.Compare(a.Key, b.Key))
 	})
-	return waiting, longest[:min(n, len(longest))]
+	out.Longest = out.Longest[:min(n, len(out.Longest))]
+	return out
 }
 
 // OrderedKeysWaiting returns, per subscription, how many of its keys have

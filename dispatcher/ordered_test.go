@@ -169,7 +169,7 @@ func TestOrderedRetryWaitsForItsKeyOnly(t *testing.T) {
 	recv := newOrderedReceiver(t, 0, func(robot string, n int, attempt string) bool {
 		return robot == "R000" && n == 0 && attempt == "1"
 	})
-	b.orderedSub(t, recv.URL, 8)
+	sub := b.orderedSub(t, recv.URL, 8)
 	start := time.Now()
 	b.publishRobots(t, 5, 10)
 	waitUntil(t, 20*time.Second, func() bool {
@@ -182,6 +182,14 @@ func TestOrderedRetryWaitsForItsKeyOnly(t *testing.T) {
 	recv.mu.Unlock()
 	require.Less(t, time.Since(start), retry, "the other keys went on while R000 waited for its retry")
 	require.Zero(t, stuck, "R000's later events wait for its head's retry")
+	// What an operator sees of the stuck key (subscriptions get, metrics).
+	keys := b.disp.OrderedKeys(sub.ID, 10)
+	require.Equal(t, 1, keys.Waiting, "only R000 waits")
+	require.Len(t, keys.Longest, 1)
+	require.Equal(t, "R000", keys.Longest[0].Key)
+	require.Equal(t, 10, keys.Longest[0].Deliveries)
+	require.Equal(t, 2, keys.Longest[0].HeadAttempt, "its head waits for attempt 2")
+	require.Equal(t, map[string]int{sub.ID: 1}, b.disp.OrderedKeysWaiting())
 	waitUntil(t, 20*time.Second, func() bool { n := recv.answered(); return n == 50 || n < 0 }, "R000's events after its retry")
 	violations, _, _, _, _ := recv.report()
 	require.Empty(t, violations)
@@ -268,4 +276,20 @@ func TestOrderedTakeoverAfterAReplicaDies(t *testing.T) {
 	require.Empty(t, violations, "per robot, each event only after the one before was answered 2xx, across the crash")
 	after := map[*bundle]int64{a: madeA.Load(), b: madeB.Load()}
 	require.Greater(t, after[survivor], madeBefore[survivor], "the survivor took the partitions over")
+}
+
+// An event whose ordering key fails (here a missing field) is delivered
+// unordered, and counted.
+func TestOrderedKeyFailureDeliversUnordered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	recv := newReceiver(t, always(http.StatusOK))
+	b.orderedSub(t, recv.URL, 8)
+	b.publish(t, "task.completed", `{"task_id":"T1"}`, "no-robot")
+	req := recv.next(t, 10*time.Second)
+	require.Equal(t, "no-robot", req.event["id"])
+	waitUntil(t, 10*time.Second, func() bool { return b.disp.Stats().KeyErrors == 1 }, "the key failure counted")
+	str, err := b.ns.JS.Stream(context.Background(), jetstream.StreamOrdered)
+	require.NoError(t, err)
+	require.Zero(t, str.CachedInfo().State.Msgs, "nothing went to ORDERED")
 }

@@ -55,7 +55,10 @@ type Deps struct {
 	StoreWritable func() bool
 }
 
-var _ dispatcher.Observer = (*Metrics)(nil)
+var (
+	_ dispatcher.Observer         = (*Metrics)(nil)
+	_ dispatcher.OrderingObserver = (*Metrics)(nil)
+)
 
 // Metrics holds one process's collectors and counts what the dispatcher
 // reports through its hooks (Event, Attempt, Finished). It is safe for
@@ -69,6 +72,9 @@ type Metrics struct {
 	finished *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	rejected prometheus.Counter // finished{subscription="", status="rejected"}
+	// keyErrors counts events delivered unordered because their ordering
+	// key failed, by subscription.
+	keyErrors *prometheus.CounterVec
 	subs     sync.Map           // subscription id → *subSeries
 	subsList Subscriptions      // nil: no pruning
 	pruneMu  sync.Mutex
@@ -115,6 +121,10 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"subscription"}),
 	}
+	m.keyErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "webhookd_ordering_key_errors_total",
+		Help: "Events whose ordering key expression failed for a subscription (a missing field, not a string): delivered unordered.",
+	}, []string{"subscription"})
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "webhookd_events_total",
 		Help: "Events read from EVENTS, by type (catalog types; others are \"unknown\") and result (routed, no_subscriber, rejected).",
@@ -138,7 +148,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		events, m.attempts, m.finished, m.duration, buildInfo, m.state,
+		events, m.attempts, m.finished, m.duration, buildInfo, m.state, m.keyErrors,
 	}
 	if purged := deps.EventsPurged; purged != nil {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -276,6 +286,7 @@ func (m *Metrics) prune(live map[string]bool) {
 			m.attempts.DeletePartialMatch(match)
 			m.finished.DeletePartialMatch(match)
 			m.duration.DeletePartialMatch(match)
+			m.keyErrors.DeletePartialMatch(match)
 		}
 		return true
 	})

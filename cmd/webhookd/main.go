@@ -245,9 +245,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		EventTypes: routable(cfg.AllEventTypes()), MaxEventBytes: int(maxEvent), EventIDSalt: salt,
 	}, dispatcher.Deps{
 		JS: conn.JS, Subscriptions: subs, Attempter: deliverer,
-		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met,
+		Recorder: recorder, Policy: policy(cfg.RetryBackoff), Endpoints: endpoints, Observer: met, Exprs: exprs,
 	}, log)
 	if err != nil {
+		return err
+	}
+	if err := met.WatchOrderedKeys(disp.OrderedKeysWaiting); err != nil {
 		return err
 	}
 	indexer := history.NewIndexer(history.IndexerConfig{Replica: replica, Retention: cfg.Retention}, conn.JS, store, log)
@@ -263,7 +266,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs,
-		Counters: func() map[string]uint64 { return disp.Stats().Map() },
+		Counters: func() map[string]uint64 { return disp.Stats().Map() }, OrderedKeys: disp.OrderedKeys,
 		Ready:    ready,
 	}, log)
 	if err != nil {
