@@ -75,10 +75,10 @@ type Metrics struct {
 	// keyErrors counts events delivered unordered because their ordering
 	// key failed, by subscription.
 	keyErrors *prometheus.CounterVec
-	subs     sync.Map           // subscription id → *subSeries
-	subsList Subscriptions      // nil: no pruning
-	pruneMu  sync.Mutex
-	state    *stateCollector
+	subs      sync.Map      // subscription id → *subSeries
+	subsList  Subscriptions // nil: no pruning
+	pruneMu   sync.Mutex
+	state     *stateCollector
 }
 
 // subSeries are one subscription's series, resolved once.

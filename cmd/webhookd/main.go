@@ -267,7 +267,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		JS: conn.JS, Subs: subs, Store: store, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs,
 		Counters: func() map[string]uint64 { return disp.Stats().Map() }, OrderedKeys: disp.OrderedKeys,
-		Ready:    ready,
+		Ready: ready,
 	}, log)
 	if err != nil {
 		return err
