@@ -25,7 +25,7 @@ const (
 	// orderedTick is how often a partition looks again at heads that wait
 	// for time (a retry, a paused subscription, a full endpoint) or for
 	// the horizon.
-	orderedTick = 50 * time.Millisecond
+	orderedTick = 20 * time.Millisecond
 	// orderedHoldRecheck is how often the head of a paused or disabled
 	// subscription's key checks whether it was resumed.
 	orderedHoldRecheck = time.Second
@@ -41,7 +41,10 @@ const (
 // ordered owns the partitions of ORDERED that this replica is the pinned
 // client of (see the package doc, "Ordered deliveries").
 type ordered struct {
-	d      *Dispatcher
+	d *Dispatcher
+	// slots bounds the heads' attempts in flight on this replica, across
+	// partitions: Config.Workers, as many as the DELIVERIES pool.
+	slots  capacity
 	router natsjs.Consumer
 	stream natsjs.Stream
 	parts  []*partition
@@ -113,7 +116,7 @@ func newOrdered(ctx context.Context, d *Dispatcher, router natsjs.Consumer) (*or
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher: bind stream %s: %w", jetstream.StreamOrdered, err)
 	}
-	o := &ordered{d: d, router: router, stream: str}
+	o := &ordered{d: d, router: router, stream: str, slots: newCapacity(d.cfg.Workers)}
 	for i := range jetstream.OrderedPartitions {
 		c, err := d.deps.JS.Consumer(ctx, jetstream.StreamOrdered, jetstream.OrderedConsumer(i))
 		if err != nil {
@@ -472,13 +475,21 @@ func (p *partition) start(work context.Context, e *entry) {
 		p.putOff(e, orderedHoldRecheck) // the key waits for the resume
 		return
 	}
+	select {
+	case <-p.o.slots:
+	default:
+		p.putOff(e, 0) // every slot of this replica is busy: next tick
+		return
+	}
 	slot, wait, _ := d.deps.Endpoints.Acquire(endpointOf(sub), 0, nil)
 	if slot == nil {
+		p.o.slots.release()
 		d.deferred.Add(1)
 		p.putOff(e, wait)
 		return
 	}
-	p.launch(work, e, func(c carrier) {
+	if !p.launch(work, e, func(c carrier) {
+		defer p.o.slots.release()
 		settling := false
 		defer d.settleOnPanic(c, &settling, log)
 		s, next := d.run(work, c, job, time.Now(), sub, slot, log)
@@ -487,15 +498,21 @@ func (p *partition) start(work context.Context, e *entry) {
 		for next != nil {
 			next = next()
 		}
-	})
+	}) {
+		p.o.slots.release()
+		for next := slot.Cancel(); next != nil; {
+			next = next()
+		}
+	}
 }
 
-// launch marks e running and runs fn with its carrier in a goroutine.
-func (p *partition) launch(work context.Context, e *entry, fn func(carrier)) {
+// launch marks e running and runs fn with its carrier in a goroutine; false
+// when e may not start any more (handed back meanwhile).
+func (p *partition) launch(work context.Context, e *entry, fn func(carrier)) bool {
 	p.mu.Lock()
 	if e.gone || e.running {
 		p.mu.Unlock()
-		return
+		return false
 	}
 	e.running = true
 	c := carrier{m: e.msg, ord: e}
@@ -505,6 +522,7 @@ func (p *partition) launch(work context.Context, e *entry, fn func(carrier)) {
 		defer p.o.running.Done()
 		fn(c)
 	}()
+	return true
 }
 
 // putOff makes e due after wait.

@@ -255,8 +255,11 @@ func TestOrderedTakeoverAfterAReplicaDies(t *testing.T) {
 	waitUntil(t, 10*time.Second, func() bool { _, ok := b.subs.Get(sub.ID); return ok }, "the subscription on both replicas")
 
 	const robots, perRobot = 30, 20
+	began := time.Now()
 	a.publishRobots(t, robots, perRobot)
+	published := time.Since(began)
 	waitUntil(t, 60*time.Second, func() bool { n := recv.answered(); return n >= robots*perRobot/3 || n < 0 }, "a third answered")
+	t.Logf("published in %s, a third answered after %s", published, time.Since(began))
 	// The victim is the replica that made more attempts: it owns
 	// partitions (maybe all of them) with jobs queued.
 	victim, survivor, made := a, b, madeA.Load()
@@ -292,4 +295,41 @@ func TestOrderedKeyFailureDeliversUnordered(t *testing.T) {
 	str, err := b.ns.JS.Stream(context.Background(), jetstream.StreamOrdered)
 	require.NoError(t, err)
 	require.Zero(t, str.CachedInfo().State.Msgs, "nothing went to ORDERED")
+}
+
+// TestOrderedThroughput logs how fast 100 keys of 10 events each go out
+// ordered against the same run unordered, from the first publish to the
+// last answer, to a receiver answering in 20 ms with a max-in-flight of
+// 64 and as many workers. The load tool measures it properly; this only
+// logs the figure.
+func TestOrderedThroughput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures")
+	}
+	const keys, perKey, delay, inFlight = 100, 10, 20 * time.Millisecond, 64
+	run := func(ordered bool) time.Duration {
+		b := setup(t, options{workers: inFlight})
+		recv := newOrderedReceiver(t, delay, func(string, int, string) bool { return false })
+		in := subscriptions.Subscription{URL: recv.URL, Events: []string{"task.completed"}, MaxInFlight: inFlight}
+		if ordered {
+			in.OrderingKey = "data.robot_id"
+		}
+		_, err := b.subs.Create(context.Background(), in)
+		require.NoError(t, err)
+		start := time.Now()
+		b.publishRobots(t, keys, perKey)
+		var total int
+		waitUntil(t, 120*time.Second, func() bool {
+			recv.mu.Lock()
+			defer recv.mu.Unlock()
+			total = recv.requests
+			return total >= keys*perKey
+		}, "every event")
+		return time.Since(start)
+	}
+	unordered := run(false)
+	ordered := run(true)
+	rate := func(d time.Duration) float64 { return keys * perKey / d.Seconds() }
+	t.Logf("100 keys × 10 events, receiver 20 ms, max-in-flight 64: unordered %.0f/s, ordered %.0f/s (%.0f%%)",
+		rate(unordered), rate(ordered), 100*rate(ordered)/rate(unordered))
 }
