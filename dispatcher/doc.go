@@ -189,7 +189,10 @@
 // its successor is acked as superseded. A requeued delivery (redeliver,
 // replay) goes to DELIVERIES and is delivered unordered, and does not
 // block its key. A replica that finds itself unpinned, or stops, hands
-// the jobs it has not started back at once.
+// the jobs it has not started back at once; a stopping replica, and one
+// whose partition has been idle for idleRelease, also unpins itself, so
+// the partition moves without waiting for PinnedTTL, and the partitions
+// spread over the replicas in time.
 //
 // # Guarantees
 //

@@ -313,8 +313,12 @@ func (p *partition) schedule(ctx, work context.Context) {
 		case <-ctx.Done():
 			p.mu.Lock()
 			p.stopped = true
+			owned := p.pin != ""
 			p.resetLocked("")
 			p.mu.Unlock()
+			if owned {
+				p.release(context.WithoutCancel(ctx))
+			}
 			return
 		case <-keep.C:
 			p.keepAlive()
@@ -345,10 +349,18 @@ func (p *partition) releaseIfIdle(ctx context.Context) {
 	if !release {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	p.release(ctx)
+}
+
+// release unpins this replica from the partition, so the server pins
+// another pulling replica at its next job, not only after PinnedTTL: when
+// the partition is idle, and when this replica stops (its jobs were just
+// handed back).
+func (p *partition) release(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := p.o.stream.UnpinConsumer(ctx, p.cons.CachedInfo().Name, jetstream.OrderedGroup); err != nil && ctx.Err() == nil {
-		p.log.Debug().Err(err).Msg("releasing an idle ordered partition failed")
+	if err := p.o.stream.UnpinConsumer(ctx, jetstream.OrderedConsumer(p.n), jetstream.OrderedGroup); err != nil {
+		p.log.Debug().Err(err).Msg("releasing an ordered partition failed; it moves after its pinned TTL")
 	}
 }
 

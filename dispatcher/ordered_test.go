@@ -17,6 +17,7 @@ import (
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
 	"github.com/robotlab/webhookd/jetstream"
+	"github.com/robotlab/webhookd/jetstream/jstest"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -332,4 +333,70 @@ func TestOrderedThroughput(t *testing.T) {
 	rate := func(d time.Duration) float64 { return keys * perKey / d.Seconds() }
 	t.Logf("100 keys × 10 events, receiver 20 ms, max-in-flight 64: unordered %.0f/s, ordered %.0f/s (%.0f%%)",
 		rate(unordered), rate(ordered), 100*rate(ordered)/rate(unordered))
+}
+
+// A pause holds each key's queue in order (nothing is recorded as held or
+// handed to the unordered path); the resume continues every key in order.
+func TestOrderedPauseHoldsKeysAndResumeContinuesInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	recv := newOrderedReceiver(t, 0, func(string, int, string) bool { return false })
+	sub := b.orderedSub(t, recv.URL, 8)
+	ctx := context.Background()
+	_, err := b.subs.Update(ctx, sub.ID, func(s *subscriptions.Subscription) error { s.Active = false; return nil })
+	require.NoError(t, err)
+
+	const robots, perRobot = 5, 6
+	b.publishRobots(t, robots, perRobot)
+	waitUntil(t, 10*time.Second, func() bool {
+		keys := b.disp.OrderedKeys(sub.ID, 10)
+		if keys.Waiting != robots {
+			return false
+		}
+		for _, k := range keys.Longest {
+			if k.Deliveries != perRobot {
+				return false
+			}
+		}
+		return true
+	}, "every key held with all its deliveries")
+	recv.mu.Lock()
+	require.Zero(t, recv.requests, "nothing sent while paused")
+	recv.mu.Unlock()
+	require.Zero(t, b.disp.Stats().Held, "held in the key queues, not recorded as paused")
+
+	_, err = b.subs.Update(ctx, sub.ID, func(s *subscriptions.Subscription) error { s.Resume(); return nil })
+	require.NoError(t, err)
+	waitUntil(t, 20*time.Second, func() bool { n := recv.answered(); return n == robots*perRobot || n < 0 }, "every event after the resume")
+	violations, _, _, duplicates, _ := recv.report()
+	require.Empty(t, violations)
+	require.Zero(t, duplicates)
+}
+
+// A replica that stops gracefully hands its partitions over at once: it
+// hands its jobs back and unpins itself, so the other replica goes on
+// without waiting for the pinned TTL or an AckWait, in order.
+func TestOrderedGracefulStopHandsPartitionsOver(t *testing.T) {
+	t.Parallel()
+	var madeA, madeB atomic.Int64
+	a := setup(t, options{attempter: func(at dispatcher.Attempter) dispatcher.Attempter { return countAttempts{at, &madeA} }})
+	b := setup(t, options{server: a.ns, attempter: func(at dispatcher.Attempter) dispatcher.Attempter { return countAttempts{at, &madeB} }})
+	recv := newOrderedReceiver(t, 10*time.Millisecond, func(string, int, string) bool { return false })
+	sub := a.orderedSub(t, recv.URL, 4)
+	waitUntil(t, 10*time.Second, func() bool { _, ok := b.subs.Get(sub.ID); return ok }, "the subscription on both replicas")
+	const robots, perRobot = 20, 10
+	a.publishRobots(t, robots, perRobot)
+	waitUntil(t, 30*time.Second, func() bool { n := recv.answered(); return n >= robots*perRobot/4 || n < 0 }, "a quarter answered")
+	owner := a
+	if madeB.Load() > madeA.Load() {
+		owner = b
+	}
+	stopped := time.Now()
+	owner.stop()
+	waitUntil(t, 30*time.Second, func() bool { n := recv.answered(); return n == robots*perRobot || n < 0 }, "every event")
+	took := time.Since(stopped)
+	t.Logf("graceful stop: the rest answered %s after the owner stopped", took.Round(time.Millisecond))
+	violations, _, _, _, _ := recv.report()
+	require.Empty(t, violations)
+	require.Less(t, took, jstest.Provisioning().AckWait, "no AckWait and no pinned TTL waited for")
 }
