@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -399,4 +400,53 @@ func TestOrderedGracefulStopHandsPartitionsOver(t *testing.T) {
 	violations, _, _, _, _ := recv.report()
 	require.Empty(t, violations)
 	require.Less(t, took, jstest.Provisioning().AckWait, "no AckWait and no pinned TTL waited for")
+}
+
+// A delivery that failed for good lets its key go on; redelivering it
+// later sends it through the unordered path (DELIVERIES), continuing its
+// attempt count, without blocking the key's new deliveries.
+func TestOrderedFailedForGoodMovesOnAndRedeliveryIsUnordered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{policy: delivery.Schedule(50 * time.Millisecond)})
+	recv := newReceiver(t, func(n int) int {
+		if n <= 2 || n == 5 {
+			return http.StatusServiceUnavailable // event 0: both attempts, and the redelivery's first
+		}
+		return http.StatusOK
+	})
+	sub := b.orderedSub(t, recv.URL, 8)
+	for n := range 3 {
+		b.publish(t, "task.completed", fmt.Sprintf(`{"robot_id":"R0","n":%d}`, n), "")
+	}
+	var order []float64
+	var failedID string
+	for range 4 {
+		req := recv.next(t, 10*time.Second)
+		order = append(order, req.event["data"].(map[string]any)["n"].(float64))
+		if failedID == "" {
+			failedID = req.header.Get("X-Webhook-Delivery")
+		}
+	}
+	require.Equal(t, []float64{0, 0, 1, 2}, order, "event 1 only after event 0 failed for good")
+	b.waitDelivery(t, failedID, delivery.StatusFailed)
+
+	storedOrdered := func() uint64 {
+		str, err := b.ns.JS.Stream(context.Background(), jetstream.StreamOrdered)
+		require.NoError(t, err)
+		return str.CachedInfo().State.LastSeq
+	}
+	before := storedOrdered()
+	require.NoError(t, b.queue.Requeue(context.Background(), failedID))
+	for attempt := 3; attempt <= 4; attempt++ {
+		req := recv.next(t, 10*time.Second)
+		require.Equal(t, failedID, req.header.Get("X-Webhook-Delivery"))
+		require.Equal(t, strconv.Itoa(attempt), req.header.Get("X-Webhook-Attempt"), "the attempt count goes on")
+	}
+	b.waitDelivery(t, failedID, delivery.StatusSucceeded)
+	require.Equal(t, before, storedOrdered(), "the redelivery and its retry went the unordered path")
+	require.Zero(t, b.disp.OrderedKeys(sub.ID, 10).Waiting)
+
+	b.publish(t, "task.completed", `{"robot_id":"R0","n":3}`, "")
+	req := recv.next(t, 10*time.Second)
+	require.EqualValues(t, 3, req.event["data"].(map[string]any)["n"], "the key goes on")
 }
