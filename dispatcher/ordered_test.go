@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -449,4 +450,40 @@ func TestOrderedFailedForGoodMovesOnAndRedeliveryIsUnordered(t *testing.T) {
 	b.publish(t, "task.completed", `{"robot_id":"R0","n":3}`, "")
 	req := recv.next(t, 10*time.Second)
 	require.EqualValues(t, 3, req.event["data"].(map[string]any)["n"], "the key goes on")
+}
+
+// A key with control characters or longer than 256 bytes is carried (and
+// shown to operators) as its SHA-256: still one key per value, still in
+// order.
+func TestOrderedKeysWithLineBreaksOrLongValues(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	recv := newOrderedReceiver(t, 0, func(string, int, string) bool { return false })
+	sub := b.orderedSub(t, recv.URL, 8)
+	ctx := context.Background()
+	_, err := b.subs.Update(ctx, sub.ID, func(s *subscriptions.Subscription) error { s.Active = false; return nil })
+	require.NoError(t, err)
+	long := strings.Repeat("x", 5000)
+	for n := range 3 {
+		for _, robot := range []string{"a\r\nNats-Msg-Id: evil", long, "plain"} {
+			b.publish(t, "task.completed", fmt.Sprintf(`{"robot_id":%q,"n":%d}`, robot, n), "")
+		}
+	}
+	waitUntil(t, 10*time.Second, func() bool { return b.disp.OrderedKeys(sub.ID, 10).Waiting == 3 }, "three keys held")
+	var shown []string
+	for _, k := range b.disp.OrderedKeys(sub.ID, 10).Longest {
+		require.Equal(t, 3, k.Deliveries)
+		shown = append(shown, k.Key)
+	}
+	require.Len(t, shown, 3)
+	require.Equal(t, "plain", shown[0])
+	require.Regexp(t, "^sha256:[0-9a-f]{64}$", shown[1])
+	require.Regexp(t, "^sha256:[0-9a-f]{64}$", shown[2])
+
+	_, err = b.subs.Update(ctx, sub.ID, func(s *subscriptions.Subscription) error { s.Resume(); return nil })
+	require.NoError(t, err)
+	waitUntil(t, 10*time.Second, func() bool { n := recv.answered(); return n == 9 || n < 0 }, "every event")
+	violations, _, _, _, _ := recv.report()
+	require.Empty(t, violations)
+	require.Zero(t, b.disp.Stats().KeyErrors)
 }

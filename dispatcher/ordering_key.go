@@ -1,6 +1,10 @@
 package dispatcher
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"unicode/utf8"
+
 	"github.com/rs/zerolog"
 
 	"github.com/robotlab/webhookd/delivery"
@@ -30,7 +34,7 @@ func (d *Dispatcher) orderingKey(sub subscriptions.Subscription, v *orderingVars
 		if prg, err = d.deps.Exprs.Compile(expr.OrderingKey, sub.OrderingKey); err == nil {
 			var key string
 			if key, err = prg.Key(v.vars); err == nil {
-				return key, true
+				return headerSafeKey(key), true
 			}
 		}
 	}
@@ -46,4 +50,25 @@ func (d *Dispatcher) orderingKey(sub subscriptions.Subscription, v *orderingVars
 // ordering key could not be evaluated (delivered unordered).
 type OrderingObserver interface {
 	OrderingKeyFailed(subscriptionID string)
+}
+
+// maxKeyBytes bounds a key as jobs carry it (a header) and operators see it.
+const maxKeyBytes = 256
+
+// headerSafeKey returns key as a job's header can carry it: unchanged when
+// it is valid UTF-8 of at most maxKeyBytes without control characters,
+// otherwise "sha256:" and the hex of its SHA-256 (equal keys stay equal).
+func headerSafeKey(key string) string {
+	ok := len(key) <= maxKeyBytes && utf8.ValidString(key)
+	for _, r := range key {
+		if r < 0x20 || r == 0x7f {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
