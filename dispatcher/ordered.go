@@ -188,7 +188,7 @@ func (p *partition) pull(ctx context.Context) {
 			failures = 0
 			continue
 		case errors.Is(err, natsjs.ErrPinIDMismatch):
-			p.log.Info().Msg("ordered partition pinned to another replica; handing back its jobs")
+			p.log.Info().Msg("ordered partition no longer pinned to this replica; handing back its jobs")
 			p.reset("")
 			continue
 		}
@@ -241,6 +241,11 @@ func (p *partition) add(ctx context.Context, m natsjs.Msg) {
 		e = &entry{p: p, id: keyID{job.SubscriptionID, job.OrderingKey}, job: job, msg: m, seq: seq, due: job.NotBefore}
 		q := p.keys[e.id]
 		i, _ := slices.BinarySearchFunc(q, job.EventSeq, func(x *entry, s uint64) int { return cmp.Compare(x.job.EventSeq, s) })
+		if i == 0 && len(q) > 0 && (q[0].running || q[0].msg == nil) {
+			// An older event's job after its key moved on (a repeated
+			// fan-out, a duplicate): it waits behind the head under way.
+			i = 1
+		}
 		p.keys[e.id] = slices.Insert(q, i, e)
 		p.ids[job.ID] = e
 		p.seqs[seq] = true

@@ -185,7 +185,9 @@ func TestOrderedRetryWaitsForItsKeyOnly(t *testing.T) {
 	recv.mu.Unlock()
 	require.Less(t, time.Since(start), retry, "the other keys went on while R000 waited for its retry")
 	require.Zero(t, stuck, "R000's later events wait for its head's retry")
-	// What an operator sees of the stuck key (subscriptions get, metrics).
+	// What an operator sees of the stuck key (subscriptions get, metrics),
+	// once the other keys' last deliveries are recorded and settled.
+	waitUntil(t, retry/2, func() bool { return b.disp.OrderedKeys(sub.ID, 10).Waiting == 1 }, "only R000 waiting")
 	keys := b.disp.OrderedKeys(sub.ID, 10)
 	require.Equal(t, 1, keys.Waiting, "only R000 waits")
 	require.Len(t, keys.Longest, 1)
@@ -469,7 +471,10 @@ func TestOrderedKeysWithLineBreaksOrLongValues(t *testing.T) {
 			b.publish(t, "task.completed", fmt.Sprintf(`{"robot_id":%q,"n":%d}`, robot, n), "")
 		}
 	}
-	waitUntil(t, 10*time.Second, func() bool { return b.disp.OrderedKeys(sub.ID, 10).Waiting == 3 }, "three keys held")
+	waitUntil(t, 10*time.Second, func() bool {
+		keys := b.disp.OrderedKeys(sub.ID, 10)
+		return keys.Waiting == 3 && keys.Longest[2].Deliveries == 3
+	}, "three keys held with three deliveries each")
 	var shown []string
 	for _, k := range b.disp.OrderedKeys(sub.ID, 10).Longest {
 		require.Equal(t, 3, k.Deliveries)
