@@ -93,6 +93,9 @@ type Deps struct {
 	Ready func() error
 	// Counters returns this replica's pipeline counters for /v1/status.
 	Counters func() map[string]uint64
+	// OrderedKeys returns an ordered subscription's backlog on this
+	// replica, with the heads of the n longest keys (optional).
+	OrderedKeys func(subID string, n int) client.OrderedKeys
 	// Metrics serves GET /metrics (nil: it answers 404), without a token
 	// unless Config.MetricsRequireToken.
 	Metrics http.Handler

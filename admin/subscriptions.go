@@ -313,9 +313,18 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
 	if !ok || !visible(r, sub) {
 		return notFound("subscription", id)
 	}
-	writeJSON(w, http.StatusOK, s.view(sub, false))
+	v := s.view(sub, false)
+	if sub.OrderingKey != "" && s.deps.OrderedKeys != nil {
+		keys := s.deps.OrderedKeys(sub.ID, orderedKeysShown)
+		v.OrderedKeys = &keys
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
+
+// orderedKeysShown is how many of an ordered subscription's longest keys
+// its get shows.
+const orderedKeysShown = 10
 
 // update runs a compare-and-set update and maps the store's errors. A
 // subscription of another team is not found, checked on the very revision

@@ -148,7 +148,8 @@ type Config struct {
 	// sets none. The GOMEMLIMIT environment variable wins when set.
 	MemoryLimit int64
 	// MaxStore (max-store) caps the bytes the streams may hold: a quarter
-	// for EVENTS, a quarter for DELIVERIES, half for AUDIT. 0: no cap.
+	// for EVENTS, a quarter for DELIVERIES, an eighth for ORDERED, three
+	// eighths for AUDIT. 0: no cap.
 	MaxStore int64
 	// StoreMinFree (store-min-free) is the free space the embedded server's
 	// filesystem must keep: below it, new events are refused (promptly)
@@ -428,7 +429,7 @@ func fields() []field {
 		size("event-retention-bytes", "cap on what routed events keep: above it the oldest routed ones are purged first; at most half of EVENTS's quarter of --max-store is used, so unrouted events keep room; 0: no cap but that", func(c *Config) *int64 { return &c.EventRetentionBytes }),
 		dur("dedup-window", "how long the streams remember a message id (Nats-Msg-Id): a robot's retry within it is not stored twice; each id costs the NATS server roughly 150 bytes of memory for this long", func(c *Config) *time.Duration { return &c.DedupWindow }),
 		size("memory-limit", "soft limit of the Go heap (runtime/debug.SetMemoryLimit), e.g. 512MiB; GOMEMLIMIT wins when set; 0: none", func(c *Config) *int64 { return &c.MemoryLimit }),
-		size("max-store", "bytes the streams may hold (EVENTS 1/4, DELIVERIES 1/4, AUDIT 1/2); when EVENTS is full new events are refused; 0: no cap", func(c *Config) *int64 { return &c.MaxStore }),
+		size("max-store", "bytes the streams may hold (EVENTS 1/4, DELIVERIES 1/4, ORDERED 1/8, AUDIT 3/8); when EVENTS is full new events are refused; 0: no cap", func(c *Config) *int64 { return &c.MaxStore }),
 		size("store-min-free", "free space the embedded NATS store's filesystem must keep: below it, or after a failed write, new events are refused at once, /readyz says not ready and webhookd_store_writable is 0, until space returns (at least 1MiB)", func(c *Config) *int64 { return &c.StoreMinFree }),
 		num("max-in-flight", "attempts in flight per subscription and replica, unless the subscription sets its own", func(c *Config) *int { return &c.MaxInFlight }),
 		num("breaker-failures", "failures in a row that open a subscription's circuit breaker", func(c *Config) *int { return &c.BreakerFailures }),

@@ -44,6 +44,14 @@ type Job struct {
 	// TraceParent is the W3C traceparent of the span the event was routed
 	// in, when tracing is on: every attempt's span is its child.
 	TraceParent string
+	// Ordered marks a job of a subscription with an ordering key: it goes
+	// to the ORDERED stream, where one replica starts the deliveries of
+	// each key one at a time, in the order of EventSeq.
+	Ordered bool
+	// OrderingKey is the key's value (with Ordered).
+	OrderingKey string
+	// EventSeq is the event's EVENTS stream sequence (with Ordered).
+	EventSeq uint64
 }
 
 // Job message headers. Nats-Msg-Id is set by whoever publishes the job.
@@ -58,6 +66,8 @@ const (
 	hdrBase         = "Webhook-Attempt-Base"
 	hdrNotBefore    = "Webhook-Not-Before"
 	hdrTraceParent  = "traceparent"
+	hdrOrderingKey  = "Webhook-Ordering-Key"
+	hdrEventSeq     = "Webhook-Event-Seq"
 	// maxTraceParent bounds the traceparent a job carries (version 00 is
 	// 55 bytes); a longer one is dropped, not refused.
 	maxTraceParent = 256
@@ -143,6 +153,10 @@ func (j Job) Msg(subject string) *nats.Msg {
 	if j.TraceParent != "" {
 		h.Set(hdrTraceParent, j.TraceParent)
 	}
+	if j.Ordered {
+		h.Set(hdrOrderingKey, j.OrderingKey)
+		h.Set(hdrEventSeq, strconv.FormatUint(j.EventSeq, 10))
+	}
 	return m
 }
 
@@ -197,6 +211,12 @@ func DecodeJob(h nats.Header, data []byte) (Job, error) {
 	}
 	if v := h.Get(hdrTraceParent); len(v) <= maxTraceParent {
 		j.TraceParent = v
+	}
+	if v := h.Get(hdrEventSeq); v != "" {
+		if j.EventSeq, err = strconv.ParseUint(v, 10, 64); err != nil || j.EventSeq == 0 {
+			return Job{}, fmt.Errorf("%w: %s %q: want a stream sequence", ErrBadJob, hdrEventSeq, v)
+		}
+		j.Ordered, j.OrderingKey = true, h.Get(hdrOrderingKey)
 	}
 	return j, nil
 }

@@ -130,7 +130,7 @@ type Deps struct {
 	Tracer *tracing.Tracer
 	// Schemas checks each event's data (--event-schemas; nil: none).
 	Schemas Schemas
-	// Exprs compiles subscriptions' filters; the admin API shares it, so
+	// Exprs compiles subscriptions' filters and ordering keys; the admin API shares it, so
 	// an expression it accepted is the program the router runs (nil: the
 	// dispatcher makes its own).
 	Exprs *expr.Compiler
@@ -152,13 +152,14 @@ type Stats struct {
 	Attempts     uint64 `json:"attempts"`      // HTTP attempts recorded
 	Deferred     uint64 `json:"deferred"`      // jobs put back unattempted: endpoint full or breaker open
 	Held         uint64 `json:"held"`          // jobs held for a paused or disabled subscription
+	KeyErrors    uint64 `json:"key_errors"`    // branches delivered unordered: their ordering key failed
 }
 
 // Map returns the counters by their JSON names.
 func (s Stats) Map() map[string]uint64 {
 	return map[string]uint64{
 		"routed": s.Routed, "no_subscriber": s.NoSubscriber, "rejected": s.Rejected,
-		"jobs": s.Jobs, "attempts": s.Attempts, "deferred": s.Deferred, "held": s.Held,
+		"jobs": s.Jobs, "attempts": s.Attempts, "deferred": s.Deferred, "held": s.Held, "key_errors": s.KeyErrors,
 	}
 }
 
@@ -181,7 +182,10 @@ type Dispatcher struct {
 	outstanding chan struct{}
 	pending     sync.WaitGroup
 
-	routed, noSubscriber, rejected, jobs, attempts, deferred, held atomic.Uint64
+	// ordered owns this replica's partitions of ORDERED while Run runs.
+	ordered atomic.Pointer[ordered]
+
+	routed, noSubscriber, rejected, jobs, attempts, deferred, held, keyErrors atomic.Uint64
 }
 
 // New checks cfg and deps and returns a Dispatcher; Run starts it.
@@ -229,6 +233,7 @@ func (d *Dispatcher) Stats() Stats {
 	return Stats{
 		Routed: d.routed.Load(), NoSubscriber: d.noSubscriber.Load(), Rejected: d.rejected.Load(),
 		Jobs: d.jobs.Load(), Attempts: d.attempts.Load(), Deferred: d.deferred.Load(), Held: d.held.Load(),
+		KeyErrors: d.keyErrors.Load(),
 	}
 }
 
@@ -249,6 +254,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("dispatcher: bind workers consumer: %w", err)
+	}
+	ord, err := newOrdered(ctx, d, routerCons)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	// workCtx outlives ctx so in-flight attempts can finish after a stop.
 	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -288,6 +300,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); p.run(ctx) }()
 	}
+	d.ordered.Store(ord)
+	wg.Add(1)
+	go func() { defer wg.Done(); ord.run(ctx, workCtx) }()
 	d.log.Info().Int("workers", d.cfg.Workers).Int("routers", d.cfg.Routers).Msg("dispatcher started")
 
 	<-ctx.Done()

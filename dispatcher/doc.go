@@ -115,9 +115,9 @@
 // records at once; beyond that a worker waits.
 //
 // One settle funnel (funnel) is the only caller of Ack, Nak,
-// NakWithDelay, Term and InProgress for both consumers: the router's
-// events as much as the workers' jobs, timers and the pool's hand-backs
-// included. A settle that fails is logged once there, with the message's
+// NakWithDelay, Term and InProgress for every consumer: the router's
+// events as much as the workers' and the ordered partitions' jobs, timers
+// and the pool's hand-backs included. A settle that fails is logged once there, with the message's
 // stream and sequence, and counted.
 //
 // While a job's attempt runs the worker sends InProgress every AckWait/3 from
@@ -159,9 +159,51 @@
 // subscriptions that are active again, so a resume cut off by a shutdown
 // strands nothing.
 //
+// # Ordered deliveries
+//
+// A subscription with an ordering key (a CEL expression, see
+// subscriptions/expr) never takes the fast path: the router evaluates the
+// key and stores every branch as a job in ORDERED, on subject
+// ordered.<partition> (jetstream.OrderedPartition: a hash of subscription
+// and key), carrying the key and the event's EVENTS sequence. An event
+// whose key fails goes the normal path, unordered, and is counted.
+//
+// Each partition has a durable consumer with a pinned-client priority
+// group, so the server hands its jobs to one replica, the owner, and pins
+// another once the owner has not pulled for the consumer's PinnedTTL. The
+// owner keeps a FIFO queue per key, sorted by EVENTS sequence, and starts
+// each key's head through the endpoint's admission and the attempt and
+// settle code every job uses; a head that finds its endpoint full or its
+// breaker open, or its subscription paused or disabled, stays the head
+// and is tried again later. Every job held is kept in progress.
+//
+// A head starts only below the partition's horizon (partition.sync): the
+// owner reads the router's ack floor F in EVENTS, then its consumer; when
+// the consumer has nothing undelivered and every job it delivered and not
+// settled is held by the owner, every unsettled job of an event at or
+// below F is in the owner's queues, so heads up to F+1 may start. "Held by
+// the owner" is checked by count (NumAckPending) when the owner takes the
+// partition over, since the jobs a dead owner held come back only after
+// their AckWait while newer ones may arrive first, and afterwards by the
+// count of the consumer's deliveries. This also orders jobs that routers stored
+// out of their events' order.
+//
+// A failed head is settled as any job: recorded, its next attempt's job
+// stored in ORDERED, then acked; the key stays blocked until that job
+// arrives and is due, so attempt numbers survive a crash, and no job is
+// nak'ed back to the server while its key waits (a nak would let a later
+// job of the key pass it). A job that a crashed owner left behind beside
+// its successor is acked as superseded. A requeued delivery (redeliver,
+// replay) goes to DELIVERIES and is delivered unordered, and does not
+// block its key. A replica that finds itself unpinned, or stops, hands
+// the jobs it has not started back at once; a stopping replica, and one
+// whose partition has been idle for idleRelease, also unpins itself, so
+// the partition moves without waiting for PinnedTTL, and the partitions
+// spread over the replicas in time.
+//
 // # Guarantees
 //
-// At-least-once delivery, no ordering. A receiver may see an attempt twice
+// At-least-once delivery; ordering only per ordering key, as above. A receiver may see an attempt twice
 // when a worker dies between the POST and its record, or when the embedded
 // server dies with acks in flight; the delivery id lets it deduplicate.
 package dispatcher

@@ -116,9 +116,21 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 	now := d.now()
 	traceParent := span.Traceparent()
 	var spills []delivery.Job
+	var vars *orderingVars
 	for _, sub := range subs {
 		job := delivery.NewJob(ev, sub.ID, now)
 		job.TraceParent = traceParent
+		if sub.OrderingKey != "" {
+			if vars == nil {
+				vars = d.newOrderingVars(ev)
+			}
+			if key, ok := d.orderingKey(sub, vars, log); ok {
+				// Stored in ORDERED; its key's owner starts it in turn.
+				job.Ordered, job.OrderingKey, job.EventSeq = true, key, ev.Seq
+				spills = append(spills, job)
+				continue
+			}
+		}
 		if d.cfg.NoFastPath || md.NumDelivered > 1 || !sub.Active || d.deps.Endpoints.Gone(endpointOf(sub)) {
 			spills = append(spills, job)
 			continue
@@ -249,7 +261,11 @@ func truncate(s string, n int) string {
 func (d *Dispatcher) publishJobs(ctx context.Context, jobs []delivery.Job) error {
 	futures := make([]natsjs.PubAckFuture, 0, len(jobs))
 	for _, job := range jobs {
-		f, err := d.deps.JS.PublishMsgAsync(job.Msg(jetstream.DeliverySubject(job.SubscriptionID)), natsjs.WithMsgID(job.MsgID()))
+		subject := jetstream.DeliverySubject(job.SubscriptionID)
+		if job.Ordered {
+			subject = jetstream.OrderedSubject(jetstream.OrderedPartition(job.SubscriptionID, job.OrderingKey))
+		}
+		f, err := d.deps.JS.PublishMsgAsync(job.Msg(subject), natsjs.WithMsgID(job.MsgID()))
 		if err != nil {
 			return fmt.Errorf("publish job %s: %w", job.ID, err)
 		}

@@ -73,6 +73,10 @@ func (d *Dispatcher) work(ctx context.Context, m natsjs.Msg) {
 		d.funnel.term(m, "undecodable job")
 		return
 	}
+	// A job in DELIVERIES goes the unordered path, and so do its retries:
+	// a requeue of a kept ordered job (redeliver, replay) does not wait
+	// for its key.
+	job.Ordered = false
 	log := d.log.With().Str("delivery_id", job.ID).Str("event_id", job.EventID).
 		Str("event_type", job.Event).Str("subscription_id", job.SubscriptionID).Int("attempt", job.Attempt).Logger()
 	c := carrier{m: m}
@@ -215,7 +219,9 @@ func (d *Dispatcher) run(ctx context.Context, c carrier, job delivery.Job, pulle
 func (d *Dispatcher) outcome(job delivery.Job, sub subscriptions.Subscription, res delivery.Result) settlement {
 	policy := d.policy(sub) // the subscription's own, or the default
 	dec := policy.Decide(res, job.Attempt-job.Base)
-	if dec.Status == delivery.StatusRetrying && !sub.Active {
+	// Disabled by this attempt: the next attempt is held. An ordered
+	// one's next job holds its key until the subscription is re-enabled.
+	if dec.Status == delivery.StatusRetrying && !sub.Active && !job.Ordered {
 		dec = delivery.Decision{Status: delivery.StatusPaused}
 	}
 	rec := d.record(job, sub, dec.Status, res.Reason)
@@ -269,6 +275,10 @@ func (d *Dispatcher) record(job delivery.Job, sub subscriptions.Subscription, st
 type carrier struct {
 	m   natsjs.Msg
 	fan *fanout
+	// ord is the entry of an ordered job, settled by its partition
+	// (settledOrdered); ordNext is the attempt whose job was queued.
+	ord     *entry
+	ordNext int
 }
 
 // settle applies s: record (with the kept job), then queue the next
@@ -333,6 +343,7 @@ func (d *Dispatcher) settled(p *pendingSettle) {
 			d.apply(rctx, p.c, p.job, nak, retryAfterOwnFailure, "", log)
 			return
 		}
+		p.c.ordNext = s.next.Attempt
 	}
 	d.apply(rctx, p.c, p.job, s.act, s.delay, s.why, log)
 	if s.msg != "" {
@@ -351,6 +362,10 @@ func (d *Dispatcher) settled(p *pendingSettle) {
 // branch of an event is done with ack and term, and spilled to DELIVERIES
 // (due after delay) with nak.
 func (d *Dispatcher) apply(ctx context.Context, c carrier, job delivery.Job, act action, delay time.Duration, why string, log zerolog.Logger) {
+	if c.ord != nil {
+		d.settledOrdered(c.ord, act, delay, why, c.ordNext)
+		return
+	}
 	if c.fan != nil {
 		if act == nak {
 			d.spillBranch(ctx, c.fan, job, delay, log)
@@ -430,6 +445,10 @@ func (d *Dispatcher) settleOnPanic(c carrier, settling *bool, log zerolog.Logger
 	}
 	if c.fan != nil {
 		d.branchDone(c.fan, false)
+		return
+	}
+	if c.ord != nil {
+		d.settledOrdered(c.ord, nak, panicDelay, "", 0)
 		return
 	}
 	d.funnel.nak(c.m, panicDelay)

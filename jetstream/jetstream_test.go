@@ -51,7 +51,7 @@ func TestProvisionIsIdempotentAndUpdatesConfig(t *testing.T) {
 	s, err := ns.JS.Stream(ctx, jetstream.StreamAudit)
 	require.NoError(t, err)
 	require.Equal(t, 2*time.Hour, s.CachedInfo().Config.MaxAge)
-	require.EqualValues(t, 200<<20, s.CachedInfo().Config.MaxBytes)
+	require.EqualValues(t, 150<<20, s.CachedInfo().Config.MaxBytes, "AUDIT keeps what EVENTS, DELIVERIES and ORDERED leave")
 	require.Equal(t, natsjs.DiscardOld, s.CachedInfo().Config.Discard, "history makes room by dropping its oldest")
 	s, err = ns.JS.Stream(ctx, jetstream.StreamEvents)
 	require.NoError(t, err)

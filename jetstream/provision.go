@@ -38,8 +38,9 @@ type Provisioning struct {
 	// migrate.
 	EventID func(salt string, seq uint64) string
 	// MaxStore caps the bytes of the streams: EVENTS and DELIVERIES a
-	// quarter each, refusing new messages when full; AUDIT half, dropping
-	// its oldest records when full. 0: no cap.
+	// quarter each and ORDERED an eighth, refusing new messages when full;
+	// AUDIT the rest (three eighths), dropping its oldest records when
+	// full. 0: no cap.
 	MaxStore int64
 	// SessionTTL is the console's session lifetime: how long a revoked
 	// session is remembered (default 12h).
@@ -66,10 +67,10 @@ func (p Provisioning) Streams() []natsjs.StreamConfig {
 		dup = 2 * time.Minute
 	}
 	replicas := max(p.Replicas, 1)
-	quarter := int64(-1)
-	half := int64(-1)
+	quarter, eighth, audit := int64(-1), int64(-1), int64(-1)
 	if p.MaxStore > 0 {
-		quarter, half = p.MaxStore/4, p.MaxStore/2
+		quarter, eighth = p.MaxStore/4, p.MaxStore/8
+		audit = p.MaxStore - 2*quarter - eighth
 	}
 	maxMsg := int32(-1)
 	if p.MaxEventBytes > 0 {
@@ -92,8 +93,9 @@ func (p Provisioning) Streams() []natsjs.StreamConfig {
 			Name: StreamAudit, Description: "one record per delivery attempt or verdict, and the jobs kept for requeues",
 			Subjects: []string{AuditPrefix + ">"}, Retention: natsjs.LimitsPolicy,
 			Storage: natsjs.FileStorage, Replicas: replicas, MaxAge: p.AuditRetention, Duplicates: dup,
-			MaxBytes: half, Discard: natsjs.DiscardOld,
+			MaxBytes: audit, Discard: natsjs.DiscardOld,
 		},
+		p.orderedStream(replicas, dup, eighth),
 	}
 }
 
@@ -158,6 +160,11 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 	for stream, cc := range consumers {
 		if _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); err != nil {
 			return fmt.Errorf("jetstream: provision consumer %s/%s: %w", stream, cc.Durable, err)
+		}
+	}
+	for _, cc := range p.OrderedConsumers() {
+		if _, err := js.CreateOrUpdateConsumer(ctx, StreamOrdered, cc); err != nil {
+			return fmt.Errorf("jetstream: provision consumer %s/%s: %w", StreamOrdered, cc.Durable, err)
 		}
 	}
 	sessionTTL := p.SessionTTL

@@ -47,6 +47,11 @@
 //     writes, 0 while it refuses new events (its disk below
 //     --store-min-free, or a stream that failed a write) until space
 //     returns; absent with an external NATS;
+//   - webhookd_ordered_keys_waiting{subscription}: keys of an ordered
+//     subscription with deliveries waiting on this replica (0 for an
+//     ordered subscription none of whose keys waits here);
+//   - webhookd_ordering_key_errors_total{subscription}: events whose
+//     ordering key failed, delivered unordered;
 //   - webhookd_build_info{version, revision}: always 1.
 //
 // Label values are bounded: event types only from the catalog, subscription

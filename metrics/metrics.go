@@ -55,7 +55,10 @@ type Deps struct {
 	StoreWritable func() bool
 }
 
-var _ dispatcher.Observer = (*Metrics)(nil)
+var (
+	_ dispatcher.Observer         = (*Metrics)(nil)
+	_ dispatcher.OrderingObserver = (*Metrics)(nil)
+)
 
 // Metrics holds one process's collectors and counts what the dispatcher
 // reports through its hooks (Event, Attempt, Finished, FilterError). It is safe for
@@ -70,8 +73,11 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	filterErr *prometheus.CounterVec
 	rejected  prometheus.Counter // finished{subscription="", status="rejected"}
-	subs      sync.Map           // subscription id → *subSeries
-	subsList  Subscriptions      // nil: no pruning
+	// keyErrors counts events delivered unordered because their ordering
+	// key failed, by subscription.
+	keyErrors *prometheus.CounterVec
+	subs      sync.Map      // subscription id → *subSeries
+	subsList  Subscriptions // nil: no pruning
 	pruneMu   sync.Mutex
 	state     *stateCollector
 }
@@ -121,6 +127,10 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 			Help: "Events on which a subscription's filter failed (a missing field, the cost limit): each counted as no match, by subscription.",
 		}, []string{"subscription"}),
 	}
+	m.keyErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "webhookd_ordering_key_errors_total",
+		Help: "Events whose ordering key expression failed for a subscription (a missing field, not a string): delivered unordered.",
+	}, []string{"subscription"})
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "webhookd_events_total",
 		Help: "Events read from EVENTS, by type (catalog types; others are \"unknown\") and result (routed, no_subscriber, rejected).",
@@ -144,7 +154,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Metrics, error) {
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		events, m.attempts, m.finished, m.duration, m.filterErr, buildInfo, m.state,
+		events, m.attempts, m.finished, m.duration, m.filterErr, buildInfo, m.state, m.keyErrors,
 	}
 	if purged := deps.EventsPurged; purged != nil {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -295,6 +305,7 @@ func (m *Metrics) prune(live map[string]bool) {
 			m.finished.DeletePartialMatch(match)
 			m.duration.DeletePartialMatch(match)
 			m.filterErr.DeletePartialMatch(match)
+			m.keyErrors.DeletePartialMatch(match)
 		}
 		return true
 	})

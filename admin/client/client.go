@@ -59,6 +59,32 @@ type Subscription struct {
 	// Labels are short key=value tags; "owner" names the team whose
 	// tokens may see and manage the subscription.
 	Labels map[string]string `json:"labels,omitempty"`
+	// OrderedKeys is the backlog of an ordered subscription's keys on the
+	// answering replica, in the answer of get only (read-only).
+	OrderedKeys *OrderedKeys `json:"ordered_keys,omitempty"`
+}
+
+// OrderedKeys is an ordered subscription's backlog on one replica: how
+// many keys have deliveries waiting there, and the head delivery of the
+// longest keys (at most ten, longest first). The other replicas own other
+// keys: ask each.
+type OrderedKeys struct {
+	Waiting int          `json:"waiting"`
+	Longest []OrderedKey `json:"longest"`
+}
+
+// OrderedKey is one key's backlog: its deliveries waiting (the head
+// included) and its head delivery: attempt, when it is due, whether its
+// attempt is running.
+type OrderedKey struct {
+	Key         string    `json:"key"`
+	Deliveries  int       `json:"deliveries"`
+	HeadID      string    `json:"head_delivery_id"`
+	HeadEventID string    `json:"head_event_id"`
+	HeadAttempt int       `json:"head_attempt"`
+	HeadDue     time.Time `json:"head_due,omitzero"`
+	HeadRunning bool      `json:"head_running"`
+	HeadCreated time.Time `json:"head_created_at"`
 }
 
 // DeliveryStats is a subscription's delivery health from the delivery

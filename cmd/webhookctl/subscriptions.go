@@ -61,6 +61,12 @@ func (a *app) printSubscription(s client.Subscription) error {
 			row(w, "BREAKER", breaker)
 			row(w, "FAILURES IN A ROW", h.ConsecutiveFailures)
 		}
+		if o := s.OrderedKeys; o != nil {
+			row(w, "KEYS WAITING", fmt.Sprintf("%d   (on the replica asked)", o.Waiting))
+			for _, k := range o.Longest {
+				row(w, "  KEY "+k.Key, orderedHead(k))
+			}
+		}
 		row(w, "CREATED", ts(s.CreatedAt))
 		row(w, "UPDATED", ts(s.UpdatedAt))
 		if s.Secret != "" {
@@ -73,6 +79,18 @@ func (a *app) printSubscription(s client.Subscription) error {
 			row(w, "GRACE ENDS", "now   (only the new secret signs)")
 		}
 	})
+}
+
+// orderedHead describes a key's backlog by its head delivery.
+func orderedHead(k client.OrderedKey) string {
+	state := "waiting"
+	switch {
+	case k.HeadRunning:
+		state = "running"
+	case !k.HeadDue.IsZero():
+		state = "due " + ts(k.HeadDue)
+	}
+	return fmt.Sprintf("%d deliveries; head %s (event %s), attempt %d, %s", k.Deliveries, k.HeadID, k.HeadEventID, k.HeadAttempt, state)
 }
 
 // status is "active", "paused" or "disabled (reason)".

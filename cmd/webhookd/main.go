@@ -290,6 +290,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	if err := met.WatchOrderedKeys(disp.OrderedKeysWaiting); err != nil {
+		return err
+	}
 	var indexer *history.Indexer
 	var applied history.Applied = remote
 	if cfg.History {
@@ -309,8 +312,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		JS: conn.JS, Subs: subs, Store: reader, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs, Tracer: tracer,
 		Tokens:   teamTokens,
-		Counters: func() map[string]uint64 { return disp.Stats().Map() },
-		Ready:    ready,
+		Counters: func() map[string]uint64 { return disp.Stats().Map() }, OrderedKeys: disp.OrderedKeys,
+		Ready: ready,
 	}, log)
 	if err != nil {
 		return err

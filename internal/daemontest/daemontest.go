@@ -151,6 +151,17 @@ func (d *Daemon) Stop(t testing.TB) {
 	}
 }
 
+// Kill ends the process with SIGKILL, as a crash would: nothing of it
+// runs any more, no ack, record or shutdown step. It waits until the
+// process is gone.
+func (d *Daemon) Kill(t testing.TB) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("daemontest: kill webhookd: %v", err)
+	}
+	<-d.done
+}
+
 // NATSURL is the URL robots connect to.
 func (d *Daemon) NATSURL() string { return "nats://" + d.NATSAddr }
 
