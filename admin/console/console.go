@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -25,6 +26,10 @@ import (
 
 //go:embed templates/*.html static/*
 var assets embed.FS
+
+// maxForm caps a posted form: a subscription's fields, headers included,
+// fit well within it.
+const maxForm = 64 << 10
 
 // cookieName names the session cookie; its path is /ui.
 const cookieName = "webhookd_console"
@@ -130,8 +135,9 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 		cfg.Revocations = &memoryRevocations{ids: map[string]time.Time{}, ttl: cfg.SessionTTL, now: cfg.Now}
 	}
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"login", "subscriptions", "deliveries", "delivery", "error"} {
-		t, err := template.New("layout.html").Funcs(funcs()).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
+	for _, name := range []string{"login", "subscriptions", "subscription", "new", "secret", "ping", "delete",
+		"deliveries", "delivery", "eventtypes", "error"} {
+		t, err := template.New("layout.html").Funcs(funcs(cfg.Now)).ParseFS(assets, "templates/layout.html", "templates/parts.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", name, err)
 		}
@@ -159,7 +165,12 @@ func (c *Console) Handler(api http.Handler) http.Handler {
 	}))
 	h := handlers{c: c, api: api}
 	mux.HandleFunc("GET /ui/subscriptions", c.loggedIn(h.subscriptions))
+	mux.HandleFunc("POST /ui/subscriptions", c.loggedIn(h.create))
+	mux.HandleFunc("GET /ui/subscriptions/new", c.loggedIn(h.newForm))
+	mux.HandleFunc("GET /ui/subscriptions/{id}", c.loggedIn(h.subscription))
+	mux.HandleFunc("GET /ui/subscriptions/{id}/delete", c.loggedIn(h.confirmDelete))
 	mux.HandleFunc("POST /ui/subscriptions/{id}/{action}", c.loggedIn(h.subscriptionAction))
+	mux.HandleFunc("GET /ui/event-types", c.loggedIn(h.eventTypes))
 	mux.HandleFunc("GET /ui/deliveries", c.loggedIn(h.deliveries))
 	mux.HandleFunc("GET /ui/deliveries/{id}", c.loggedIn(h.delivery))
 	mux.HandleFunc("POST /ui/deliveries/{id}/redeliver", c.loggedIn(h.redeliver))
@@ -367,7 +378,7 @@ func (c *Console) loggedIn(h func(http.ResponseWriter, *http.Request, *page)) ht
 			r = r.WithContext(context.WithValue(r.Context(), sessionSubjectKey{}, subject))
 		}
 		if r.Method == http.MethodPost {
-			r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if !sameOrigin(r) || !c.sess.csrfOK(payload, r.PostFormValue("csrf")) {
 				c.fail(w, p, http.StatusForbidden, "Missing or wrong form token: reload the page and try again.")
 				return
@@ -419,9 +430,25 @@ type sessionSubjectKey struct{}
 // decodes its JSON answer into out. An error answer
 // comes back as a *client.Error.
 func (h handlers) call(ctx context.Context, from *http.Request, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(context.WithValue(ctx, inProcessKey{}, true), method, path, nil)
+	return h.send(ctx, from, method, path, nil, out)
+}
+
+// send is call with a request body: in, encoded as JSON (none when nil).
+func (h handlers) send(ctx context.Context, from *http.Request, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("console: encode %s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, inProcessKey{}, true), method, path, body)
 	if err != nil {
 		return fmt.Errorf("console: %s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if subject := sessionSubject(from.Context()); subject != "" {
 		req = req.WithContext(context.WithValue(req.Context(), subjectKey{}, subject))

@@ -286,9 +286,18 @@ func TestPostsNeedTheSessionsFormToken(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, a.status, a.body)
 	require.Contains(t, b.api.called(), "POST /v1/subscriptions/"+subID+"/resume Bearer "+token, "re-enable is the API's resume")
 	before := paused()
+	a = b.do(t, http.MethodPost, "/ui/subscriptions/"+subID+"/frobnicate", ck, url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusNotFound, a.status, "no such action")
 	a = b.do(t, http.MethodPost, "/ui/subscriptions/"+subID+"/delete", ck, url.Values{"csrf": {csrf}})
-	require.Equal(t, http.StatusNotFound, a.status, "only pause, resume and re-enable")
-	require.Equal(t, before, paused())
+	require.Equal(t, http.StatusBadRequest, a.status, "delete without its confirmation")
+	require.Equal(t, before, paused(), "neither reached the API")
+	for _, action := range []string{"delete", "edit", "rotate", "ping"} {
+		a = b.do(t, http.MethodPost, "/ui/subscriptions/"+subID+"/"+action, ck, url.Values{"confirm": {"yes"}})
+		require.Equal(t, http.StatusForbidden, a.status, action+" without a form token")
+	}
+	a = b.do(t, http.MethodPost, "/ui/subscriptions", ck, url.Values{"url": {"https://r.example/x"}, "event": {"task.completed"}})
+	require.Equal(t, http.StatusForbidden, a.status, "create without a form token")
+	require.Equal(t, before, paused(), "nothing reached the API")
 
 	a = b.do(t, http.MethodPost, "/ui/logout", ck, url.Values{"csrf": {csrf}})
 	require.Equal(t, http.StatusSeeOther, a.status)
@@ -323,7 +332,7 @@ func TestUntrustedDataRendersInert(t *testing.T) {
 	ck := b.login(t)
 	b.api.answer["GET /v1/subscriptions"] = `{"items":[{"id":"` + subID + `","url":"javascript:alert(4)//` + hostile + `",` +
 		`"events":["task.completed"],"description":"` + hostile + `","active":false,"disabled_reason":"` + hostile + `",` +
-		`"health":{"breaker":"open","success_rate_1h":0.5,"` + `note":"` + hostile + `"},"tags":{"x":"` + hostile + `"}}],"next_cursor":""}`
+		`"health":{"breaker":"open"},"success_rate_7d":0.5,"tags":{"x":"` + hostile + `"}}],"next_cursor":""}`
 	b.api.answer["GET /v1/deliveries"] = `{"items":[{"id":"` + delID + `","event_id":"` + hostile + `","event":"` + hostile + `",` +
 		`"subscription_id":"` + subID + `","url":"` + hostile + `","status":"failed","created_at":"2026-11-29T12:59:00Z",` +
 		`"attempts":[{"attempt":1,"status_code":500,"reason":"` + hostile + `","response":"` + hostile + `"}]}],"next_cursor":""}`
@@ -342,12 +351,13 @@ func TestUntrustedDataRendersInert(t *testing.T) {
 		require.Contains(t, a.body, "&lt;script&gt;alert(1)&lt;/script&gt;", target+": shown, as text")
 	}
 	subs := b.do(t, http.MethodGet, "/ui/subscriptions", ck, nil).body
-	require.Contains(t, subs, "50.0 %", "a health field the console does not know is shown (a rate as a percentage)")
-	require.Contains(t, subs, "tags", "so is an unknown subscription field")
+	require.Contains(t, subs, "<dt>Success rate 7d</dt><dd>50.00%</dd>", "a field the console does not know is shown, labelled, a rate as a percentage")
+	require.Contains(t, subs, "<dt>Tags</dt><dd><dl class=\"kv\"><dt>X</dt>", "an unknown object, as its fields")
 	require.Contains(t, subs, "Re-enable", "a disabled subscription offers re-enable")
 	one := b.do(t, http.MethodGet, "/ui/deliveries/"+delID, ck, nil).body
-	require.Contains(t, one, "payload", "an unknown delivery field (the payload) is shown")
-	require.Contains(t, one, "request_headers", "and an unknown attempt field")
+	require.Contains(t, one, `<pre class="payload" id="payload">{
+  &#34;data&#34;: {`, "the payload, indented")
+	require.Contains(t, one, "<td>X-Evil</td>", "the request headers, as a table")
 	require.Contains(t, one, "<h3>Attempt 1 <span", "the attempt's number")
 }
 

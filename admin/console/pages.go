@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,12 +17,15 @@ import (
 	"github.com/robotlab/webhookd/admin/client"
 )
 
-// kv is one field of an API object shown as it comes: fields this console
-// does not know (added to the API later) are shown this way too.
+// kv is one field of an API object this console shows as it comes:
+// fields it does not know (added to the API later) are shown this way, with
+// a label made of the field's name and a value formatted for people.
 type kv struct {
 	Key, Value string
-	// Block is shown preformatted: an object, a list or a long text.
+	// Block is shown preformatted: a long or multi-line text.
 	Block bool
+	// Children are the fields of an object, or the items of a list.
+	Children []kv
 }
 
 // extras returns obj's fields other than known, sorted by name.
@@ -37,27 +41,51 @@ func extras(obj map[string]any, known ...string) []kv {
 	return out
 }
 
-// field formats one JSON value (decoded with UseNumber) for display.
+// field formats one JSON value (decoded with UseNumber) for display: a
+// time to the second, a rate as a percentage, an object as its fields.
 func field(k string, v any) kv {
+	f := kv{Key: label(k)}
 	switch v := v.(type) {
 	case nil:
-		return kv{Key: k}
 	case string:
-		return kv{Key: k, Value: v, Block: len(v) > 120 || strings.Contains(v, "\n")}
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			f.Value = exact(t)
+			break
+		}
+		f.Value, f.Block = v, len(v) > 120 || strings.Contains(v, "\n")
 	case bool:
-		return kv{Key: k, Value: strconv.FormatBool(v)}
+		f.Value = "no"
+		if v {
+			f.Value = "yes"
+		}
 	case json.Number:
-		if f, err := v.Float64(); err == nil && strings.Contains(k, "rate") && f >= 0 && f <= 1 && strings.Contains(v.String(), ".") {
-			return kv{Key: k, Value: strconv.FormatFloat(f*100, 'f', 1, 64) + " %"}
+		f.Value = v.String()
+		if r, err := v.Float64(); err == nil && strings.Contains(k, "rate") && r >= 0 && r <= 1 && strings.Contains(v.String(), ".") {
+			f.Value = strconv.FormatFloat(r*100, 'f', 2, 64) + "%"
 		}
-		return kv{Key: k, Value: v.String()}
+	case map[string]any:
+		f.Children = extras(v)
+	case []any:
+		var scalars []string
+		for i, item := range v {
+			c := field(strconv.Itoa(i+1), item)
+			if c.Children != nil || c.Block {
+				scalars = nil
+				f.Children = nil
+				for j, it := range v {
+					f.Children = append(f.Children, field(strconv.Itoa(j+1), it))
+				}
+				break
+			}
+			scalars = append(scalars, c.Value)
+		}
+		if f.Children == nil {
+			f.Value = strings.Join(scalars, ", ")
+		}
 	default:
-		b, err := json.MarshalIndent(v, "", "  ")
-		if err != nil {
-			return kv{Key: k, Value: fmt.Sprint(v)}
-		}
-		return kv{Key: k, Value: string(b), Block: true}
+		f.Value = fmt.Sprint(v)
 	}
+	return f
 }
 
 // object decodes raw twice: into the typed form and into a map for the
@@ -76,14 +104,15 @@ func object[T any](raw json.RawMessage) (T, map[string]any, error) {
 	return typed, m, nil
 }
 
-// subRow is one subscription on the subscriptions page.
+// subRow is one subscription, with the fields this console does not know.
 type subRow struct {
 	client.Subscription
-	Health, Extra []kv
+	Extra []kv
 }
 
 var subKnown = []string{"id", "url", "events", "description", "timeout", "active", "disabled_reason",
-	"disabled_at", "created_at", "updated_at", "health"}
+	"disabled_at", "created_at", "updated_at", "health", "stats", "max_in_flight", "headers", "retry_policy",
+	"previous_secret_expires_at", "failing_since", "secret"}
 
 type subsData struct {
 	Subs  []subRow
@@ -100,6 +129,10 @@ func flash(done string) string {
 		return "Subscription resumed."
 	case "reenable":
 		return "Subscription re-enabled."
+	case "edit":
+		return "Subscription saved."
+	case "delete":
+		return "Subscription deleted."
 	case "redeliver":
 		return "Delivery queued again."
 	}
@@ -119,11 +152,7 @@ func (h handlers) subscriptions(w http.ResponseWriter, r *http.Request, p *page)
 			h.c.failAPI(w, p, err)
 			return
 		}
-		row := subRow{Subscription: sub, Extra: extras(m, subKnown...)}
-		if hm, ok := m["health"].(map[string]any); ok {
-			row.Health = extras(hm)
-		}
-		d.Subs = append(d.Subs, row)
+		d.Subs = append(d.Subs, subRow{Subscription: sub, Extra: extras(m, subKnown...)})
 	}
 	slices.SortFunc(d.Subs, func(a, b subRow) int { return strings.Compare(a.URL+a.ID, b.URL+b.ID) })
 	var err error
@@ -135,22 +164,46 @@ func (h handlers) subscriptions(w http.ResponseWriter, r *http.Request, p *page)
 	h.c.render(w, http.StatusOK, "subscriptions", p)
 }
 
-// subscriptionAction pauses, resumes or re-enables (resumes a disabled)
-// subscription through the API, then goes back to the list.
+// subscriptionAction runs one of a subscription's buttons: pause, resume
+// or re-enable (resume a disabled subscription), then back to the page
+// the button was on; edit, delete, rotate (the secret) and ping.
 func (h handlers) subscriptionAction(w http.ResponseWriter, r *http.Request, p *page) {
-	action := r.PathValue("action")
+	id, action := r.PathValue("id"), r.PathValue("action")
 	apiAction := action
 	switch action {
 	case "pause", "resume":
 	case "reenable": // resume re-enables a subscription the dispatcher disabled
 		apiAction = "resume"
+	case "edit":
+		h.edit(w, r, p, id)
+		return
+	case "rotate":
+		h.rotate(w, r, p, id)
+		return
+	case "ping":
+		h.ping(w, r, p, id)
+		return
+	case "delete":
+		if r.PostFormValue("confirm") != "yes" {
+			h.c.fail(w, p, http.StatusBadRequest, "Delete needs its confirmation: use the Delete button of the subscription's page.")
+			return
+		}
+		if err := h.call(r.Context(), r, http.MethodDelete, subPath(id), nil); err != nil {
+			h.c.failAPI(w, p, err)
+			return
+		}
+		http.Redirect(w, r, "/ui/subscriptions?done=delete", http.StatusSeeOther)
+		return
 	default:
 		h.c.fail(w, p, http.StatusNotFound, "No such action.")
 		return
 	}
-	path := "/v1/subscriptions/" + url.PathEscape(r.PathValue("id")) + "/" + apiAction
-	if err := h.call(r.Context(), r, http.MethodPost, path, nil); err != nil {
+	if err := h.call(r.Context(), r, http.MethodPost, subPath(id, apiAction), nil); err != nil {
 		h.c.failAPI(w, p, err)
+		return
+	}
+	if r.PostFormValue("from") == "detail" {
+		http.Redirect(w, r, "/ui/subscriptions/"+url.PathEscape(id)+"?done="+action, http.StatusSeeOther)
 		return
 	}
 	http.Redirect(w, r, "/ui/subscriptions?done="+action, http.StatusSeeOther)
@@ -261,20 +314,51 @@ func (h handlers) deliveries(w http.ResponseWriter, r *http.Request, p *page) {
 // attemptRow is one attempt of the delivery page.
 type attemptRow struct {
 	client.Attempt
-	Extra []kv
+	Headers []kv
+	Extra   []kv
 }
 
 type deliveryData struct {
 	client.Delivery
+	// Body is the payload, indented.
+	Body     string
 	Attempts []attemptRow
 	Extra    []kv
+	// Redeliver says whether the API would send it again; NoRedeliver why not.
+	Redeliver   bool
+	NoRedeliver string
 }
 
 var (
 	deliveryKnown = []string{"id", "event_id", "event", "subscription_id", "url", "status", "reason", "attempts",
-		"created_at", "updated_at"}
-	attemptKnown = []string{"attempt", "at", "url", "status_code", "duration_ms", "reason", "error", "response", "replica"}
+		"created_at", "updated_at", "payload", "payload_note"}
+	attemptKnown = []string{"attempt", "at", "url", "status_code", "duration_ms", "reason", "error", "response", "replica",
+		"request_headers"}
 )
+
+// pingEvent is the type of a test ping's delivery: sent once, never again.
+const pingEvent = "webhook.ping"
+
+// redeliverable says whether the API would send d again, and why not: the
+// same rules as the dispatcher's requeue (a final or held delivery, not a
+// rejected event, with its job kept, to a subscription that still exists).
+func redeliverable(d client.Delivery, subExists bool) (bool, string) {
+	switch {
+	case d.Event == pingEvent:
+		return false, "A test ping is sent once and never redelivered: ping the subscription again instead."
+	case d.Status == "rejected":
+		return false, "A rejected event is not delivered: there is nothing to send."
+	case d.Status == "succeeded":
+		return false, "This delivery succeeded: its job is not kept, so it cannot be sent again."
+	case d.Status != "failed" && d.Status != "cancelled" && d.Status != "paused":
+		return false, "This delivery is still queued: it will be attempted without a redelivery."
+	case !subExists:
+		return false, "Its subscription was deleted: there is nowhere to send it."
+	case len(d.Payload) == 0:
+		return false, "Its job is no longer kept, so it cannot be sent again."
+	}
+	return true, ""
+}
 
 func (h handlers) delivery(w http.ResponseWriter, r *http.Request, p *page) {
 	var raw json.RawMessage
@@ -288,9 +372,27 @@ func (h handlers) delivery(w http.ResponseWriter, r *http.Request, p *page) {
 		return
 	}
 	d := deliveryData{Delivery: del, Extra: extras(m, deliveryKnown...)}
+	if len(del.Payload) > 0 {
+		var buf bytes.Buffer
+		if json.Indent(&buf, del.Payload, "", "  ") == nil {
+			d.Body = buf.String()
+		} else {
+			d.Body = string(del.Payload)
+		}
+	}
+	subErr := h.call(r.Context(), r, http.MethodGet, subPath(del.SubscriptionID), nil)
+	var apiErr *client.Error
+	if subErr != nil && !(errors.As(subErr, &apiErr) && apiErr.Status == http.StatusNotFound) {
+		h.c.failAPI(w, p, subErr)
+		return
+	}
+	d.Redeliver, d.NoRedeliver = redeliverable(del, subErr == nil)
 	rawAttempts, _ := m["attempts"].([]any)
 	for i, a := range del.Attempts {
 		row := attemptRow{Attempt: a}
+		for _, name := range slices.Sorted(maps.Keys(a.RequestHeaders)) {
+			row.Headers = append(row.Headers, kv{Key: name, Value: a.RequestHeaders[name]})
+		}
 		if i < len(rawAttempts) {
 			if am, ok := rawAttempts[i].(map[string]any); ok {
 				row.Extra = extras(am, attemptKnown...)
@@ -311,17 +413,16 @@ func (h handlers) redeliver(w http.ResponseWriter, r *http.Request, p *page) {
 	http.Redirect(w, r, "/ui/deliveries/"+url.PathEscape(id)+"?done=redeliver", http.StatusSeeOther)
 }
 
-// funcs returns the templates' helpers.
-func funcs() template.FuncMap {
+// funcs returns the templates' helpers; now is the console's clock.
+func funcs(now func() time.Time) template.FuncMap {
 	return template.FuncMap{
-		"when": func(t time.Time) string {
-			if t.IsZero() {
-				return ""
-			}
-			return t.UTC().Format("2006-01-02 15:04:05.000Z")
-		},
-		"join":  func(s []string) string { return strings.Join(s, ", ") },
-		"short": func(s string) string { return s[:min(8, len(s))] },
+		"exact":  exact,
+		"ago":    func(t time.Time) string { return ago(now(), t) },
+		"rate":   rate,
+		"label":  label,
+		"plural": plural,
+		"join":   func(s []string) string { return strings.Join(s, ", ") },
+		"short":  func(s string) string { return s[:min(8, len(s))] },
 		// query is a URL query: encoded by url.Values, so safe in an href.
 		"query": func(k, v string) template.URL { return template.URL(url.Values{k: {v}}.Encode()) },
 		"last": func(as []client.Attempt) client.Attempt {
