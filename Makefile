@@ -18,9 +18,15 @@ help: ## list the targets
 
 # .ci/tools.txt lists the programs the tests need besides Go: .ci/run installs
 # them, make deps names the missing ones.
-deps: ## download the Go modules; name the test tools missing (.ci/tools.txt: gcc, chromium, python3, node, promtool)
+# axe-core, the accessibility checker the browser test runs in chromium, is
+# installed with npm into .cache/axe (not committed).
+AXE_CORE ?= axe-core@4.14.1
+deps: ## download the Go modules and axe-core (npm); name the test tools missing (.ci/tools.txt: gcc, chromium, python3, node, npm, promtool)
 	$(GO) mod download
 	$(GO) version
+	@if command -v npm >/dev/null; then \
+		npm install --prefix .cache/axe --no-save --no-audit --no-fund --silent $(AXE_CORE) && echo "make deps: $(AXE_CORE) in .cache/axe"; \
+	fi
 	@missing=$$(grep -v '^#' .ci/tools.txt | while read -r cmd pkg _; do \
 		command -v $$cmd >/dev/null || printf ' %s' $$pkg; done); \
 	if [ -n "$$missing" ]; then \

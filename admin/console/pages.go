@@ -316,6 +316,8 @@ type attemptRow struct {
 	client.Attempt
 	Headers []kv
 	Extra   []kv
+	// Newest is the last attempt: its headers show unfolded.
+	Newest bool
 }
 
 type deliveryData struct {
@@ -389,7 +391,7 @@ func (h handlers) delivery(w http.ResponseWriter, r *http.Request, p *page) {
 	d.Redeliver, d.NoRedeliver = redeliverable(del, subErr == nil)
 	rawAttempts, _ := m["attempts"].([]any)
 	for i, a := range del.Attempts {
-		row := attemptRow{Attempt: a}
+		row := attemptRow{Attempt: a, Newest: i == len(del.Attempts)-1}
 		for _, name := range slices.Sorted(maps.Keys(a.RequestHeaders)) {
 			row.Headers = append(row.Headers, kv{Key: name, Value: a.RequestHeaders[name]})
 		}
