@@ -47,25 +47,29 @@ func (h handlers) catalog(r *http.Request) ([]eventType, error) {
 			}
 		}
 		et.Description, _ = m["description"].(string)
-		et.Schema = indented(m["schema"])
-		if et.Sample = indented(m["sample"]); et.Sample == "" {
-			et.Sample = indented(m["example"])
+		var rawFields struct{ Schema, Sample, Example json.RawMessage }
+		if err := json.Unmarshal(raw, &rawFields); err != nil {
+			return nil, fmt.Errorf("console: decode an event type: %w", err)
+		}
+		et.Schema = indented(rawFields.Schema)
+		if et.Sample = indented(rawFields.Sample); et.Sample == "" {
+			et.Sample = indented(rawFields.Example)
 		}
 		out = append(out, et)
 	}
 	return out, nil
 }
 
-// indented is v as indented JSON; "" for nothing.
-func indented(v any) string {
-	if v == nil {
+// indented is raw JSON indented, in its own key order; "" for none or null.
+func indented(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
 		return ""
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Sprint(v)
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return string(raw)
 	}
-	return string(b)
+	return buf.String()
 }
 
 func (h handlers) eventTypes(w http.ResponseWriter, r *http.Request, p *page) {

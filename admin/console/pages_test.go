@@ -115,3 +115,27 @@ func TestARefusedFormIsShownAgainAsSent(t *testing.T) {
 	require.Contains(t, a.body, "no stub for POST /v1/subscriptions")
 	require.Contains(t, a.body, `value="robot.*"`, "the patterns are kept")
 }
+
+// TestEventCatalogShowsSchemasAndSamples reads the catalog in both shapes
+// the API has had: names only, and objects with a schema and a sample.
+func TestEventCatalogShowsSchemasAndSamples(t *testing.T) {
+	t.Parallel()
+	b := setup(t, token)
+	ck := b.login(t)
+	b.api.answer["GET /v1/event-types"] = `{"items":["task.completed","task.failed"],"next_cursor":""}`
+	a := b.do(t, http.MethodGet, "/ui/event-types", ck, nil)
+	require.Equal(t, http.StatusOK, a.status, a.body)
+	require.Contains(t, a.body, `<section class="etype" id="type-task.failed">`)
+	require.Contains(t, a.body, "The catalog has no schema for this type.")
+
+	b.api.answer["GET /v1/event-types"] = `{"items":[{"type":"task.completed","schema":{"type":"object","required":["task_id"]},` +
+		`"sample":{"task_id":"t-1"}},{"type":"task.failed"}],"next_cursor":""}`
+	a = b.do(t, http.MethodGet, "/ui/event-types", ck, nil)
+	require.Equal(t, http.StatusOK, a.status, a.body)
+	require.Contains(t, a.body, "<h3>Schema</h3><pre class=\"schema\">{\n  &#34;type&#34;: &#34;object&#34;,\n  &#34;required&#34;: [\n    &#34;task_id&#34;\n  ]\n}</pre>", "the schema, indented, in its own order")
+	require.Contains(t, a.body, "<h3>Sample</h3><pre class=\"sample\">{\n  &#34;task_id&#34;: &#34;t-1&#34;\n}</pre>")
+	require.Equal(t, 1, strings.Count(a.body, "The catalog has no schema for this type."), "task.failed has none")
+
+	page := b.do(t, http.MethodGet, "/ui/subscriptions/new", ck, nil).body
+	require.Contains(t, page, `name="event" value="task.completed"`, "the form ticks types of either shape")
+}
