@@ -223,6 +223,8 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	do(chromedp.Navigate(d.api+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")))
 	require.Equal(t, d.api+"/ui/login", run(chromedp.Location()), "not logged in: sent to the login page")
+	axe := axeCore(t)
+	pageCheck(t, ctx, axe, "login", 1280)
 	do(chromedp.SendKeys(chromedp.ID("token"), d.token), chromedp.Click(chromedp.ID("login")),
 		chromedp.WaitVisible(chromedp.ID("subscriptions")))
 	subsText := run(chromedp.Text(chromedp.ID("subscriptions")))
@@ -261,7 +263,6 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// The main pages at two widths: no sideways scrolling, no serious
 	// accessibility violation, a screenshot of each.
-	axe := axeCore(t)
 	for _, width := range []int{1280, 400} {
 		do(chromedp.EmulateViewport(int64(width), 900))
 		for _, pg := range consolePages(del.ID, sub.ID) {
@@ -272,4 +273,8 @@ func TestConsoleInABrowser(t *testing.T) {
 			}
 		}
 	}
+	// At 400 px the header's Log out button is on screen too.
+	inView(t, ctx, `.logout button`)
+	do(chromedp.Click(chromedp.CSS(".logout button")), chromedp.WaitVisible(chromedp.ID("token")))
+	pageCheck(t, ctx, axe, "login", 400)
 }
