@@ -21,6 +21,8 @@ type subForm struct {
 	ID                                     string
 	URL, Description, Timeout, MaxInFlight string
 	RetryPolicy                            string
+	// Filter, Transform and OrderingKey are the CEL expressions.
+	Filter, Transform, OrderingKey string
 	// Checked are the catalog types ticked; Patterns the other types and
 	// patterns, separated by spaces or commas.
 	Checked  map[string]bool
@@ -36,7 +38,8 @@ type subForm struct {
 // formOf fills the edit form from a subscription.
 func formOf(sub client.Subscription, catalog []eventType) subForm {
 	f := subForm{ID: sub.ID, URL: sub.URL, Description: sub.Description, Timeout: sub.Timeout,
-		RetryPolicy: sub.RetryPolicy, Checked: map[string]bool{}, Remove: map[string]bool{}, Catalog: catalog}
+		RetryPolicy: sub.RetryPolicy, Filter: sub.Filter, Transform: sub.Transform, OrderingKey: sub.OrderingKey,
+		Checked: map[string]bool{}, Remove: map[string]bool{}, Catalog: catalog}
 	if sub.MaxInFlight != 0 {
 		f.MaxInFlight = strconv.Itoa(sub.MaxInFlight)
 	}
@@ -66,6 +69,7 @@ func formFrom(r *http.Request, id string, catalog []eventType, headerNames []str
 	f := subForm{ID: id, URL: v("url"), Description: v("description"), Timeout: v("timeout"),
 		MaxInFlight: v("max_in_flight"), RetryPolicy: v("retry_policy"), Patterns: v("patterns"),
 		Headers: r.PostFormValue("headers"), HeaderNames: headerNames,
+		Filter: v("filter"), Transform: v("transform"), OrderingKey: v("ordering_key"),
 		Checked: map[string]bool{}, Remove: map[string]bool{}, Catalog: catalog}
 	for _, e := range r.PostForm["event"] {
 		f.Checked[e] = true
@@ -124,7 +128,7 @@ func (f subForm) maxInFlight() (int, error) {
 // input is the create request of the form.
 func (f subForm) input() (client.SubscriptionInput, error) {
 	in := client.SubscriptionInput{URL: f.URL, Events: f.events(), Description: f.Description,
-		Timeout: f.Timeout, RetryPolicy: f.RetryPolicy}
+		Timeout: f.Timeout, RetryPolicy: f.RetryPolicy, Filter: f.Filter, Transform: f.Transform, OrderingKey: f.OrderingKey}
 	var err error
 	if in.MaxInFlight, err = f.maxInFlight(); err != nil {
 		return in, err
@@ -144,7 +148,7 @@ func (f subForm) input() (client.SubscriptionInput, error) {
 func (f subForm) patch() (client.SubscriptionPatch, error) {
 	events := f.events()
 	p := client.SubscriptionPatch{URL: &f.URL, Events: &events, Description: &f.Description,
-		Timeout: &f.Timeout, RetryPolicy: &f.RetryPolicy}
+		Timeout: &f.Timeout, RetryPolicy: &f.RetryPolicy, Filter: &f.Filter, Transform: &f.Transform, OrderingKey: &f.OrderingKey}
 	n, err := f.maxInFlight()
 	if err != nil {
 		return p, err

@@ -105,7 +105,8 @@ func TestConsoleFormsOverTheRealStack(t *testing.T) {
 	require.Zero(t, count())
 
 	status, body = u.post("/ui/subscriptions", u.form("url", rcv.URL+"/hook", "event", "task.completed",
-		"patterns", "robot.*", "description", "lab bench", "headers", "X-Team: lab"))
+		"patterns", "robot.*", "description", "lab bench", "headers", "X-Team: lab",
+		"filter", `event != "x"`, "ordering_key", "id"))
 	require.Equal(t, http.StatusCreated, status, body)
 	m := secretShown.FindStringSubmatch(body)
 	require.NotNil(t, m, "the new secret is shown")
@@ -119,6 +120,8 @@ func TestConsoleFormsOverTheRealStack(t *testing.T) {
 	require.Equal(t, []string{"task.completed", "robot.*"}, sub.Events)
 	require.Equal(t, "lab bench", sub.Description)
 	require.Equal(t, map[string]string{"X-Team": client.RedactedValue}, sub.Headers)
+	require.Equal(t, `event != "x"`, sub.Filter)
+	require.Equal(t, "id", sub.OrderingKey)
 
 	_, body = u.get("/ui/subscriptions")
 	require.Contains(t, body, `data-id="`+id+`"`, "the new subscription is listed")
@@ -153,6 +156,12 @@ func TestConsoleFormsOverTheRealStack(t *testing.T) {
 	require.Equal(t, "moved", sub.Description)
 	require.Equal(t, "3s", sub.Timeout)
 	require.Equal(t, map[string]string{"X-Other": client.RedactedValue}, sub.Headers)
+	require.Empty(t, sub.Filter, "an emptied filter is cleared")
+	status, body = u.post("/ui/subscriptions/"+id+"/edit", u.form("url", rcv.URL+"/hook2", "event", "task.failed",
+		"filter", "data.n >"))
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Regexp(t, `filter: line 1, column \d+: `, body, "the API's error names the field and position")
+	require.Contains(t, body, "data.n &gt;</textarea>", "the refused expression as typed")
 	status, body = u.post("/ui/subscriptions/"+id+"/edit", u.form("url", "ftp://x", "event", "task.failed"))
 	require.Equal(t, http.StatusBadRequest, status)
 	require.Contains(t, body, "must be an absolute http(s) URL")
