@@ -343,7 +343,9 @@ const pingEvent = "webhook.ping"
 
 // redeliverable says whether the API would send d again, and why not: the
 // same rules as the dispatcher's requeue (a final or held delivery, not a
-// rejected event, with its job kept, to a subscription that still exists).
+// rejected event, to a subscription that still exists). One rule cannot be
+// seen from here: the job must still be kept in AUDIT; when it is not, the
+// API refuses with a message the console shows.
 func redeliverable(d client.Delivery, subExists bool) (bool, string) {
 	switch {
 	case d.Event == pingEvent:
@@ -356,8 +358,6 @@ func redeliverable(d client.Delivery, subExists bool) (bool, string) {
 		return false, "This delivery is still queued: it will be attempted without a redelivery."
 	case !subExists:
 		return false, "Its subscription was deleted: there is nowhere to send it."
-	case len(d.Payload) == 0:
-		return false, "Its job is no longer kept, so it cannot be sent again."
 	}
 	return true, ""
 }
