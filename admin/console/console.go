@@ -136,7 +136,7 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"login", "subscriptions", "subscription", "new", "secret", "ping", "delete",
-		"deliveries", "delivery", "eventtypes", "error"} {
+		"deliveries", "delivery", "eventtypes", "events", "event", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs(cfg.Now)).ParseFS(assets, "templates/layout.html", "templates/parts.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", name, err)
@@ -171,6 +171,8 @@ func (c *Console) Handler(api http.Handler) http.Handler {
 	mux.HandleFunc("GET /ui/subscriptions/{id}/delete", c.loggedIn(h.confirmDelete))
 	mux.HandleFunc("POST /ui/subscriptions/{id}/{action}", c.loggedIn(h.subscriptionAction))
 	mux.HandleFunc("GET /ui/event-types", c.loggedIn(h.eventTypes))
+	mux.HandleFunc("GET /ui/events", c.loggedIn(h.events))
+	mux.HandleFunc("GET /ui/events/{id}", c.loggedIn(h.event))
 	mux.HandleFunc("GET /ui/deliveries", c.loggedIn(h.deliveries))
 	mux.HandleFunc("GET /ui/deliveries/{id}", c.loggedIn(h.delivery))
 	mux.HandleFunc("POST /ui/deliveries/{id}/redeliver", c.loggedIn(h.redeliver))

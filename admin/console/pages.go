@@ -424,7 +424,9 @@ func funcs(now func() time.Time) template.FuncMap {
 		"label":  label,
 		"plural": plural,
 		"join":   func(s []string) string { return strings.Join(s, ", ") },
-		"short":  func(s string) string { return s[:min(8, len(s))] },
+		// seg is one path segment, escaped: an event id may hold a slash.
+		"seg":   url.PathEscape,
+		"short": func(s string) string { return s[:min(8, len(s))] },
 		// query is a URL query: encoded by url.Values, so safe in an href.
 		"query": func(k, v string) template.URL { return template.URL(url.Values{k: {v}}.Encode()) },
 		"last": func(as []client.Attempt) client.Attempt {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -79,7 +80,7 @@ func inView(t *testing.T, ctx context.Context, sel string) {
 // consolePages are the pages the browser test checks at each width, by
 // screenshot name: the path (the delivery's and subscription's ids filled
 // in) and an element that shows once it has loaded.
-func consolePages(delID, subID string) [][3]string {
+func consolePages(delID, subID, eventID string) [][3]string {
 	return [][3]string{
 		{"subscriptions", "/ui/subscriptions", "#subscriptions"},
 		{"delivery", "/ui/deliveries/" + delID, "#status"},
@@ -87,5 +88,7 @@ func consolePages(delID, subID string) [][3]string {
 		{"event-catalog", "/ui/event-types", "main h1"},
 		{"subscription", "/ui/subscriptions/" + subID, "#edit"},
 		{"deliveries", "/ui/deliveries", "#deliveries"},
+		{"events", "/ui/events", "#events"},
+		{"event", "/ui/events/" + url.PathEscape(eventID), "#event"},
 	}
 }

@@ -265,7 +265,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// accessibility violation, a screenshot of each.
 	for _, width := range []int{1280, 400} {
 		do(chromedp.EmulateViewport(int64(width), 900))
-		for _, pg := range consolePages(del.ID, sub.ID) {
+		for _, pg := range consolePages(del.ID, sub.ID, del.EventID) {
 			do(chromedp.Navigate(d.api+pg[1]), chromedp.WaitVisible(chromedp.CSS(pg[2])))
 			pageCheck(t, ctx, axe, pg[0], width)
 			if pg[0] == "subscriptions" {
