@@ -202,6 +202,9 @@ type page struct {
 	Title string
 	Nav   string
 	CSRF  string
+	// Team is set for a team's session: the operator's pages (the
+	// message log) are not offered.
+	Team bool
 	// Flash is a fixed message after an action; Error a one-line error.
 	Flash, Error string
 	Data         any
@@ -378,6 +381,7 @@ func (c *Console) loggedIn(h func(http.ResponseWriter, *http.Request, *page)) ht
 		p := &page{CSRF: c.sess.csrf(payload)}
 		if subject := payloadSubject(payload); subject != "" {
 			r = r.WithContext(context.WithValue(r.Context(), sessionSubjectKey{}, subject))
+			p.Team = true
 		}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
