@@ -23,6 +23,10 @@ type subForm struct {
 	RetryPolicy                            string
 	// Filter, Transform and OrderingKey are the CEL expressions.
 	Filter, Transform, OrderingKey string
+	// Labels are "key=value" words; LabelKeys the keys the subscription
+	// has, so that an edit removes those no longer written.
+	Labels    string
+	LabelKeys []string
 	// Checked are the catalog types ticked; Patterns the other types and
 	// patterns, separated by spaces or commas.
 	Checked  map[string]bool
@@ -52,6 +56,13 @@ func formOf(sub client.Subscription, catalog []eventType) subForm {
 		}
 	}
 	f.Patterns = strings.Join(other, " ")
+	var labels []string
+	for k, v := range sub.Labels {
+		labels = append(labels, k+"="+v)
+		f.LabelKeys = append(f.LabelKeys, k)
+	}
+	slices.Sort(labels)
+	f.Labels = strings.Join(labels, " ")
 	for name := range sub.Headers {
 		f.HeaderNames = append(f.HeaderNames, name)
 	}
@@ -63,12 +74,13 @@ func inCatalog(catalog []eventType, name string) bool {
 	return slices.ContainsFunc(catalog, func(t eventType) bool { return t.Type == name })
 }
 
-// formFrom reads the posted form.
-func formFrom(r *http.Request, id string, catalog []eventType, headerNames []string) subForm {
+// formFrom reads the posted form; was is the form of the subscription
+// edited (zero when creating).
+func formFrom(r *http.Request, id string, catalog []eventType, was subForm) subForm {
 	v := func(k string) string { return strings.TrimSpace(r.PostFormValue(k)) }
 	f := subForm{ID: id, URL: v("url"), Description: v("description"), Timeout: v("timeout"),
 		MaxInFlight: v("max_in_flight"), RetryPolicy: v("retry_policy"), Patterns: v("patterns"),
-		Headers: r.PostFormValue("headers"), HeaderNames: headerNames,
+		Headers: r.PostFormValue("headers"), HeaderNames: was.HeaderNames, Labels: v("labels"), LabelKeys: was.LabelKeys,
 		Filter: v("filter"), Transform: v("transform"), OrderingKey: v("ordering_key"),
 		Checked: map[string]bool{}, Remove: map[string]bool{}, Catalog: catalog}
 	for _, e := range r.PostForm["event"] {
@@ -114,6 +126,19 @@ func (f subForm) headers() (map[string]string, error) {
 	return out, nil
 }
 
+// labels parses the "key=value" words, separated by spaces or commas.
+func (f subForm) labels() (map[string]string, error) {
+	out := map[string]string{}
+	for w := range strings.FieldsFuncSeq(f.Labels, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' || r == '\r' }) {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("labels: %q is not key=value", w)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
 func (f subForm) maxInFlight() (int, error) {
 	if f.MaxInFlight == "" {
 		return 0, nil
@@ -140,6 +165,13 @@ func (f subForm) input() (client.SubscriptionInput, error) {
 	if len(hs) > 0 {
 		in.Headers = hs
 	}
+	ls, err := f.labels()
+	if err != nil {
+		return in, err
+	}
+	if len(ls) > 0 {
+		in.Labels = ls
+	}
 	return in, nil
 }
 
@@ -165,6 +197,19 @@ func (f subForm) patch() (client.SubscriptionPatch, error) {
 	for name := range f.Remove {
 		if _, set := hs[name]; !set {
 			p.Headers[name] = nil
+		}
+	}
+	ls, err := f.labels()
+	if err != nil {
+		return p, err
+	}
+	p.Labels = map[string]*string{}
+	for k, v := range ls {
+		p.Labels[k] = &v
+	}
+	for _, k := range f.LabelKeys {
+		if _, kept := ls[k]; !kept {
+			p.Labels[k] = nil
 		}
 	}
 	return p, nil
@@ -222,7 +267,7 @@ func (h handlers) create(w http.ResponseWriter, r *http.Request, p *page) {
 		h.c.failAPI(w, p, err)
 		return
 	}
-	f := formFrom(r, "", catalog, nil)
+	f := formFrom(r, "", catalog, subForm{})
 	p.Title, p.Nav, p.Data = "New subscription", "subscriptions", f
 	in, err := f.input()
 	if err != nil {
@@ -296,7 +341,7 @@ func (h handlers) edit(w http.ResponseWriter, r *http.Request, p *page, id strin
 		h.c.failAPI(w, p, err)
 		return
 	}
-	f := formFrom(r, id, catalog, formOf(sub.Subscription, catalog).HeaderNames)
+	f := formFrom(r, id, catalog, formOf(sub.Subscription, catalog))
 	p.Title, p.Nav, p.Data = "Subscription "+sub.URL, "subscriptions", detailData{Sub: sub, Form: f}
 	patch, err := f.patch()
 	if err != nil {

@@ -112,7 +112,7 @@ type subRow struct {
 
 var subKnown = []string{"id", "url", "events", "description", "timeout", "active", "disabled_reason",
 	"disabled_at", "created_at", "updated_at", "health", "stats", "max_in_flight", "headers", "retry_policy",
-	"previous_secret_expires_at", "failing_since", "secret", "filter", "transform", "ordering_key"}
+	"previous_secret_expires_at", "failing_since", "secret", "filter", "transform", "ordering_key", "labels"}
 
 type subsData struct {
 	Subs  []subRow

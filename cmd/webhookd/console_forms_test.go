@@ -106,7 +106,7 @@ func TestConsoleFormsOverTheRealStack(t *testing.T) {
 
 	status, body = u.post("/ui/subscriptions", u.form("url", rcv.URL+"/hook", "event", "task.completed",
 		"patterns", "robot.*", "description", "lab bench", "headers", "X-Team: lab",
-		"filter", `event != "x"`, "ordering_key", "id"))
+		"filter", `event != "x"`, "ordering_key", "id", "labels", "owner=lab env=test"))
 	require.Equal(t, http.StatusCreated, status, body)
 	m := secretShown.FindStringSubmatch(body)
 	require.NotNil(t, m, "the new secret is shown")
@@ -122,6 +122,7 @@ func TestConsoleFormsOverTheRealStack(t *testing.T) {
 	require.Equal(t, map[string]string{"X-Team": client.RedactedValue}, sub.Headers)
 	require.Equal(t, `event != "x"`, sub.Filter)
 	require.Equal(t, "id", sub.OrderingKey)
+	require.Equal(t, map[string]string{"owner": "lab", "env": "test"}, sub.Labels)
 
 	_, body = u.get("/ui/subscriptions")
 	require.Contains(t, body, `data-id="`+id+`"`, "the new subscription is listed")
@@ -146,7 +147,7 @@ func TestConsoleFormsOverTheRealStack(t *testing.T) {
 
 	// Edit.
 	status, body = u.post("/ui/subscriptions/"+id+"/edit", u.form("url", rcv.URL+"/hook2", "event", "task.failed",
-		"description", "moved", "timeout", "3s", "remove_header", "X-Team", "headers", "X-Other: 1"))
+		"description", "moved", "timeout", "3s", "remove_header", "X-Team", "headers", "X-Other: 1", "labels", "owner=lab"))
 	require.Equal(t, http.StatusOK, status, body)
 	require.Contains(t, body, "Subscription saved.")
 	sub = client.Subscription{} // decoding into a used map would merge
@@ -156,6 +157,7 @@ func TestConsoleFormsOverTheRealStack(t *testing.T) {
 	require.Equal(t, "moved", sub.Description)
 	require.Equal(t, "3s", sub.Timeout)
 	require.Equal(t, map[string]string{"X-Other": client.RedactedValue}, sub.Headers)
+	require.Equal(t, map[string]string{"owner": "lab"}, sub.Labels, "a label no longer written is removed")
 	require.Empty(t, sub.Filter, "an emptied filter is cleared")
 	status, body = u.post("/ui/subscriptions/"+id+"/edit", u.form("url", rcv.URL+"/hook2", "event", "task.failed",
 		"filter", "data.n >"))
