@@ -136,7 +136,7 @@ func New(cfg Config, log zerolog.Logger) (*Console, error) {
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"login", "subscriptions", "subscription", "new", "secret", "ping", "delete",
-		"deliveries", "delivery", "eventtypes", "events", "event", "error"} {
+		"deliveries", "delivery", "eventtypes", "events", "event", "try", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs(cfg.Now)).ParseFS(assets, "templates/layout.html", "templates/parts.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", name, err)
@@ -167,6 +167,8 @@ func (c *Console) Handler(api http.Handler) http.Handler {
 	mux.HandleFunc("GET /ui/subscriptions", c.loggedIn(h.subscriptions))
 	mux.HandleFunc("POST /ui/subscriptions", c.loggedIn(h.create))
 	mux.HandleFunc("GET /ui/subscriptions/new", c.loggedIn(h.newForm))
+	mux.HandleFunc("GET /ui/subscriptions/try", c.loggedIn(h.tryPage))
+	mux.HandleFunc("POST /ui/subscriptions/try", c.loggedIn(h.try))
 	mux.HandleFunc("GET /ui/subscriptions/{id}", c.loggedIn(h.subscription))
 	mux.HandleFunc("GET /ui/subscriptions/{id}/delete", c.loggedIn(h.confirmDelete))
 	mux.HandleFunc("POST /ui/subscriptions/{id}/{action}", c.loggedIn(h.subscriptionAction))

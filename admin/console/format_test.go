@@ -33,3 +33,12 @@ func TestFormatting(t *testing.T) {
 		require.Equal(t, want, label(key))
 	}
 }
+
+func TestPointerMarksTheColumn(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "b &&\n     ^", pointer("a\nb &&\nc", 2, 6))
+	require.Equal(t, "x\n^", pointer("x", 1, 1))
+	for _, c := range [][2]int{{0, 1}, {3, 1}, {1, 0}} {
+		require.Empty(t, pointer("x\ny", c[0], c[1]), c)
+	}
+}

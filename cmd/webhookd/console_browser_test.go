@@ -90,5 +90,6 @@ func consolePages(delID, subID, eventID string) [][3]string {
 		{"deliveries", "/ui/deliveries", "#deliveries"},
 		{"events", "/ui/events", "#events"},
 		{"event", "/ui/events/" + url.PathEscape(eventID), "#event"},
+		{"try", "/ui/subscriptions/try?subscription=" + subID, "#try"},
 	}
 }

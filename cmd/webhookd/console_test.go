@@ -273,6 +273,14 @@ func TestConsoleInABrowser(t *testing.T) {
 			}
 		}
 	}
+	// A try with a mistake: the error under its position, at 400 px.
+	do(chromedp.Navigate(d.api+"/ui/subscriptions/try?subscription="+sub.ID), chromedp.WaitVisible(chromedp.ID("try")),
+		chromedp.SetValue(chromedp.ID("t-filter"), `data.note == "x" &&`),
+		chromedp.SetValue(chromedp.ID("t-transform"), `{"text": event + ": " + data.note}`),
+		chromedp.Click(chromedp.ID("try-submit")), chromedp.WaitVisible(chromedp.ID("try-result")))
+	require.Contains(t, run(chromedp.Text(chromedp.ID("try-result"))), "Filter, line 1, column")
+	pageCheck(t, ctx, axe, "try-result", 400)
+
 	// At 400 px the header's Log out button is on screen too.
 	inView(t, ctx, `.logout button`)
 	do(chromedp.Click(chromedp.CSS(".logout button")), chromedp.WaitVisible(chromedp.ID("token")))
