@@ -129,6 +129,8 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"Event": client.Event{}, "EventList": client.List[client.Event]{},
 		"EventType": client.EventType{}, "EventTypeList": client.EventTypeList{},
 		"TryRequest": client.TryRequest{}, "TryResult": client.TryResult{}, "ExprError": client.ExprError{},
+		"ListenerInput": client.ListenerInput{}, "ListenReady": client.ListenReady{},
+		"ListenEvent": client.ListenEvent{}, "ListenDropped": client.ListenDropped{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]

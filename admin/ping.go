@@ -51,6 +51,9 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if sub.Listen {
+		return listenerReadOnly(id)
+	}
 	now := s.now().UTC()
 	data, err := json.Marshal(map[string]string{
 		"subscription_id": sub.ID,

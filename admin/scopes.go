@@ -48,6 +48,9 @@ var routeScopes = map[string]scope{
 	"POST /v1/tokens":          scopeOperator,
 	"GET /v1/tokens":           scopeOperator,
 	"DELETE /v1/tokens/{name}": scopeOperator,
+	// A listener receives every event it matches, whichever team's.
+	"POST /v1/listeners":            scopeOperator,
+	"GET /v1/listeners/{id}/events": scopeOperator,
 
 	"POST /v1/subscriptions":                    scopeTeam,
 	"GET /v1/subscriptions":                     scopeTeam,

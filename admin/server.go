@@ -70,6 +70,14 @@ type Config struct {
 	Throttle throttle.Config
 	// SessionTTL is how long a console login lasts (default 12h).
 	SessionTTL time.Duration
+	// ListenGrace is how long a listen subscription outlives its last
+	// stream (default and at most MaxListenGrace): its stream moves the
+	// expiry on every third of it.
+	ListenGrace time.Duration
+	// ListenBuffer is how many deliveries a listener's stream holds while
+	// its client is slow to read; beyond it they are dropped and counted
+	// (default 256).
+	ListenBuffer int
 	// MaxPublicPerClient caps the requests one client address may have in
 	// flight on the paths that need no credential (/ui/login, /ui/static/,
 	// /healthz, /readyz, /metrics, /v1/openapi.json, /): default 8,
@@ -131,6 +139,7 @@ type Server struct {
 	fails   *throttle.Failures
 	public  *httplimit.PerClient
 	exprs   *expr.Compiler
+	streams *streams
 }
 
 // New returns the server; Handler serves it.
@@ -147,6 +156,12 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	if cfg.MaxPublicPerClient == 0 {
 		cfg.MaxPublicPerClient = 8
 	}
+	if cfg.ListenGrace <= 0 || cfg.ListenGrace > MaxListenGrace {
+		cfg.ListenGrace = MaxListenGrace
+	}
+	if cfg.ListenBuffer <= 0 {
+		cfg.ListenBuffer = 256
+	}
 	catalog := map[string]bool{}
 	for _, t := range cfg.EventTypes {
 		catalog[t] = true
@@ -155,7 +170,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Server, error) {
 	s := &Server{
 		cfg: cfg, deps: deps, log: log.With().Str("component", "admin").Logger(), now: time.Now,
 		catalog: catalog, guard: delivery.NewGuard(cfg.AllowTargets), token: sha256.Sum256([]byte(cfg.Token)),
-		fails: fails, public: httplimit.NewPerClient(cfg.MaxPublicPerClient),
+		fails: fails, public: httplimit.NewPerClient(cfg.MaxPublicPerClient), streams: newStreams(),
 	}
 	ccfg := console.Config{Token: cfg.Token, SessionTTL: cfg.SessionTTL, Failures: fails}
 	if deps.Sessions != nil {
@@ -228,6 +243,8 @@ func (s *Server) routes() *routeMux {
 		"POST /v1/tokens":                           s.createToken,
 		"GET /v1/tokens":                            s.listTokens,
 		"DELETE /v1/tokens/{name}":                  s.deleteToken,
+		"POST /v1/listeners":                        s.createListener,
+		"GET /v1/listeners/{id}/events":             s.streamListener,
 	}
 	for pattern, h := range v1 {
 		mux.Handle(pattern, s.authorized(h))
@@ -400,6 +417,10 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (write
+// deadlines of the event streams).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *statusRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {

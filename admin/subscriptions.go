@@ -60,6 +60,10 @@ func (s *Server) view(sub subscriptions.Subscription, withSecret bool) client.Su
 			v.PreviousSecretExpiresAt = p.ExpiresAt.UTC()
 		}
 	}
+	if sub.Listen { // no URL, no deliveries: no endpoint health nor stats
+		v.Listen, v.ExpiresAt, v.Timeout = true, sub.ExpiresAt, ""
+		return v
+	}
 	if s.deps.Endpoints != nil {
 		h := endpointView(s.deps.Endpoints.Health(sub.ID))
 		v.Health = &h
@@ -338,9 +342,14 @@ func (s *Server) update(r *http.Request, fn func(*subscriptions.Subscription) er
 		if !visible(r, *sub) {
 			return notFound("subscription", id)
 		}
+		if sub.Listen {
+			return errListenerReadOnly
+		}
 		return fn(sub)
 	})
 	switch {
+	case errors.Is(err, errListenerReadOnly):
+		return sub, listenerReadOnly(id)
 	case errors.Is(err, subscriptions.ErrNotFound):
 		return sub, notFound("subscription", id)
 	case errors.Is(err, subscriptions.ErrConflict):

@@ -90,6 +90,14 @@ type Config struct {
 	// ConsoleSessionTTL (console-session-ttl) is how long a console login
 	// lasts; a logout ends it sooner, on every replica.
 	ConsoleSessionTTL time.Duration
+	// ListenGrace (listen-grace) is how long the ephemeral subscription of
+	// a `webhookctl listen` outlives its last stream; the replicas sweep
+	// every quarter of it.
+	ListenGrace time.Duration
+	// ListenBuffer (listen-buffer) is how many deliveries a listener's
+	// stream holds while its client is slow; beyond it they are dropped
+	// and the listener told how many.
+	ListenBuffer int
 	// HTTPPublicPerClient (http-public-per-client) caps the requests one
 	// client address may have in flight on the paths that need no
 	// credential (/ui/login, /healthz, /readyz, /metrics, ...).
@@ -253,6 +261,8 @@ func Default() Config {
 		HTTPReadTimeout:     30 * time.Second,
 		HTTPPublicPerClient: 8,
 		ConsoleSessionTTL:   12 * time.Hour,
+		ListenGrace:         45 * time.Second,
+		ListenBuffer:        256,
 		DeliveryTimeout:     30 * time.Second,
 		RetryBackoff:        Backoff{Delays: []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}},
 		LogLevel:            "info",
@@ -389,6 +399,8 @@ func fields() []field {
 		str("http-addr", "address of the admin API, /healthz, /readyz and /metrics", func(c *Config) *string { return &c.HTTPAddr }),
 		dur("http-read-timeout", "how long a request, body included, may take to arrive on every HTTP listener (headers: at most 10s of it); a slower one is cut off and its connection closed", func(c *Config) *time.Duration { return &c.HTTPReadTimeout }),
 		dur("console-session-ttl", "how long a console login lasts; logout ends it sooner on every replica. Give every replica the same value", func(c *Config) *time.Duration { return &c.ConsoleSessionTTL }),
+		dur("listen-grace", "how long the ephemeral subscription of a `webhookctl listen` outlives its stream (a killed CLI, a dropped connection); it is deleted within 1.25 times this (1s to 45s)", func(c *Config) *time.Duration { return &c.ListenGrace }),
+		num("listen-buffer", "deliveries a `webhookctl listen` stream holds while the listener is slow; beyond it they are dropped and the listener told how many", func(c *Config) *int { return &c.ListenBuffer }),
 		num("http-public-per-client", "requests one client address may have in flight on the paths that need no token (/ui/login, /healthz, /readyz, /metrics, ...); more are answered 429", func(c *Config) *int { return &c.HTTPPublicPerClient }),
 		str("admin-token", "bearer token of the admin API (empty: generated once into <data-dir>/admin-token)", func(c *Config) *string { return &c.AdminToken }),
 		dur("delivery-timeout", "timeout of one delivery attempt", func(c *Config) *time.Duration { return &c.DeliveryTimeout }),
@@ -637,6 +649,12 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPReadTimeout <= 0 {
 		return bad("http-read-timeout", "must be positive, got %s", c.HTTPReadTimeout)
+	}
+	if c.ListenGrace < time.Second || c.ListenGrace > 45*time.Second {
+		return bad("listen-grace", "%s: want 1s to 45s", c.ListenGrace)
+	}
+	if c.ListenBuffer < 1 || c.ListenBuffer > 100_000 {
+		return bad("listen-buffer", "%d: want 1 to 100000", c.ListenBuffer)
 	}
 	if c.ConsoleSessionTTL < time.Minute || c.ConsoleSessionTTL > 30*24*time.Hour {
 		return bad("console-session-ttl", "%s: want 1m to 720h", c.ConsoleSessionTTL)

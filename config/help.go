@@ -39,7 +39,7 @@ var flagGroups = []flagGroup{
 		"breaker-failures", "breaker-cooldown", "disable-after", "secret-grace"}},
 	{"Queue and shutdown", []string{"ack-wait", "max-ack-pending", "shutdown-timeout"}},
 	{"Admin API and observability", []string{"http-addr", "admin-token", keyMetricsRequireToken, "otlp-endpoint", "pprof-addr",
-		"http-read-timeout", "http-public-per-client", "console-session-ttl"}},
+		"http-read-timeout", "http-public-per-client", "console-session-ttl", "listen-grace", "listen-buffer"}},
 	{"General", []string{configKey, "log-level", "log-format"}},
 }
 

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/robotlab/webhookd/delivery/signature"
 	"github.com/robotlab/webhookd/internal/tracing"
 	"github.com/robotlab/webhookd/subscriptions"
 	"github.com/robotlab/webhookd/subscriptions/expr"
@@ -158,29 +157,15 @@ func (d *Deliverer) attempt(ctx context.Context, job Job, sub subscriptions.Subs
 			return Result{Outcome: OutcomeFailed, Reason: ReasonTransform, Err: err}
 		}
 	}
-	std, err := signature.SignStandard(sub.LiveSecrets(start), job.ID, start, body)
-	if err != nil {
-		return Result{Outcome: OutcomeFailed, Reason: ReasonBadRequest, Err: err}
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.URL, bytes.NewReader(body))
 	if err != nil {
 		return Result{Outcome: OutcomeFailed, Reason: ReasonBadRequest, Err: err}
 	}
-	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", d.cfg.UserAgent)
-	for _, c := range sub.Headers { // validated: none of the headers below
-		h.Set(c.Name, c.Value)
+	if err := setHeaders(req.Header, job, sub, body, start); err != nil {
+		return Result{Outcome: OutcomeFailed, Reason: ReasonBadRequest, Err: err}
 	}
-	h.Set(HeaderSignature, signature.SignAll(sub.LiveSecrets(start), body))
-	h.Set(HeaderEvent, job.Event)
-	h.Set(HeaderSubscription, sub.ID)
-	h.Set(HeaderDelivery, job.ID)
-	h.Set(HeaderAttempt, strconv.Itoa(job.Attempt))
-	h.Set(HeaderStandardID, job.ID)
-	h.Set(HeaderStandardTimestamp, strconv.FormatInt(start.Unix(), 10))
-	h.Set(HeaderStandardSignature, std)
-	span.Inject(h)
+	req.Header.Set("User-Agent", d.cfg.UserAgent)
+	span.Inject(req.Header)
 
 	resp, err := d.client.Do(req)
 	if err != nil {

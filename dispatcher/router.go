@@ -118,6 +118,10 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 	var spills []delivery.Job
 	var vars *orderingVars
 	for _, sub := range subs {
+		if sub.Listen {
+			d.listen(ev, sub, now)
+			continue
+		}
 		job := delivery.NewJob(ev, sub.ID, now)
 		job.TraceParent = traceParent
 		if sub.OrderingKey != "" {

@@ -24,7 +24,14 @@ const (
 	DeliveriesPrefix = "deliveries."
 	// AuditPrefix is the subject prefix of audit records.
 	AuditPrefix = "audit."
+	// ListenPrefix is the subject prefix of the signed requests the router
+	// publishes, with core NATS, for `webhookctl listen` (ListenSubject).
+	ListenPrefix = "webhookd.listen."
 )
+
+// ListenSubject returns the subject of the signed requests for the listen
+// subscription subID, which the admin API streams to its listener.
+func ListenSubject(subID string) string { return ListenPrefix + subID }
 
 // EventSubject returns the subject an event of type t is published on.
 func EventSubject(t string) string { return EventsPrefix + t }

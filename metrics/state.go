@@ -79,6 +79,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	defer c.mu.Unlock()
 	if c.deps.Subscriptions != nil {
 		for _, s := range c.deps.Subscriptions.List() {
+			if s.Listen {
+				continue // makes no deliveries: no breaker, never disabled
+			}
 			if c.deps.Endpoints != nil {
 				ch <- prometheus.MustNewConstMetric(c.breaker, prometheus.GaugeValue,
 					breakerValue(c.deps.Endpoints.Health(s.ID).Breaker), s.ID)

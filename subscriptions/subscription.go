@@ -74,6 +74,13 @@ type Subscription struct {
 	PreviousSecrets []PreviousSecret
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+	// Listen marks an ephemeral subscription of `webhookctl listen`: it
+	// has no URL, and the router makes no delivery for it but publishes
+	// each signed request for the listener's stream (see listen.go).
+	Listen bool
+	// ExpiresAt is when a listen subscription that nobody refreshed is
+	// deleted; zero for every other subscription.
+	ExpiresAt time.Time
 }
 
 // PreviousSecret is a rotated-out secret still signing until ExpiresAt.
@@ -127,8 +134,13 @@ func (s *Subscription) Resume() {
 // API compiles the expressions) and the consistency of the health fields. Its errors wrap
 // ErrInvalid.
 func (s Subscription) Validate() error {
-	if err := ValidateURL(s.URL); err != nil {
+	if err := s.validateKind(); err != nil {
 		return err
+	}
+	if !s.Listen {
+		if err := ValidateURL(s.URL); err != nil {
+			return err
+		}
 	}
 	if len(s.Events) == 0 {
 		return fmt.Errorf("%w: events: want at least one event type or pattern", ErrInvalid)
@@ -247,6 +259,8 @@ type public struct {
 	FailingSince   time.Time         `json:"failing_since,omitzero"`
 	CreatedAt      time.Time         `json:"created_at"`
 	UpdatedAt      time.Time         `json:"updated_at"`
+	Listen         bool              `json:"listen,omitempty"`
+	ExpiresAt      time.Time         `json:"expires_at,omitzero"`
 }
 
 // publicOf returns sub's fields but the secrets.
@@ -257,6 +271,7 @@ func publicOf(sub Subscription) public {
 		FailingSince: sub.FailingSince, CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt,
 		Filter: sub.Filter, Transform: sub.Transform, OrderingKey: sub.OrderingKey,
 		Labels: maps.Clone(sub.Labels),
+		Listen: sub.Listen, ExpiresAt: sub.ExpiresAt,
 	}
 	if sub.Timeout > 0 {
 		p.Timeout = sub.Timeout.String()
@@ -276,6 +291,7 @@ func (p public) subscription() (Subscription, error) {
 		FailingSince: p.FailingSince, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 		Filter: p.Filter, Transform: p.Transform, OrderingKey: p.OrderingKey,
 		Labels: p.Labels,
+		Listen: p.Listen, ExpiresAt: p.ExpiresAt,
 	}, nil
 }
 

@@ -62,6 +62,12 @@ type Subscription struct {
 	// OrderedKeys is the backlog of an ordered subscription's keys on the
 	// answering replica, in the answer of get only (read-only).
 	OrderedKeys *OrderedKeys `json:"ordered_keys,omitempty"`
+	// Listen marks the ephemeral subscription of a `webhookctl listen`
+	// (POST /v1/listeners): it has no URL and makes no deliveries; its
+	// listener streams them. ExpiresAt is when it is deleted unless its
+	// stream, while connected, moves it on.
+	Listen    bool      `json:"listen,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // OrderedKeys is an ordered subscription's backlog on one replica: how
@@ -450,14 +456,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error *Error `json:"error"`
-		}
-		if json.Unmarshal(raw, &e) == nil && e.Error != nil {
-			e.Error.Status = resp.StatusCode
-			return e.Error
-		}
-		return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("HTTP %d from %s", resp.StatusCode, c.base)}
+		return c.answerError(resp.StatusCode, raw)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
@@ -466,6 +465,19 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	return nil
+}
+
+// answerError is the error of an answer with status (at least 300) and
+// body raw: the API's *Error, or one naming the status.
+func (c *Client) answerError(status int, raw []byte) *Error {
+	var e struct {
+		Error *Error `json:"error"`
+	}
+	if json.Unmarshal(raw, &e) == nil && e.Error != nil {
+		e.Error.Status = status
+		return e.Error
+	}
+	return &Error{Status: status, Code: CodeInternal, Message: fmt.Sprintf("HTTP %d from %s", status, c.base)}
 }
 
 // CreateSubscription creates a subscription; the answer carries its secret.

@@ -44,6 +44,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 func runIO(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return runContext(ctx, args, getenv, stdin, stdout, stderr)
+}
+
+// runContext is runIO until ctx is done: what Ctrl-C does to a command
+// that runs until stopped (listen).
+func runContext(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := a.rootCommand()
 	root.SetArgs(args)
@@ -100,7 +106,7 @@ Times in tables are UTC (RFC 3339, ending in Z), as in webhookd's logs.`,
 	pf.StringVar(&a.dataDir, "data-dir", def("WEBHOOK_DATA_DIR", "./data"), "webhookd data dir to read the generated admin-token from")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(a.subscriptionsCommand(), a.deliveriesCommand(), a.eventsCommand(), a.statusCommand(),
-		a.verifyCommand(), a.contextCommand(), a.tokensCommand())
+		a.verifyCommand(), a.contextCommand(), a.tokensCommand(), a.listenCommand())
 	root.SetHelpCommand(&cobra.Command{
 		Use:   "help [command]",
 		Short: "Help about any command",

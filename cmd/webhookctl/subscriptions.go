@@ -35,7 +35,7 @@ func (a *app) subscriptionsCommand() *cobra.Command {
 func (a *app) printSubscription(s client.Subscription) error {
 	return a.print(s, func(w *tabwriter.Writer) {
 		row(w, "ID", s.ID)
-		row(w, "URL", s.URL)
+		row(w, "URL", orDash(s.URL))
 		row(w, "EVENTS", strings.Join(s.Events, ","))
 		row(w, "DESCRIPTION", orDash(s.Description))
 		row(w, "TIMEOUT", s.Timeout)
@@ -93,8 +93,12 @@ func orderedHead(k client.OrderedKey) string {
 	return fmt.Sprintf("%d deliveries; head %s (event %s), attempt %d, %s", k.Deliveries, k.HeadID, k.HeadEventID, k.HeadAttempt, state)
 }
 
-// status is "active", "paused" or "disabled (reason)".
+// status is "active", "paused", "disabled (reason)", or for the ephemeral
+// subscription of a `webhookctl listen` "listen (expires TIME)".
 func status(s client.Subscription) string {
+	if s.Listen {
+		return "listen (expires " + ts(s.ExpiresAt) + ")"
+	}
 	if st := s.State(); st != "disabled" {
 		return st
 	}
@@ -238,7 +242,7 @@ func (a *app) subList() *cobra.Command {
 			return a.print(client.List[client.Subscription]{Items: subs}, func(w *tabwriter.Writer) {
 				row(w, append(append([]any{"ID", "URL", "EVENTS", "STATUS"}, healthColumns...), "OWNER", "CREATED")...)
 				for _, s := range subs {
-					row(w, append(append([]any{s.ID, s.URL, strings.Join(s.Events, ","), status(s)}, healthCells(s)...), orDash(s.Labels["owner"]), ts(s.CreatedAt))...)
+					row(w, append(append([]any{s.ID, orDash(s.URL), strings.Join(s.Events, ","), status(s)}, healthCells(s)...), orDash(s.Labels["owner"]), ts(s.CreatedAt))...)
 				}
 			})
 		},

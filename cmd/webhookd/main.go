@@ -308,6 +308,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		DefaultTimeout: cfg.DeliveryTimeout, SecretGrace: cfg.SecretGrace, Retention: cfg.Retention, MaxEventBytes: int(maxEvent),
 		MetricsRequireToken: cfg.MetricsRequireToken, MaxPublicPerClient: cfg.HTTPPublicPerClient, SessionTTL: cfg.ConsoleSessionTTL,
 		EventIDSalt: salt, EventRetention: cfg.EventRetention,
+		ListenGrace: cfg.ListenGrace, ListenBuffer: cfg.ListenBuffer,
 	}, admin.Deps{
 		JS: conn.JS, Subs: subs, Store: reader, Queue: queue, Endpoints: endpoints, Metrics: met.Handler(),
 		Pinger: deliverer, Recorder: recorder, Sessions: revoked, Exprs: exprs, Tracer: tracer,
@@ -335,6 +336,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
 	}
 	srv := httpServer(api.Handler(), cfg.HTTPReadTimeout)
+	srv.RegisterOnShutdown(api.CloseStreams) // listener streams last as long as their clients
 	if addr := cfg.PprofListen(); addr != "" {
 		if err := startPprof(gctx, g, addr, cfg.HTTPReadTimeout, log); err != nil {
 			_ = ln.Close()
@@ -349,6 +351,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	g.Go(func() error { return queue.Run(gctx) })
 	g.Go(func() error { return purger.Run(gctx) })
+	g.Go(func() error { return subs.RunListenerSweeper(gctx, cfg.ListenGrace/4) })
 	g.Go(func() error {
 		select { // route nothing before the subscription mirror has caught up
 		case <-subs.Ready():

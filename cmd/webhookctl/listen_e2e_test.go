@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/robotlab/webhookd/admin/client"
+	"github.com/robotlab/webhookd/delivery/signature"
+)
+
+// ctlBuild builds the real webhookctl once, beside webhookd (TestMain
+// removes that directory).
+var ctlBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func webhookctlBin(t *testing.T) string {
+	t.Helper()
+	ctlBuild.once.Do(func() {
+		ctlBuild.path = filepath.Join(filepath.Dir(webhookdBin), "webhookctl")
+		out, err := exec.Command("go", "build", "-o", ctlBuild.path, "github.com/robotlab/webhookd/cmd/webhookctl").CombinedOutput()
+		if err != nil {
+			ctlBuild.err = fmt.Errorf("build webhookctl: %w\n%s", err, out)
+		}
+	})
+	require.NoError(t, ctlBuild.err)
+	return ctlBuild.path
+}
+
+// listener is a webhookctl listen process; its output lines arrive on lines.
+type listener struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	stderr *strings.Builder
+	mu     sync.Mutex
+	done   chan struct{}
+}
+
+// startListen runs `webhookctl <args>` against d as a real process.
+func startListen(t *testing.T, d *daemon, args ...string) *listener {
+	t.Helper()
+	l := &listener{lines: make(chan string, 4096), stderr: &strings.Builder{}, done: make(chan struct{})}
+	l.cmd = exec.Command(webhookctlBin(t), append([]string{"--server", "http://" + d.httpAddr, "--data-dir", d.dataDir}, args...)...)
+	stdout, err := l.cmd.StdoutPipe()
+	require.NoError(t, err)
+	stderr, err := l.cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, l.cmd.Start())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 4<<20)
+		for sc.Scan() {
+			l.lines <- sc.Text()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.stderr.WriteString(sc.Text() + "\n")
+			l.mu.Unlock()
+		}
+	}()
+	go func() { wg.Wait(); _ = l.cmd.Wait(); close(l.done) }()
+	t.Cleanup(func() {
+		if l.cmd.ProcessState == nil {
+			_ = l.cmd.Process.Kill()
+		}
+		<-l.done
+		if t.Failed() {
+			t.Logf("webhookctl listen stderr:\n%s", l.errText())
+		}
+	})
+	return l
+}
+
+func (l *listener) errText() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stderr.String()
+}
+
+// next returns the next output line that matches re, skipping others.
+func (l *listener) next(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case line := <-l.lines:
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("no output line matching %s within 20s; stderr:\n%s", re, l.errText())
+		}
+	}
+}
+
+// robot connects to d's embedded NATS as a robot does.
+func robot(t *testing.T, d *daemon) natsjs.JetStream {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + d.natsAddr)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	return js
+}
+
+func publish(t *testing.T, js natsjs.JetStream, typ, id, data string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := js.Publish(ctx, "events."+typ, []byte(data), natsjs.WithMsgID(id))
+	require.NoError(t, err)
+}
+
+var (
+	secretLine = regexp.MustCompile(`^Signing secret: (whsec_\S+)$`)
+	subLine    = regexp.MustCompile(`listen subscription ([0-9a-f-]{36})`)
+	readyLine  = regexp.MustCompile(`^Ready\.`)
+)
+
+// A robot publishes; `webhookctl listen --forward-to` POSTs the event to a
+// local receiver with both signatures valid under the secret it printed,
+// while a real subscription beside it gets the event too. While the CLI is
+// connected its subscription outlives several grace periods; once the CLI
+// is killed (SIGKILL: it cannot clean up), the sweeper deletes the
+// subscription within the grace period and its quarter.
+func TestListenForwardsSignedDeliveriesAndIsSweptAfterKill(t *testing.T) {
+	t.Parallel()
+	const grace = 2 * time.Second
+	d := newDaemon(t, "--listen-grace", grace.String())
+	real := newSwitchable(t, http.StatusOK)
+	var realSub client.Subscription
+	d.ctlJSON(t, &realSub, "subscriptions", "create", "--url", real.URL, "--events", "task.completed")
+
+	type got struct {
+		h    http.Header
+		body []byte
+	}
+	local := make(chan got, 16)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		local <- got{r.Header.Clone(), b}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(rcv.Close)
+
+	l := startListen(t, d, "listen", "--events", "task.*", "--forward-to", rcv.URL+"/hook")
+	id := l.next(t, subLine)[1]
+	secret := l.next(t, secretLine)[1]
+	l.next(t, readyLine)
+
+	js := robot(t, d)
+	publish(t, js, "task.completed", "evt-listen-1", `{"task_id":"T1"}`)
+	var g got
+	select {
+	case g = <-local:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the local receiver got nothing")
+	}
+	var env struct {
+		ID    string          `json:"id"`
+		Event string          `json:"event"`
+		Data  json.RawMessage `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(g.body, &env))
+	require.Equal(t, "evt-listen-1", env.ID)
+	require.Equal(t, "task.completed", env.Event)
+	require.JSONEq(t, `{"task_id":"T1"}`, string(env.Data))
+	require.Equal(t, id, g.h.Get("X-Webhook-ID"))
+	require.Equal(t, "1", g.h.Get("X-Webhook-Attempt"))
+	require.Equal(t, "application/json", g.h.Get("Content-Type"))
+	// Both schemes verify under the printed secret: webhookd's own and
+	// Standard Webhooks, computed here from its specification.
+	require.True(t, signature.Verify(secret, g.body, g.h.Get("X-Webhook-Signature")), "X-Webhook-Signature")
+	msgID, stamp := g.h.Get("webhook-id"), g.h.Get("webhook-timestamp")
+	require.Equal(t, g.h.Get("X-Webhook-Delivery"), msgID)
+	require.NoError(t, signature.VerifyStandard(secret, msgID, stamp, g.h.Get("webhook-signature"), g.body, time.Now(), time.Minute))
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	require.NoError(t, err)
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(msgID + "." + stamp + "."))
+	mac.Write(g.body)
+	require.Equal(t, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)), g.h.Get("webhook-signature"))
+	require.Contains(t, l.next(t, regexp.MustCompile(`evt-listen-1  -> POST .*$`))[0], "/hook: 202 Accepted")
+	h := <-real.got
+	require.Equal(t, realSub.ID, h.Get("X-Webhook-ID"), "the real subscription got it too")
+
+	// Listed, marked, without a secret; no deliveries recorded for it.
+	out, errOut, code := d.ctl("subscriptions", "list")
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, id+`\s+-\s+task\.\*\s+listen \(expires `, out)
+	require.NotContains(t, out, secret)
+	var page client.List[client.Delivery]
+	d.ctlJSON(t, &page, "deliveries", "list", "--subscription", id)
+	require.Empty(t, page.Items, "a listener's events are not deliveries")
+
+	// While connected, its expiry moves on: it outlives two grace periods.
+	var s client.Subscription
+	d.ctlJSON(t, &s, "subscriptions", "get", id)
+	require.True(t, s.Listen)
+	first := s.ExpiresAt
+	waitFor(t, 20*time.Second, func() bool {
+		d.ctlJSON(t, &s, "subscriptions", "get", id)
+		return s.ExpiresAt.After(first.Add(2 * grace))
+	}, "the expiry moved on by two grace periods")
+	publish(t, js, "task.completed", "evt-listen-2", `{"task_id":"T2"}`)
+	l.next(t, regexp.MustCompile(`evt-listen-2  -> POST .*: 202 Accepted`))
+
+	// Killed, it cannot delete its subscription: the sweeper does.
+	require.NoError(t, l.cmd.Process.Signal(syscall.SIGKILL))
+	<-l.done
+	killed := time.Now()
+	_, _, code = d.ctl("subscriptions", "get", id)
+	require.Equal(t, 0, code, "still there right after the kill")
+	waitFor(t, grace+grace/4+5*time.Second, func() bool {
+		_, _, code := d.ctl("subscriptions", "get", id)
+		return code != 0
+	}, "the killed listener's subscription deleted")
+	t.Logf("listen subscription deleted %s after the CLI was killed (grace %s, sweep every %s)",
+		time.Since(killed).Round(10*time.Millisecond), grace, grace/4)
+	require.Contains(t, d.log.String(), "expired listen subscription deleted")
+	d.ctlJSON(t, &s, "subscriptions", "get", realSub.ID)
+	require.Equal(t, "active", s.State(), "the real subscription is untouched")
+}
