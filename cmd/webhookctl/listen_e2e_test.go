@@ -11,11 +11,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -250,4 +252,121 @@ func TestListenForwardsSignedDeliveriesAndIsSweptAfterKill(t *testing.T) {
 	require.Contains(t, d.log.String(), "expired listen subscription deleted")
 	d.ctlJSON(t, &s, "subscriptions", "get", realSub.ID)
 	require.Equal(t, "active", s.State(), "the real subscription is untouched")
+}
+
+// Two listeners at once each get every event (printed as JSON lines, -o
+// json); stopped with SIGTERM, as Ctrl-C would, each deletes its own
+// subscription at once, long before the grace period.
+func TestListenTwoListenersEachGetEveryEvent(t *testing.T) {
+	t.Parallel()
+	d := newDaemon(t) // the default grace: 45s
+	var ls []*listener
+	var ids []string
+	for range 2 {
+		l := startListen(t, d, "-o", "json", "listen", "--events", "alert.triggered,robot.>")
+		var sub client.Subscription
+		require.NoError(t, json.Unmarshal([]byte(l.next(t, regexp.MustCompile(`^\{.*"listen":true.*\}$`))[0]), &sub))
+		require.True(t, strings.HasPrefix(sub.Secret, "whsec_"))
+		ls, ids = append(ls, l), append(ids, sub.ID)
+	}
+	// Ready: the first line of the stream is not printed in JSON mode, so
+	// wait for the server's side instead.
+	waitFor(t, 20*time.Second, func() bool { return strings.Count(d.log.String(), `"listener connected"`) == 2 }, "both streams connected")
+	js := robot(t, d)
+	want := map[string]bool{}
+	for i := range 5 {
+		typ := "alert.triggered"
+		if i%2 == 1 {
+			typ = "robot.connected"
+		}
+		id := fmt.Sprintf("evt-two-%d", i)
+		publish(t, js, typ, id, fmt.Sprintf(`{"n":%d}`, i))
+		want[id] = true
+	}
+	publish(t, js, "task.completed", "evt-not-listened", `{}`)
+	for i, l := range ls {
+		seen := map[string]bool{}
+		for len(seen) < len(want) {
+			var ev client.ListenEvent
+			require.NoError(t, json.Unmarshal([]byte(l.next(t, regexp.MustCompile(`^\{"delivery_id".*$`))[0]), &ev))
+			require.Equal(t, ids[i], ev.Headers.Get("X-Webhook-ID"))
+			require.True(t, want[ev.EventID], "unexpected event %s", ev.EventID)
+			seen[ev.EventID] = true
+		}
+	}
+	for _, l := range ls {
+		require.NoError(t, l.cmd.Process.Signal(syscall.SIGTERM))
+		<-l.done
+		require.Equal(t, 0, l.cmd.ProcessState.ExitCode(), l.errText())
+	}
+	for _, id := range ids {
+		_, errOut, code := d.ctl("subscriptions", "get", id)
+		require.Equal(t, 1, code, "listen subscription %s deleted by its CLI on exit", id)
+		require.Contains(t, errOut, "not found")
+	}
+}
+
+// A listener that does not read is told how many deliveries it missed
+// ("dropped N"): every event routed while it was connected is either
+// streamed or counted. A real subscription beside it keeps delivering;
+// its rate without and with the stalled listener is logged.
+func TestListenSlowListenerIsToldWhatItDroppedAndSlowsNobody(t *testing.T) {
+	t.Parallel()
+	const n = 150
+	d := newDaemon(t, "--listen-buffer", "4", "--max-event-size", "1MiB")
+	var delivered atomic.Int64
+	real := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		delivered.Add(1)
+	}))
+	t.Cleanup(real.Close)
+	var realSub client.Subscription
+	d.ctlJSON(t, &realSub, "subscriptions", "create", "--url", real.URL, "--events", "maintenance.due")
+	js := robot(t, d)
+	// 128 KiB events: the stalled stream fills the sockets' buffers soon.
+	data := fmt.Sprintf(`{"pad":%q}`, strings.Repeat("x", 128<<10))
+	burst := func(round string) float64 {
+		before := delivered.Load()
+		start := time.Now()
+		for i := range n {
+			publish(t, js, "maintenance.due", fmt.Sprintf("%s-%d", round, i), data)
+		}
+		waitFor(t, 60*time.Second, func() bool { return delivered.Load() == before+n }, round+": every event delivered")
+		return n / time.Since(start).Seconds()
+	}
+	alone := burst("alone")
+
+	token, err := os.ReadFile(filepath.Join(d.dataDir, "admin-token"))
+	require.NoError(t, err)
+	c, err := client.New("http://"+d.httpAddr, strings.TrimSpace(string(token)))
+	require.NoError(t, err)
+	var sub client.Subscription
+	sub, err = c.CreateListener(context.Background(), client.ListenerInput{Events: []string{"maintenance.due"}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready, release := make(chan struct{}), make(chan struct{})
+	var got, dropped atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Listen(ctx, sub.ID, client.ListenHandler{
+			Ready: func(client.ListenReady) { close(ready) },
+			Event: func(client.ListenEvent) error {
+				<-release // stalled until the burst is delivered
+				got.Add(1)
+				return nil
+			},
+			Dropped: func(k int64) { dropped.Add(k) },
+		})
+	}()
+	<-ready
+	beside := burst("beside")
+	close(release)
+	waitFor(t, 30*time.Second, func() bool { return got.Load()+dropped.Load() == n }, "every event streamed or counted as dropped")
+	t.Logf("real subscription: %.0f events/s alone, %.0f events/s beside a stalled listener; the listener got %d and was told of %d dropped",
+		alone, beside, got.Load(), dropped.Load())
+	require.Positive(t, dropped.Load(), "the stalled listener dropped some")
+	require.Positive(t, got.Load())
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
 }
