@@ -29,7 +29,7 @@ func readSSE(r io.Reader, fn func(sseEvent) error) error {
 	var ev sseEvent
 	var data [][]byte
 	for sc.Scan() {
-		line := bytes.TrimSuffix(sc.Bytes(), []byte("\r"))
+		line := sc.Bytes() // without its "\n" or "\r\n"
 		if len(line) == 0 {
 			if data != nil {
 				ev.Data = bytes.Join(data, []byte("\n"))
@@ -43,9 +43,7 @@ func readSSE(r io.Reader, fn func(sseEvent) error) error {
 			ev, data = sseEvent{}, nil
 			continue
 		}
-		if line[0] == ':' {
-			continue // a comment: the server's keep-alive
-		}
+		// A comment (": keep-alive") has an empty field name: ignored.
 		field, value, _ := bytes.Cut(line, []byte(":"))
 		value = bytes.TrimPrefix(value, []byte(" "))
 		switch string(field) {
