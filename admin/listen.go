@@ -190,8 +190,9 @@ func (s *Server) streamListener(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		case m := <-buf.ch:
 			if err = reportDrops(); err == nil {
-				err = sse.event("delivery", m.Data)
-				sent++
+				if err = sse.event("delivery", m.Data); err == nil {
+					sent++
+				}
 			}
 		case <-buf.notify:
 			err = reportDrops()

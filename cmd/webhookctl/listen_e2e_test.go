@@ -334,6 +334,7 @@ func TestListenSlowListenerIsToldWhatItDroppedAndSlowsNobody(t *testing.T) {
 		waitFor(t, 60*time.Second, func() bool { return delivered.Load() == before+n }, round+": every event delivered")
 		return n / time.Since(start).Seconds()
 	}
+	burst("warm-up")
 	alone := burst("alone")
 
 	token, err := os.ReadFile(filepath.Join(d.dataDir, "admin-token"))
@@ -369,4 +370,35 @@ func TestListenSlowListenerIsToldWhatItDroppedAndSlowsNobody(t *testing.T) {
 	require.Positive(t, got.Load())
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
+}
+
+// A replica that stops ends its listener streams at once (it exits
+// cleanly, without waiting for them); the CLI reconnects when a replica
+// is back and resumes with the same subscription and secret.
+func TestListenSurvivesAReplicaRestart(t *testing.T) {
+	t.Parallel()
+	d := newDaemon(t, "--listen-grace", "45s")
+	l := startListen(t, d, "listen", "--events", "alert.triggered")
+	id := l.next(t, subLine)[1]
+	l.next(t, secretLine)
+	l.next(t, readyLine)
+
+	stopped := time.Now()
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-d.done:
+		require.NoError(t, err, "webhookd exits cleanly with a listener connected")
+	case <-time.After(20 * time.Second):
+		t.Fatal("webhookd did not stop")
+	}
+	t.Logf("webhookd stopped %s after SIGTERM with a listener connected", time.Since(stopped).Round(time.Millisecond))
+	waitFor(t, 20*time.Second, func() bool { return strings.Contains(l.errText(), "stream lost") }, "the CLI noticed")
+	d.start(t)
+	waitFor(t, 30*time.Second, func() bool { return strings.Contains(l.errText(), "reconnected") }, "the CLI reconnected")
+	publish(t, robot(t, d), "alert.triggered", "evt-after-restart", `{"level":"high"}`)
+	line := l.next(t, regexp.MustCompile(`alert\.triggered  evt-after-restart  .*$`))[0]
+	require.Contains(t, line, `"level":"high"`)
+	var s client.Subscription
+	d.ctlJSON(t, &s, "subscriptions", "get", id)
+	require.True(t, s.Listen)
 }
