@@ -62,11 +62,11 @@ func (s *Server) createListener(w http.ResponseWriter, r *http.Request) error {
 	if len(in.Description) > maxDescription {
 		return invalid("description: at most %d bytes", maxDescription)
 	}
-	if in.Filter != "" {
-		return invalid("filter: filters arrive with the filters feature; this server has none")
+	if err := s.checkExprs(&in.Filter, nil, nil); err != nil {
+		return err
 	}
 	sub, err := s.deps.Subs.Create(r.Context(), subscriptions.Subscription{
-		Events: in.Events, Description: in.Description, Listen: true,
+		Events: in.Events, Description: in.Description, Filter: in.Filter, Listen: true,
 		ExpiresAt: s.now().Add(s.cfg.ListenGrace).UTC(),
 	})
 	if errors.Is(err, subscriptions.ErrInvalid) {

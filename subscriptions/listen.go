@@ -31,8 +31,8 @@ func (s Subscription) validateKind() error {
 		return fmt.Errorf("%w: url: a listen subscription has none (the listener forwards what it receives)", ErrInvalid)
 	case s.ExpiresAt.IsZero():
 		return fmt.Errorf("%w: expires_at: a listen subscription needs one", ErrInvalid)
-	case len(s.Headers) > 0 || s.RetryPolicy != "" || s.MaxInFlight != 0 || s.Timeout != 0:
-		return fmt.Errorf("%w: a listen subscription makes no deliveries: no headers, retry policy, max in flight or timeout", ErrInvalid)
+	case len(s.Headers) > 0 || s.RetryPolicy != "" || s.MaxInFlight != 0 || s.Timeout != 0 || s.Transform != "" || s.OrderingKey != "":
+		return fmt.Errorf("%w: a listen subscription makes no deliveries: no headers, retry policy, max in flight, timeout, transform or ordering key", ErrInvalid)
 	}
 	return nil
 }

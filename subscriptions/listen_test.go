@@ -25,6 +25,7 @@ func TestListenSubscriptionsAreValidatedApart(t *testing.T) {
 		"listen without expiry":   {Listen: true, Events: []string{"task.*"}},
 		"listen with headers":     {Listen: true, Events: []string{"task.*"}, ExpiresAt: later, Headers: []subscriptions.Header{{Name: "X-Key", Value: "v"}}},
 		"listen with a policy":    {Listen: true, Events: []string{"task.*"}, ExpiresAt: later, RetryPolicy: "5s"},
+		"listen with a transform": {Listen: true, Events: []string{"task.*"}, ExpiresAt: later, Transform: "data"},
 		"ordinary with an expiry": {URL: "https://a.example/hook", Events: []string{"task.*"}, ExpiresAt: later},
 	} {
 		_, err := r.store.Create(ctx, sub)

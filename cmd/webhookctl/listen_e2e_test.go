@@ -28,6 +28,7 @@ import (
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery/signature"
+	"github.com/robotlab/webhookd/internal/daemontest"
 )
 
 // ctlBuild builds the real webhookctl once, beside webhookd (TestMain
@@ -401,4 +402,45 @@ func TestListenSurvivesAReplicaRestart(t *testing.T) {
 	var s client.Subscription
 	d.ctlJSON(t, &s, "subscriptions", "get", id)
 	require.True(t, s.Listen)
+}
+
+// --filter becomes the listen subscription's filter: one that does not
+// compile is refused in one line; run's context cancelled (Ctrl-C) ends
+// listen with status 0 and deletes its subscription at once.
+func TestListenFilterAndCancel(t *testing.T) {
+	t.Parallel()
+	d := newDaemon(t)
+	_, errOut, code := d.ctl("listen", "--events", "alert.triggered", "--filter", "data.level ==")
+	require.Equal(t, 1, code)
+	require.True(t, strings.HasPrefix(errOut, "webhookctl: "), errOut)
+	require.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+	require.Contains(t, errOut, "filter")
+	_, errOut, code = d.ctl("listen", "--events", "alert.triggered", "--forward-to", "localhost:3000")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "--forward-to")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errs daemontest.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runContext(ctx, []string{"-o", "json", "listen", "--events", "alert.triggered", "--filter", `data.level == "high"`},
+			d.env, strings.NewReader(""), &out, &errs)
+	}()
+	var sub client.Subscription
+	waitFor(t, 20*time.Second, func() bool {
+		line, _, _ := strings.Cut(out.String(), "\n")
+		return json.Unmarshal([]byte(line), &sub) == nil && sub.ID != ""
+	}, "the listen subscription printed")
+	require.Equal(t, `data.level == "high"`, sub.Filter)
+	waitFor(t, 20*time.Second, func() bool { return strings.Contains(d.log.String(), `"listener connected"`) }, "the stream connected")
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, 0, code, errs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("listen did not end when its context was cancelled")
+	}
+	_, _, code = d.ctl("subscriptions", "get", sub.ID)
+	require.Equal(t, 1, code, "deleted at once")
 }
