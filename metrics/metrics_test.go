@@ -80,12 +80,13 @@ type bundle struct {
 type list struct {
 	ids      []string
 	disabled map[string]bool
+	listen   map[string]bool // listen subscriptions (webhookctl listen)
 }
 
 func (l *list) List() []subscriptions.Subscription {
 	out := make([]subscriptions.Subscription, len(l.ids))
 	for i, id := range l.ids {
-		out[i] = subscriptions.Subscription{ID: id, Active: !l.disabled[id]}
+		out[i] = subscriptions.Subscription{ID: id, Active: !l.disabled[id], Listen: l.listen[id]}
 		if l.disabled[id] {
 			out[i].DisabledReason = "endpoint_gone"
 		}
@@ -251,6 +252,20 @@ func TestDisabledGauge(t *testing.T) {
 
 	b.subs.disabled = nil // resumed
 	require.Equal(t, 0.0, b.gather(t)[`webhookd_subscription_disabled{subscription="sub-gone"}`])
+}
+
+// A listen subscription (webhookctl listen) makes no deliveries: it has no
+// disabled or breaker series, so it can set off no alert.
+func TestListenSubscriptionsHaveNoHealthGauges(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Deps{})
+	b.subs.ids = []string{"sub-ok", "sub-listen"}
+	b.subs.listen = map[string]bool{"sub-listen": true}
+	g := b.gather(t)
+	require.Contains(t, g, `webhookd_subscription_disabled{subscription="sub-ok"}`)
+	for k := range g {
+		require.NotContains(t, k, "sub-listen")
+	}
 }
 
 // The readiness gauge follows the check it is given, asked at most once a
