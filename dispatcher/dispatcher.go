@@ -181,6 +181,8 @@ type Dispatcher struct {
 	settling    chan *pendingSettle
 	outstanding chan struct{}
 	pending     sync.WaitGroup
+	// listens holds events for listen subscriptions (listen.go).
+	listens chan heard
 
 	// ordered owns this replica's partitions of ORDERED while Run runs.
 	ordered atomic.Pointer[ordered]
@@ -224,6 +226,7 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 		cfg: cfg, deps: deps, log: log, now: time.Now,
 		catalog: catalog, room: newRoom(deps.JS), funnel: &funnel{log: log, nc: deps.JS.Conn()}, cap: newCapacity(cfg.Workers),
 		settling: make(chan *pendingSettle, bound), outstanding: make(chan struct{}, bound),
+		listens: make(chan heard, listenQueue),
 	}
 	return d, nil
 }
@@ -283,6 +286,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	lctx, stopListens := context.WithCancel(context.WithoutCancel(ctx))
+	listened := make(chan struct{})
+	go func() { defer close(listened); d.publishListens(lctx) }()
+	defer func() { stopListens(); <-listened }()
 	// Every worker and branch has returned, and every record they handed
 	// over is settled, before the settlers are told to finish.
 	defer func() { d.pending.Wait(); close(quit); settlers.Wait() }()

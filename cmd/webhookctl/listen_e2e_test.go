@@ -365,12 +365,14 @@ func TestListenSlowListenerIsToldWhatItDroppedAndSlowsNobody(t *testing.T) {
 	beside := burst("beside")
 	close(release)
 	waitFor(t, 30*time.Second, func() bool { return got.Load()+dropped.Load() == n }, "every event streamed or counted as dropped")
-	t.Logf("real subscription: %.0f events/s alone, %.0f events/s beside a stalled listener; the listener got %d and was told of %d dropped",
-		alone, beside, got.Load(), dropped.Load())
 	require.Positive(t, dropped.Load(), "the stalled listener dropped some")
 	require.Positive(t, got.Load())
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
+	require.NoError(t, c.DeleteSubscription(context.Background(), sub.ID))
+	after := burst("after")
+	t.Logf("real subscription (%d events of 128 KiB, published one at a time): %.0f events/s alone, %.0f beside a stalled listener, %.0f alone again; the listener got %d and was told of %d dropped",
+		n, alone, beside, after, got.Load(), dropped.Load())
 }
 
 // A replica that stops ends its listener streams at once (it exits
