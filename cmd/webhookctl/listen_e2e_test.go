@@ -420,6 +420,15 @@ func TestListenFilterAndCancel(t *testing.T) {
 	_, errOut, code = d.ctl("listen", "--events", "alert.triggered", "--forward-to", "localhost:3000")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "--forward-to")
+	// A listener receives every event it matches, whichever team's: a
+	// team token may not listen.
+	created, errOut, code := d.ctl("tokens", "create", "--name", "team-a-cli", "--owner", "team-a")
+	require.Equal(t, 0, code, errOut)
+	tok := regexp.MustCompile(`wht\.team-a-cli\.\S+`).FindString(created)
+	require.NotEmpty(t, tok, created)
+	_, errOut, code = d.ctl("--token", tok, "listen", "--events", "alert.triggered")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "needs the operator's token")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
