@@ -407,7 +407,8 @@ func TestListenSurvivesAReplicaRestart(t *testing.T) {
 }
 
 // --filter becomes the listen subscription's filter: one that does not
-// compile is refused in one line; run's context cancelled (Ctrl-C) ends
+// compile is refused in one line, and the router applies it to what the
+// listener gets; run's context cancelled (Ctrl-C) ends
 // listen with status 0 and deletes its subscription at once.
 func TestListenFilterAndCancel(t *testing.T) {
 	t.Parallel()
@@ -445,6 +446,21 @@ func TestListenFilterAndCancel(t *testing.T) {
 	}, "the listen subscription printed")
 	require.Equal(t, `data.level == "high"`, sub.Filter)
 	waitFor(t, 20*time.Second, func() bool { return strings.Contains(d.log.String(), `"listener connected"`) }, "the stream connected")
+	// evt-low is routed (a real subscription got it) before evt-high is
+	// published: had the listener been sent evt-low, it would have come
+	// first, on the same connection.
+	real := newSwitchable(t, http.StatusOK)
+	d.ctlJSON(t, &client.Subscription{}, "subscriptions", "create", "--url", real.URL, "--events", "alert.triggered")
+	js := robot(t, d)
+	publish(t, js, "alert.triggered", "evt-low", `{"level":"low"}`)
+	select {
+	case <-real.got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("evt-low not routed")
+	}
+	publish(t, js, "alert.triggered", "evt-high", `{"level":"high"}`)
+	waitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), `"event_id":"evt-high"`) }, "the event the filter lets through")
+	require.NotContains(t, out.String(), "evt-low", "filtered out")
 	cancel()
 	select {
 	case code := <-done:
