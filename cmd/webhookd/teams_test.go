@@ -102,11 +102,14 @@ func TestTeamTokensIsolateTeams(t *testing.T) {
 
 	// One event: one delivery per subscription.
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/v1/events", opToken, `{"event":"task.completed","data":{"robot_id":"R1"}}`, nil))
+	// Each replica indexes AUDIT on its own: wait for both to list all.
 	var all client.List[client.Delivery]
 	waitFor(t, func() bool {
+		var onB client.List[client.Delivery]
+		b.call(t, "GET", "/v1/deliveries?status=succeeded", opToken, "", &onB)
 		all = client.List[client.Delivery]{}
 		a.call(t, "GET", "/v1/deliveries?status=succeeded", opToken, "", &all)
-		return len(all.Items) == 3
+		return len(all.Items) == 3 && len(onB.Items) == 3
 	})
 	deliveryOf := map[string]string{}
 	for _, d := range all.Items {
