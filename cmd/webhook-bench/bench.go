@@ -114,7 +114,7 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 		}
 		for i, r := range b.receivers {
 			sub, err := api.CreateSubscription(ctx, client.SubscriptionInput{URL: r.url, Events: []string{eventType},
-				Description: "webhook-bench receiver " + strconv.Itoa(i), Filter: o.filter})
+				Description: "webhook-bench receiver " + strconv.Itoa(i), Filter: o.filter, OrderingKey: o.orderingKey})
 			if err != nil {
 				return nil, fmt.Errorf("create subscription: %w", err)
 			}

@@ -40,14 +40,14 @@ func TestSmoke(t *testing.T) {
 	var report strings.Builder
 	res, err := run(ctx, []string{"--webhookd", bin, "--count", "300", "--fanout", "2", "--raw", "200ms",
 		"--conns", "4", "--size", "256", "--drain-timeout", "20s", "--out", out, "--quiet", "--webhookd-args", "--workers 8",
-		"--filter", "has(data.seq) && data.seq >= 0"}, &report, io.Discard)
+		"--filter", "has(data.seq) && data.seq >= 0", "--ordering-key", "string(int(data.seq) % 10)"}, &report, io.Discard)
 	require.NoError(t, err)
 	t.Log(report.String())
 
 	require.EqualValues(t, 300, res.Published)
 	require.Zero(t, res.PublishErrors)
 	require.EqualValues(t, 600, res.Expected)
-	require.EqualValues(t, 600, res.Delivered, "every event reached both receivers, through their filters")
+	require.EqualValues(t, 600, res.Delivered, "every event reached both receivers, through their filters and ordering keys")
 	require.Zero(t, res.BadSignatures, "both signatures verified on every request")
 	require.Zero(t, res.Unreadable)
 	require.Positive(t, res.DeliveriesPerSec)

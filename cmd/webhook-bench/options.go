@@ -33,6 +33,7 @@ type options struct {
 	quiet        bool          // no progress line
 	floor        bool          // run the floor pipeline in this process instead of webhookd
 	filter       string        // CEL filter of every subscription; "": none
+	orderingKey  string        // CEL ordering key of every subscription; "": unordered
 }
 
 func parseOptions(args []string, usage io.Writer) (options, error) {
@@ -60,6 +61,8 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
 	fs.StringVar(&o.filter, "filter", "", "CEL filter given to every subscription, to measure what filters cost; it must let every event through "+
 		"(events carry data.seq, data.sent and data.pad), e.g. 'has(data.seq) && data.seq >= 0'")
+	fs.StringVar(&o.orderingKey, "ordering-key", "", "CEL ordering key given to every subscription, to measure what ordering costs, "+
+		"e.g. 'string(int(data.seq) % 100)' for 100 keys")
 	fs.BoolVar(&o.floor, "floor", false, "instead of webhookd, run in this process the least pipeline its guarantees need, built from its parts "+
 		"(EVENTS, DELIVERIES, signed attempts, AUDIT records confirmed before the ack, the bbolt index), without its orchestration; "+
 		"CPU and RSS are then this whole process's, receivers and publisher included")
@@ -95,8 +98,8 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		return o, errors.New("--pid applies only with --attach")
 	case o.floor && (o.attach != "" || o.backlog || len(o.webhookdArgs) > 0):
 		return o, errFloorOptions
-	case o.floor && o.filter != "":
-		return o, errors.New("--filter needs webhookd's router: not with --floor")
+	case o.floor && (o.filter != "" || o.orderingKey != ""):
+		return o, errors.New("--filter and --ordering-key need webhookd's router: not with --floor")
 	}
 	if o.attach == "" && !o.floor && o.webhookd == "" {
 		o.webhookd = findWebhookd()
