@@ -16,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -252,6 +254,9 @@ func validate(compiled *jsonschema.Schema, data []byte) (reason string) {
 	if err != nil {
 		return bound("data: not valid JSON: " + oneLine(err.Error()))
 	}
+	if reason := checkNumbers(v, nil); reason != "" {
+		return bound(reason)
+	}
 	err = compiled.Validate(v)
 	if err == nil {
 		return ""
@@ -261,6 +266,56 @@ func validate(compiled *jsonschema.Schema, data []byte) (reason string) {
 		return bound("data: " + oneLine(err.Error()))
 	}
 	return bound(describe(ve))
+}
+
+// maxExponent bounds the exponent a number of an event's data may be
+// written with when its type has a schema. A double holds about 1e±308;
+// the validator turns each number into an exact fraction, which for
+// 1e999999 takes tens of milliseconds, and beyond about 1e10000000 it
+// panics.
+const maxExponent = 400
+
+// checkNumbers returns why a number in v, decoded data, is out of range
+// (its exponent is over maxExponent), naming its place as describe does;
+// "" when none is.
+func checkNumbers(v any, loc []string) string {
+	switch v := v.(type) {
+	case json.Number:
+		s := string(v)
+		i := strings.IndexAny(s, "eE")
+		if i < 0 {
+			return ""
+		}
+		exp := strings.TrimLeft(strings.TrimLeft(s[i+1:], "+-"), "0")
+		if n, err := strconv.Atoi(exp); exp == "" || err == nil && n <= maxExponent {
+			return ""
+		}
+		return fmt.Sprintf("%s: number %s is out of range: its exponent is over %d", pointer(loc), s, maxExponent)
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			if reason := checkNumbers(v[k], append(loc, k)); reason != "" {
+				return reason
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if reason := checkNumbers(e, append(loc, strconv.Itoa(i))); reason != "" {
+				return reason
+			}
+		}
+	}
+	return ""
+}
+
+// pointer writes loc as a JSON pointer under "data".
+func pointer(loc []string) string {
+	var b strings.Builder
+	b.WriteString("data")
+	for _, tok := range loc {
+		b.WriteByte('/')
+		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
+	}
+	return b.String()
 }
 
 // printer writes the validator's messages in English.
@@ -281,15 +336,7 @@ func describe(ve *jsonschema.ValidationError) string {
 			what += fmt.Sprintf(" (and %d more)", n)
 		}
 	}
-	var b strings.Builder
-	b.WriteString("data")
-	for _, tok := range loc {
-		b.WriteByte('/')
-		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
-	}
-	b.WriteString(": ")
-	b.WriteString(what)
-	return oneLine(b.String())
+	return oneLine(pointer(loc) + ": " + what)
 }
 
 // oneLine replaces control characters (line breaks among them) by spaces.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -140,4 +141,39 @@ func BenchmarkValidate(b *testing.B) {
 			b.Fatal(r)
 		}
 	}
+}
+
+// TestValidateRefusesNumbersOutOfRange: a robot's number with a huge
+// exponent neither panics the validator (it does for "minimum" and
+// "multipleOf" beyond about 1e10000000) nor makes it slow (each 1e999999
+// costs it tens of milliseconds): the event is refused at once, with the
+// number's place.
+func TestValidateRefusesNumbersOutOfRange(t *testing.T) {
+	var s schema.Set
+	require.NoError(t, s.Add("reading.taken", []byte(`{"type":"object","properties":{
+		"n": {"minimum": 0, "multipleOf": 0.5},
+		"items": {"type": "array", "items": {"type": "object", "properties": {"v": {"maximum": 5}}}}}}`)))
+	for _, tc := range []struct{ data, reason string }{
+		{`{"n":1e99999999}`, "data/n: number 1e99999999 is out of range: its exponent is over 400"},
+		{`{"n":-5E-99999999}`, "data/n: number -5E-99999999 is out of range: its exponent is over 400"},
+		{`{"x":{"a~/b":[1,2e401]}}`, "data/x/a~0~1b/1: number 2e401 is out of range: its exponent is over 400"},
+		{`{"n":1e400}`, ""},
+		{`{"n":1e+0400}`, ""},
+		{`{"n":1.2e0}`, "data/n: multipleOf"},
+		{`{"n":3E-00}`, ""},
+		{`{"n":-1e-400}`, "data/n: minimum"},
+		{`{"items":[{"v":6}]}`, "data/items/0/v: maximum"},
+	} {
+		got := s.Validate("reading.taken", []byte(tc.data))
+		if tc.reason == "" {
+			require.Empty(t, got, tc.data)
+			continue
+		}
+		require.True(t, strings.HasPrefix(got, tc.reason), "%s: %q", tc.data, got)
+	}
+
+	many := `{"items":[` + strings.Repeat(`{"v":1e999999},`, 1000) + `{}]}`
+	start := time.Now()
+	require.Equal(t, "data/items/0/v: number 1e999999 is out of range: its exponent is over 400", s.Validate("reading.taken", []byte(many)))
+	require.Less(t, time.Since(start), 5*time.Second, "a thousand such numbers took %v", time.Since(start))
 }
