@@ -197,14 +197,31 @@ func checkOutput(field Field, t *cel.Type) error {
 }
 
 // sizeCost charges every call that gives a string, bytes, a list or a map
-// for the size of what it made. CEL's own run-time costs do that only for
+// for the size of what it made, and a timestamp accessor given a time zone
+// for reading it (zoneCost). CEL's own run-time costs do that only for
 // calls whose overload the checker resolved, and data's fields are dynamic:
 // without it `[data.s].map(x, x+x+x+x).map(…)` grows fourfold per step
 // for the cost of a few operations.
 type sizeCost struct{}
 
+// zoneCost is what a timestamp accessor given a time zone costs
+// (timestamp.getHours("Europe/Paris")): it reads the zone from the
+// system's database at each call, about 25 µs where an operation takes
+// about 0.1 µs, so a hundred of them fill the cost limit.
+const zoneCost = CostLimit / 100
+
+// zoned are the timestamp accessors that take a time zone.
+var zoned = map[string]bool{
+	"getFullYear": true, "getMonth": true, "getDayOfYear": true, "getDayOfMonth": true, "getDate": true,
+	"getDayOfWeek": true, "getHours": true, "getMinutes": true, "getSeconds": true, "getMilliseconds": true,
+}
+
 // CallCost implements interpreter.ActualCostEstimator.
-func (sizeCost) CallCost(_, _ string, _ []ref.Val, result ref.Val) *uint64 {
+func (sizeCost) CallCost(function, _ string, args []ref.Val, result ref.Val) *uint64 {
+	if len(args) == 2 && zoned[function] {
+		cost := uint64(zoneCost)
+		return &cost
+	}
 	s, ok := result.(traits.Sizer)
 	if !ok {
 		return nil // CEL's default
