@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/robotlab/webhookd/admin/client"
 	"github.com/robotlab/webhookd/delivery/history"
@@ -119,6 +120,24 @@ func (s *Server) ownsSubscription(r *http.Request, id string) bool {
 	}
 	sub, ok := s.deps.Subs.Get(id)
 	return ok && visible(r, sub)
+}
+
+// checkTeamEvents refuses, for a team, events that take webhookd's own
+// events (webhook.delivery_exhausted, …), by name or by pattern: they name
+// the subscription, delivery, event and receiver host they are about,
+// whatever its team.
+func (s *Server) checkTeamEvents(r *http.Request, events []string) error {
+	if teamOf(r) == "" {
+		return nil
+	}
+	for _, e := range events {
+		for t := range s.catalog {
+			if strings.HasPrefix(t, "webhook.") && subscriptions.MatchPattern(e, t) {
+				return invalid("events: %q takes webhookd's own events (%s), which name other teams' subscriptions: a team token may not subscribe to them", e, t)
+			}
+		}
+	}
+	return nil
 }
 
 // maxTeamPages bounds the index pages one team's delivery list reads to

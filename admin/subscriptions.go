@@ -256,6 +256,9 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err := s.checkEvents(in.Events); err != nil {
 		return err
 	}
+	if err := s.checkTeamEvents(r, in.Events); err != nil {
+		return err
+	}
 	timeout, err := parseTimeout(in.Timeout)
 	if err != nil {
 		return err
@@ -372,6 +375,9 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) erro
 	}
 	if p.Events != nil {
 		if err := s.checkEvents(*p.Events); err != nil {
+			return err
+		}
+		if err := s.checkTeamEvents(r, *p.Events); err != nil {
 			return err
 		}
 	}
