@@ -227,7 +227,7 @@ func (s *Server) checkExprs(filter, transform, key *string) error {
 		if e.src == nil || *e.src == "" {
 			continue
 		}
-		if _, err := s.exprs.Compile(e.field, *e.src); err != nil {
+		if _, err := s.exprs.CompileUncached(e.field, *e.src); err != nil {
 			return invalid("%v", err)
 		}
 	}

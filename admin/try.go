@@ -56,7 +56,7 @@ func (s *Server) try(w http.ResponseWriter, r *http.Request) error {
 	out := client.TryResult{Matched: true, Errors: []client.ExprError{}}
 	if req.Filter != "" {
 		out.Matched = false
-		if prg, err := s.exprs.Compile(expr.Filter, req.Filter); err != nil {
+		if prg, err := s.exprs.CompileUncached(expr.Filter, req.Filter); err != nil {
 			out.Errors = append(out.Errors, exprError(expr.Filter, err, "compile"))
 		} else if ok, err := prg.Match(vars); err != nil {
 			out.Errors = append(out.Errors, exprError(expr.Filter, err, "evaluate"))
@@ -67,7 +67,7 @@ func (s *Server) try(w http.ResponseWriter, r *http.Request) error {
 	out.Body = json.RawMessage(job.Envelope())
 	if req.Transform != "" {
 		out.Body = json.RawMessage("null")
-		if prg, err := s.exprs.Compile(expr.Transform, req.Transform); err != nil {
+		if prg, err := s.exprs.CompileUncached(expr.Transform, req.Transform); err != nil {
 			out.Errors = append(out.Errors, exprError(expr.Transform, err, "compile"))
 		} else if body, err := prg.Body(vars); err != nil {
 			out.Errors = append(out.Errors, exprError(expr.Transform, err, "evaluate"))

@@ -133,6 +133,21 @@ func (c *Compiler) Compile(field Field, src string) (*Program, error) {
 	return p, err
 }
 
+// CompileUncached is Compile for an expression only checked or tried, not
+// run for every event (the API's checks and try): it uses a program the
+// cache holds, but keeps none it compiles, so that requests cannot fill
+// the cache with programs (a 4 KiB expression's takes up to 250 KiB) and
+// push out the subscriptions' own.
+func (c *Compiler) CompileUncached(field Field, src string) (*Program, error) {
+	c.mu.Lock()
+	hit, ok := c.cache[cacheKey{field, src}]
+	c.mu.Unlock()
+	if ok {
+		return hit.p, hit.err
+	}
+	return c.compile(field, src)
+}
+
 func (c *Compiler) compile(field Field, src string) (*Program, error) {
 	switch field {
 	case Filter, Transform, OrderingKey:

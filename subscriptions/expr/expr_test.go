@@ -160,6 +160,26 @@ func TestCompileIsCached(t *testing.T) {
 	require.Error(t, err, "the cache is per field")
 }
 
+// CompileUncached uses what the cache holds and adds nothing to it: the
+// API's checks and try compile through it, so requests cannot fill the
+// cache.
+func TestCompileUncachedKeepsNothing(t *testing.T) {
+	c := compiler(t)
+	a, err := c.CompileUncached(expr.Filter, `data.x == 1`)
+	require.NoError(t, err)
+	b, err := c.CompileUncached(expr.Filter, `data.x == 1`)
+	require.NoError(t, err)
+	require.NotSame(t, a, b, "compiled each time")
+	cached, err := c.Compile(expr.Filter, `data.x == 1`)
+	require.NoError(t, err)
+	require.NotSame(t, a, cached, "Compile did not find a program CompileUncached kept")
+	again, err := c.CompileUncached(expr.Filter, `data.x == 1`)
+	require.NoError(t, err)
+	require.Same(t, cached, again, "a cached program is used")
+	_, err = c.CompileUncached(expr.Filter, `data.x ==`)
+	require.ErrorContains(t, err, "filter: line 1")
+}
+
 func TestNewVarsRefusesNonObjects(t *testing.T) {
 	for _, d := range []string{`[]`, `null`, `"x"`, `1`, `{`, ``} {
 		_, err := expr.NewVars(expr.Event{Data: []byte(d)})
