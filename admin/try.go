@@ -69,11 +69,8 @@ func (s *Server) try(w http.ResponseWriter, r *http.Request) error {
 		out.Body = json.RawMessage("null")
 		if prg, err := s.exprs.CompileUncached(expr.Transform, req.Transform); err != nil {
 			out.Errors = append(out.Errors, exprError(expr.Transform, err, "compile"))
-		} else if body, err := prg.Body(vars); err != nil {
+		} else if body, err := prg.Body(vars, s.cfg.MaxEventBytes); err != nil {
 			out.Errors = append(out.Errors, exprError(expr.Transform, err, "evaluate"))
-		} else if len(body) > s.cfg.MaxEventBytes {
-			out.Errors = append(out.Errors, client.ExprError{Field: string(expr.Transform), Stage: "evaluate",
-				Message: fmt.Sprintf("the body is %d bytes, over the limit of %d", len(body), s.cfg.MaxEventBytes)})
 		} else {
 			out.Body = body
 		}
@@ -102,14 +99,7 @@ func (s *Server) transformBody(job delivery.Job, src string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transform: %w", err)
 	}
-	body, err := prg.Body(vars)
-	if err != nil {
-		return nil, err
-	}
-	if len(body) > s.cfg.MaxEventBytes {
-		return nil, fmt.Errorf("transform: the body is %d bytes, over the limit of %d", len(body), s.cfg.MaxEventBytes)
-	}
-	return body, nil
+	return prg.Body(vars, s.cfg.MaxEventBytes)
 }
 
 // sentBody returns the body a delivery of job to subscription subID POSTs:

@@ -25,12 +25,5 @@ func (d *Deliverer) transform(job Job, src string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transform: %w", err)
 	}
-	body, err := prg.Body(vars)
-	if err != nil {
-		return nil, err
-	}
-	if len(body) > d.cfg.MaxBodyBytes {
-		return nil, fmt.Errorf("transform: the body is %d bytes, over the limit of %d", len(body), d.cfg.MaxBodyBytes)
-	}
-	return body, nil
+	return prg.Body(vars, d.cfg.MaxBodyBytes)
 }

@@ -15,6 +15,7 @@
 package expr
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -321,15 +322,21 @@ func (p *Program) Match(v *Vars) (bool, error) {
 }
 
 // Body evaluates a transform and returns the object it gives as JSON, with
-// keys sorted. Numbers are JSON numbers (CEL's int and uint above 2^53
-// lose precision, as JSON's doubles do).
-func (p *Program) Body(v *Vars) ([]byte, error) {
+// keys sorted, of at most maxBytes. Numbers are JSON numbers (CEL's int
+// and uint above 2^53 lose precision, as JSON's doubles do).
+func (p *Program) Body(v *Vars, maxBytes int) ([]byte, error) {
 	out, err := p.eval(v)
 	if err != nil {
 		return nil, err
 	}
 	if _, ok := out.(interface{ Size() ref.Val }); !ok || out.Type() != types.MapType {
 		return nil, fmt.Errorf("%s: gave %s, not an object", p.field, out.Type().TypeName())
+	}
+	// The value may name one part many times over ([x,x,x,x] nested nine
+	// deep is 262144 copies of x), at little cost: its JSON is measured
+	// before it is built.
+	if jsonFloor(out, maxBytes) < 0 {
+		return nil, fmt.Errorf("%s: the body is over the limit of %d bytes", p.field, maxBytes)
 	}
 	native, err := out.ConvertToNative(reflect.TypeFor[*structpb.Value]())
 	if err != nil {
@@ -339,7 +346,37 @@ func (p *Program) Body(v *Vars) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: encoding the result: %w", p.field, err)
 	}
+	if len(b) > maxBytes {
+		return nil, fmt.Errorf("%s: the body is %d bytes, over the limit of %d", p.field, len(b), maxBytes)
+	}
 	return b, nil
+}
+
+// jsonFloor subtracts from budget the bytes v takes at least as JSON, and
+// returns what is left: negative once v is larger, when it stops counting.
+// It never counts more than the JSON takes, so a value it lets through
+// may still be over budget by its encoding (escapes, digits).
+func jsonFloor(v ref.Val, budget int) int {
+	switch v := v.(type) {
+	case types.String:
+		return budget - len(v) - 2
+	case types.Bytes:
+		return budget - base64.StdEncoding.EncodedLen(len(v)) - 2
+	case traits.Mapper:
+		budget-- // {
+		for it := v.Iterator(); budget >= 0 && it.HasNext() == types.True; {
+			k := it.Next()
+			budget = jsonFloor(v.Get(k), jsonFloor(k, budget-2)) // ":", and "," or "}"
+		}
+		return budget
+	case traits.Lister:
+		budget-- // [
+		for it := v.Iterator(); budget >= 0 && it.HasNext() == types.True; {
+			budget = jsonFloor(it.Next(), budget-1) // "," or "]"
+		}
+		return budget
+	}
+	return budget - 1 // a number, true, null, …: one byte at least
 }
 
 // Key evaluates an ordering key.

@@ -66,22 +66,53 @@ func TestTransform(t *testing.T) {
 	c := compiler(t)
 	p, err := c.Compile(expr.Transform, `{"text": "Robot " + data.robot_id + " raised " + data.severity, "n": data.level, "tags": [event, id]}`)
 	require.NoError(t, err)
-	body, err := p.Body(vars(t, `{"robot_id":"r-7","severity":"critical","level":3}`))
+	body, err := p.Body(vars(t, `{"robot_id":"r-7","severity":"critical","level":3}`), 1<<20)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"text":"Robot r-7 raised critical","n":3,"tags":["alert.triggered","ev-1"]}`, string(body))
 
 	// data itself is an object, so passing it through is a transform.
 	p, err = c.Compile(expr.Transform, `data`)
 	require.NoError(t, err)
-	body, err = p.Body(vars(t, `{"a":{"b":[1,true,null]}}`))
+	body, err = p.Body(vars(t, `{"a":{"b":[1,true,null]}}`), 1<<20)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"a":{"b":[1,true,null]}}`, string(body))
 
 	// A dyn result that is not an object fails at run time.
 	p, err = c.Compile(expr.Transform, `data.a`)
 	require.NoError(t, err)
-	_, err = p.Body(vars(t, `{"a":"text"}`))
+	_, err = p.Body(vars(t, `{"a":"text"}`), 1<<20)
 	require.ErrorContains(t, err, "not an object")
+}
+
+// A transform can name a value many times over at little cost (the list
+// [x,x,x,x] holds four references to x): four of them nested nine deep
+// make 262144 copies of data, 115 MB of JSON, and a few more would take
+// every byte of memory. Body counts the body's size as it goes and stops
+// at the limit, before building it; a body within the limit is whole.
+func TestTransformStopsAtTheBodyLimit(t *testing.T) {
+	c := compiler(t)
+	v := vars(t, `{"s":"`+strings.Repeat("a", 100)+`"}`)
+	p, err := c.Compile(expr.Transform, `{'a': [data,data,data,data]`+strings.Repeat(`.map(x, [x,x,x,x])`, 9)+`}`)
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = p.Body(v, 1<<20)
+	require.EqualError(t, err, "transform: the body is over the limit of 1048576 bytes")
+	require.Less(t, time.Since(start), time.Second, "stopped at the limit, not after building 115 MB")
+
+	for _, src := range []string{
+		`{'a': [data,data,data,data].map(x, [x,x,x,x]), 'b': [b'\x00', timestamp, duration('1s'), null, true, 1.5, -1, 2u, {'k': 'v'}]}`,
+		`{'a': [[], {}, [{}], ['x', 'y'], {'k': ['v']}]}`,
+		`{}`,
+	} {
+		p, err = c.Compile(expr.Transform, src)
+		require.NoError(t, err)
+		body, err := p.Body(v, 1<<20)
+		require.NoError(t, err)
+		_, err = p.Body(v, len(body))
+		require.NoError(t, err, "a body of exactly the limit passes: %s", body)
+		_, err = p.Body(v, len(body)-1)
+		require.ErrorContains(t, err, "over the limit", src)
+	}
 }
 
 func TestKey(t *testing.T) {
@@ -208,7 +239,7 @@ func BenchmarkTransform(b *testing.B) {
 	v := vars(b, `{"robot_id":"r-7","severity":"critical","fleet":"lab-2","level":3,"message":"battery low"}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := p.Body(v); err != nil {
+		if _, err := p.Body(v, 1<<20); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -70,7 +70,7 @@ func FuzzCompileAndEvaluate(f *testing.F) {
 				_, err = p.Match(v)
 			case expr.Transform:
 				var body []byte
-				if body, err = p.Body(v); err == nil && (len(body) == 0 || body[0] != '{') {
+				if body, err = p.Body(v, 1<<20); err == nil && (len(body) == 0 || body[0] != '{') {
 					t.Fatalf("transform %q gave %q, not an object", src, body)
 				}
 			case expr.OrderingKey:
