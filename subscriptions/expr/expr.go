@@ -247,7 +247,30 @@ func (sizeCost) CallCost(function, _ string, args []ref.Val, result ref.Val) *ui
 		return nil
 	}
 	cost := 1 + uint64(n)/10 // CEL's traversal factor: 0.1 per element or byte
+	if function == "_+_" && len(args) == 2 {
+		// What a list gains, counted deep: the map macro appends each
+		// element so, and [x,x,x,x] holds x four times over, which a
+		// comparison or a body then walks in full.
+		cost += uint64(nodes(args[1], CostLimit+1))
+	}
 	return &cost
+}
+
+// nodes counts the elements and entries of v's lists and maps, deep, at
+// most about limit of them.
+func nodes(v ref.Val, limit int) int {
+	n := 0
+	switch v := v.(type) {
+	case traits.Mapper:
+		for it := v.Iterator(); n < limit && it.HasNext() == types.True; {
+			n += 1 + nodes(v.Get(it.Next()), limit-n)
+		}
+	case traits.Lister:
+		for it := v.Iterator(); n < limit && it.HasNext() == types.True; {
+			n += 1 + nodes(it.Next(), limit-n)
+		}
+	}
+	return n
 }
 
 // Program is one compiled expression. It is safe for concurrent use.
