@@ -295,3 +295,19 @@ func TestTimeZonesCostTheirLookups(t *testing.T) {
 	require.NoError(t, err, "a few calls with a zone fit")
 	require.True(t, ok)
 }
+
+// A long comprehension, whose cost tracking alone grows with the square of
+// its length, is stopped by the evaluation's deadline.
+func TestLongLoopsStopAtTheDeadline(t *testing.T) {
+	c := compiler(t)
+	p, err := c.Compile(expr.Filter, `data.l.all(x, x == 0)`)
+	require.NoError(t, err)
+	v := vars(t, `{"l":[`+strings.Repeat("0,", 99_999)+`0]}`)
+	start := time.Now()
+	_, err = p.Match(v)
+	took := time.Since(start)
+	require.Error(t, err)
+	// Without the deadline the cost limit stops it, after 0.6 s here.
+	require.ErrorContains(t, err, "evaluation took over 50ms")
+	t.Logf("stopped after %s", took)
+}
