@@ -186,6 +186,9 @@ type Dispatcher struct {
 
 	// ordered owns this replica's partitions of ORDERED while Run runs.
 	ordered atomic.Pointer[ordered]
+	// routedLog knows the events routed far enough for ordered heads to
+	// start, on every replica, and how many replicas run.
+	routedLog *routedLog
 
 	routed, noSubscriber, rejected, jobs, attempts, deferred, held, keyErrors atomic.Uint64
 }
@@ -226,7 +229,8 @@ func New(cfg Config, deps Deps, log zerolog.Logger) (*Dispatcher, error) {
 		cfg: cfg, deps: deps, log: log, now: time.Now,
 		catalog: catalog, room: newRoom(deps.JS), funnel: &funnel{log: log, nc: deps.JS.Conn()}, cap: newCapacity(cfg.Workers),
 		settling: make(chan *pendingSettle, bound), outstanding: make(chan struct{}, bound),
-		listens: make(chan heard, listenQueue),
+		listens:   make(chan heard, listenQueue),
+		routedLog: newRoutedLog(deps.JS.Conn(), log),
 	}
 	return d, nil
 }
@@ -268,6 +272,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// workCtx outlives ctx so in-flight attempts can finish after a stop.
 	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelWork(ErrStopping)
+	// The routed log tells the other replicas until every router returned.
+	logCtx, endLog := context.WithCancel(context.WithoutCancel(ctx))
+	logDone := make(chan struct{})
+	go func() { defer close(logDone); d.routedLog.run(logCtx) }()
+	defer func() { endLog(); <-logDone }()
 	var settlers sync.WaitGroup
 	quit := make(chan struct{})
 	for range settlerCount {

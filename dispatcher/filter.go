@@ -3,25 +3,20 @@ package dispatcher
 import (
 	"github.com/rs/zerolog"
 
-	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/subscriptions"
 	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 // filtered returns the subscriptions of subs that ev goes to: those
 // without a filter, and those whose filter gives true, in subs' order. It
-// returns subs itself when none has a filter. The event's variables are
-// decoded once, when the first filter needs them, and shared by every
-// filter. A filter that fails (a missing field, the cost limit, an
+// returns subs itself when none has a filter. The event's variables (v)
+// are decoded once, when the first filter needs them, and shared by every
+// filter and ordering key. A filter that fails (a missing field, the cost limit, an
 // expression that no longer compiles) does not match: it is counted
 // (Observer.FilterError) and logged at debug level, as it may fail for
 // every event.
-func (d *Dispatcher) filtered(ev delivery.Event, subs []subscriptions.Subscription, log zerolog.Logger) []subscriptions.Subscription {
-	var (
-		out     []subscriptions.Subscription // nil until the first filter
-		vars    *expr.Vars
-		varsErr error
-	)
+func (d *Dispatcher) filtered(v *eventVars, subs []subscriptions.Subscription, log zerolog.Logger) []subscriptions.Subscription {
+	var out []subscriptions.Subscription // nil until the first filter
 	for i, sub := range subs {
 		if sub.Filter == "" {
 			if out != nil {
@@ -32,9 +27,7 @@ func (d *Dispatcher) filtered(ev delivery.Event, subs []subscriptions.Subscripti
 		if out == nil {
 			out = append(make([]subscriptions.Subscription, 0, len(subs)), subs[:i]...)
 		}
-		if vars == nil && varsErr == nil {
-			vars, varsErr = expr.NewVars(expr.Event{Type: ev.Type, ID: ev.ID, Timestamp: ev.Timestamp, Data: ev.Data})
-		}
+		vars, varsErr := v.get()
 		ok, err := d.match(sub.Filter, vars, varsErr)
 		if err != nil {
 			d.deps.Observer.FilterError(sub.ID)

@@ -37,7 +37,7 @@ func BenchmarkFiltered(b *testing.B) {
 			for b.Loop() {
 				seq++
 				ev := delivery.Event{ID: "e", Type: "alert.triggered", Timestamp: time.Now(), Seq: seq, Data: data}
-				if got := d.filtered(ev, subs, zerolog.Nop()); len(got) != len(subs) {
+				if got := d.filtered(&eventVars{ev: ev}, subs, zerolog.Nop()); len(got) != len(subs) {
 					b.Fatalf("%d of %d subscriptions matched", len(got), len(subs))
 				}
 			}

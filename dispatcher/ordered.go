@@ -29,9 +29,10 @@ const (
 	// orderedHoldRecheck is how often the head of a paused or disabled
 	// subscription's key checks whether it was resumed.
 	orderedHoldRecheck = time.Second
-	// floorFresh is how long the router's ack floor, once read, serves
-	// every partition.
-	floorFresh = 25 * time.Millisecond
+	// ackFloorFresh is how long the router's ack floor, once read, serves
+	// every partition. The routed log moves the horizon on between reads;
+	// the ack floor only closes its gaps (see routedLog).
+	ackFloorFresh = 250 * time.Millisecond
 	// idleRelease is how long a partition this replica owns may hold
 	// nothing before the replica releases it (unpins itself), so that
 	// the partitions spread over the replicas pulling them.
@@ -51,9 +52,9 @@ type ordered struct {
 	// running counts the heads' attempts and the partitions' loops.
 	running sync.WaitGroup
 
-	floorMu sync.Mutex
-	floor   uint64
-	floorAt time.Time
+	floorMu  sync.Mutex
+	ackFloor uint64
+	floorAt  time.Time
 }
 
 // keyID is one subscription's key.
@@ -142,20 +143,21 @@ func (o *ordered) run(ctx, work context.Context) {
 	o.running.Wait()
 }
 
-// routerFloor returns the router's ack floor in EVENTS: every event at or
-// below it is routed, so its ordered jobs are stored.
+// routerFloor returns the routed floor in EVENTS: every event at or below
+// it is routed, so its ordered jobs are stored. It is the routed log's
+// (see routedLog), which starts from the router's ack floor, read at most
+// every ackFloorFresh.
 func (o *ordered) routerFloor(ctx context.Context) (uint64, error) {
 	o.floorMu.Lock()
 	defer o.floorMu.Unlock()
-	if time.Since(o.floorAt) < floorFresh {
-		return o.floor, nil
+	if time.Since(o.floorAt) >= ackFloorFresh {
+		ci, err := o.router.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("router consumer info: %w", err)
+		}
+		o.ackFloor, o.floorAt = ci.AckFloor.Stream, time.Now()
 	}
-	ci, err := o.router.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("router consumer info: %w", err)
-	}
-	o.floor, o.floorAt = ci.AckFloor.Stream, time.Now()
-	return o.floor, nil
+	return o.d.routedLog.floor(o.ackFloor), nil
 }
 
 // poke wakes the partition's scheduler.
@@ -426,9 +428,9 @@ func (p *partition) due() (heads []*entry, blocked bool) {
 }
 
 // sync moves the horizon: the highest EVENTS sequence whose job may start
-// as its key's head. It reads the router's ack floor F first, then the
-// partition's consumer. Every event at or below F is routed, so its
-// ordered job was stored before the consumer was read. If the consumer
+// as its key's head. It reads the routed floor F first (routerFloor), then
+// the partition's consumer, unless F did not move. Every event at or below
+// F is routed, so its ordered job was stored before the consumer was read. If the consumer
 // then had nothing undelivered, and every message it had delivered and not
 // settled is held here, every unsettled job of an event at or below F is in
 // this replica's queues, in its key's order: a head at or below F+1 has no
@@ -443,6 +445,12 @@ func (p *partition) sync(ctx context.Context) error {
 	floor, err := p.o.routerFloor(ctx)
 	if err != nil {
 		return err
+	}
+	p.mu.Lock()
+	stale := p.synced && floor+1 <= p.horizon
+	p.mu.Unlock()
+	if stale {
+		return nil // the floor did not move: reading the consumer gains nothing
 	}
 	ci, err := p.cons.Info(ctx)
 	if err != nil {

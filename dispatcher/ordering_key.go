@@ -12,28 +12,35 @@ import (
 	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
-// orderingVars are an event's expression variables, decoded once for all
-// its ordered subscriptions; err is why they could not be.
-type orderingVars struct {
-	vars *expr.Vars
-	err  error
+// eventVars are an event's expression variables, decoded at most once per
+// event, when its first filter or ordering key needs them, and shared by
+// every subscription's filter and ordering key.
+type eventVars struct {
+	ev      delivery.Event
+	decoded bool
+	vars    *expr.Vars
+	err     error // why they could not be decoded
 }
 
-func (d *Dispatcher) newOrderingVars(ev delivery.Event) *orderingVars {
-	v, err := expr.NewVars(expr.Event{Type: ev.Type, ID: ev.ID, Timestamp: ev.Timestamp, Data: ev.Data})
-	return &orderingVars{vars: v, err: err}
+// get decodes the variables the first time.
+func (v *eventVars) get() (*expr.Vars, error) {
+	if !v.decoded {
+		v.decoded = true
+		v.vars, v.err = expr.NewVars(expr.Event{Type: v.ev.Type, ID: v.ev.ID, Timestamp: v.ev.Timestamp, Data: v.ev.Data})
+	}
+	return v.vars, v.err
 }
 
 // orderingKey evaluates sub's ordering key over the event. When it fails
 // (a missing field, the cost limit), the event is delivered to sub
 // unordered, and the failure is logged and counted.
-func (d *Dispatcher) orderingKey(sub subscriptions.Subscription, v *orderingVars, log zerolog.Logger) (string, bool) {
-	err := v.err
+func (d *Dispatcher) orderingKey(sub subscriptions.Subscription, v *eventVars, log zerolog.Logger) (string, bool) {
+	vars, err := v.get()
 	if err == nil {
 		var prg *expr.Program
 		if prg, err = d.deps.Exprs.Compile(expr.OrderingKey, sub.OrderingKey); err == nil {
 			var key string
-			if key, err = prg.Key(v.vars); err == nil {
+			if key, err = prg.Key(vars); err == nil {
 				return headerSafeKey(key), true
 			}
 		}

@@ -20,7 +20,10 @@ import (
 // publishTimeout bounds waiting for the acknowledgements of one fan-out.
 const publishTimeout = 10 * time.Second
 
-// route fans one event out and settles it through its branches. Each
+// route fans one event out and settles it through its branches. The
+// branches of subscriptions with an ordering key are stored in ORDERED
+// first, before any other branch starts; then the event counts as routed
+// for the ordered partitions (see routedLog). Each other
 // matching subscription's first attempt goes straight to a worker in this
 // process (the fast path) through the endpoint's admission (cap, breaker,
 // memory queue); a branch that cannot go that way is spilled as a job to
@@ -83,12 +86,14 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 		d.reject(ctx, m, ev, reason)
 		return
 	}
-	subs := d.filtered(ev, d.deps.Subscriptions.Match(ev.Type), log)
+	vars := &eventVars{ev: ev}
+	subs := d.filtered(vars, d.deps.Subscriptions.Match(ev.Type), log)
 	if len(subs) == 0 {
 		span.Result("no_subscriber", "")
 		d.noSubscriber.Add(1)
 		d.deps.Observer.Event(ev.Type, ResultNoSubscriber)
 		log.Debug().Msg("event has no subscriber")
+		d.routedLog.add(ev.Seq)
 		d.funnel.ack(m)
 		return
 	}
@@ -101,6 +106,35 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 		d.funnel.nak(m, ownFailureDelay(md.NumDelivered))
 		return
 	}
+	now := d.now()
+	traceParent := span.Traceparent()
+	// The ordered branches first: their jobs are stored before any other
+	// branch starts, and the event then counts as routed for the ordered
+	// partitions' horizon (routedLog), whatever its other branches do.
+	var ordered []delivery.Job
+	unordered := subs[:0:0]
+	for _, sub := range subs {
+		if sub.OrderingKey != "" {
+			if key, ok := d.orderingKey(sub, vars, log); ok {
+				// Stored in ORDERED; its key's owner starts it in turn.
+				job := delivery.NewJob(ev, sub.ID, now)
+				job.TraceParent = traceParent
+				job.Ordered, job.OrderingKey, job.EventSeq = true, key, ev.Seq
+				ordered = append(ordered, job)
+				continue
+			}
+		}
+		unordered = append(unordered, sub)
+	}
+	if len(ordered) > 0 {
+		if err := d.spill(ctx, ordered); err != nil {
+			log.Warn().Err(err).Uint64("tries", md.NumDelivered).Msg("storing ordered delivery jobs failed")
+			span.Result("retry", err.Error())
+			d.funnel.nak(m, ownFailureDelay(md.NumDelivered))
+			return
+		}
+	}
+	d.routedLog.add(ev.Seq)
 	f := &fanout{m: m, tries: md.NumDelivered, ev: ev, log: log}
 	f.left.Store(1) // routing's own share, settled last
 	f.stop = d.funnel.keepAlive(m, d.cfg.AckWait/3, d.cfg.AckWait/3)
@@ -113,28 +147,14 @@ func (d *Dispatcher) route(ctx, pull context.Context, m natsjs.Msg) {
 			d.branchDone(f, false)
 		}
 	}()
-	now := d.now()
-	traceParent := span.Traceparent()
 	var spills []delivery.Job
-	var vars *orderingVars
-	for _, sub := range subs {
+	for _, sub := range unordered {
 		if sub.Listen {
 			d.listen(ev, sub, now)
 			continue
 		}
 		job := delivery.NewJob(ev, sub.ID, now)
 		job.TraceParent = traceParent
-		if sub.OrderingKey != "" {
-			if vars == nil {
-				vars = d.newOrderingVars(ev)
-			}
-			if key, ok := d.orderingKey(sub, vars, log); ok {
-				// Stored in ORDERED; its key's owner starts it in turn.
-				job.Ordered, job.OrderingKey, job.EventSeq = true, key, ev.Seq
-				spills = append(spills, job)
-				continue
-			}
-		}
 		if d.cfg.NoFastPath || md.NumDelivered > 1 || !sub.Active || d.deps.Endpoints.Gone(endpointOf(sub)) {
 			spills = append(spills, job)
 			continue
@@ -230,6 +250,7 @@ func (d *Dispatcher) reject(ctx context.Context, m natsjs.Msg, ev delivery.Event
 	d.deps.Observer.Event(ev.Type, ResultRejected)
 	d.deps.Observer.Finished("", delivery.StatusRejected)
 	log.Warn().Str("reason", rec.Reason).Int("bytes", len(ev.Data)).Msg("event.rejected")
+	d.routedLog.add(ev.Seq)
 	d.funnel.ack(m)
 }
 

@@ -22,6 +22,11 @@ const (
 	// OrderedGroup is the priority group of the partitions' consumers: its
 	// pinned client is the partition's owner.
 	OrderedGroup = "owner"
+	// RoutedSubject is the core NATS subject (webhookd's account, no
+	// stream) on which each replica tells the others which events it
+	// routed far enough for ordered deliveries (their ordered jobs
+	// stored), and that it is alive.
+	RoutedSubject = "webhookd.routed"
 )
 
 // OrderedPartition returns the partition of key's jobs for subscription
