@@ -37,6 +37,10 @@ const (
 	// nothing before the replica releases it (unpins itself), so that
 	// the partitions spread over the replicas pulling them.
 	idleRelease = 5 * time.Second
+	// shareCheck is how often a replica compares the partitions it owns
+	// with its share, and how often a replica at its share looks whether
+	// it may pull another partition.
+	shareCheck = time.Second
 )
 
 // ordered owns the partitions of ORDERED that this replica is the pinned
@@ -140,7 +144,74 @@ func (o *ordered) run(ctx, work context.Context) {
 		go func() { defer o.running.Done(); p.pull(ctx) }()
 		go func() { defer o.running.Done(); p.schedule(ctx, work) }()
 	}
+	o.running.Add(1)
+	go func() { defer o.running.Done(); o.balance(ctx) }()
 	o.running.Wait()
+}
+
+// share is how many partitions this replica may own: the partitions
+// divided by the replicas running (heard of through the routed log),
+// rounded up.
+func (o *ordered) share() int {
+	n := o.d.routedLog.live()
+	return (len(o.parts) + n - 1) / n
+}
+
+// owned counts the partitions this replica is pinned to.
+func (o *ordered) owned() int {
+	n := 0
+	for _, p := range o.parts {
+		if p.pinned() {
+			n++
+		}
+	}
+	return n
+}
+
+// balance hands partitions over, every shareCheck, while this replica
+// owns more than its share (it was alone when it took them, or pulled
+// several at once): those holding the fewest jobs, handed back as at a
+// graceful stop, so that replicas below their share get them. A replica
+// at its share pulls no other partition (see pull).
+func (o *ordered) balance(ctx context.Context) {
+	tick := time.NewTicker(shareCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		share := o.share()
+		type held struct {
+			p    *partition
+			jobs int
+		}
+		var owned []held
+		for _, p := range o.parts {
+			p.mu.Lock()
+			if p.pin != "" {
+				owned = append(owned, held{p, len(p.seqs)})
+			}
+			p.mu.Unlock()
+		}
+		if len(owned) <= share {
+			continue
+		}
+		slices.SortFunc(owned, func(a, b held) int { return cmp.Compare(a.jobs, b.jobs) })
+		for _, h := range owned[:len(owned)-share] {
+			h.p.log.Info().Int("held", h.jobs).Int("share", share).Msg("handing an ordered partition over: this replica owns more than its share")
+			h.p.reset("")
+			h.p.release(ctx)
+		}
+	}
+}
+
+// pinned reports whether this replica owns the partition.
+func (p *partition) pinned() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pin != ""
 }
 
 // routerFloor returns the routed floor in EVENTS: every event at or below
@@ -177,6 +248,14 @@ func (p *partition) poke() {
 func (p *partition) pull(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {
+		if !p.pinned() && p.o.owned() >= p.o.share() {
+			// At its share: leave this partition to the other replicas.
+			select {
+			case <-ctx.Done():
+			case <-time.After(shareCheck/2 + rand.N(shareCheck/2)):
+			}
+			continue
+		}
 		wait := fetchWait/2 + rand.N(fetchWait)
 		b, err := p.cons.Fetch(orderedBatch, natsjs.FetchMaxWait(wait), natsjs.FetchPriorityGroup(jetstream.OrderedGroup))
 		if err == nil {
@@ -642,6 +721,16 @@ func (d *Dispatcher) OrderedKeys(subID string, n int) client.OrderedKeys {
 	})
 	out.Longest = out.Longest[:min(n, len(out.Longest))]
 	return out
+}
+
+// OrderedPartitions returns how many partitions of ORDERED this replica
+// owns now.
+func (d *Dispatcher) OrderedPartitions() int {
+	o := d.ordered.Load()
+	if o == nil {
+		return 0
+	}
+	return o.owned()
 }
 
 // OrderedKeysWaiting returns, per subscription, how many of its keys have

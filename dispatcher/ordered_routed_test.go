@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
 
@@ -54,4 +56,41 @@ func TestOrderedNotHeldBackByAHangingUnorderedReceiver(t *testing.T) {
 	violations, _, _, _, _ := recv.report()
 	require.Empty(t, violations)
 	require.Positive(t, reached.Load(), "the hanging receiver was reached: its attempts held their events")
+}
+
+// Two replicas share the partitions under constant load: each owns at
+// least a quarter of them after a short while (at most its share, half of
+// them, once they heard of each other; without a share, the first to pull
+// keeps nearly all). Then one stops; the other takes its partitions,
+// and the order per robot holds throughout.
+func TestOrderedPartitionsSpreadOverReplicas(t *testing.T) {
+	t.Parallel()
+	a := setup(t, options{})
+	b := setup(t, options{server: a.ns})
+	recv := newOrderedReceiver(t, 5*time.Millisecond, func(string, int, string) bool { return false })
+	sub := a.orderedSub(t, recv.URL, 8)
+	waitUntil(t, 10*time.Second, func() bool { _, ok := b.subs.Get(sub.ID); return ok }, "the subscription on both replicas")
+
+	const robots = 64
+	published := 0
+	round := func() {
+		for r := range robots {
+			a.publish(t, "task.completed", fmt.Sprintf(`{"robot_id":"R%03d","n":%d}`, r, published/robots), "")
+			published++
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for min(a.disp.OrderedPartitions(), b.disp.OrderedPartitions()) < jetstream.OrderedPartitions/4 {
+		require.True(t, time.Now().Before(deadline), "each replica owns a quarter of the partitions under load (A %d, B %d)",
+			a.disp.OrderedPartitions(), b.disp.OrderedPartitions())
+		round()
+		waitUntil(t, 30*time.Second, func() bool { n := recv.answered(); return n >= published-2*robots || n < 0 }, "the receiver to keep up")
+	}
+	t.Logf("after %d events: A owns %d partitions, B %d", published, a.disp.OrderedPartitions(), b.disp.OrderedPartitions())
+	round()
+	b.stop()
+	round()
+	waitUntil(t, 60*time.Second, func() bool { n := recv.answered(); return n == published || n < 0 }, "every event answered after B left")
+	violations, _, _, _, _ := recv.report()
+	require.Empty(t, violations, "per robot, in order, across B's leaving")
 }
