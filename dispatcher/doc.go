@@ -163,7 +163,8 @@
 //
 // A subscription with an ordering key (a CEL expression, see
 // subscriptions/expr) never takes the fast path: the router evaluates the
-// key and stores every branch as a job in ORDERED, on subject
+// key and stores every branch as a job in ORDERED, before any other branch
+// of the event starts, on subject
 // ordered.<partition> (jetstream.OrderedPartition: a hash of subscription
 // and key), carrying the key and the event's EVENTS sequence. An event
 // whose key fails goes the normal path, unordered, and is counted.
@@ -178,7 +179,10 @@
 // and is tried again later. Every job held is kept in progress.
 //
 // A head starts only below the partition's horizon (partition.sync): the
-// owner reads the router's ack floor F in EVENTS, then its consumer; when
+// owner reads the routed floor F in EVENTS (routedLog: every event at or
+// below it has its ordered jobs stored, as its routers told every replica
+// on a core subject, from the router's ack floor on; an event's other
+// branches do not hold it back), then its consumer; when
 // the consumer has nothing undelivered and every job it delivered and not
 // settled is held by the owner, every unsettled job of an event at or
 // below F is in the owner's queues, so heads up to F+1 may start. "Held by
@@ -198,8 +202,10 @@
 // block its key. A replica that finds itself unpinned, or stops, hands
 // the jobs it has not started back at once; a stopping replica, and one
 // whose partition has been idle for idleRelease, also unpins itself, so
-// the partition moves without waiting for PinnedTTL, and the partitions
-// spread over the replicas in time.
+// the partition moves without waiting for PinnedTTL. A replica owns at
+// most its share of the partitions, ceil(32 / replicas heard of through
+// the routed log): at its share it pulls no other, and above it (alone
+// when it took them) it hands the excess over (ordered.balance).
 //
 // # Guarantees
 //
