@@ -168,7 +168,9 @@ func (o *ordered) owned() int {
 	return n
 }
 
-// balance hands partitions over, every shareCheck, while this replica
+// balance reads the routed floor every shareCheck, so the routed log is
+// pruned by the router's ack floor even when no head waits, and hands
+// partitions over while this replica
 // owns more than its share (it was alone when it took them, or pulled
 // several at once): those holding the fewest jobs, handed back as at a
 // graceful stop, so that replicas below their share get them. A replica
@@ -182,6 +184,11 @@ func (o *ordered) balance(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if _, err := o.routerFloor(fctx); err != nil && ctx.Err() == nil {
+			o.d.log.Debug().Err(err).Msg("reading the router's ack floor failed")
+		}
+		cancel()
 		share := o.share()
 		type held struct {
 			p    *partition

@@ -28,7 +28,7 @@ const (
 	// maxRoutedKnown bounds the routed events kept above the floor; beyond
 	// it, new ones are dropped (which only holds ordered heads back until
 	// the router's ack floor passes them).
-	maxRoutedKnown = 1 << 20
+	maxRoutedKnown = 1 << 18
 )
 
 // routedLog knows which events are routed far enough for ordered
@@ -77,8 +77,23 @@ func (l *routedLog) add(seq uint64) {
 }
 
 func (l *routedLog) noteLocked(seq uint64) {
-	if seq > l.contig && len(l.known) < maxRoutedKnown {
+	switch {
+	case seq == l.contig+1:
+		l.contig = seq
+		l.advanceLocked()
+	case seq > l.contig && len(l.known) < maxRoutedKnown:
 		l.known[seq] = struct{}{}
+	}
+}
+
+// advanceLocked moves contig over the events known routed right above it.
+func (l *routedLog) advanceLocked() {
+	for {
+		if _, ok := l.known[l.contig+1]; !ok {
+			return
+		}
+		delete(l.known, l.contig+1)
+		l.contig++
 	}
 }
 
@@ -96,13 +111,8 @@ func (l *routedLog) floor(ackFloor uint64) uint64 {
 			}
 		}
 	}
-	for {
-		if _, ok := l.known[l.contig+1]; !ok {
-			return l.contig
-		}
-		delete(l.known, l.contig+1)
-		l.contig++
-	}
+	l.advanceLocked()
+	return l.contig
 }
 
 // live returns how many replicas run: this one and those heard of within

@@ -15,6 +15,7 @@ func TestRoutedFloorStopsAtAGap(t *testing.T) {
 	require.Equal(t, uint64(0), l.floor(0))
 	l.add(1)
 	l.add(2)
+	require.Empty(t, l.known, "events right above the floor move it at once: nothing kept")
 	l.add(4) // 3 not routed yet (or its message was lost)
 	require.Equal(t, uint64(2), l.floor(0))
 	require.Equal(t, uint64(2), l.floor(1), "an older ack floor changes nothing")
