@@ -17,15 +17,15 @@ import (
 // every subscription's filter and ordering key.
 type eventVars struct {
 	ev      delivery.Event
-	decoded bool
+	decoded int // times decoded: at most once
 	vars    *expr.Vars
 	err     error // why they could not be decoded
 }
 
 // get decodes the variables the first time.
 func (v *eventVars) get() (*expr.Vars, error) {
-	if !v.decoded {
-		v.decoded = true
+	if v.decoded == 0 {
+		v.decoded++
 		v.vars, v.err = expr.NewVars(expr.Event{Type: v.ev.Type, ID: v.ev.ID, Timestamp: v.ev.Timestamp, Data: v.ev.Data})
 	}
 	return v.vars, v.err

@@ -2,9 +2,14 @@ package dispatcher
 
 import (
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/robotlab/webhookd/delivery"
+	"github.com/robotlab/webhookd/subscriptions"
+	"github.com/robotlab/webhookd/subscriptions/expr"
 )
 
 // The routed floor moves over the events known routed, from the router's
@@ -38,4 +43,20 @@ func TestDecodeRouted(t *testing.T) {
 		_, _, err := decodeRouted(bad, len(l.replica))
 		require.Error(t, err)
 	}
+}
+
+// An event's variables are decoded once for a subscription's filter and
+// its ordering key alike.
+func TestEventVarsDecodedOnceForFilterAndOrderingKey(t *testing.T) {
+	exprs, err := expr.NewCompiler()
+	require.NoError(t, err)
+	d := &Dispatcher{deps: Deps{Exprs: exprs, Observer: nopObserver{}}}
+	sub := subscriptions.Subscription{ID: "s", Filter: `data.level > 1`, OrderingKey: "data.robot_id"}
+	v := &eventVars{ev: delivery.Event{ID: "e", Type: "task.completed", Timestamp: time.Now(), Data: []byte(`{"robot_id":"R1","level":3}`)}}
+	require.Len(t, d.filtered(v, []subscriptions.Subscription{sub}, zerolog.Nop()), 1)
+	require.Equal(t, 1, v.decoded, "the filter decoded the event's shared variables")
+	key, ok := d.orderingKey(sub, v, zerolog.Nop())
+	require.True(t, ok)
+	require.Equal(t, "R1", key)
+	require.Equal(t, 1, v.decoded, "the filter and the key share one decoding")
 }
