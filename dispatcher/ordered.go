@@ -59,6 +59,11 @@ type ordered struct {
 	floorMu  sync.Mutex
 	ackFloor uint64
 	floorAt  time.Time
+
+	// waiting are the heads put off for want of a slot or of room at
+	// their endpoint, woken when an ordered attempt ends.
+	waitMu  sync.Mutex
+	waiting map[*entry]time.Time // the due each was put off to
 }
 
 // keyID is one subscription's key.
@@ -147,6 +152,37 @@ func (o *ordered) run(ctx, work context.Context) {
 	o.running.Add(1)
 	go func() { defer o.running.Done(); o.balance(ctx) }()
 	o.running.Wait()
+}
+
+// waitCapacity notes head e as put off, until due, for want of capacity.
+func (o *ordered) waitCapacity(e *entry, due time.Time) {
+	o.waitMu.Lock()
+	defer o.waitMu.Unlock()
+	if o.waiting == nil {
+		o.waiting = map[*entry]time.Time{}
+	}
+	o.waiting[e] = due
+}
+
+// freed makes the heads put off for want of capacity due now, and wakes
+// their partitions: an ordered attempt ended, so a slot is free, and maybe
+// room at its endpoint (a head whose endpoint is still full or whose
+// breaker is open is put off again). A head that started meanwhile, or
+// whose due changed since (a retry's backoff), is left alone.
+func (o *ordered) freed() {
+	o.waitMu.Lock()
+	waiting := o.waiting
+	o.waiting = nil
+	o.waitMu.Unlock()
+	for e, due := range waiting {
+		p := e.p
+		p.mu.Lock()
+		if !e.gone && !e.running && e.msg != nil && e.due.Equal(due) {
+			e.due = time.Time{}
+		}
+		p.mu.Unlock()
+		p.poke()
+	}
 }
 
 // share is how many partitions this replica may own: the partitions
@@ -589,17 +625,19 @@ func (p *partition) start(work context.Context, e *entry) {
 	select {
 	case <-p.o.slots:
 	default:
-		p.putOff(e, 0) // every slot of this replica is busy: next tick
+		// Every slot of this replica is busy: the next freed one, or tick.
+		p.o.waitCapacity(e, p.putOff(e, 0))
 		return
 	}
 	slot, wait, _ := d.deps.Endpoints.Acquire(endpointOf(sub), 0, nil)
 	if slot == nil {
 		p.o.slots.release()
 		d.deferred.Add(1)
-		p.putOff(e, wait)
+		p.o.waitCapacity(e, p.putOff(e, wait)) // woken early when an ordered attempt ends
 		return
 	}
 	if !p.launch(work, e, func(c carrier) {
+		defer p.o.freed()
 		defer p.o.slots.release()
 		settling := false
 		defer d.settleOnPanic(c, &settling, log)
@@ -636,11 +674,12 @@ func (p *partition) launch(work context.Context, e *entry, fn func(carrier)) boo
 	return true
 }
 
-// putOff makes e due after wait.
-func (p *partition) putOff(e *entry, wait time.Duration) {
+// putOff makes e due after wait, and returns when.
+func (p *partition) putOff(e *entry, wait time.Duration) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e.due = time.Now().Add(max(wait, orderedTick))
+	return e.due
 }
 
 // settledOrdered applies a settlement to head e: ack and term settle its
