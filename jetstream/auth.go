@@ -73,7 +73,7 @@ const (
 // with "no responders": a prompt refusal.
 var robotPublishDeny = []string{
 	reservedEvents, robotInboxes, "$SYS.>", "$JS.>", "$JSC.>", "$KV.>", "$O.>",
-	DeliveriesPrefix + ">", AuditPrefix + ">", InboxPrefix + ".>", ListenPrefix + ">",
+	DeliveriesPrefix + ">", AuditPrefix + ">", InboxPrefix + ".>", "webhookd.>", // listen, routed, history
 }
 
 // robotPermissions lets a robot publish events, except webhookd's own, and
