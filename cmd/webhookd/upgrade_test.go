@@ -190,10 +190,12 @@ func TestRollingUpgradeFromThePreviousRelease(t *testing.T) {
 		time.Sleep(500 * time.Millisecond) // pacing: the recorders read the indexers' formats every 5 s
 	}
 	publish("after", 20)
-	total := 0
+	// The 20 arrive first; then both indexes hold them and every ping.
+	// (Waiting on the counts alone could end before the first "after"
+	// event arrived, while the counts still agreed on the 60 before.)
+	waitFor(t, func() bool { return rcv.count() == 80 })
 	waitFor(t, func() bool {
-		total = rcv.count()
-		return succeededCount(t, nw, sub.ID) == total+pings && succeededCount(t, nw2, sub.ID) == total+pings
+		return succeededCount(t, nw, sub.ID) == 80+pings && succeededCount(t, nw2, sub.ID) == 80+pings
 	})
-	require.Equal(t, 80, total)
+	require.Equal(t, 80, rcv.count(), "each event once")
 }
