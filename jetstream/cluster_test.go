@@ -79,7 +79,7 @@ func TestMigrationAndPurgeOnAClusterWithThreeCopies(t *testing.T) {
 	c := jstest.Cluster(t, 3)
 	_, js := c.Connect(t)
 	_, js2 := c.Connect(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	p := provisioning()
 	p.Replicas = 3

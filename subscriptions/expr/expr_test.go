@@ -164,7 +164,10 @@ func TestPathologicalExpressionsAreBounded(t *testing.T) {
 	p, err := c.Compile(expr.Filter, nested)
 	require.NoError(t, err)
 	_, err = p.Match(vars(t, `{}`))
-	require.ErrorContains(t, err, "cost limit")
+	// 100,000 steps: the cost limit stops them, or the 50 ms deadline
+	// first when the machine is slow (the race detector, a loaded CI).
+	require.Error(t, err)
+	require.Regexp(t, "cost limit|evaluation took over", err.Error())
 
 	// Exponential growth of a string through the data it reads.
 	p, err = c.Compile(expr.Filter, `data.xs.map(x, data.s + data.s + data.s + data.s).map(y, y + y + y + y).size() > 0`)
