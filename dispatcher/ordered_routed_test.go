@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/robotlab/webhookd/internal/daemontest"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/subscriptions"
 )
@@ -45,15 +46,15 @@ func TestOrderedNotHeldBackByAHangingUnorderedReceiver(t *testing.T) {
 		URL: hangURL, Events: []string{"task.completed"}, Timeout: 30 * time.Second, MaxInFlight: 2,
 	})
 	require.NoError(t, err)
-	recv := newOrderedReceiver(t, 0, func(string, int, string) bool { return false })
+	recv := daemontest.NewOrderedReceiver(t, 0, func(string, int, string) bool { return false })
 	b.orderedSub(t, recv.URL, 8)
 
 	const robots, perRobot = 5, 10
 	b.publishRobots(t, robots, perRobot)
 	// Liveness only: well under the hanging attempts' 30 s.
-	waitUntil(t, 15*time.Second, func() bool { n := recv.answered(); return n == robots*perRobot || n < 0 },
+	waitUntil(t, 15*time.Second, func() bool { n := recv.Answered(); return n == robots*perRobot || n < 0 },
 		"every ordered event while the unordered receiver hangs")
-	violations, _, _, _, _ := recv.report()
+	violations, _, _, _, _ := recv.Report()
 	require.Empty(t, violations)
 	require.Positive(t, reached.Load(), "the hanging receiver was reached: its attempts held their events")
 }
@@ -67,7 +68,7 @@ func TestOrderedPartitionsSpreadOverReplicas(t *testing.T) {
 	t.Parallel()
 	a := setup(t, options{})
 	b := setup(t, options{server: a.ns})
-	recv := newOrderedReceiver(t, 5*time.Millisecond, func(string, int, string) bool { return false })
+	recv := daemontest.NewOrderedReceiver(t, 5*time.Millisecond, func(string, int, string) bool { return false })
 	sub := a.orderedSub(t, recv.URL, 8)
 	waitUntil(t, 10*time.Second, func() bool { _, ok := b.subs.Get(sub.ID); return ok }, "the subscription on both replicas")
 
@@ -84,13 +85,13 @@ func TestOrderedPartitionsSpreadOverReplicas(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "each replica owns a quarter of the partitions under load (A %d, B %d)",
 			a.disp.OrderedPartitions(), b.disp.OrderedPartitions())
 		round()
-		waitUntil(t, 30*time.Second, func() bool { n := recv.answered(); return n >= published-2*robots || n < 0 }, "the receiver to keep up")
+		waitUntil(t, 30*time.Second, func() bool { n := recv.Answered(); return n >= published-2*robots || n < 0 }, "the receiver to keep up")
 	}
 	t.Logf("after %d events: A owns %d partitions, B %d", published, a.disp.OrderedPartitions(), b.disp.OrderedPartitions())
 	round()
 	b.stop()
 	round()
-	waitUntil(t, 60*time.Second, func() bool { n := recv.answered(); return n == published || n < 0 }, "every event answered after B left")
-	violations, _, _, _, _ := recv.report()
+	waitUntil(t, 60*time.Second, func() bool { n := recv.Answered(); return n == published || n < 0 }, "every event answered after B left")
+	violations, _, _, _, _ := recv.Report()
 	require.Empty(t, violations, "per robot, in order, across B's leaving")
 }

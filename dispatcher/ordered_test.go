@@ -2,14 +2,10 @@ package dispatcher_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,105 +14,11 @@ import (
 
 	"github.com/robotlab/webhookd/delivery"
 	"github.com/robotlab/webhookd/dispatcher"
+	"github.com/robotlab/webhookd/internal/daemontest"
 	"github.com/robotlab/webhookd/jetstream"
 	"github.com/robotlab/webhookd/jetstream/jstest"
 	"github.com/robotlab/webhookd/subscriptions"
 )
-
-// orderedReceiver is a real HTTP receiver that checks, per robot, the
-// promise of an ordering key: it sees event n+1 only after it answered
-// event n with a 2xx, and never two of one robot's events at once. It
-// answers after delay and fails the first attempt of the events fail
-// picks.
-type orderedReceiver struct {
-	*httptest.Server
-	delay time.Duration
-	fail  func(robot string, n int, attempt string) bool
-
-	mu         sync.Mutex
-	done       map[string]int  // robot → events answered 2xx (in order: 0..done-1)
-	inFlight   map[string]bool // robot → a request of its is being answered
-	concurrent int             // robots in flight now
-	maxRobots  int             // most robots in flight at once
-	violations []string
-	requests   int
-	duplicates int // a request for an event already answered 2xx (a crash's duplicate)
-	failed     int
-}
-
-func newOrderedReceiver(t testing.TB, delay time.Duration, fail func(robot string, n int, attempt string) bool) *orderedReceiver {
-	t.Helper()
-	r := &orderedReceiver{delay: delay, fail: fail, done: map[string]int{}, inFlight: map[string]bool{}}
-	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *orderedReceiver) serve(w http.ResponseWriter, req *http.Request) {
-	body, _ := io.ReadAll(req.Body)
-	var ev struct {
-		Data struct {
-			Robot string `json:"robot_id"`
-			N     int    `json:"n"`
-		} `json:"data"`
-	}
-	_ = json.Unmarshal(body, &ev)
-	robot, n := ev.Data.Robot, ev.Data.N
-	r.mu.Lock()
-	r.requests++
-	switch {
-	case r.inFlight[robot]:
-		r.violations = append(r.violations, fmt.Sprintf("robot %s: event %d while another of its events was in flight", robot, n))
-	case n < r.done[robot]:
-		r.duplicates++ // already answered 2xx: a duplicate, not an overtake
-	case n > r.done[robot]:
-		r.violations = append(r.violations, fmt.Sprintf("robot %s: event %d before event %d was answered 2xx", robot, n, r.done[robot]))
-	}
-	r.inFlight[robot] = true
-	r.concurrent++
-	r.maxRobots = max(r.maxRobots, r.concurrent)
-	r.mu.Unlock()
-
-	time.Sleep(r.delay) // a slow receiver: this is the request being answered
-	ok := !r.fail(robot, n, req.Header.Get("X-Webhook-Attempt"))
-
-	r.mu.Lock()
-	r.inFlight[robot] = false
-	r.concurrent--
-	if ok && n == r.done[robot] {
-		r.done[robot]++
-	}
-	if !ok {
-		r.failed++
-	}
-	r.mu.Unlock()
-	if ok {
-		w.WriteHeader(http.StatusNoContent)
-	} else {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-}
-
-// answered returns how many events were answered 2xx across robots, or
-// -1 once the order was broken (a test waiting for a count stops then).
-func (r *orderedReceiver) answered() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.violations) > 0 {
-		return -1
-	}
-	n := 0
-	for _, d := range r.done {
-		n += d
-	}
-	return n
-}
-
-func (r *orderedReceiver) report() (violations []string, maxRobots, requests, duplicates, failed int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.violations...), r.maxRobots, r.requests, r.duplicates, r.failed
-}
 
 // orderedSub creates a subscription to task.completed ordered by robot.
 func (b *bundle) orderedSub(t testing.TB, url string, maxInFlight int) subscriptions.Subscription {
@@ -148,14 +50,14 @@ func failEveryThird(robot string, n int, attempt string) bool {
 func TestOrderedDeliveriesKeepEachRobotsOrderThroughRetries(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{policy: delivery.Schedule(50*time.Millisecond, 100*time.Millisecond, 150*time.Millisecond)})
-	recv := newOrderedReceiver(t, 5*time.Millisecond, failEveryThird)
+	recv := daemontest.NewOrderedReceiver(t, 5*time.Millisecond, failEveryThird)
 	b.orderedSub(t, recv.URL, 8)
 
 	const robots, perRobot = 20, 15
 	b.publishRobots(t, robots, perRobot)
-	waitUntil(t, 60*time.Second, func() bool { n := recv.answered(); return n == robots*perRobot || n < 0 }, "every event answered 2xx")
+	waitUntil(t, 60*time.Second, func() bool { n := recv.Answered(); return n == robots*perRobot || n < 0 }, "every event answered 2xx")
 
-	violations, maxRobots, requests, duplicates, failed := recv.report()
+	violations, maxRobots, requests, duplicates, failed := recv.Report()
 	t.Logf("%d requests, %d failed on purpose, %d duplicates, at most %d robots in flight at once", requests, failed, duplicates, maxRobots)
 	require.Empty(t, violations, "per robot, each event only after the one before was answered 2xx")
 	require.Greater(t, failed, robots, "the receiver failed a share of the requests, so retries were in the way")
@@ -169,20 +71,16 @@ func TestOrderedRetryWaitsForItsKeyOnly(t *testing.T) {
 	t.Parallel()
 	const retry = 3 * time.Second
 	b := setup(t, options{policy: delivery.Schedule(retry)})
-	recv := newOrderedReceiver(t, 0, func(robot string, n int, attempt string) bool {
+	recv := daemontest.NewOrderedReceiver(t, 0, func(robot string, n int, attempt string) bool {
 		return robot == "R000" && n == 0 && attempt == "1"
 	})
 	sub := b.orderedSub(t, recv.URL, 8)
 	start := time.Now()
 	b.publishRobots(t, 5, 10)
 	waitUntil(t, 20*time.Second, func() bool {
-		recv.mu.Lock()
-		defer recv.mu.Unlock()
-		return recv.done["R001"] == 10 && recv.done["R002"] == 10 && recv.done["R003"] == 10 && recv.done["R004"] == 10
+		return recv.AnsweredBy("R001") == 10 && recv.AnsweredBy("R002") == 10 && recv.AnsweredBy("R003") == 10 && recv.AnsweredBy("R004") == 10
 	}, "the other robots' events")
-	recv.mu.Lock()
-	stuck := recv.done["R000"]
-	recv.mu.Unlock()
+	stuck := recv.AnsweredBy("R000")
 	require.Less(t, time.Since(start), retry, "the other keys went on while R000 waited for its retry")
 	require.Zero(t, stuck, "R000's later events wait for its head's retry")
 	// What an operator sees of the stuck key (subscriptions get, metrics),
@@ -195,8 +93,8 @@ func TestOrderedRetryWaitsForItsKeyOnly(t *testing.T) {
 	require.Equal(t, 10, keys.Longest[0].Deliveries)
 	require.Equal(t, 2, keys.Longest[0].HeadAttempt, "its head waits for attempt 2")
 	require.Equal(t, map[string]int{sub.ID: 1}, b.disp.OrderedKeysWaiting())
-	waitUntil(t, 20*time.Second, func() bool { n := recv.answered(); return n == 50 || n < 0 }, "R000's events after its retry")
-	violations, _, _, _, _ := recv.report()
+	waitUntil(t, 20*time.Second, func() bool { n := recv.Answered(); return n == 50 || n < 0 }, "R000's events after its retry")
+	violations, _, _, _, _ := recv.Report()
 	require.Empty(t, violations)
 }
 
@@ -208,7 +106,7 @@ func TestOrderedRetryWaitsForItsKeyOnly(t *testing.T) {
 func TestOrderedJobWaitsForEarlierEventsToBeRouted(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{})
-	recv := newOrderedReceiver(t, 0, func(string, int, string) bool { return false })
+	recv := daemontest.NewOrderedReceiver(t, 0, func(string, int, string) bool { return false })
 	sub := b.orderedSub(t, recv.URL, 8)
 
 	// The job of EVENTS sequence 2, robot K's event 1, stored ahead of
@@ -228,8 +126,8 @@ func TestOrderedJobWaitsForEarlierEventsToBeRouted(t *testing.T) {
 	}, "the owner to hold the early job")
 
 	b.publish(t, "task.completed", `{"robot_id":"K","n":0}`, "")
-	waitUntil(t, 10*time.Second, func() bool { n := recv.answered(); return n == 2 || n < 0 }, "both events")
-	violations, _, _, _, _ := recv.report()
+	waitUntil(t, 10*time.Second, func() bool { n := recv.Answered(); return n == 2 || n < 0 }, "both events")
+	violations, _, _, _, _ := recv.Report()
 	require.Empty(t, violations, "event 0 before event 1, though event 1's job was stored first")
 }
 
@@ -255,7 +153,7 @@ func TestOrderedTakeoverAfterAReplicaDies(t *testing.T) {
 	var madeA, madeB atomic.Int64
 	a := setup(t, options{policy: policy, attempter: func(at dispatcher.Attempter) dispatcher.Attempter { return countAttempts{at, &madeA} }})
 	b := setup(t, options{policy: policy, server: a.ns, attempter: func(at dispatcher.Attempter) dispatcher.Attempter { return countAttempts{at, &madeB} }})
-	recv := newOrderedReceiver(t, 10*time.Millisecond, failEveryThird)
+	recv := daemontest.NewOrderedReceiver(t, 10*time.Millisecond, failEveryThird)
 	sub := a.orderedSub(t, recv.URL, 8)
 	waitUntil(t, 10*time.Second, func() bool { _, ok := b.subs.Get(sub.ID); return ok }, "the subscription on both replicas")
 
@@ -263,7 +161,7 @@ func TestOrderedTakeoverAfterAReplicaDies(t *testing.T) {
 	began := time.Now()
 	a.publishRobots(t, robots, perRobot)
 	published := time.Since(began)
-	waitUntil(t, 60*time.Second, func() bool { n := recv.answered(); return n >= robots*perRobot/3 || n < 0 }, "a third answered")
+	waitUntil(t, 60*time.Second, func() bool { n := recv.Answered(); return n >= robots*perRobot/3 || n < 0 }, "a third answered")
 	t.Logf("published in %s, a third answered after %s", published, time.Since(began))
 	// The victim is the replica that made more attempts: it owns
 	// partitions (maybe all of them) with jobs queued.
@@ -276,9 +174,9 @@ func TestOrderedTakeoverAfterAReplicaDies(t *testing.T) {
 	victim.crash()
 	crashed := time.Now()
 	madeBefore := map[*bundle]int64{a: madeA.Load(), b: madeB.Load()}
-	waitUntil(t, 90*time.Second, func() bool { n := recv.answered(); return n == robots*perRobot || n < 0 }, "every event answered 2xx")
+	waitUntil(t, 90*time.Second, func() bool { n := recv.Answered(); return n == robots*perRobot || n < 0 }, "every event answered 2xx")
 
-	violations, maxRobots, requests, duplicates, failed := recv.report()
+	violations, maxRobots, requests, duplicates, failed := recv.Report()
 	t.Logf("takeover: %d requests, %d failed on purpose, %d duplicates (of a head after the crash), at most %d robots in flight; all answered %s after the crash",
 		requests, failed, duplicates, maxRobots, time.Since(crashed).Round(time.Millisecond))
 	require.Empty(t, violations, "per robot, each event only after the one before was answered 2xx, across the crash")
@@ -314,7 +212,7 @@ func TestOrderedThroughput(t *testing.T) {
 	const keys, perKey, delay, inFlight = 100, 10, 20 * time.Millisecond, 64
 	run := func(ordered bool) time.Duration {
 		b := setup(t, options{workers: inFlight})
-		recv := newOrderedReceiver(t, delay, func(string, int, string) bool { return false })
+		recv := daemontest.NewOrderedReceiver(t, delay, func(string, int, string) bool { return false })
 		in := subscriptions.Subscription{URL: recv.URL, Events: []string{"task.completed"}, MaxInFlight: inFlight}
 		if ordered {
 			in.OrderingKey = "data.robot_id"
@@ -325,9 +223,7 @@ func TestOrderedThroughput(t *testing.T) {
 		b.publishRobots(t, keys, perKey)
 		var total int
 		waitUntil(t, 120*time.Second, func() bool {
-			recv.mu.Lock()
-			defer recv.mu.Unlock()
-			total = recv.requests
+			_, _, total, _, _ = recv.Report()
 			return total >= keys*perKey
 		}, "every event")
 		return time.Since(start)
@@ -344,7 +240,7 @@ func TestOrderedThroughput(t *testing.T) {
 func TestOrderedPauseHoldsKeysAndResumeContinuesInOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{})
-	recv := newOrderedReceiver(t, 0, func(string, int, string) bool { return false })
+	recv := daemontest.NewOrderedReceiver(t, 0, func(string, int, string) bool { return false })
 	sub := b.orderedSub(t, recv.URL, 8)
 	ctx := context.Background()
 	_, err := b.subs.Update(ctx, sub.ID, func(s *subscriptions.Subscription) error { s.Active = false; return nil })
@@ -364,15 +260,14 @@ func TestOrderedPauseHoldsKeysAndResumeContinuesInOrder(t *testing.T) {
 		}
 		return true
 	}, "every key held with all its deliveries")
-	recv.mu.Lock()
-	require.Zero(t, recv.requests, "nothing sent while paused")
-	recv.mu.Unlock()
+	_, _, requests, _, _ := recv.Report()
+	require.Zero(t, requests, "nothing sent while paused")
 	require.Zero(t, b.disp.Stats().Held, "held in the key queues, not recorded as paused")
 
 	_, err = b.subs.Update(ctx, sub.ID, func(s *subscriptions.Subscription) error { s.Resume(); return nil })
 	require.NoError(t, err)
-	waitUntil(t, 20*time.Second, func() bool { n := recv.answered(); return n == robots*perRobot || n < 0 }, "every event after the resume")
-	violations, _, _, duplicates, _ := recv.report()
+	waitUntil(t, 20*time.Second, func() bool { n := recv.Answered(); return n == robots*perRobot || n < 0 }, "every event after the resume")
+	violations, _, _, duplicates, _ := recv.Report()
 	require.Empty(t, violations)
 	require.Zero(t, duplicates)
 }
@@ -385,22 +280,22 @@ func TestOrderedGracefulStopHandsPartitionsOver(t *testing.T) {
 	var madeA, madeB atomic.Int64
 	a := setup(t, options{attempter: func(at dispatcher.Attempter) dispatcher.Attempter { return countAttempts{at, &madeA} }})
 	b := setup(t, options{server: a.ns, attempter: func(at dispatcher.Attempter) dispatcher.Attempter { return countAttempts{at, &madeB} }})
-	recv := newOrderedReceiver(t, 10*time.Millisecond, func(string, int, string) bool { return false })
+	recv := daemontest.NewOrderedReceiver(t, 10*time.Millisecond, func(string, int, string) bool { return false })
 	sub := a.orderedSub(t, recv.URL, 4)
 	waitUntil(t, 10*time.Second, func() bool { _, ok := b.subs.Get(sub.ID); return ok }, "the subscription on both replicas")
 	const robots, perRobot = 20, 10
 	a.publishRobots(t, robots, perRobot)
-	waitUntil(t, 30*time.Second, func() bool { n := recv.answered(); return n >= robots*perRobot/4 || n < 0 }, "a quarter answered")
+	waitUntil(t, 30*time.Second, func() bool { n := recv.Answered(); return n >= robots*perRobot/4 || n < 0 }, "a quarter answered")
 	owner := a
 	if madeB.Load() > madeA.Load() {
 		owner = b
 	}
 	stopped := time.Now()
 	owner.stop()
-	waitUntil(t, 30*time.Second, func() bool { n := recv.answered(); return n == robots*perRobot || n < 0 }, "every event")
+	waitUntil(t, 30*time.Second, func() bool { n := recv.Answered(); return n == robots*perRobot || n < 0 }, "every event")
 	took := time.Since(stopped)
 	t.Logf("graceful stop: the rest answered %s after the owner stopped", took.Round(time.Millisecond))
-	violations, _, _, _, _ := recv.report()
+	violations, _, _, _, _ := recv.Report()
 	require.Empty(t, violations)
 	require.Less(t, took, jstest.Provisioning().AckWait, "no AckWait and no pinned TTL waited for")
 }
@@ -460,7 +355,7 @@ func TestOrderedFailedForGoodMovesOnAndRedeliveryIsUnordered(t *testing.T) {
 func TestOrderedKeysWithLineBreaksOrLongValues(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{})
-	recv := newOrderedReceiver(t, 0, func(string, int, string) bool { return false })
+	recv := daemontest.NewOrderedReceiver(t, 0, func(string, int, string) bool { return false })
 	sub := b.orderedSub(t, recv.URL, 8)
 	ctx := context.Background()
 	_, err := b.subs.Update(ctx, sub.ID, func(s *subscriptions.Subscription) error { s.Active = false; return nil })
@@ -487,8 +382,8 @@ func TestOrderedKeysWithLineBreaksOrLongValues(t *testing.T) {
 
 	_, err = b.subs.Update(ctx, sub.ID, func(s *subscriptions.Subscription) error { s.Resume(); return nil })
 	require.NoError(t, err)
-	waitUntil(t, 10*time.Second, func() bool { n := recv.answered(); return n == 9 || n < 0 }, "every event")
-	violations, _, _, _, _ := recv.report()
+	waitUntil(t, 10*time.Second, func() bool { n := recv.Answered(); return n == 9 || n < 0 }, "every event")
+	violations, _, _, _, _ := recv.Report()
 	require.Empty(t, violations)
 	require.Zero(t, b.disp.Stats().KeyErrors)
 }

@@ -126,6 +126,16 @@ func tryStart(t *testing.T, extra ...string) (*daemon, error) {
 // call sends one API request and decodes the JSON answer into out (if any).
 func (d *daemon) call(t *testing.T, method, path, token, body string, out any) int {
 	t.Helper()
+	status, raw := d.raw(t, method, path, token, body)
+	if out != nil && len(raw) > 0 {
+		require.NoError(t, json.Unmarshal([]byte(raw), out), raw)
+	}
+	return status
+}
+
+// raw sends one API request and returns the status and the body.
+func (d *daemon) raw(t *testing.T, method, path, token, body string) (int, string) {
+	t.Helper()
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
@@ -138,12 +148,9 @@ func (d *daemon) call(t *testing.T, method, path, token, body string, out any) i
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	if out != nil && len(raw) > 0 {
-		require.NoError(t, json.Unmarshal(raw, out), string(raw))
-	}
-	return resp.StatusCode
+	return resp.StatusCode, string(b)
 }
 
 func TestRunHelpExitsCleanly(t *testing.T) {

@@ -2,12 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,92 +14,13 @@ import (
 	"github.com/robotlab/webhookd/jetstream/jstest"
 )
 
-// robotOrder is a real receiver that checks the promise of an ordering key
-// per robot: event n+1 arrives only after event n was answered 2xx, and
-// never two of one robot's events at once. It answers after delay, and
-// fails the first attempt of every third event of each robot.
-type robotOrder struct {
-	srv   *httptest.Server
-	delay time.Duration
-
-	mu                  sync.Mutex
-	done                map[string]int
-	inFlight            map[string]bool
-	now, most           int // robots in flight now, and at most
-	violations          []string
-	requests, dups, bad int
-}
-
-func newRobotOrder(t *testing.T, delay time.Duration) *robotOrder {
-	t.Helper()
-	r := &robotOrder{delay: delay, done: map[string]int{}, inFlight: map[string]bool{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		var ev struct {
-			Data struct {
-				Robot string `json:"robot_id"`
-				N     int    `json:"n"`
-			} `json:"data"`
-		}
-		_ = json.Unmarshal(body, &ev)
-		robot, n := ev.Data.Robot, ev.Data.N
-		r.mu.Lock()
-		r.requests++
-		switch {
-		case r.inFlight[robot]:
-			r.violations = append(r.violations, fmt.Sprintf("robot %s: event %d while another of its events was in flight", robot, n))
-		case n < r.done[robot]:
-			r.dups++
-		case n > r.done[robot]:
-			r.violations = append(r.violations, fmt.Sprintf("robot %s: event %d before event %d was answered 2xx", robot, n, r.done[robot]))
-		}
-		r.inFlight[robot] = true
-		r.now++
-		r.most = max(r.most, r.now)
-		r.mu.Unlock()
-		time.Sleep(r.delay) // a slow receiver: the request is being answered
-		ok := n%3 != 1 || req.Header.Get("X-Webhook-Attempt") != "1"
-		r.mu.Lock()
-		r.inFlight[robot] = false
-		r.now--
-		if ok && n == r.done[robot] {
-			r.done[robot]++
-		}
-		if !ok {
-			r.bad++
-		}
-		r.mu.Unlock()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-// answered is how many events were answered 2xx, or -1 once the order broke.
-func (r *robotOrder) answered() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.violations) > 0 {
-		return -1
-	}
-	n := 0
-	for _, d := range r.done {
-		n += d
-	}
-	return n
-}
-
 // waitAnswered waits until at least n events were answered 2xx (or the
 // order broke).
-func (r *robotOrder) waitAnswered(t *testing.T, n int, timeout time.Duration) {
+func waitAnswered(t *testing.T, r *daemontest.OrderedReceiver, n int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		got := r.answered()
+		got := r.Answered()
 		if got >= n || got < 0 {
 			return
 		}
@@ -152,9 +68,10 @@ func TestOrderedDeliveryAcrossReplicasAndSIGKILL(t *testing.T) {
 	a := daemontest.Start(t, bin, args...)
 	b := daemontest.Start(t, bin, args...)
 	ctx := context.Background()
-	rcv := newRobotOrder(t, 20*time.Millisecond)
+	// Fails the first attempt of every third event of each robot.
+	rcv := daemontest.NewOrderedReceiver(t, 20*time.Millisecond, func(_ string, n int, attempt string) bool { return n%3 == 1 && attempt == "1" })
 	sub, err := a.Client(t).CreateSubscription(ctx, client.SubscriptionInput{
-		URL: rcv.srv.URL, Events: []string{"task.completed"}, OrderingKey: "data.robot_id", MaxInFlight: 8,
+		URL: rcv.URL, Events: []string{"task.completed"}, OrderingKey: "data.robot_id", MaxInFlight: 8,
 	})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -165,7 +82,7 @@ func TestOrderedDeliveryAcrossReplicasAndSIGKILL(t *testing.T) {
 	const robots, perRobot = 40, 25
 	began := time.Now()
 	publishRobots(t, ns.ClientURL(), robots, perRobot)
-	rcv.waitAnswered(t, robots*perRobot/3, 60*time.Second)
+	waitAnswered(t, rcv, robots*perRobot/3, 60*time.Second)
 
 	// The victim: the replica with more keys waiting (subscriptions get
 	// shows the keys each replica owns).
@@ -183,13 +100,11 @@ func TestOrderedDeliveryAcrossReplicasAndSIGKILL(t *testing.T) {
 	victim.Kill(t)
 	killed := time.Now()
 	t.Logf("keys waiting before the kill: A %d, B %d; killed %s with SIGKILL %s into the run, %d events answered",
-		wa, wb, map[bool]string{true: "A", false: "B"}[victim == a], killed.Sub(began).Round(time.Millisecond), rcv.answered())
+		wa, wb, map[bool]string{true: "A", false: "B"}[victim == a], killed.Sub(began).Round(time.Millisecond), rcv.Answered())
 	require.Positive(t, max(wa, wb), "the victim owned keys with deliveries waiting")
 
-	rcv.waitAnswered(t, robots*perRobot, 120*time.Second)
-	rcv.mu.Lock()
-	violations, most, requests, dups, bad := rcv.violations, rcv.most, rcv.requests, rcv.dups, rcv.bad
-	rcv.mu.Unlock()
+	waitAnswered(t, rcv, robots*perRobot, 120*time.Second)
+	violations, most, requests, dups, bad := rcv.Report()
 	t.Logf("ordered through SIGKILL: %d events, %d requests (%d failed on purpose), %d duplicates of a head, at most %d robots in flight; all answered %s after the kill",
 		robots*perRobot, requests, bad, dups, most, time.Since(killed).Round(time.Millisecond))
 	require.Empty(t, violations, "per robot, each event only after the one before was answered 2xx")

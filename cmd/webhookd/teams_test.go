@@ -19,26 +19,6 @@ import (
 	"github.com/robotlab/webhookd/jetstream/jstest"
 )
 
-// raw sends one API request and returns the status and the body.
-func (d *daemon) raw(t *testing.T, method, path, token, body string) (int, string) {
-	t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, d.api+path, r)
-	require.NoError(t, err)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
-}
-
 // team is one team's token and what it created.
 type team struct {
 	name, token string
