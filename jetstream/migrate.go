@@ -73,7 +73,7 @@ func migrateEvents(ctx context.Context, js natsjs.JetStream, sc natsjs.StreamCon
 			return cur, nil // nothing to migrate
 		}
 		unlock, err := lock(ctx, js, lockEventsMigration, sc.Replicas)
-		if errors.Is(err, errLockHeld) || errors.Is(err, errLockUnanswered) {
+		if errors.Is(err, errLockHeld) {
 			select { // another replica migrates; look again shortly
 			case <-time.After(time.Second):
 				continue
@@ -258,14 +258,6 @@ func copyStream(ctx context.Context, js natsjs.JetStream, from, to natsjs.Stream
 // errLockHeld says another holder has the lock.
 var errLockHeld = errors.New("lock held by another replica")
 
-// errLockUnanswered says a request of lock got no answer within
-// lockCallTimeout: a busy or electing cluster may drop one, and the caller
-// asks again rather than wait on it until its own deadline.
-var errLockUnanswered = errors.New("lock request unanswered")
-
-// lockCallTimeout bounds each request lock makes.
-const lockCallTimeout = 10 * time.Second
-
 // heldLock is a lock taken by lock: ctx is cancelled when the lock is lost.
 type heldLock struct {
 	ctx     context.Context
@@ -277,27 +269,27 @@ type heldLock struct {
 // renews it every lockTTL/3; a holder that dies leaves it to expire after
 // lockTTL. It returns errLockHeld when the key exists.
 func lock(ctx context.Context, js natsjs.JetStream, name string, replicas int) (heldLock, error) {
-	cctx, ccancel := context.WithTimeout(ctx, lockCallTimeout)
-	defer ccancel()
-	unanswered := func(err error) bool { return errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil }
-	kv, err := js.CreateOrUpdateKeyValue(cctx, natsjs.KeyValueConfig{
-		Bucket: bucketLocks, Description: "short-lived locks of webhookd replicas",
-		History: 1, TTL: lockTTL, Storage: natsjs.FileStorage, Replicas: max(replicas, 1),
+	var kv natsjs.KeyValue
+	err := answered(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{
+			Bucket: bucketLocks, Description: "short-lived locks of webhookd replicas",
+			History: 1, TTL: lockTTL, Storage: natsjs.FileStorage, Replicas: max(replicas, 1),
+		})
+		return err
 	})
-	if unanswered(err) {
-		return heldLock{}, errLockUnanswered
-	}
 	if err != nil {
 		return heldLock{}, fmt.Errorf("jetstream: lock bucket %s%s: %w", bucketLocks, replicasHint(replicas), err)
 	}
 	holder := uuid.NewString()
-	rev, err := kv.Create(cctx, name, []byte(holder))
+	var rev uint64
+	err = answered(ctx, func(ctx context.Context) (err error) {
+		rev, err = kv.Create(ctx, name, []byte(holder))
+		return err
+	})
+	// Asked again after a lost reply, a lock taken by the first request is
+	// held (by this holder, which lets it expire) until lockTTL.
 	if errors.Is(err, natsjs.ErrKeyExists) {
 		return heldLock{}, errLockHeld
-	}
-	if unanswered(err) {
-		// Perhaps taken after all: then it is held until it expires.
-		return heldLock{}, errLockUnanswered
 	}
 	if err != nil {
 		return heldLock{}, fmt.Errorf("jetstream: take lock %s: %w", name, err)

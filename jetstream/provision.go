@@ -154,12 +154,12 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 		if have != nil && sameStream(*have, sc) {
 			continue // an update would wait on a stream still being scaled
 		}
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := answered(ctx, func(ctx context.Context) error { _, err := js.CreateOrUpdateStream(ctx, sc); return err }); err != nil {
 			return fmt.Errorf("jetstream: provision stream %s%s: %w", sc.Name, replicasHint(sc.Replicas), err)
 		}
 	}
 	for stream, cc := range consumers {
-		if _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); err != nil {
+		if err := answered(ctx, func(ctx context.Context) error { _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); return err }); err != nil {
 			return fmt.Errorf("jetstream: provision consumer %s/%s: %w", stream, cc.Durable, err)
 		}
 	}
@@ -169,7 +169,10 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 	g.SetLimit(8)
 	for _, cc := range p.OrderedConsumers() {
 		g.Go(func() error {
-			if _, err := js.CreateOrUpdateConsumer(ctx, StreamOrdered, cc); err != nil {
+			if err := answered(ctx, func(ctx context.Context) error {
+				_, err := js.CreateOrUpdateConsumer(ctx, StreamOrdered, cc)
+				return err
+			}); err != nil {
 				return fmt.Errorf("jetstream: provision consumer %s/%s: %w", StreamOrdered, cc.Durable, err)
 			}
 			return nil
@@ -196,7 +199,7 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 			History: 1, Storage: natsjs.FileStorage, Replicas: max(p.Replicas, 1),
 		},
 	} {
-		if err := provisionBucket(ctx, js, kc); err != nil {
+		if err := answered(ctx, func(ctx context.Context) error { return provisionBucket(ctx, js, kc) }); err != nil {
 			return err
 		}
 	}
@@ -205,6 +208,24 @@ func Provision(ctx context.Context, js natsjs.JetStream, p Provisioning) error {
 
 // provisionBucket creates or updates the KV bucket kc, unless it exists as
 // wanted: an update would wait on a bucket still being scaled.
+// requestTimeout bounds one JetStream API request of Provision.
+const requestTimeout = 10 * time.Second
+
+// answered runs the idempotent request f within requestTimeout, and again
+// while ctx lasts if no answer came: a cluster that is electing a leader,
+// or too busy, may drop a request's reply, and one lost reply must not
+// hold a replica's start until its deadline.
+func answered(ctx context.Context, f func(context.Context) error) error {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		err := f(rctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
 func provisionBucket(ctx context.Context, js natsjs.JetStream, kc natsjs.KeyValueConfig) error {
 	if str, err := js.Stream(ctx, "KV_"+kc.Bucket); err == nil {
 		have := str.CachedInfo().Config
